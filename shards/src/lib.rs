@@ -1,0 +1,18 @@
+//! The shard runtime of allman.
+//!
+//! Each shard owns a slice of the agents (chosen by [`routing::owner_of`]) together with
+//! their inboxes. Nothing else reads or writes that state: other shards ask the owner over
+//! bounded glommio channels (see [`runtime`]) and the owner answers. This crate knows
+//! nothing of HTTP or JSON; it speaks [`Request`] and [`Reply`].
+
+pub mod envelope;
+pub mod protocol;
+pub mod routing;
+pub mod runtime;
+pub mod state;
+
+pub use envelope::{Envelope, SharedEnvelope};
+pub use protocol::{AgentProfile, Delivery, RegisterMode, Registration, Reply, Request};
+pub use routing::owner_of;
+pub use runtime::{CallError, MeshPair, Shard, ShardStats, Ticket};
+pub use state::ShardState;

@@ -1,0 +1,86 @@
+//! The typed messages a shard answers. One enum per direction: matching on [`Request`] is the
+//! shard's whole dispatch, and every [`Request`] gets exactly one [`Reply`].
+//!
+//! Requests are handled synchronously by the owner and never make a cross-shard call of their
+//! own, so cross-shard calls can never wait on a cycle.
+
+use crate::envelope::SharedEnvelope;
+use uuid::Uuid;
+
+#[derive(Debug)]
+pub enum Request {
+    /// Register `name` or, in [`RegisterMode::Upsert`], update its program/model.
+    Register(Registration),
+    /// The project of an agent, if it exists.
+    Lookup { name: Box<str> },
+    /// Which of `names` are unknown (an empty answer means all exist).
+    Validate { names: Vec<Box<str>> },
+    /// Enqueue `envelope` for every agent in `names`, all owned by this shard. All or nothing:
+    /// if any name is unknown nothing is enqueued.
+    Deliver {
+        names: Vec<Box<str>>,
+        envelope: SharedEnvelope,
+    },
+    /// Remove and return every queued message of `name`, oldest first.
+    Drain { name: Box<str> },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterMode {
+    /// Create the agent, or update program/model if the name already exists in the same
+    /// project.
+    Upsert,
+    /// Create the agent only if the name is free (used for server-invented names).
+    CreateOnly,
+}
+
+#[derive(Debug)]
+pub struct Registration {
+    pub name: Box<str>,
+    pub mode: RegisterMode,
+    /// Used only if the agent is new.
+    pub new_id: Uuid,
+    pub project_id: Uuid,
+    pub project_key: Box<str>,
+    /// `None` keeps the current value on an update (and means "" on creation).
+    pub program: Option<Box<str>>,
+    pub model: Option<Box<str>>,
+    pub now_ms: i64,
+}
+
+/// A snapshot of an agent's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentProfile {
+    pub id: Uuid,
+    pub name: Box<str>,
+    pub project_id: Uuid,
+    pub project_key: Box<str>,
+    pub program: Box<str>,
+    pub model: Box<str>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply {
+    Registered {
+        profile: AgentProfile,
+        created: bool,
+    },
+    /// The name exists already: in another project (Upsert) or at all (CreateOnly).
+    NameTaken {
+        project_id: Uuid,
+    },
+    Agent(Option<Uuid>),
+    Unknown(Vec<Box<str>>),
+    Delivered(Delivery),
+    Drained(Option<Vec<SharedEnvelope>>),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// Enqueued once per distinct name.
+    Enqueued { count: usize },
+    /// Nothing was enqueued because these names are unknown.
+    UnknownRecipients(Vec<Box<str>>),
+}

@@ -1,0 +1,433 @@
+//! Server configuration from flags and environment (flags win), with `--help`.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+pub const HELP: &str = "\
+allman - a thread-per-core MCP agent mail server
+
+USAGE:
+    allman [OPTIONS]
+
+OPTIONS (each also settable by the environment variable shown; flags win):
+    --port <PORT>                 TCP port to listen on; 0 picks a free one   [ALLMAN_PORT, default 8000]
+    --bind <ADDR>                 address to bind                              [ALLMAN_BIND, default 127.0.0.1]
+    --shards <N>                  number of shards (one executor each)         [ALLMAN_SHARDS, default: usable cores]
+    --shard-cores <LIST>          cores for the shards, e.g. 0,1,2 or 0-3      [ALLMAN_SHARD_CORES, default: usable cores in order]
+    --index-core <CPU>            core for the search indexer thread           [ALLMAN_INDEX_CORE, default: last usable core]
+    --git-core <CPU>              core for the git audit thread                [ALLMAN_GIT_CORE, default: last usable core]
+    --max-body-bytes <N>          largest accepted request body                [ALLMAN_MAX_BODY_BYTES, default 1048576]
+    --max-connections <N>         open connections across all shards           [ALLMAN_MAX_CONNECTIONS, default 10000]
+    --idle-timeout-ms <MS>        close a connection idle this long            [ALLMAN_IDLE_TIMEOUT_MS, default 120000]
+    --spin-us <US>                busy-poll this long before an idle shard sleeps [ALLMAN_SPIN_US, default 0]
+    --index-path <DIR>            search index directory                       [INDEX_PATH, default allman_index]
+    --repo-root <DIR>             git audit repository                         [REPO_ROOT, default allman_repo]
+    -h, --help                    print this help
+
+ENVIRONMENT:
+    RUST_LOG                      log filter, e.g. allman=info or allman=debug (default allman=info)
+";
+
+/// Largest header section accepted; beyond it the request gets 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub port: u16,
+    pub bind: IpAddr,
+    pub shard_cores: Vec<usize>,
+    pub index_core: usize,
+    pub git_core: usize,
+    pub max_body_bytes: usize,
+    pub max_connections: usize,
+    pub idle_timeout_ms: u64,
+    pub spin_us: u64,
+    pub index_path: PathBuf,
+    pub repo_root: PathBuf,
+}
+
+impl Config {
+    pub fn shard_count(&self) -> usize {
+        self.shard_cores.len()
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    HelpRequested,
+    UnknownFlag(String),
+    MissingValue(&'static str),
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::HelpRequested => write!(f, "help requested"),
+            ConfigError::UnknownFlag(flag) => write!(f, "unknown option {flag} (see --help)"),
+            ConfigError::MissingValue(name) => write!(f, "option --{name} needs a value"),
+            ConfigError::Invalid {
+                name,
+                value,
+                reason,
+            } => {
+                write!(f, "invalid {name} {value:?}: {reason}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// One setting: its flag (without `--`) and its environment variable.
+struct Setting {
+    flag: &'static str,
+    env: &'static str,
+}
+
+const SETTINGS: &[Setting] = &[
+    Setting {
+        flag: "port",
+        env: "ALLMAN_PORT",
+    },
+    Setting {
+        flag: "bind",
+        env: "ALLMAN_BIND",
+    },
+    Setting {
+        flag: "shards",
+        env: "ALLMAN_SHARDS",
+    },
+    Setting {
+        flag: "shard-cores",
+        env: "ALLMAN_SHARD_CORES",
+    },
+    Setting {
+        flag: "index-core",
+        env: "ALLMAN_INDEX_CORE",
+    },
+    Setting {
+        flag: "git-core",
+        env: "ALLMAN_GIT_CORE",
+    },
+    Setting {
+        flag: "max-body-bytes",
+        env: "ALLMAN_MAX_BODY_BYTES",
+    },
+    Setting {
+        flag: "max-connections",
+        env: "ALLMAN_MAX_CONNECTIONS",
+    },
+    Setting {
+        flag: "idle-timeout-ms",
+        env: "ALLMAN_IDLE_TIMEOUT_MS",
+    },
+    Setting {
+        flag: "spin-us",
+        env: "ALLMAN_SPIN_US",
+    },
+    Setting {
+        flag: "index-path",
+        env: "INDEX_PATH",
+    },
+    Setting {
+        flag: "repo-root",
+        env: "REPO_ROOT",
+    },
+];
+
+/// Parses flags (`--name value` or `--name=value`) over environment values.
+/// `usable_cores` is the CPU set this process may run on, in order.
+pub fn parse(
+    args: impl IntoIterator<Item = String>,
+    env: impl Fn(&str) -> Option<String>,
+    usable_cores: &[usize],
+) -> Result<Config, ConfigError> {
+    let mut values: Vec<Option<String>> = SETTINGS.iter().map(|s| env(s.env)).collect();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "-h" || arg == "--help" {
+            return Err(ConfigError::HelpRequested);
+        }
+        let Some(flag) = arg.strip_prefix("--") else {
+            return Err(ConfigError::UnknownFlag(arg));
+        };
+        let (name, inline) = match flag.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_string())),
+            None => (flag, None),
+        };
+        let Some(index) = SETTINGS.iter().position(|s| s.flag == name) else {
+            return Err(ConfigError::UnknownFlag(arg));
+        };
+        let value = match inline {
+            Some(value) => value,
+            None => args
+                .next()
+                .ok_or(ConfigError::MissingValue(SETTINGS[index].flag))?,
+        };
+        values[index] = Some(value);
+    }
+    let get = |flag: &str| -> Option<&str> {
+        let index = SETTINGS.iter().position(|s| s.flag == flag)?;
+        values[index].as_deref()
+    };
+
+    let usable = if usable_cores.is_empty() {
+        &[0][..]
+    } else {
+        usable_cores
+    };
+    let shard_cores = match (get("shard-cores"), get("shards")) {
+        (Some(list), shards) => {
+            let cores = parse_core_list(list)?;
+            if let Some(shards) = shards {
+                let count: usize = number("shards", shards)?;
+                if count != cores.len() {
+                    return Err(invalid(
+                        "shards",
+                        shards,
+                        format!("--shard-cores lists {} cores", cores.len()),
+                    ));
+                }
+            }
+            cores
+        }
+        (None, Some(shards)) => {
+            let count: usize = number("shards", shards)?;
+            if count == 0 || count > MAX_SHARDS {
+                return Err(invalid(
+                    "shards",
+                    shards,
+                    format!("must be 1..={MAX_SHARDS}"),
+                ));
+            }
+            // More shards than cores is allowed (they share cores round-robin).
+            (0..count).map(|i| usable[i % usable.len()]).collect()
+        }
+        (None, None) => usable.iter().copied().take(MAX_SHARDS).collect(),
+    };
+    let last_core = *usable.last().unwrap_or(&0);
+    let config = Config {
+        port: get("port")
+            .map(|v| number("port", v))
+            .transpose()?
+            .unwrap_or(8000),
+        bind: match get("bind") {
+            Some(v) => v
+                .parse()
+                .map_err(|_| invalid("bind", v, "not an IP address".into()))?,
+            None => IpAddr::from([127, 0, 0, 1]),
+        },
+        shard_cores,
+        index_core: get("index-core")
+            .map(|v| number("index-core", v))
+            .transpose()?
+            .unwrap_or(last_core),
+        git_core: get("git-core")
+            .map(|v| number("git-core", v))
+            .transpose()?
+            .unwrap_or(last_core),
+        max_body_bytes: get("max-body-bytes")
+            .map(|v| number("max-body-bytes", v))
+            .transpose()?
+            .unwrap_or(1024 * 1024),
+        max_connections: get("max-connections")
+            .map(|v| number("max-connections", v))
+            .transpose()?
+            .unwrap_or(10_000),
+        idle_timeout_ms: get("idle-timeout-ms")
+            .map(|v| number("idle-timeout-ms", v))
+            .transpose()?
+            .unwrap_or(120_000),
+        spin_us: get("spin-us")
+            .map(|v| number("spin-us", v))
+            .transpose()?
+            .unwrap_or(0),
+        index_path: get("index-path").unwrap_or("allman_index").into(),
+        repo_root: get("repo-root").unwrap_or("allman_repo").into(),
+    };
+    validate(&config, usable)?;
+    Ok(config)
+}
+
+/// More shards than this is a typo, not a machine (each shard is a pinned thread).
+const MAX_SHARDS: usize = 1024;
+/// Bodies beyond this would let a few clients pin gigabytes of buffers.
+const MAX_BODY_BYTES_LIMIT: usize = 64 * 1024 * 1024;
+
+fn validate(config: &Config, usable: &[usize]) -> Result<(), ConfigError> {
+    for (name, core) in config
+        .shard_cores
+        .iter()
+        .map(|c| ("shard-cores", *c))
+        .chain([
+            ("index-core", config.index_core),
+            ("git-core", config.git_core),
+        ])
+    {
+        if !usable.contains(&core) {
+            return Err(invalid(
+                name,
+                &core.to_string(),
+                format!("this process may only run on cores {usable:?}"),
+            ));
+        }
+    }
+    if config.max_body_bytes == 0 || config.max_body_bytes > MAX_BODY_BYTES_LIMIT {
+        return Err(invalid(
+            "max-body-bytes",
+            &config.max_body_bytes.to_string(),
+            format!("must be 1..={MAX_BODY_BYTES_LIMIT}"),
+        ));
+    }
+    if config.max_connections < config.shard_count() {
+        return Err(invalid(
+            "max-connections",
+            &config.max_connections.to_string(),
+            "must be at least one per shard".into(),
+        ));
+    }
+    if config.idle_timeout_ms == 0 {
+        return Err(invalid("idle-timeout-ms", "0", "must be positive".into()));
+    }
+    Ok(())
+}
+
+fn invalid(name: &'static str, value: &str, reason: String) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_string(),
+        reason,
+    }
+}
+
+fn number<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    value
+        .trim()
+        .parse()
+        .map_err(|e: T::Err| invalid(name, value, e.to_string()))
+}
+
+/// Parses `0,2,4-7` into `[0, 2, 4, 5, 6, 7]`.
+pub fn parse_core_list(list: &str) -> Result<Vec<usize>, ConfigError> {
+    let mut cores = Vec::new();
+    for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('-') {
+            Some((first, last)) => {
+                let first: usize = number("shard-cores", first)?;
+                let last: usize = number("shard-cores", last)?;
+                if first > last || last - first >= MAX_SHARDS {
+                    return Err(invalid("shard-cores", part, "not a valid range".into()));
+                }
+                cores.extend(first..=last);
+            }
+            None => cores.push(number("shard-cores", part)?),
+        }
+    }
+    if cores.is_empty() || cores.len() > MAX_SHARDS {
+        return Err(invalid(
+            "shard-cores",
+            list,
+            format!("list 1..={MAX_SHARDS} cores"),
+        ));
+    }
+    Ok(cores)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_with(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        parse(
+            args.iter().map(|a| a.to_string()),
+            |key| env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()),
+            &[0, 1, 2, 3],
+        )
+    }
+
+    #[test]
+    fn defaults_match_the_documented_contract() {
+        let config = parse_with(&[], &[]).expect("defaults parse");
+        assert_eq!(config.port, 8000);
+        assert_eq!(config.bind.to_string(), "127.0.0.1");
+        assert_eq!(config.shard_cores, vec![0, 1, 2, 3]);
+        assert_eq!(config.index_core, 3);
+        assert_eq!(config.git_core, 3);
+        assert_eq!(config.max_body_bytes, 1024 * 1024);
+        assert_eq!(config.index_path, PathBuf::from("allman_index"));
+        assert_eq!(config.repo_root, PathBuf::from("allman_repo"));
+    }
+
+    #[test]
+    fn flags_override_environment() {
+        let config = parse_with(
+            &["--port", "9000", "--shards=2", "--index-path", "/tmp/i"],
+            &[
+                ("ALLMAN_PORT", "7000"),
+                ("INDEX_PATH", "/env/i"),
+                ("REPO_ROOT", "/env/r"),
+            ],
+        )
+        .expect("parses");
+        assert_eq!(config.port, 9000);
+        assert_eq!(config.shard_cores, vec![0, 1]);
+        assert_eq!(config.index_path, PathBuf::from("/tmp/i"));
+        assert_eq!(config.repo_root, PathBuf::from("/env/r"));
+    }
+
+    #[test]
+    fn core_lists_and_ranges_parse() {
+        assert_eq!(parse_core_list("0,2-3").expect("valid"), vec![0, 2, 3]);
+        let config = parse_with(&["--shard-cores", "1-2", "--git-core", "0"], &[]).expect("parses");
+        assert_eq!(config.shard_cores, vec![1, 2]);
+        assert_eq!(config.git_core, 0);
+    }
+
+    #[test]
+    fn more_shards_than_cores_share_cores() {
+        let config = parse_with(&["--shards", "6"], &[]).expect("parses");
+        assert_eq!(config.shard_cores, vec![0, 1, 2, 3, 0, 1]);
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_name() {
+        let cases: &[&[&str]] = &[
+            &["--port", "70000"],
+            &["--shards", "0"],
+            &["--shard-cores", "0,9"],
+            &["--shards", "3", "--shard-cores", "0,1"],
+            &["--bind", "localhost:1"],
+            &["--max-body-bytes", "0"],
+            &["--index-core", "8"],
+        ];
+        for args in cases {
+            let err = parse_with(args, &[]).expect_err("must be refused");
+            assert!(
+                matches!(err, ConfigError::Invalid { .. }),
+                "{args:?} gave {err:?}"
+            );
+        }
+        assert_eq!(
+            parse_with(&["--nope"], &[]),
+            Err(ConfigError::UnknownFlag("--nope".into()))
+        );
+        assert_eq!(
+            parse_with(&["--port"], &[]),
+            Err(ConfigError::MissingValue("port"))
+        );
+        assert_eq!(parse_with(&["-h"], &[]), Err(ConfigError::HelpRequested));
+    }
+}

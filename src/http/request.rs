@@ -1,0 +1,430 @@
+//! Decoding requests from a connection's read buffer with `httparse`, enforcing the limits.
+//! Decoding borrows from the buffer: no allocation per request.
+
+/// Header lines accepted per request; more gets 431. Generous for browsers and SDKs (which
+/// send about 10-20) while keeping the parse array on the stack.
+pub const MAX_HEADERS: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest header section (request line + headers) in bytes.
+    pub max_header_bytes: usize,
+    /// Largest body in bytes (by Content-Length).
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Delete,
+    Options,
+    Patch,
+    Other,
+}
+
+impl Method {
+    fn parse(text: &str) -> Method {
+        match text {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            "PATCH" => Method::Patch,
+            _ => Method::Other,
+        }
+    }
+}
+
+/// The headers the server acts on; others are accepted and ignored.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Headers<'b> {
+    pub host: Option<&'b [u8]>,
+    pub origin: Option<&'b [u8]>,
+    pub accept: Option<&'b [u8]>,
+    pub content_type: Option<&'b [u8]>,
+    pub authorization: Option<&'b [u8]>,
+    pub mcp_session_id: Option<&'b [u8]>,
+    pub mcp_protocol_version: Option<&'b [u8]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request<'b> {
+    pub method: Method,
+    /// The path without the query string.
+    pub path: &'b str,
+    /// Whether the connection stays open after the response (HTTP/1.1 default, HTTP/1.0 with
+    /// `Connection: keep-alive`).
+    pub keep_alive: bool,
+    pub headers: Headers<'b>,
+    pub body: &'b [u8],
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decoded<'b> {
+    Complete {
+        request: Request<'b>,
+        consumed: usize,
+    },
+    /// More bytes are needed. `total_len` is the whole request's size once the headers are
+    /// known (so the reader can reserve room), and `expect_continue` asks for a
+    /// `100 Continue` before the client sends its body.
+    Partial {
+        total_len: Option<usize>,
+        expect_continue: bool,
+    },
+}
+
+/// A request the server refuses at the HTTP level. Each answers with its status and then
+/// the connection is closed, since the rest of the byte stream can no longer be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpError {
+    Malformed(&'static str),
+    HeadersTooLarge,
+    TooManyHeaders,
+    LengthRequired,
+    ChunkedNotSupported,
+    PayloadTooLarge { max_body_bytes: usize },
+}
+
+impl HttpError {
+    pub fn status(&self) -> crate::http::Status {
+        use crate::http::Status;
+        match self {
+            HttpError::Malformed(_) => Status::BadRequest,
+            HttpError::HeadersTooLarge | HttpError::TooManyHeaders => Status::HeaderFieldsTooLarge,
+            HttpError::LengthRequired | HttpError::ChunkedNotSupported => Status::LengthRequired,
+            HttpError::PayloadTooLarge { .. } => Status::PayloadTooLarge,
+        }
+    }
+
+    pub fn message(&self) -> String {
+        match self {
+            HttpError::Malformed(what) => format!("malformed request: {what}"),
+            HttpError::HeadersTooLarge => "request header section too large".to_string(),
+            HttpError::TooManyHeaders => format!("more than {MAX_HEADERS} header fields"),
+            HttpError::LengthRequired => "Content-Length required".to_string(),
+            HttpError::ChunkedNotSupported => {
+                "chunked request bodies are not supported: send Content-Length".to_string()
+            }
+            HttpError::PayloadTooLarge { max_body_bytes } => {
+                format!("request body larger than {max_body_bytes} bytes")
+            }
+        }
+    }
+}
+
+/// Decodes the first request in `buf`, if it is complete.
+pub fn decode<'b>(buf: &'b [u8], limits: &Limits) -> Result<Decoded<'b>, HttpError> {
+    let mut header_slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut header_slots);
+    let header_len = match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > limits.max_header_bytes {
+                return Err(HttpError::HeadersTooLarge);
+            }
+            return Ok(Decoded::Partial {
+                total_len: None,
+                expect_continue: false,
+            });
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(HttpError::TooManyHeaders),
+        Err(httparse::Error::Version) => {
+            return Err(HttpError::Malformed("unsupported HTTP version"))
+        }
+        Err(_) => return Err(HttpError::Malformed("invalid request line or header")),
+    };
+    if header_len > limits.max_header_bytes {
+        return Err(HttpError::HeadersTooLarge);
+    }
+    let (Some(method), Some(target), Some(minor)) = (parsed.method, parsed.path, parsed.version)
+    else {
+        return Err(HttpError::Malformed("incomplete request line"));
+    };
+    let method = Method::parse(method);
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+
+    let mut headers = Headers::default();
+    let mut content_length: Option<usize> = None;
+    let mut chunked = false;
+    let mut close = minor == 0;
+    let mut expect_continue = false;
+    for header in parsed.headers.iter() {
+        let name = header.name;
+        let value = trim(header.value);
+        if name.eq_ignore_ascii_case("content-length") {
+            let length = parse_content_length(value)?;
+            if content_length.is_some_and(|seen| seen != length) {
+                return Err(HttpError::Malformed("conflicting Content-Length headers"));
+            }
+            content_length = Some(length);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = true;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in value.split(|b| *b == b',').map(trim) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    close = false;
+                }
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            expect_continue = value.eq_ignore_ascii_case(b"100-continue");
+        } else if name.eq_ignore_ascii_case("host") {
+            headers.host = Some(value);
+        } else if name.eq_ignore_ascii_case("origin") {
+            headers.origin = Some(value);
+        } else if name.eq_ignore_ascii_case("accept") {
+            headers.accept = Some(value);
+        } else if name.eq_ignore_ascii_case("content-type") {
+            headers.content_type = Some(value);
+        } else if name.eq_ignore_ascii_case("authorization") {
+            headers.authorization = Some(value);
+        } else if name.eq_ignore_ascii_case("mcp-session-id") {
+            headers.mcp_session_id = Some(value);
+        } else if name.eq_ignore_ascii_case("mcp-protocol-version") {
+            headers.mcp_protocol_version = Some(value);
+        }
+    }
+    if chunked {
+        // Both framings at once is a request-smuggling shape; chunked alone we do not decode.
+        return Err(if content_length.is_some() {
+            HttpError::Malformed("both Transfer-Encoding and Content-Length")
+        } else {
+            HttpError::ChunkedNotSupported
+        });
+    }
+    let body_len = match (content_length, method) {
+        (Some(length), _) => length,
+        (None, Method::Post | Method::Put | Method::Patch) => {
+            return Err(HttpError::LengthRequired)
+        }
+        (None, _) => 0,
+    };
+    if body_len > limits.max_body_bytes {
+        return Err(HttpError::PayloadTooLarge {
+            max_body_bytes: limits.max_body_bytes,
+        });
+    }
+    let total_len = header_len + body_len;
+    if buf.len() < total_len {
+        return Ok(Decoded::Partial {
+            total_len: Some(total_len),
+            expect_continue,
+        });
+    }
+    Ok(Decoded::Complete {
+        request: Request {
+            method,
+            path,
+            keep_alive: !close,
+            headers,
+            body: &buf[header_len..total_len],
+        },
+        consumed: total_len,
+    })
+}
+
+fn trim(mut bytes: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = bytes {
+        bytes = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = bytes {
+        bytes = rest;
+    }
+    bytes
+}
+
+fn parse_content_length(value: &[u8]) -> Result<usize, HttpError> {
+    const INVALID: HttpError = HttpError::Malformed("invalid Content-Length");
+    if value.is_empty() || value.len() > 19 {
+        return Err(INVALID);
+    }
+    let mut length: usize = 0;
+    for byte in value {
+        if !byte.is_ascii_digit() {
+            return Err(INVALID);
+        }
+        length = length
+            .checked_mul(10)
+            .and_then(|l| l.checked_add(usize::from(byte - b'0')))
+            .ok_or(INVALID)?;
+    }
+    Ok(length)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_header_bytes: 1024,
+        max_body_bytes: 64,
+    };
+
+    fn complete(buf: &[u8]) -> (Request<'_>, usize) {
+        match decode(buf, &LIMITS) {
+            Ok(Decoded::Complete { request, consumed }) => (request, consumed),
+            other => panic!("expected a complete request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn simple_get_is_keep_alive_with_headers_captured() {
+        let raw =
+            b"GET /health?x=1 HTTP/1.1\r\nHost: localhost:8000\r\nOrigin: http://localhost\r\n\r\n";
+        let (request, consumed) = complete(raw);
+        assert_eq!(consumed, raw.len());
+        assert_eq!(request.method, Method::Get);
+        assert_eq!(request.path, "/health");
+        assert!(request.keep_alive);
+        assert_eq!(request.headers.host, Some(&b"localhost:8000"[..]));
+        assert_eq!(request.headers.origin, Some(&b"http://localhost"[..]));
+        assert!(request.body.is_empty());
+    }
+
+    #[test]
+    fn post_body_is_sliced_by_content_length() {
+        let raw = b"POST /mcp HTTP/1.1\r\nContent-Length: 5\r\nMCP-Protocol-Version: 2025-06-18\r\n\r\nhelloGET";
+        let (request, consumed) = complete(raw);
+        assert_eq!(request.body, b"hello");
+        assert_eq!(consumed, raw.len() - 3);
+        assert_eq!(
+            request.headers.mcp_protocol_version,
+            Some(&b"2025-06-18"[..])
+        );
+    }
+
+    #[test]
+    fn every_split_point_is_partial_until_the_last_byte() {
+        let raw = b"POST /mcp HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n{\"a\":\"bcd\"}";
+        for split in 0..raw.len() {
+            match decode(&raw[..split], &LIMITS) {
+                Ok(Decoded::Partial { .. }) => {}
+                other => panic!("split at {split}: {other:?}"),
+            }
+        }
+        assert_eq!(complete(raw).1, raw.len());
+    }
+
+    #[test]
+    fn partial_body_reports_total_length_and_expect_continue() {
+        let raw = b"POST /mcp HTTP/1.1\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\nabc";
+        let header_len = raw.len() - 3;
+        assert_eq!(
+            decode(raw, &LIMITS),
+            Ok(Decoded::Partial {
+                total_len: Some(header_len + 10),
+                expect_continue: true
+            })
+        );
+    }
+
+    #[test]
+    fn pipelined_requests_decode_one_after_another() {
+        let raw = b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\nGET /c HTTP/1.1\r\nConnection: close\r\n\r\n";
+        let mut offset = 0;
+        let mut paths = Vec::new();
+        while offset < raw.len() {
+            let (request, consumed) = complete(&raw[offset..]);
+            paths.push((request.path.to_string(), request.keep_alive));
+            offset += consumed;
+        }
+        assert_eq!(
+            paths,
+            vec![
+                ("/a".into(), true),
+                ("/b".into(), true),
+                ("/c".into(), false)
+            ]
+        );
+    }
+
+    #[test]
+    fn http10_closes_unless_keep_alive_is_asked() {
+        assert!(!complete(b"GET / HTTP/1.0\r\n\r\n").0.keep_alive);
+        assert!(
+            complete(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+                .0
+                .keep_alive
+        );
+        assert!(
+            !complete(b"GET / HTTP/1.1\r\nConnection: foo, close\r\n\r\n")
+                .0
+                .keep_alive
+        );
+    }
+
+    #[test]
+    fn limits_and_framing_errors_map_to_their_statuses() {
+        use crate::http::Status;
+        let long_header = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(2000));
+        let many_headers = format!(
+            "GET / HTTP/1.1\r\n{}\r\n",
+            "X: y\r\n".repeat(MAX_HEADERS + 1)
+        );
+        let cases: Vec<(Vec<u8>, Status)> = vec![
+            (long_header.into_bytes(), Status::HeaderFieldsTooLarge),
+            // An unterminated header section past the limit is refused without waiting.
+            (
+                format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(2000)).into_bytes(),
+                Status::HeaderFieldsTooLarge,
+            ),
+            (many_headers.into_bytes(), Status::HeaderFieldsTooLarge),
+            (
+                b"POST /mcp HTTP/1.1\r\n\r\n".to_vec(),
+                Status::LengthRequired,
+            ),
+            (
+                b"POST /mcp HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+                Status::LengthRequired,
+            ),
+            (
+                b"POST /mcp HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"
+                    .to_vec(),
+                Status::BadRequest,
+            ),
+            (
+                b"POST /mcp HTTP/1.1\r\nContent-Length: 65\r\n\r\n".to_vec(),
+                Status::PayloadTooLarge,
+            ),
+            (
+                b"POST /mcp HTTP/1.1\r\nContent-Length: -1\r\n\r\n".to_vec(),
+                Status::BadRequest,
+            ),
+            (
+                b"POST /mcp HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n".to_vec(),
+                Status::BadRequest,
+            ),
+            (
+                b"POST /mcp HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".to_vec(),
+                Status::BadRequest,
+            ),
+            (b"GARBAGE\r\n\r\n".to_vec(), Status::BadRequest),
+            (b"GET / HTTP/2.0\r\n\r\n".to_vec(), Status::BadRequest),
+            (
+                b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n".to_vec(),
+                Status::BadRequest,
+            ),
+        ];
+        for (raw, status) in cases {
+            match decode(&raw, &LIMITS) {
+                Err(error) => {
+                    assert_eq!(error.status(), status, "{}", String::from_utf8_lossy(&raw))
+                }
+                Ok(other) => panic!("{} decoded as {other:?}", String::from_utf8_lossy(&raw)),
+            }
+        }
+    }
+
+    #[test]
+    fn repeated_equal_content_length_is_accepted() {
+        let raw = b"POST /mcp HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi";
+        assert_eq!(complete(raw).0.body, b"hi");
+    }
+}

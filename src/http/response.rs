@@ -1,0 +1,192 @@
+//! Writing responses into a connection's output buffer.
+
+use crate::clock::with_http_date;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Continue,
+    Ok,
+    Accepted,
+    BadRequest,
+    NotFound,
+    MethodNotAllowed,
+    LengthRequired,
+    PayloadTooLarge,
+    HeaderFieldsTooLarge,
+    ServiceUnavailable,
+}
+
+impl Status {
+    pub fn code(self) -> u16 {
+        match self {
+            Status::Continue => 100,
+            Status::Ok => 200,
+            Status::Accepted => 202,
+            Status::BadRequest => 400,
+            Status::NotFound => 404,
+            Status::MethodNotAllowed => 405,
+            Status::LengthRequired => 411,
+            Status::PayloadTooLarge => 413,
+            Status::HeaderFieldsTooLarge => 431,
+            Status::ServiceUnavailable => 503,
+        }
+    }
+
+    fn status_line(self) -> &'static [u8] {
+        match self {
+            Status::Continue => b"HTTP/1.1 100 Continue\r\n",
+            Status::Ok => b"HTTP/1.1 200 OK\r\n",
+            Status::Accepted => b"HTTP/1.1 202 Accepted\r\n",
+            Status::BadRequest => b"HTTP/1.1 400 Bad Request\r\n",
+            Status::NotFound => b"HTTP/1.1 404 Not Found\r\n",
+            Status::MethodNotAllowed => b"HTTP/1.1 405 Method Not Allowed\r\n",
+            Status::LengthRequired => b"HTTP/1.1 411 Length Required\r\n",
+            Status::PayloadTooLarge => b"HTTP/1.1 413 Payload Too Large\r\n",
+            Status::HeaderFieldsTooLarge => b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+            Status::ServiceUnavailable => b"HTTP/1.1 503 Service Unavailable\r\n",
+        }
+    }
+}
+
+/// Everything about a response but its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseHead {
+    pub status: Status,
+    pub content_type: Option<&'static str>,
+    /// Extra header lines, e.g. `("Allow", "POST")`.
+    pub headers: &'static [(&'static str, &'static str)],
+}
+
+impl ResponseHead {
+    pub const fn new(status: Status) -> Self {
+        ResponseHead {
+            status,
+            content_type: None,
+            headers: &[],
+        }
+    }
+
+    pub const fn json(status: Status) -> Self {
+        ResponseHead {
+            status,
+            content_type: Some("application/json"),
+            headers: &[],
+        }
+    }
+
+    pub const fn text(status: Status) -> Self {
+        ResponseHead {
+            status,
+            content_type: Some("text/plain; charset=utf-8"),
+            headers: &[],
+        }
+    }
+
+    pub const fn with_headers(mut self, headers: &'static [(&'static str, &'static str)]) -> Self {
+        self.headers = headers;
+        self
+    }
+}
+
+/// Appends one response to `out`. With `omit_body` (HEAD) the headers still announce the
+/// body's length but the body is not sent.
+pub fn write_response(
+    out: &mut Vec<u8>,
+    head: &ResponseHead,
+    body: &[u8],
+    close: bool,
+    omit_body: bool,
+) {
+    out.extend_from_slice(head.status.status_line());
+    out.extend_from_slice(b"Server: allman\r\nDate: ");
+    with_http_date(|date| out.extend_from_slice(date.as_bytes()));
+    out.extend_from_slice(b"\r\nContent-Length: ");
+    push_decimal(out, body.len());
+    out.extend_from_slice(b"\r\n");
+    if let Some(content_type) = head.content_type {
+        out.extend_from_slice(b"Content-Type: ");
+        out.extend_from_slice(content_type.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in head.headers {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !omit_body {
+        out.extend_from_slice(body);
+    }
+}
+
+/// `HTTP/1.1 100 Continue`, sent when a client waits for it before sending its body.
+pub fn write_continue(out: &mut Vec<u8>) {
+    out.extend_from_slice(Status::Continue.status_line());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut value: usize) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(head: ResponseHead, body: &[u8], close: bool, omit_body: bool) -> String {
+        let mut out = Vec::new();
+        write_response(&mut out, &head, body, close, omit_body);
+        String::from_utf8(out).expect("ascii")
+    }
+
+    #[test]
+    fn response_has_length_type_and_date() {
+        let text = render(ResponseHead::text(Status::Ok), b"OK", false, false);
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.contains("\r\nContent-Length: 2\r\n"), "{text}");
+        assert!(
+            text.contains("\r\nContent-Type: text/plain; charset=utf-8\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\r\nDate: ") && text.contains(" GMT\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("\r\n\r\nOK"), "{text}");
+        assert!(!text.contains("Connection: close"));
+    }
+
+    #[test]
+    fn close_and_extra_headers_and_head_requests() {
+        let head = ResponseHead::new(Status::MethodNotAllowed).with_headers(&[("Allow", "POST")]);
+        let text = render(head, b"nope", true, true);
+        assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
+        assert!(text.contains("\r\nAllow: POST\r\n"));
+        assert!(text.contains("\r\nConnection: close\r\n"));
+        assert!(text.contains("\r\nContent-Length: 4\r\n"));
+        assert!(text.ends_with("\r\n\r\n"), "HEAD sends no body: {text}");
+    }
+
+    #[test]
+    fn decimal_formatting() {
+        for value in [0usize, 7, 10, 1_048_576, usize::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, value);
+            assert_eq!(out, value.to_string().into_bytes());
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! Start-up and shutdown signalling between the main thread and the shard threads.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+/// A one-shot flag that a plain thread raises and one executor task awaits. The waiting task
+/// is woken through its `Waker`, which is safe to call from any thread.
+#[derive(Clone, Default)]
+pub struct Notify {
+    inner: Arc<NotifyInner>,
+}
+
+#[derive(Default)]
+struct NotifyInner {
+    fired: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Notify {
+    pub fn fire(&self) {
+        self.inner.fired.store(true, Ordering::SeqCst);
+        let waker = match self.inner.waker.lock() {
+            Ok(mut slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    pub fn is_fired(&self) -> bool {
+        self.inner.fired.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once `fire` has been called. Meant for a single waiting task.
+    pub async fn wait(&self) {
+        std::future::poll_fn(|cx| self.poll_fired(cx)).await
+    }
+
+    fn poll_fired(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.is_fired() {
+            return Poll::Ready(());
+        }
+        {
+            let mut slot = match self.inner.waker.lock() {
+                Ok(slot) => slot,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            *slot = Some(cx.waker().clone());
+        }
+        // Checked again after storing the waker so a fire in between is not missed.
+        if self.is_fired() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+/// What shard threads tell the main thread.
+#[derive(Debug)]
+pub enum Event {
+    Ready { shard: usize },
+    Failed { core: usize, reason: String },
+    Drained { shard: usize },
+    Exited { core: usize },
+    Signal(i32),
+}

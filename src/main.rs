@@ -1,0 +1,246 @@
+//! allman: start-up and shutdown, in order. Read this file as the table of contents.
+
+mod app;
+mod clock;
+mod config;
+mod http;
+mod ids;
+mod lifecycle;
+mod mcp;
+mod server;
+mod tools;
+
+use config::{Config, ConfigError};
+use lifecycle::Event;
+use std::io::{IsTerminal, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::process::ExitCode;
+use std::sync::mpsc::{self, Receiver};
+use std::time::Duration;
+
+/// Backlog of the listening socket: absorbs a burst of connects from a large swarm.
+const LISTEN_BACKLOG: i32 = 1024;
+/// How long start-up waits for every shard to report ready.
+const STARTUP_TIMEOUT_MS: u64 = 30_000;
+
+fn main() -> ExitCode {
+    // 1. Configuration.
+    let config = match config::parse(
+        std::env::args().skip(1),
+        |key| std::env::var(key).ok(),
+        &usable_cores(),
+    ) {
+        Ok(config) => config,
+        Err(ConfigError::HelpRequested) => {
+            print!("{}", config::HELP);
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("allman: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging();
+
+    // 2. The one listening socket, bound exclusively (no SO_REUSEPORT): a second server on
+    //    the same port fails here instead of silently splitting the traffic.
+    let listener = match bind(&config) {
+        Ok(listener) => listener,
+        Err(error) => {
+            let addr = SocketAddr::new(config.bind, config.port);
+            eprintln!("allman: cannot listen on {addr}: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let local_addr = match listener.local_addr() {
+        Ok(addr) => addr,
+        Err(error) => {
+            eprintln!("allman: cannot read the bound address: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    // 3. Signals go to one thread (blocked everywhere else, inherited by every thread).
+    let (events_tx, events) = mpsc::channel();
+    if let Err(error) = watch_signals(events_tx.clone()) {
+        eprintln!("allman: cannot install signal handling: {error}");
+        return ExitCode::FAILURE;
+    }
+
+    // 4. The shards. Each reports ready once it has joined the mesh and holds the socket.
+    let shards = match server::start(&config, &listener, &events_tx) {
+        Ok(shards) => shards,
+        Err(error) => {
+            eprintln!("allman: cannot start the shard threads: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    drop(listener);
+    if let Err(failure) = wait_ready(&events, config.shard_count()) {
+        let detail = match failure {
+            Event::Failed { core, reason } => {
+                let detail = shards.startup_error(core, &config);
+                format!("shard on core {core} failed to start: {reason}: {detail}")
+            }
+            other => format!("start-up did not complete: {other:?}"),
+        };
+        eprintln!("allman: {detail}\n{STARTUP_HINT}");
+        // Other shards may be waiting in the mesh for the one that failed; do not join them.
+        std::process::exit(1);
+    }
+    log_started(&config, local_addr);
+
+    // 5. Serve until a signal, or until a shard dies (which is fatal, never a silent hang).
+    loop {
+        match events.recv() {
+            Ok(Event::Signal(signal)) => {
+                tracing::info!(signal, "stopping: finishing in-flight requests");
+                break;
+            }
+            Ok(Event::Exited { core } | Event::Failed { core, .. }) => {
+                tracing::error!(core, "a shard stopped unexpectedly; exiting");
+                std::process::exit(1);
+            }
+            Ok(_) => {}
+            Err(_) => return ExitCode::FAILURE,
+        }
+    }
+
+    // 6. Orderly stop: every shard drains its connections, then all exit together.
+    shards.stop(|shard_count| {
+        let deadline = Duration::from_millis(server::SHUTDOWN_GRACE_MS + 2_000);
+        let mut drained = 0;
+        while drained < shard_count {
+            match events.recv_timeout(deadline) {
+                Ok(Event::Drained { shard }) => {
+                    tracing::debug!(shard, "shard drained");
+                    drained += 1;
+                }
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::error!(
+                        drained,
+                        shard_count,
+                        "shards did not drain in time; exiting"
+                    );
+                    std::process::exit(1);
+                }
+            }
+        }
+    });
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+const STARTUP_HINT: &str = "\
+allman runs on glommio, which needs io_uring and locked memory:
+  - raise the locked-memory limit: `ulimit -l unlimited` (or at least 512 KiB; under systemd set LimitMEMLOCK=infinity; in Docker --ulimit memlock=-1)
+  - make sure io_uring is enabled: `sysctl kernel.io_uring_disabled` must be 0 (Linux 5.8 or newer)
+  - check that the --shard-cores exist and are allowed (taskset / cgroup cpuset)";
+
+fn bind(config: &Config) -> std::io::Result<TcpListener> {
+    let listener = TcpListener::bind(SocketAddr::new(config.bind, config.port))?;
+    listener.set_nonblocking(true)?;
+    // SAFETY: plain syscall on a socket we own; re-listening only raises the backlog.
+    unsafe {
+        libc::listen(listener.as_raw_fd(), LISTEN_BACKLOG);
+    }
+    Ok(listener)
+}
+
+fn wait_ready(events: &Receiver<Event>, shard_count: usize) -> Result<(), Event> {
+    let mut ready = 0;
+    while ready < shard_count {
+        match events.recv_timeout(Duration::from_millis(STARTUP_TIMEOUT_MS)) {
+            Ok(Event::Ready { shard }) => {
+                tracing::debug!(shard, "shard ready");
+                ready += 1;
+            }
+            Ok(Event::Signal(_)) => {}
+            Ok(other) => return Err(other),
+            Err(_) => {
+                return Err(Event::Failed {
+                    core: usize::MAX,
+                    reason: "timed out waiting for shards".into(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+fn log_started(config: &Config, addr: SocketAddr) {
+    tracing::info!(
+        %addr,
+        shards = config.shard_count(),
+        shard_cores = ?config.shard_cores,
+        index_core = config.index_core,
+        git_core = config.git_core,
+        max_body_bytes = config.max_body_bytes,
+        max_connections = config.max_connections,
+        idle_timeout_ms = config.idle_timeout_ms,
+        cross_shard_queue_depth = server::CROSS_SHARD_QUEUE_DEPTH,
+        index_path = %config.index_path.display(),
+        repo_root = %config.repo_root.display(),
+        "allman started"
+    );
+    // One machine-readable line on stdout: scripts and tests read the port from it.
+    println!("allman listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("allman=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+/// Blocks SIGINT and SIGTERM in this thread (and so in every thread started later) and
+/// starts one thread that waits for them and reports each as an event.
+fn watch_signals(events: mpsc::Sender<Event>) -> std::io::Result<()> {
+    // SAFETY: sigset manipulation on a local set, then masking this thread's signals.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        set
+    };
+    std::thread::Builder::new()
+        .name("allman-signals".into())
+        .spawn(move || loop {
+            let mut signal: libc::c_int = 0;
+            // SAFETY: waits on the set blocked above.
+            let rc = unsafe { libc::sigwait(&set, &mut signal) };
+            if rc == 0 && events.send(Event::Signal(signal)).is_err() {
+                return;
+            }
+        })?;
+    Ok(())
+}
+
+/// The CPUs this process may run on (its affinity mask), in order.
+fn usable_cores() -> Vec<usize> {
+    // SAFETY: sched_getaffinity fills a zeroed cpu_set_t of the size we pass.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            let count = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
+            return (0..count).collect();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|cpu| libc::CPU_ISSET(*cpu, &set))
+            .collect()
+    }
+}

@@ -1,0 +1,254 @@
+//! JSON-RPC 2.0 framing: classifying one incoming message and writing responses.
+
+use super::json::{as_str, present};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+pub const PARSE_ERROR: i32 = -32700;
+pub const INVALID_REQUEST: i32 = -32600;
+pub const METHOD_NOT_FOUND: i32 = -32601;
+pub const INVALID_PARAMS: i32 = -32602;
+
+/// A JSON-RPC error object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcError {
+    pub code: i32,
+    pub message: Cow<'static, str>,
+}
+
+impl RpcError {
+    pub fn new(code: i32, message: impl Into<Cow<'static, str>>) -> Self {
+        RpcError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// One incoming message, classified.
+#[derive(Debug)]
+pub enum Message<'a> {
+    Request {
+        id: &'a RawValue,
+        method: Cow<'a, str>,
+        params: Option<&'a RawValue>,
+    },
+    Notification {
+        method: Cow<'a, str>,
+    },
+    /// A response from the client. allman sends no requests, so it is acknowledged and dropped.
+    Response,
+}
+
+/// A message that could not be classified; `id` is echoed when it was readable.
+#[derive(Debug)]
+pub struct Refusal<'a> {
+    pub id: Option<&'a RawValue>,
+    pub error: RpcError,
+}
+
+#[derive(Deserialize)]
+struct Fields<'a> {
+    #[serde(default, borrow, deserialize_with = "present")]
+    jsonrpc: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    method: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    params: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    result: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    error: Option<&'a RawValue>,
+}
+
+/// Classifies one JSON text. Malformed JSON is a parse error; well-formed JSON that is not a
+/// valid JSON-RPC message is an invalid request.
+pub fn classify(text: &str) -> Result<Message<'_>, Refusal<'_>> {
+    let fields: Fields<'_> = serde_json::from_str(text).map_err(|error| {
+        let code = if error.is_data() {
+            INVALID_REQUEST
+        } else {
+            PARSE_ERROR
+        };
+        let message = if code == PARSE_ERROR {
+            format!("parse error: {error}")
+        } else {
+            format!("invalid request: expected a JSON-RPC 2.0 object ({error})")
+        };
+        Refusal {
+            id: None,
+            error: RpcError::new(code, message),
+        }
+    })?;
+    classify_fields(fields)
+}
+
+fn classify_fields(fields: Fields<'_>) -> Result<Message<'_>, Refusal<'_>> {
+    let id = match fields.id {
+        Some(id) if is_valid_id(id) => Some(id),
+        Some(_) => {
+            return Err(Refusal {
+                id: None,
+                error: RpcError::new(
+                    INVALID_REQUEST,
+                    "invalid request: id must be a string or a number",
+                ),
+            })
+        }
+        None => None,
+    };
+    let invalid = |message: &'static str| Refusal {
+        id,
+        error: RpcError::new(INVALID_REQUEST, message),
+    };
+    if fields.jsonrpc.map(RawValue::get) != Some("\"2.0\"") {
+        return Err(invalid("invalid request: \"jsonrpc\" must be \"2.0\""));
+    }
+    match (fields.method, id) {
+        (Some(method), id) => {
+            let method = as_str(method)
+                .ok_or_else(|| invalid("invalid request: method must be a string"))?;
+            Ok(match id {
+                Some(id) => Message::Request {
+                    id,
+                    method,
+                    params: fields.params,
+                },
+                None => Message::Notification { method },
+            })
+        }
+        (None, Some(_)) if fields.result.is_some() || fields.error.is_some() => {
+            Ok(Message::Response)
+        }
+        (None, _) => Err(invalid("invalid request: missing method")),
+    }
+}
+
+/// MCP ids are strings or numbers (never null).
+fn is_valid_id(id: &RawValue) -> bool {
+    let text = id.get();
+    text.starts_with('"') || text.starts_with('-') || text.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// Writes `{"jsonrpc":"2.0","id":ID,"result":` ; the caller writes the result and then `}`.
+pub fn open_result(out: &mut Vec<u8>, id: &RawValue) {
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    out.extend_from_slice(id.get().as_bytes());
+    out.extend_from_slice(b",\"result\":");
+}
+
+pub fn close_result(out: &mut Vec<u8>) {
+    out.push(b'}');
+}
+
+pub fn write_error(out: &mut Vec<u8>, id: Option<&RawValue>, error: &RpcError) {
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
+    out.extend_from_slice(id.map_or("null", RawValue::get).as_bytes());
+    out.extend_from_slice(b",\"error\":{\"code\":");
+    out.extend_from_slice(error.code.to_string().as_bytes());
+    out.extend_from_slice(b",\"message\":");
+    super::json::write_str(out, &error.message);
+    out.extend_from_slice(b"}}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(text: &str) -> i32 {
+        match classify(text) {
+            Err(refusal) => refusal.error.code,
+            Ok(message) => panic!("{text} classified as {message:?}"),
+        }
+    }
+
+    #[test]
+    fn requests_notifications_and_responses_are_told_apart() {
+        match classify(r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#) {
+            Ok(Message::Request {
+                id,
+                method,
+                params: None,
+            }) => {
+                assert_eq!(id.get(), "7");
+                assert_eq!(method, "ping");
+            }
+            other => panic!("{other:?}"),
+        }
+        match classify(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#) {
+            Ok(Message::Notification { method }) => assert_eq!(method, "notifications/initialized"),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            classify(r#"{"jsonrpc":"2.0","id":"a","result":{}}"#),
+            Ok(Message::Response)
+        ));
+    }
+
+    #[test]
+    fn string_ids_are_echoed_verbatim() {
+        let Ok(Message::Request { id, .. }) =
+            classify(r#"{"jsonrpc":"2.0","id":"x\"y","method":"m"}"#)
+        else {
+            panic!("expected a request");
+        };
+        let mut out = Vec::new();
+        open_result(&mut out, id);
+        out.extend_from_slice(b"{}");
+        close_result(&mut out);
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            r#"{"jsonrpc":"2.0","id":"x\"y","result":{}}"#
+        );
+    }
+
+    #[test]
+    fn every_error_code_for_bad_framing() {
+        assert_eq!(code_of("{"), PARSE_ERROR);
+        assert_eq!(code_of("not json"), PARSE_ERROR);
+        assert_eq!(
+            code_of(r#"{"jsonrpc":"2.0","id":1,"method":"ping""#),
+            PARSE_ERROR
+        );
+        assert_eq!(code_of("42"), INVALID_REQUEST);
+        assert_eq!(code_of(r#"{"id":1,"method":"ping"}"#), INVALID_REQUEST);
+        assert_eq!(
+            code_of(r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#),
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            code_of(r#"{"jsonrpc":"2.0","id":1,"method":5}"#),
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            code_of(r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#),
+            INVALID_REQUEST
+        );
+        assert_eq!(
+            code_of(r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#),
+            INVALID_REQUEST
+        );
+        assert_eq!(code_of(r#"{"jsonrpc":"2.0","id":1}"#), INVALID_REQUEST);
+        assert_eq!(
+            code_of(r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#),
+            INVALID_REQUEST
+        );
+    }
+
+    #[test]
+    fn error_response_shape() {
+        let mut out = Vec::new();
+        write_error(
+            &mut out,
+            None,
+            &RpcError::new(METHOD_NOT_FOUND, "method not found: x"),
+        );
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32601,"message":"method not found: x"}}"#
+        );
+    }
+}

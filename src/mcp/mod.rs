@@ -1,0 +1,317 @@
+//! MCP over JSON-RPC 2.0: one POSTed body in, one JSON body (or nothing) out.
+//! Lifecycle (`initialize`, `ping`, notifications), `tools/list`, `tools/call` and batches.
+
+pub mod json;
+pub mod jsonrpc;
+
+use crate::tools::{self, ParseFailure, ToolError, ToolOutput, Toolbox};
+use json::{as_str, present, write_str};
+use jsonrpc::{
+    classify, close_result, open_result, write_error, Message, RpcError, INVALID_PARAMS,
+    INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR,
+};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::cell::RefCell;
+
+/// Protocol versions allman speaks, newest first.
+pub const SUPPORTED_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
+pub const LATEST_VERSION: &str = SUPPORTED_VERSIONS[0];
+
+/// Messages per batch. A larger batch is refused whole, so one HTTP request cannot occupy a
+/// shard for long.
+pub const MAX_BATCH_LEN: usize = 256;
+
+/// What the HTTP layer should answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// `out` holds a JSON-RPC response (or batch of them): 200.
+    Reply,
+    /// `out` holds a JSON-RPC error for a body that was not a valid message at all: 400.
+    Refused,
+    /// Only notifications or responses were received: 202 with no body.
+    Accepted,
+}
+
+/// Handles one POSTed body, writing the response JSON into `out`.
+pub async fn handle_body(body: &[u8], tools: &Toolbox, out: &mut Vec<u8>) -> Outcome {
+    let Ok(text) = std::str::from_utf8(body) else {
+        write_error(
+            out,
+            None,
+            &RpcError::new(PARSE_ERROR, "parse error: body is not UTF-8"),
+        );
+        return Outcome::Refused;
+    };
+    if !text.trim_start().starts_with('[') {
+        return match handle_message(text, tools, out).await {
+            Written::Response => Outcome::Reply,
+            Written::Refusal => Outcome::Refused,
+            Written::Nothing => Outcome::Accepted,
+        };
+    }
+    let items: Vec<&RawValue> = match serde_json::from_str(text) {
+        Ok(items) => items,
+        Err(error) => {
+            let code = if error.is_data() {
+                INVALID_REQUEST
+            } else {
+                PARSE_ERROR
+            };
+            write_error(
+                out,
+                None,
+                &RpcError::new(code, format!("parse error: {error}")),
+            );
+            return Outcome::Refused;
+        }
+    };
+    if items.is_empty() || items.len() > MAX_BATCH_LEN {
+        let message = format!("invalid request: a batch holds 1 to {MAX_BATCH_LEN} messages");
+        write_error(out, None, &RpcError::new(INVALID_REQUEST, message));
+        return Outcome::Refused;
+    }
+    out.push(b'[');
+    let mut wrote_any = false;
+    for item in items {
+        let mark = out.len();
+        if wrote_any {
+            out.push(b',');
+        }
+        match handle_message(item.get(), tools, out).await {
+            Written::Response | Written::Refusal => wrote_any = true,
+            Written::Nothing => out.truncate(mark),
+        }
+    }
+    if !wrote_any {
+        out.clear();
+        return Outcome::Accepted;
+    }
+    out.push(b']');
+    Outcome::Reply
+}
+
+enum Written {
+    Response,
+    Refusal,
+    Nothing,
+}
+
+async fn handle_message(text: &str, tools: &Toolbox, out: &mut Vec<u8>) -> Written {
+    match classify(text) {
+        Err(refusal) => {
+            write_error(out, refusal.id, &refusal.error);
+            Written::Refusal
+        }
+        Ok(Message::Notification { method }) => {
+            tracing::debug!(method = %method, "notification");
+            Written::Nothing
+        }
+        Ok(Message::Response) => Written::Nothing,
+        Ok(Message::Request { id, method, params }) => {
+            tracing::debug!(method = %method, "request");
+            let result = match &*method {
+                "initialize" => initialize(params).map(|version| {
+                    open_result(out, id);
+                    write_initialize_result(out, version);
+                }),
+                "ping" => {
+                    open_result(out, id);
+                    out.extend_from_slice(b"{}");
+                    Ok(())
+                }
+                "tools/list" => {
+                    open_result(out, id);
+                    out.extend_from_slice(tools::list_json().as_bytes());
+                    Ok(())
+                }
+                "tools/call" => call_tool(id, params, tools, out).await,
+                other => Err(RpcError::new(
+                    METHOD_NOT_FOUND,
+                    format!("method not found: {other}"),
+                )),
+            };
+            match result {
+                Ok(()) => close_result(out),
+                Err(error) => write_error(out, Some(id), &error),
+            }
+            Written::Response
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct InitializeParams<'a> {
+    #[serde(
+        default,
+        borrow,
+        deserialize_with = "present",
+        rename = "protocolVersion"
+    )]
+    protocol_version: Option<&'a RawValue>,
+}
+
+/// The version to answer with: the client's if we support it, else our latest.
+fn initialize(params: Option<&RawValue>) -> Result<&'static str, RpcError> {
+    let missing = || {
+        RpcError::new(
+            INVALID_PARAMS,
+            "initialize needs params.protocolVersion (a string)",
+        )
+    };
+    let params: InitializeParams<'_> = params
+        .and_then(|p| serde_json::from_str(p.get()).ok())
+        .ok_or_else(missing)?;
+    let requested = params
+        .protocol_version
+        .and_then(as_str)
+        .ok_or_else(missing)?;
+    Ok(SUPPORTED_VERSIONS
+        .iter()
+        .find(|v| **v == requested)
+        .copied()
+        .unwrap_or(LATEST_VERSION))
+}
+
+fn write_initialize_result(out: &mut Vec<u8>, version: &str) {
+    out.extend_from_slice(b"{\"protocolVersion\":");
+    write_str(out, version);
+    out.extend_from_slice(
+        b",\"capabilities\":{\"tools\":{}},\"serverInfo\":{\"name\":\"allman\",\"version\":",
+    );
+    write_str(out, env!("CARGO_PKG_VERSION"));
+    out.extend_from_slice(b"},\"instructions\":");
+    write_str(
+        out,
+        "Agent mail: create_agent to register, send_message to write to other agents by name, \
+         get_inbox to drain your inbox (each message is returned once), search_messages to \
+         search all mail.",
+    );
+    out.push(b'}');
+}
+
+#[derive(Deserialize)]
+struct CallParams<'a> {
+    #[serde(default, borrow, deserialize_with = "present")]
+    name: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    arguments: Option<&'a RawValue>,
+}
+
+thread_local! {
+    /// Per-shard scratch for a tool result's JSON, which is written twice (as the `text` string
+    /// and as `structuredContent`). Used only between awaits.
+    static RESULT_SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Above this a scratch buffer is released after use instead of kept for the next call.
+const RETAINED_SCRATCH_BYTES: usize = 64 * 1024;
+
+async fn call_tool(
+    id: &RawValue,
+    params: Option<&RawValue>,
+    tools: &Toolbox,
+    out: &mut Vec<u8>,
+) -> Result<(), RpcError> {
+    let invalid = |message: String| RpcError::new(INVALID_PARAMS, message);
+    let params: CallParams<'_> = params
+        .and_then(|p| serde_json::from_str(p.get()).ok())
+        .ok_or_else(|| {
+            invalid("tools/call needs params {\"name\": ..., \"arguments\": {...}}".into())
+        })?;
+    let name = params
+        .name
+        .and_then(as_str)
+        .ok_or_else(|| invalid("tools/call needs a tool name (params.name)".into()))?;
+    let outcome = match tools::parse(&name, params.arguments) {
+        Err(ParseFailure::UnknownTool) => return Err(invalid(format!("unknown tool: {name}"))),
+        Err(ParseFailure::Arguments(error)) => Err(error),
+        Ok(call) => tools.run(call).await,
+    };
+    if let Err(error) = &outcome {
+        tracing::debug!(tool = %name, %error, "tool error");
+    }
+    open_result(out, id);
+    write_tool_result(out, &outcome);
+    Ok(())
+}
+
+fn write_tool_result(out: &mut Vec<u8>, outcome: &Result<ToolOutput, ToolError>) {
+    match outcome {
+        Ok(output) => RESULT_SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            scratch.clear();
+            output.write_json(&mut scratch);
+            // The scratch holds JSON we just wrote, which is UTF-8.
+            let text = std::str::from_utf8(&scratch).unwrap_or_default();
+            out.extend_from_slice(b"{\"content\":[{\"type\":\"text\",\"text\":");
+            write_str(out, text);
+            out.extend_from_slice(b"}],\"structuredContent\":");
+            match output.structured_key() {
+                Some(key) => {
+                    out.extend_from_slice(b"{\"");
+                    out.extend_from_slice(key.as_bytes());
+                    out.extend_from_slice(b"\":");
+                    out.extend_from_slice(&scratch);
+                    out.push(b'}');
+                }
+                None => out.extend_from_slice(&scratch),
+            }
+            out.extend_from_slice(b",\"isError\":false}");
+            if scratch.capacity() > RETAINED_SCRATCH_BYTES {
+                *scratch = Vec::new();
+            }
+        }),
+        Err(error) => {
+            out.extend_from_slice(b"{\"content\":[{\"type\":\"text\",\"text\":");
+            write_str(out, &error.to_string());
+            out.extend_from_slice(b"}],\"isError\":true}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_string()).expect("valid json")
+    }
+
+    #[test]
+    fn version_negotiation_echoes_supported_and_falls_back_to_latest() {
+        for version in SUPPORTED_VERSIONS {
+            let params = raw(&format!("{{\"protocolVersion\":\"{version}\"}}"));
+            assert_eq!(initialize(Some(&params)), Ok(version));
+        }
+        let unknown = raw(r#"{"protocolVersion":"1999-01-01"}"#);
+        assert_eq!(initialize(Some(&unknown)), Ok(LATEST_VERSION));
+        let missing = raw(r#"{"capabilities":{}}"#);
+        assert_eq!(
+            initialize(Some(&missing)).map_err(|e| e.code),
+            Err(INVALID_PARAMS)
+        );
+        assert_eq!(initialize(None).map_err(|e| e.code), Err(INVALID_PARAMS));
+    }
+
+    #[test]
+    fn initialize_result_is_valid_json_with_server_info() {
+        let mut out = Vec::new();
+        write_initialize_result(&mut out, "2025-06-18");
+        let value: serde_json::Value = serde_json::from_slice(&out).expect("valid json");
+        assert_eq!(value["protocolVersion"], "2025-06-18");
+        assert_eq!(value["capabilities"], serde_json::json!({"tools": {}}));
+        assert_eq!(value["serverInfo"]["name"], "allman");
+        assert_eq!(value["serverInfo"]["version"], env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn tool_error_results_carry_is_error_and_the_message() {
+        let mut out = Vec::new();
+        write_tool_result(&mut out, &Err(ToolError::UnknownAgent("Ghost".into())));
+        let value: serde_json::Value = serde_json::from_slice(&out).expect("valid json");
+        assert_eq!(value["isError"], true);
+        let text = value["content"][0]["text"].as_str().expect("text");
+        assert!(text.contains("Ghost"), "{text}");
+    }
+}

@@ -1,0 +1,344 @@
+//! The shard executors: one pinned glommio executor per shard, each accepting on the shared
+//! listening socket and serving its connections itself, and the orderly stop.
+
+use crate::app::App;
+use crate::config::{Config, MAX_HEADER_BYTES};
+use crate::http::{self, serve_connection, write_response, ResponseHead, Status};
+use crate::lifecycle::{Event, Notify};
+use crate::tools::Toolbox;
+use futures_lite::AsyncWriteExt;
+use glommio::net::{TcpListener, TcpStream};
+use glommio::{LocalExecutorBuilder, Placement};
+use shards::{MeshPair, Shard};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
+use std::os::unix::io::FromRawFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Requests waiting in each direction between two shards. At the bound, callers wait for room
+/// (back-pressure to their connection); 1024 covers a full pipelined burst of a few hundred
+/// connections without waiting.
+pub const CROSS_SHARD_QUEUE_DEPTH: usize = 1024;
+/// Memory glommio registers per executor for direct file I/O. Shards do no file I/O, and small
+/// values keep start-up working where locked memory is scarce (see docs/OPERATIONS notes).
+const IO_MEMORY_BYTES: usize = 512 * 1024;
+/// How long a stopping shard waits for in-flight requests before it gives up on them.
+pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
+/// Poll interval while waiting for connections to finish during shutdown.
+const DRAIN_POLL_MS: u64 = 5;
+/// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
+const ACCEPT_BACKOFF_MS: u64 = 10;
+
+/// Settings every shard reads.
+#[derive(Debug, Clone)]
+struct ShardSettings {
+    limits: http::Limits,
+    idle_timeout: Duration,
+    max_connections: usize,
+}
+
+/// The running shards, as seen from the main thread.
+pub struct Shards {
+    stops: Vec<Notify>,
+    exits: Vec<Notify>,
+    handles: Vec<glommio::ExecutorJoinHandle<()>>,
+}
+
+/// Starts one executor per configured shard core. Each reports `Ready` (or `Failed`) on
+/// `events` once it has joined the mesh and holds its listener.
+pub fn start(
+    config: &Config,
+    listener: &std::net::TcpListener,
+    events: &Sender<Event>,
+) -> std::io::Result<Shards> {
+    let mesh = MeshPair::new(config.shard_count(), CROSS_SHARD_QUEUE_DEPTH);
+    let settings = ShardSettings {
+        limits: http::Limits {
+            max_header_bytes: MAX_HEADER_BYTES,
+            max_body_bytes: config.max_body_bytes,
+        },
+        idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+        max_connections: config.max_connections,
+    };
+    let open_connections = Arc::new(AtomicUsize::new(0));
+    let mut shards = Shards {
+        stops: Vec::new(),
+        exits: Vec::new(),
+        handles: Vec::new(),
+    };
+    for &core in &config.shard_cores {
+        let stop = Notify::default();
+        let exit = Notify::default();
+        // Each shard owns a dup of the one exclusively bound socket (see main.rs).
+        let fd = listener.try_clone()?.into_raw_fd();
+        let reporter = Reporter {
+            events: events.clone(),
+            core,
+            running: false,
+        };
+        let context = ShardContext {
+            mesh: mesh.clone(),
+            fd,
+            settings: settings.clone(),
+            stop: stop.clone(),
+            exit: exit.clone(),
+            open_connections: Arc::clone(&open_connections),
+        };
+        let mut builder = LocalExecutorBuilder::new(Placement::Fixed(core))
+            .name("allman-shard")
+            .io_memory(IO_MEMORY_BYTES);
+        if config.spin_us > 0 {
+            builder = builder.spin_before_park(Duration::from_micros(config.spin_us));
+        }
+        let handle = builder
+            .spawn(move || async move {
+                let mut reporter = reporter;
+                reporter.running = true;
+                run_shard(context, &reporter).await;
+            })
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        shards.stops.push(stop);
+        shards.exits.push(exit);
+        shards.handles.push(handle);
+    }
+    Ok(shards)
+}
+
+impl Shards {
+    /// Stop accepting, let in-flight requests finish, then stop the shards.
+    /// `wait_drained` receives events until every shard has reported `Drained`.
+    pub fn stop(self, wait_drained: impl FnOnce(usize)) {
+        for stop in &self.stops {
+            stop.fire();
+        }
+        wait_drained(self.stops.len());
+        for exit in &self.exits {
+            exit.fire();
+        }
+        for handle in self.handles {
+            if let Err(error) = handle.join() {
+                tracing::error!(%error, "shard ended with an error");
+            }
+        }
+    }
+
+    /// The error of a shard whose executor could not start (joins its finished thread).
+    pub fn startup_error(self, core: usize, config: &Config) -> String {
+        let position = config.shard_cores.iter().position(|c| *c == core);
+        position
+            .and_then(|index| self.handles.into_iter().nth(index))
+            .and_then(|handle| handle.join().err())
+            .map(|e| e.to_string())
+            .unwrap_or_else(|| "unknown error".into())
+    }
+}
+
+/// Tells the main thread how a shard thread ended, even if it panicked: dropped without
+/// `running`, the executor never started; dropped while running, the shard exited.
+struct Reporter {
+    events: Sender<Event>,
+    core: usize,
+    running: bool,
+}
+
+impl Reporter {
+    fn send(&self, event: Event) {
+        // The main thread outlives the shards; a send error means it is already exiting.
+        let _ = self.events.send(event);
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        let event = if self.running {
+            Event::Exited { core: self.core }
+        } else {
+            Event::Failed {
+                core: self.core,
+                reason: "the executor could not start".into(),
+            }
+        };
+        self.send(event);
+    }
+}
+
+struct ShardContext {
+    mesh: MeshPair,
+    fd: RawFd,
+    settings: ShardSettings,
+    stop: Notify,
+    exit: Notify,
+    open_connections: Arc<AtomicUsize>,
+}
+
+async fn run_shard(context: ShardContext, reporter: &Reporter) {
+    let shard = match Shard::join(context.mesh).await {
+        Ok(shard) => shard,
+        Err(error) => {
+            reporter.send(Event::Failed {
+                core: reporter.core,
+                reason: error.to_string(),
+            });
+            return;
+        }
+    };
+    // SAFETY: `fd` is a listening socket this thread owns (a dup made for it in `start`).
+    let listener = unsafe { TcpListener::from_raw_fd(context.fd) };
+    let app = Rc::new(App::new(Toolbox::new(Rc::clone(&shard))));
+    let connections = Rc::new(RefCell::new(Connections::default()));
+    let settings = Rc::new(context.settings);
+    reporter.send(Event::Ready { shard: shard.id() });
+
+    accept_until_stopped(
+        &listener,
+        &context.stop,
+        &app,
+        &connections,
+        &settings,
+        &context.open_connections,
+    )
+    .await;
+    drop(listener);
+
+    // Idle connections end now; busy ones finish the requests they have read, then end.
+    let open = connections.borrow().shutdown_reads();
+    tracing::info!(shard = shard.id(), open, "shard stopping");
+    let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
+    while !connections.borrow().is_empty() && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
+    }
+    let left = connections.borrow().len();
+    if left > 0 {
+        tracing::warn!(
+            shard = shard.id(),
+            left,
+            "connections still busy after the grace period"
+        );
+    }
+    reporter.send(Event::Drained { shard: shard.id() });
+    // Keep answering other shards' requests until every shard has drained.
+    context.exit.wait().await;
+    shard.close();
+}
+
+async fn accept_until_stopped(
+    listener: &TcpListener,
+    stop: &Notify,
+    app: &Rc<App>,
+    connections: &Rc<RefCell<Connections>>,
+    settings: &Rc<ShardSettings>,
+    open_connections: &Arc<AtomicUsize>,
+) {
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            stop.wait().await;
+            None
+        })
+        .await;
+        let stream = match accepted {
+            None => return,
+            Some(Ok(stream)) => stream,
+            Some(Err(error)) => {
+                tracing::warn!(%error, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(ACCEPT_BACKOFF_MS)).await;
+                continue;
+            }
+        };
+        if open_connections.fetch_add(1, Ordering::AcqRel) >= settings.max_connections {
+            open_connections.fetch_sub(1, Ordering::AcqRel);
+            glommio::spawn_local(refuse_connection(stream)).detach();
+            continue;
+        }
+        let key = connections.borrow_mut().insert(stream.as_raw_fd());
+        let guard = ConnectionGuard {
+            connections: Rc::clone(connections),
+            key,
+            open_connections: Arc::clone(open_connections),
+        };
+        let app = Rc::clone(app);
+        let settings = Rc::clone(settings);
+        glommio::spawn_local(async move {
+            let mut stream = stream;
+            // Small request/response exchanges: send each batch of responses immediately.
+            let _ = stream.set_nodelay(true);
+            let _ = stream.set_read_timeout(Some(settings.idle_timeout));
+            if let Err(error) = serve_connection(&mut stream, &*app, &settings.limits).await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            // Unregister before the socket closes, so shutdown never touches a reused fd.
+            drop(guard);
+            drop(stream);
+        })
+        .detach();
+    }
+}
+
+/// Over the connection limit: say so, then close.
+async fn refuse_connection(mut stream: TcpStream) {
+    let mut out = Vec::with_capacity(256);
+    let body = b"too many open connections; retry later\n";
+    write_response(
+        &mut out,
+        &ResponseHead::text(Status::ServiceUnavailable),
+        body,
+        true,
+        false,
+    );
+    let _ = stream.write_all(&out).await;
+    tracing::debug!("refused a connection over the limit");
+}
+
+/// The sockets this shard is serving, so a stop can end their reads.
+#[derive(Default)]
+struct Connections {
+    next_key: u64,
+    fds: HashMap<u64, RawFd>,
+}
+
+impl Connections {
+    fn insert(&mut self, fd: RawFd) -> u64 {
+        let key = self.next_key;
+        self.next_key += 1;
+        self.fds.insert(key, fd);
+        key
+    }
+
+    fn len(&self) -> usize {
+        self.fds.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.fds.is_empty()
+    }
+
+    /// Shuts down the read side of every connection: a connection waiting for its next
+    /// request sees end-of-stream and closes; one in the middle of a request still writes
+    /// its response. Returns how many were open.
+    fn shutdown_reads(&self) -> usize {
+        for fd in self.fds.values() {
+            // SAFETY: the fd is registered only while its stream is alive (ConnectionGuard).
+            unsafe {
+                libc::shutdown(*fd, libc::SHUT_RD);
+            }
+        }
+        self.fds.len()
+    }
+}
+
+struct ConnectionGuard {
+    connections: Rc<RefCell<Connections>>,
+    key: u64,
+    open_connections: Arc<AtomicUsize>,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.connections.borrow_mut().fds.remove(&self.key);
+        self.open_connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}

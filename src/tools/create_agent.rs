@@ -1,0 +1,200 @@
+//! `create_agent(project_key; name_hint, program, model)` -> `{id, project_id, name, program, model}`
+
+use super::args::{object, optional_str, required_str};
+use super::{
+    valid_agent_name, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES, MAX_LABEL_BYTES,
+    MAX_NAME_ATTEMPTS, MAX_PROJECT_KEY_BYTES,
+};
+use crate::clock::now_ms;
+use crate::mcp::json::{present, write_str, write_uuid};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use shards::{AgentProfile, RegisterMode, Registration, Reply, Request};
+use std::borrow::Cow;
+use uuid::Uuid;
+
+#[derive(Debug, Default, Deserialize)]
+struct Fields<'a> {
+    #[serde(default, borrow, deserialize_with = "present")]
+    project_key: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    name_hint: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    program: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    model: Option<&'a RawValue>,
+}
+
+#[derive(Debug)]
+pub struct Args<'a> {
+    project_key: Cow<'a, str>,
+    name_hint: Option<Cow<'a, str>>,
+    program: Option<Cow<'a, str>>,
+    model: Option<Cow<'a, str>>,
+}
+
+pub fn parse(arguments: Option<&RawValue>) -> Result<Args<'_>, ToolError> {
+    let fields: Fields<'_> = object(arguments)?;
+    let name_hint = optional_str("name_hint", fields.name_hint, MAX_AGENT_NAME_BYTES)?;
+    if let Some(name) = &name_hint {
+        if !valid_agent_name(name) {
+            return Err(ToolError::InvalidArgument {
+                name: "name_hint",
+                problem: format!(
+                    "{name:?} is not a valid agent name: use 1-{MAX_AGENT_NAME_BYTES} ASCII letters, digits, '_' or '-'"
+                ),
+            });
+        }
+    }
+    Ok(Args {
+        project_key: required_str("project_key", fields.project_key, MAX_PROJECT_KEY_BYTES)?,
+        name_hint,
+        program: optional_str("program", fields.program, MAX_LABEL_BYTES)?,
+        model: optional_str("model", fields.model, MAX_LABEL_BYTES)?,
+    })
+}
+
+/// The project id of a project key: UUID v5 in the DNS namespace (part of the contract).
+pub fn project_id_of(project_key: &str) -> Uuid {
+    Uuid::new_v5(&Uuid::NAMESPACE_DNS, project_key.as_bytes())
+}
+
+pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolError> {
+    let project_id = project_id_of(&args.project_key);
+    for attempt in 0..MAX_NAME_ATTEMPTS {
+        let (name, mode) = match &args.name_hint {
+            Some(hint) => (hint.to_string(), RegisterMode::Upsert),
+            None => (
+                tools.ids.borrow_mut().agent_name(attempt),
+                RegisterMode::CreateOnly,
+            ),
+        };
+        let now = now_ms();
+        let registration = Registration {
+            name: name.as_str().into(),
+            mode,
+            new_id: tools.ids.borrow_mut().uuid_v7(now),
+            project_id,
+            project_key: (*args.project_key).into(),
+            program: args.program.as_deref().map(Into::into),
+            model: args.model.as_deref().map(Into::into),
+            now_ms: now,
+        };
+        let owner = tools.shard.owner_of(&name);
+        match tools
+            .shard
+            .call(owner, Request::Register(registration))
+            .await?
+        {
+            Reply::Registered { profile, created } => {
+                tracing::debug!(agent = %profile.name, created, "agent registered");
+                tools
+                    .known
+                    .borrow_mut()
+                    .remember(&profile.name, profile.project_id);
+                return Ok(ToolOutput::Agent(profile));
+            }
+            Reply::NameTaken {
+                project_id: taken_by,
+            } => {
+                if mode == RegisterMode::Upsert {
+                    return Err(ToolError::NameTaken {
+                        name,
+                        project_id: taken_by,
+                    });
+                }
+            }
+            other => unreachable_reply("Register", &other),
+        }
+    }
+    Err(ToolError::NamesExhausted)
+}
+
+/// A shard answered a request with the wrong kind of reply: a bug in this server, never
+/// something a client can cause.
+pub(super) fn unreachable_reply(request: &str, reply: &Reply) -> ! {
+    panic!("shard answered {request} with {reply:?}")
+}
+
+pub fn write_json(out: &mut Vec<u8>, profile: &AgentProfile) {
+    out.extend_from_slice(b"{\"id\":");
+    write_uuid(out, &profile.id);
+    out.extend_from_slice(b",\"project_id\":");
+    write_uuid(out, &profile.project_id);
+    out.extend_from_slice(b",\"name\":");
+    write_str(out, &profile.name);
+    out.extend_from_slice(b",\"program\":");
+    write_str(out, &profile.program);
+    out.extend_from_slice(b",\"model\":");
+    write_str(out, &profile.model);
+    out.push(b'}');
+}
+
+pub fn definition() -> serde_json::Value {
+    serde_json::json!({
+        "name": "create_agent",
+        "title": "Register an agent",
+        "description": "Register an agent in a project and get its mailbox name. Without name_hint a readable unique name is invented. Registering the same name again in the same project returns the same id and updates program/model; a name used by another project is refused.",
+        "inputSchema": {
+            "type": "object",
+            "properties": {
+                "project_key": {"type": "string", "minLength": 1, "description": "Identifies the project, e.g. its repository path. project_id = UUIDv5(DNS, project_key)."},
+                "name_hint": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$", "description": "The agent name to use."},
+                "program": {"type": "string", "description": "The agent program, e.g. claude-code."},
+                "model": {"type": "string", "description": "The model behind the agent."}
+            },
+            "required": ["project_key"]
+        },
+        "outputSchema": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "project_id": {"type": "string", "format": "uuid"},
+                "name": {"type": "string"},
+                "program": {"type": "string"},
+                "model": {"type": "string"}
+            },
+            "required": ["id", "project_id", "name", "program", "model"]
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_id_is_uuid_v5_of_the_key_in_the_dns_namespace() {
+        // Computed independently: python3 -c 'import uuid; print(uuid.uuid5(uuid.NAMESPACE_DNS, "my-project"))'
+        assert_eq!(
+            project_id_of("my-project").to_string(),
+            "e963980a-77a2-5699-beeb-90c6c7c9d332"
+        );
+    }
+
+    #[test]
+    fn bad_name_hint_is_refused_naming_the_argument() {
+        let raw = RawValue::from_string(r#"{"project_key":"p","name_hint":"../x"}"#.into())
+            .expect("json");
+        let error = parse(Some(&raw)).expect_err("invalid name");
+        assert!(
+            matches!(
+                error,
+                ToolError::InvalidArgument {
+                    name: "name_hint",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn project_key_is_required() {
+        let raw = RawValue::from_string(r#"{"name_hint":"a"}"#.into()).expect("json");
+        assert_eq!(
+            parse(Some(&raw)).map(|_| ()),
+            Err(ToolError::MissingArgument("project_key"))
+        );
+    }
+}

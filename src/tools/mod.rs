@@ -1,0 +1,273 @@
+//! The MCP tools: arguments in, shard requests out, result shape back. One file per tool; this
+//! file holds what they share (the call enum, errors, outputs and the per-shard toolbox).
+
+mod args;
+mod create_agent;
+mod get_inbox;
+mod send_message;
+
+use crate::ids::IdGenerator;
+use serde_json::value::RawValue;
+use shards::{AgentProfile, CallError, Shard, SharedEnvelope};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::rc::Rc;
+use std::sync::OnceLock;
+use uuid::Uuid;
+
+/// Longest agent name. Names appear in git paths and search queries, so they are short tokens.
+pub const MAX_AGENT_NAME_BYTES: usize = 64;
+/// Recipients per message: bounds the fan-out (and the work) one request can cause.
+pub const MAX_RECIPIENTS: usize = 1024;
+/// Longest project key (typically a path or a repository URL).
+pub const MAX_PROJECT_KEY_BYTES: usize = 4096;
+/// Longest `program` / `model` label.
+pub const MAX_LABEL_BYTES: usize = 256;
+/// Names tried before `create_agent` without `name_hint` gives up.
+const MAX_NAME_ATTEMPTS: u32 = 16;
+/// Entries in each shard's name -> project cache before it is cleared (about 6 MiB).
+const MAX_KNOWN_AGENTS: usize = 65_536;
+
+/// Agent names: 1-64 ASCII letters, digits, `_` or `-`.
+pub fn valid_agent_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_AGENT_NAME_BYTES
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// One `tools/call`, with its arguments parsed and checked.
+#[derive(Debug)]
+pub enum ToolCall<'a> {
+    CreateAgent(create_agent::Args<'a>),
+    SendMessage(send_message::Args<'a>),
+    GetInbox(get_inbox::Args<'a>),
+}
+
+#[derive(Debug)]
+pub enum ParseFailure {
+    UnknownTool,
+    Arguments(ToolError),
+}
+
+/// Parses a tool call by name. `arguments` absent means `{}`.
+pub fn parse<'a>(
+    name: &str,
+    arguments: Option<&'a RawValue>,
+) -> Result<ToolCall<'a>, ParseFailure> {
+    let parsed = match name {
+        "create_agent" => create_agent::parse(arguments).map(ToolCall::CreateAgent),
+        "send_message" => send_message::parse(arguments).map(ToolCall::SendMessage),
+        "get_inbox" => get_inbox::parse(arguments).map(ToolCall::GetInbox),
+        _ => return Err(ParseFailure::UnknownTool),
+    };
+    parsed.map_err(ParseFailure::Arguments)
+}
+
+/// A tool that ran and failed, or was called with bad arguments. Reported to the client as a
+/// result with `isError: true` so that a model can read the message and correct itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolError {
+    MissingArgument(&'static str),
+    InvalidArgument { name: &'static str, problem: String },
+    UnknownAgent(String),
+    UnknownRecipients(Vec<Box<str>>),
+    NameTaken { name: String, project_id: Uuid },
+    NamesExhausted,
+    Unavailable(CallError),
+}
+
+impl fmt::Display for ToolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ToolError::MissingArgument(name) => write!(f, "missing required argument '{name}'"),
+            ToolError::InvalidArgument { name, problem } => {
+                write!(f, "invalid argument '{name}': {problem}")
+            }
+            ToolError::UnknownAgent(name) => {
+                write!(
+                    f,
+                    "unknown agent '{name}': register it first with create_agent"
+                )
+            }
+            ToolError::UnknownRecipients(names) => {
+                let list: Vec<&str> = names.iter().map(|n| &**n).collect();
+                write!(
+                    f,
+                    "unknown recipient(s): {}; nothing was delivered",
+                    list.join(", ")
+                )
+            }
+            ToolError::NameTaken { name, project_id } => write!(
+                f,
+                "agent name '{name}' is already registered in another project ({project_id}); \
+                 choose another name_hint"
+            ),
+            ToolError::NamesExhausted => {
+                write!(f, "could not invent a free agent name; pass a name_hint")
+            }
+            ToolError::Unavailable(error) => write!(f, "server unavailable: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ToolError {}
+
+impl From<CallError> for ToolError {
+    fn from(error: CallError) -> Self {
+        ToolError::Unavailable(error)
+    }
+}
+
+/// A successful tool result, serialised after the shards have answered.
+#[derive(Debug)]
+pub enum ToolOutput {
+    Agent(AgentProfile),
+    Sent { id: Uuid },
+    Inbox(Vec<SharedEnvelope>),
+}
+
+impl ToolOutput {
+    /// The result JSON, exactly the shape the `text` content carries.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        match self {
+            ToolOutput::Agent(profile) => create_agent::write_json(out, profile),
+            ToolOutput::Sent { id } => send_message::write_json(out, id),
+            ToolOutput::Inbox(messages) => get_inbox::write_json(out, messages),
+        }
+    }
+
+    /// `structuredContent` must be an object: array results are wrapped under this key.
+    pub fn structured_key(&self) -> Option<&'static str> {
+        match self {
+            ToolOutput::Inbox(_) => Some("messages"),
+            ToolOutput::Agent(_) | ToolOutput::Sent { .. } => None,
+        }
+    }
+}
+
+/// Per-shard tool state: the shard handle, the id generator and the name cache.
+pub struct Toolbox {
+    shard: Rc<Shard>,
+    ids: RefCell<IdGenerator>,
+    known: RefCell<KnownAgents>,
+}
+
+impl Toolbox {
+    pub fn new(shard: Rc<Shard>) -> Self {
+        let ids = IdGenerator::new(shard.id());
+        Toolbox {
+            shard,
+            ids: RefCell::new(ids),
+            known: RefCell::new(KnownAgents::default()),
+        }
+    }
+
+    pub fn shard(&self) -> &Shard {
+        &self.shard
+    }
+
+    pub async fn run(&self, call: ToolCall<'_>) -> Result<ToolOutput, ToolError> {
+        match call {
+            ToolCall::CreateAgent(args) => create_agent::run(self, args).await,
+            ToolCall::SendMessage(args) => send_message::run(self, args).await,
+            ToolCall::GetInbox(args) => get_inbox::run(self, args).await,
+        }
+    }
+}
+
+/// This shard's cache of agent name -> project id. Sound without invalidation because agents
+/// are never deleted and a name never moves to another project. Saves the sender lookup (a
+/// cross-shard round trip) on every repeated send.
+#[derive(Default)]
+struct KnownAgents {
+    projects: HashMap<Box<str>, Uuid>,
+}
+
+impl KnownAgents {
+    fn project_of(&self, name: &str) -> Option<Uuid> {
+        self.projects.get(name).copied()
+    }
+
+    fn remember(&mut self, name: &str, project_id: Uuid) {
+        if self.projects.contains_key(name) {
+            return;
+        }
+        if self.projects.len() >= MAX_KNOWN_AGENTS {
+            self.projects.clear();
+        }
+        self.projects.insert(name.into(), project_id);
+    }
+}
+
+/// The `tools/list` result, built once.
+pub fn list_json() -> &'static str {
+    static LIST: OnceLock<String> = OnceLock::new();
+    LIST.get_or_init(|| {
+        let tools = serde_json::json!({ "tools": [
+            create_agent::definition(),
+            send_message::definition(),
+            get_inbox::definition(),
+        ]});
+        tools.to_string()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_name_rules() {
+        assert!(valid_agent_name("BlueLake"));
+        assert!(valid_agent_name("agent_7-b"));
+        assert!(!valid_agent_name(""));
+        assert!(!valid_agent_name("../etc"));
+        assert!(!valid_agent_name("a b"));
+        assert!(!valid_agent_name("é"));
+        assert!(!valid_agent_name(&"a".repeat(MAX_AGENT_NAME_BYTES + 1)));
+        assert!(valid_agent_name(&"a".repeat(MAX_AGENT_NAME_BYTES)));
+    }
+
+    #[test]
+    fn tools_list_has_every_tool_with_object_schemas() {
+        let value: serde_json::Value = serde_json::from_str(list_json()).expect("valid json");
+        let tools = value["tools"].as_array().expect("tools array");
+        let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
+        assert_eq!(names, vec!["create_agent", "send_message", "get_inbox"]);
+        for tool in tools {
+            assert_eq!(tool["inputSchema"]["type"], "object", "{tool}");
+            assert_eq!(tool["outputSchema"]["type"], "object", "{tool}");
+            assert!(tool["description"].as_str().is_some_and(|d| !d.is_empty()));
+        }
+    }
+
+    #[test]
+    fn unknown_tool_is_told_apart_from_bad_arguments() {
+        assert!(matches!(
+            parse("nope", None),
+            Err(ParseFailure::UnknownTool)
+        ));
+        assert!(matches!(
+            parse("get_inbox", None),
+            Err(ParseFailure::Arguments(ToolError::MissingArgument(
+                "agent_name"
+            )))
+        ));
+    }
+
+    #[test]
+    fn known_agents_cache_is_bounded() {
+        let mut known = KnownAgents::default();
+        for i in 0..MAX_KNOWN_AGENTS + 10 {
+            known.remember(&format!("a{i}"), Uuid::nil());
+        }
+        assert!(known.projects.len() <= MAX_KNOWN_AGENTS);
+        assert_eq!(
+            known.project_of(&format!("a{}", MAX_KNOWN_AGENTS + 9)),
+            Some(Uuid::nil())
+        );
+    }
+}

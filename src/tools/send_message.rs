@@ -1,0 +1,265 @@
+//! `send_message(from_agent, to[]; subject, body, project_id)` -> `{id, status}`
+//!
+//! Validate, then deliver: the sender and every recipient must exist before anything is
+//! enqueued. Agents are never deleted, so a name validated once stays valid and the two steps
+//! need no lock between them. The reply is sent only after every owner shard has enqueued the
+//! message, so a `get_inbox` that follows it always sees it.
+
+use super::args::{object, optional_parsed, optional_str, required_str, string_array};
+use super::create_agent::unreachable_reply;
+use super::{ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES, MAX_RECIPIENTS};
+use crate::clock::now_ms;
+use crate::mcp::json::{present, write_uuid};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use shards::{Delivery, Envelope, Reply, Request, Ticket};
+use std::borrow::Cow;
+use std::sync::Arc;
+use uuid::Uuid;
+
+#[derive(Debug, Default, Deserialize)]
+struct Fields<'a> {
+    #[serde(default, borrow, deserialize_with = "present")]
+    from_agent: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    to: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    subject: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    body: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    project_id: Option<&'a RawValue>,
+}
+
+#[derive(Debug)]
+pub struct Args<'a> {
+    from_agent: Cow<'a, str>,
+    to: Vec<Cow<'a, str>>,
+    subject: Cow<'a, str>,
+    body: Cow<'a, str>,
+    project_id: Option<Uuid>,
+}
+
+/// Subject and body are bounded by the HTTP body limit; this only guards the type.
+const UNBOUNDED_TEXT: usize = usize::MAX;
+
+pub fn parse(arguments: Option<&RawValue>) -> Result<Args<'_>, ToolError> {
+    let fields: Fields<'_> = object(arguments)?;
+    let from_agent = required_str("from_agent", fields.from_agent, MAX_AGENT_NAME_BYTES)?;
+    let mut to = string_array("to", fields.to, MAX_RECIPIENTS)?;
+    // Duplicate recipients get one copy; the first occurrence keeps its place.
+    let mut index = 0;
+    while index < to.len() {
+        if to[..index].contains(&to[index]) {
+            to.remove(index);
+        } else {
+            index += 1;
+        }
+    }
+    Ok(Args {
+        from_agent,
+        to,
+        subject: optional_str("subject", fields.subject, UNBOUNDED_TEXT)?.unwrap_or_default(),
+        body: optional_str("body", fields.body, UNBOUNDED_TEXT)?.unwrap_or_default(),
+        project_id: optional_parsed("project_id", fields.project_id, "a UUID")?,
+    })
+}
+
+pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolError> {
+    let shard = tools.shard();
+    let sender_project = sender_project(tools, &args.from_agent).await?;
+
+    // Recipients grouped by owner shard, in first-seen order.
+    let mut groups: Vec<(usize, Vec<Box<str>>)> =
+        Vec::with_capacity(shard.count().min(args.to.len()));
+    for name in &args.to {
+        let owner = shard.owner_of(name);
+        match groups.iter_mut().find(|(o, _)| *o == owner) {
+            Some((_, names)) => names.push((**name).into()),
+            None => groups.push((owner, vec![(**name).into()])),
+        }
+    }
+
+    if groups.len() > 1 {
+        // Several owners: check every group before any is delivered to. Submitting all
+        // requests before awaiting any runs them on their shards in parallel.
+        let mut tickets: Vec<Ticket<'_>> = Vec::with_capacity(groups.len());
+        for (owner, names) in &groups {
+            let request = Request::Validate {
+                names: names.clone(),
+            };
+            tickets.push(shard.submit(*owner, request).await?);
+        }
+        let mut unknown: Vec<Box<str>> = Vec::new();
+        for ticket in tickets {
+            match ticket.await {
+                Reply::Unknown(names) => unknown.extend(names),
+                other => unreachable_reply("Validate", &other),
+            }
+        }
+        if !unknown.is_empty() {
+            return Err(ToolError::UnknownRecipients(in_request_order(
+                &args.to, unknown,
+            )));
+        }
+    }
+
+    let now = now_ms();
+    let id = tools.ids.borrow_mut().uuid_v7(now);
+    let envelope = Arc::new(Envelope::new(
+        id,
+        args.project_id.unwrap_or(sender_project),
+        now,
+        &args.from_agent,
+        &args.subject,
+        &args.body,
+    ));
+    let mut tickets: Vec<Ticket<'_>> = Vec::with_capacity(groups.len());
+    for (owner, names) in groups {
+        let request = Request::Deliver {
+            names,
+            envelope: Arc::clone(&envelope),
+        };
+        tickets.push(shard.submit(owner, request).await?);
+    }
+    let mut delivered = 0;
+    for ticket in tickets {
+        match ticket.await {
+            Reply::Delivered(Delivery::Enqueued { count }) => delivered += count,
+            // With one owner the delivery itself validates (all or nothing). With several, the
+            // names were validated above and agents are never deleted, so this cannot happen.
+            Reply::Delivered(Delivery::UnknownRecipients(names)) => {
+                return Err(ToolError::UnknownRecipients(in_request_order(
+                    &args.to, names,
+                )));
+            }
+            other => unreachable_reply("Deliver", &other),
+        }
+    }
+    debug_assert_eq!(
+        delivered,
+        args.to.len(),
+        "every distinct recipient gets one copy"
+    );
+    tracing::debug!(from = %args.from_agent, recipients = delivered, "message delivered");
+    Ok(ToolOutput::Sent { id })
+}
+
+/// The sender's project, from this shard's cache or from the sender's owner.
+async fn sender_project(tools: &Toolbox, from_agent: &str) -> Result<Uuid, ToolError> {
+    if let Some(project) = tools.known.borrow().project_of(from_agent) {
+        return Ok(project);
+    }
+    let owner = tools.shard().owner_of(from_agent);
+    match tools
+        .shard()
+        .call(
+            owner,
+            Request::Lookup {
+                name: from_agent.into(),
+            },
+        )
+        .await?
+    {
+        Reply::Agent(Some(project)) => {
+            tools.known.borrow_mut().remember(from_agent, project);
+            Ok(project)
+        }
+        Reply::Agent(None) => Err(ToolError::UnknownAgent(from_agent.to_string())),
+        other => unreachable_reply("Lookup", &other),
+    }
+}
+
+/// Unknown names in the order the client listed them, so error messages are deterministic.
+fn in_request_order(to: &[Cow<'_, str>], unknown: Vec<Box<str>>) -> Vec<Box<str>> {
+    to.iter()
+        .filter(|name| unknown.iter().any(|u| **u == ***name))
+        .map(|name| (**name).into())
+        .collect()
+}
+
+pub fn write_json(out: &mut Vec<u8>, id: &Uuid) {
+    out.extend_from_slice(b"{\"id\":");
+    write_uuid(out, id);
+    out.extend_from_slice(b",\"status\":\"sent\"}");
+}
+
+pub fn definition() -> serde_json::Value {
+    serde_json::json!({
+        "name": "send_message",
+        "title": "Send a message",
+        "description": "Send a message from a registered agent to one or more registered agents (by name). All recipients must exist, or nothing is delivered. Duplicate recipients get one copy. When the call returns, the message is in every recipient's inbox.",
+        "inputSchema": {
+            "type": "object",
+            "properties": {
+                "from_agent": {"type": "string", "description": "The sending agent's name."},
+                "to": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_RECIPIENTS, "description": "Recipient agent names (always an array)."},
+                "subject": {"type": "string", "default": ""},
+                "body": {"type": "string", "default": ""},
+                "project_id": {"type": "string", "format": "uuid", "description": "Project to file the message under; defaults to the sender's project."}
+            },
+            "required": ["from_agent", "to"]
+        },
+        "outputSchema": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "status": {"type": "string", "enum": ["sent"]}
+            },
+            "required": ["id", "status"]
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_text(text: &str) -> Result<Args<'_>, ToolError> {
+        // Leak for the test's lifetime: RawValue must outlive the borrowed Args.
+        let raw: &'static RawValue =
+            Box::leak(RawValue::from_string(text.to_string()).expect("json"));
+        parse(Some(raw))
+    }
+
+    #[test]
+    fn duplicate_recipients_collapse_in_order() {
+        let args = parse_text(r#"{"from_agent":"a","to":["b","c","b","a","c"]}"#).expect("valid");
+        assert_eq!(args.to, vec!["b", "c", "a"]);
+        assert_eq!(args.subject, "");
+        assert_eq!(args.body, "");
+        assert_eq!(args.project_id, None);
+    }
+
+    #[test]
+    fn to_as_a_string_is_refused() {
+        let error = parse_text(r#"{"from_agent":"a","to":"b"}"#).expect_err("string to");
+        assert!(
+            matches!(error, ToolError::InvalidArgument { name: "to", .. }),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn project_id_must_be_a_uuid() {
+        let error =
+            parse_text(r#"{"from_agent":"a","to":["b"],"project_id":"p"}"#).expect_err("bad uuid");
+        assert!(
+            matches!(
+                error,
+                ToolError::InvalidArgument {
+                    name: "project_id",
+                    ..
+                }
+            ),
+            "{error:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_names_keep_request_order() {
+        let to = vec![Cow::Borrowed("x"), Cow::Borrowed("y"), Cow::Borrowed("z")];
+        let got = in_request_order(&to, vec!["z".into(), "x".into()]);
+        assert_eq!(got, vec![Box::<str>::from("x"), "z".into()]);
+    }
+}
