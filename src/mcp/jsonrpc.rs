@@ -127,10 +127,11 @@ fn classify_fields(fields: Fields<'_>) -> Result<Message<'_>, Refusal<'_>> {
     }
 }
 
-/// MCP ids are strings or numbers (never null).
+/// MCP ids are strings or integers (never null). Integers must fit 64 bits so that every
+/// client can parse the id we echo back (`1e400` is valid JSON but not a usable id).
 fn is_valid_id(id: &RawValue) -> bool {
     let text = id.get();
-    text.starts_with('"') || text.starts_with('-') || text.starts_with(|c: char| c.is_ascii_digit())
+    text.starts_with('"') || text.parse::<i64>().is_ok() || text.parse::<u64>().is_ok()
 }
 
 /// Writes `{"jsonrpc":"2.0","id":ID,"result":` ; the caller writes the result and then `}`.
