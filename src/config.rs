@@ -20,6 +20,7 @@ OPTIONS (each also settable by the environment variable shown; flags win):
     --max-body-bytes <N>          largest accepted request body                [ALLMAN_MAX_BODY_BYTES, default 1048576]
     --max-connections <N>         open connections across all shards           [ALLMAN_MAX_CONNECTIONS, default 10000]
     --idle-timeout-ms <MS>        close a connection idle this long            [ALLMAN_IDLE_TIMEOUT_MS, default 120000]
+    --search-queue-depth <N>      messages in flight to the indexer before shards hold them back [ALLMAN_SEARCH_QUEUE_DEPTH, default 65536]
     --spin-us <US>                busy-poll this long before an idle shard sleeps [ALLMAN_SPIN_US, default 0]
     --index-path <DIR>            search index directory                       [INDEX_PATH, default allman_index]
     --repo-root <DIR>             git audit repository                         [REPO_ROOT, default allman_repo]
@@ -43,6 +44,7 @@ pub struct Config {
     pub max_connections: usize,
     pub idle_timeout_ms: u64,
     pub spin_us: u64,
+    pub search_queue_depth: usize,
     pub index_path: PathBuf,
     pub repo_root: PathBuf,
 }
@@ -130,6 +132,10 @@ const SETTINGS: &[Setting] = &[
     Setting {
         flag: "spin-us",
         env: "ALLMAN_SPIN_US",
+    },
+    Setting {
+        flag: "search-queue-depth",
+        env: "ALLMAN_SEARCH_QUEUE_DEPTH",
     },
     Setting {
         flag: "index-path",
@@ -248,6 +254,10 @@ pub fn parse(
             .map(|v| number("spin-us", v))
             .transpose()?
             .unwrap_or(0),
+        search_queue_depth: get("search-queue-depth")
+            .map(|v| number("search-queue-depth", v))
+            .transpose()?
+            .unwrap_or(65_536),
         index_path: get("index-path").unwrap_or("allman_index").into(),
         repo_root: get("repo-root").unwrap_or("allman_repo").into(),
     };
@@ -290,6 +300,13 @@ fn validate(config: &Config, usable: &[usize]) -> Result<(), ConfigError> {
             "max-connections",
             &config.max_connections.to_string(),
             "must be at least one per shard".into(),
+        ));
+    }
+    if config.search_queue_depth == 0 {
+        return Err(invalid(
+            "search-queue-depth",
+            "0",
+            "must be positive".into(),
         ));
     }
     if config.idle_timeout_ms == 0 {

@@ -3,10 +3,13 @@
 mod app;
 mod clock;
 mod config;
+mod cores;
 mod http;
 mod ids;
 mod lifecycle;
 mod mcp;
+mod oneshot;
+mod search;
 mod server;
 mod tools;
 
@@ -29,7 +32,7 @@ fn main() -> ExitCode {
     let config = match config::parse(
         std::env::args().skip(1),
         |key| std::env::var(key).ok(),
-        &usable_cores(),
+        &cores::usable_cores(),
     ) {
         Ok(config) => config,
         Err(ConfigError::HelpRequested) => {
@@ -61,15 +64,31 @@ fn main() -> ExitCode {
         }
     };
 
-    // 3. Signals go to one thread (blocked everywhere else, inherited by every thread).
+    // 3. Signals go to one thread. Blocked here first, so every thread started later
+    //    (Tantivy's included) inherits the mask and none is killed by SIGTERM.
     let (events_tx, events) = mpsc::channel();
     if let Err(error) = watch_signals(events_tx.clone()) {
         eprintln!("allman: cannot install signal handling: {error}");
         return ExitCode::FAILURE;
     }
 
-    // 4. The shards. Each reports ready once it has joined the mesh and holds the socket.
-    let shards = match server::start(&config, &listener, &events_tx) {
+    // 4. The search threads (indexer and queries), on the index core. An unusable
+    //    INDEX_PATH stops start-up here.
+    let search_config = search::SearchConfig {
+        index_path: config.index_path.clone(),
+        core: config.index_core,
+        queue_depth: config.search_queue_depth,
+    };
+    let search = match search::start(&search_config) {
+        Ok(search) => search,
+        Err(error) => {
+            eprintln!("allman: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    // 5. The shards. Each reports ready once it has joined the mesh and holds the socket.
+    let shards = match server::start(&config, &listener, &search.handle(), &events_tx) {
         Ok(shards) => shards,
         Err(error) => {
             eprintln!("allman: cannot start the shard threads: {error}");
@@ -91,7 +110,7 @@ fn main() -> ExitCode {
     }
     log_started(&config, local_addr);
 
-    // 5. Serve until a signal, or until a shard dies (which is fatal, never a silent hang).
+    // 6. Serve until a signal, or until a shard dies (which is fatal, never a silent hang).
     loop {
         match events.recv() {
             Ok(Event::Signal(signal)) => {
@@ -107,7 +126,7 @@ fn main() -> ExitCode {
         }
     }
 
-    // 6. Orderly stop: every shard drains its connections, then all exit together.
+    // 7. Orderly stop: every shard drains its connections, then all exit together.
     shards.stop(|shard_count| {
         let deadline = Duration::from_millis(server::SHUTDOWN_GRACE_MS + 2_000);
         let mut drained = 0;
@@ -129,6 +148,8 @@ fn main() -> ExitCode {
             }
         }
     });
+    // 8. Every shard has handed over its search documents: commit them and stop.
+    search.shutdown();
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
@@ -226,21 +247,4 @@ fn watch_signals(events: mpsc::Sender<Event>) -> std::io::Result<()> {
             }
         })?;
     Ok(())
-}
-
-/// The CPUs this process may run on (its affinity mask), in order.
-fn usable_cores() -> Vec<usize> {
-    // SAFETY: sched_getaffinity fills a zeroed cpu_set_t of the size we pass.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            let count = std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(1);
-            return (0..count).collect();
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|cpu| libc::CPU_ISSET(*cpu, &set))
-            .collect()
-    }
 }

@@ -5,6 +5,7 @@ use crate::app::App;
 use crate::config::{Config, MAX_HEADER_BYTES};
 use crate::http::{self, serve_connection, write_response, ResponseHead, Status};
 use crate::lifecycle::{Event, Notify};
+use crate::search::{SearchFeed, SearchHandle};
 use crate::tools::Toolbox;
 use futures_lite::AsyncWriteExt;
 use glommio::net::{TcpListener, TcpStream};
@@ -54,6 +55,7 @@ pub struct Shards {
 pub fn start(
     config: &Config,
     listener: &std::net::TcpListener,
+    search: &SearchHandle,
     events: &Sender<Event>,
 ) -> std::io::Result<Shards> {
     let mesh = MeshPair::new(config.shard_count(), CROSS_SHARD_QUEUE_DEPTH);
@@ -88,6 +90,7 @@ pub fn start(
             stop: stop.clone(),
             exit: exit.clone(),
             open_connections: Arc::clone(&open_connections),
+            search: search.clone(),
         };
         let mut builder = LocalExecutorBuilder::new(Placement::Fixed(core))
             .name("allman-shard")
@@ -174,6 +177,7 @@ struct ShardContext {
     stop: Notify,
     exit: Notify,
     open_connections: Arc<AtomicUsize>,
+    search: SearchHandle,
 }
 
 async fn run_shard(context: ShardContext, reporter: &Reporter) {
@@ -189,7 +193,8 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
     };
     // SAFETY: `fd` is a listening socket this thread owns (a dup made for it in `start`).
     let listener = unsafe { TcpListener::from_raw_fd(context.fd) };
-    let app = Rc::new(App::new(Toolbox::new(Rc::clone(&shard))));
+    let feed = SearchFeed::new(context.search);
+    let app = Rc::new(App::new(Toolbox::new(Rc::clone(&shard), Rc::clone(&feed))));
     let connections = Rc::new(RefCell::new(Connections::default()));
     let settings = Rc::new(context.settings);
     reporter.send(Event::Ready { shard: shard.id() });
@@ -220,6 +225,8 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
             "connections still busy after the grace period"
         );
     }
+    // No request runs here any more: whatever search documents are held go to the indexer.
+    feed.flush_all();
     reporter.send(Event::Drained { shard: shard.id() });
     // Keep answering other shards' requests until every shard has drained.
     context.exit.wait().await;

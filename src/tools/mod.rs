@@ -4,9 +4,11 @@
 mod args;
 mod create_agent;
 mod get_inbox;
+mod search_messages;
 mod send_message;
 
 use crate::ids::IdGenerator;
+use crate::search::SearchFeed;
 use serde_json::value::RawValue;
 use shards::{AgentProfile, CallError, Shard, SharedEnvelope};
 use std::cell::RefCell;
@@ -44,6 +46,7 @@ pub enum ToolCall<'a> {
     CreateAgent(create_agent::Args<'a>),
     SendMessage(send_message::Args<'a>),
     GetInbox(get_inbox::Args<'a>),
+    SearchMessages(search_messages::Args<'a>),
 }
 
 #[derive(Debug)]
@@ -61,6 +64,7 @@ pub fn parse<'a>(
         "create_agent" => create_agent::parse(arguments).map(ToolCall::CreateAgent),
         "send_message" => send_message::parse(arguments).map(ToolCall::SendMessage),
         "get_inbox" => get_inbox::parse(arguments).map(ToolCall::GetInbox),
+        "search_messages" => search_messages::parse(arguments).map(ToolCall::SearchMessages),
         _ => return Err(ParseFailure::UnknownTool),
     };
     parsed.map_err(ParseFailure::Arguments)
@@ -76,6 +80,7 @@ pub enum ToolError {
     UnknownRecipients(Vec<Box<str>>),
     NameTaken { name: String, project_id: Uuid },
     NamesExhausted,
+    SearchUnavailable(String),
     Unavailable(CallError),
 }
 
@@ -108,6 +113,7 @@ impl fmt::Display for ToolError {
             ToolError::NamesExhausted => {
                 write!(f, "could not invent a free agent name; pass a name_hint")
             }
+            ToolError::SearchUnavailable(reason) => write!(f, "{reason}"),
             ToolError::Unavailable(error) => write!(f, "server unavailable: {error}"),
         }
     }
@@ -125,8 +131,12 @@ impl From<CallError> for ToolError {
 #[derive(Debug)]
 pub enum ToolOutput {
     Agent(AgentProfile),
-    Sent { id: Uuid },
+    Sent {
+        id: Uuid,
+    },
     Inbox(Vec<SharedEnvelope>),
+    /// Search hits, already a JSON array (built on the query thread).
+    Search(String),
 }
 
 impl ToolOutput {
@@ -136,6 +146,7 @@ impl ToolOutput {
             ToolOutput::Agent(profile) => create_agent::write_json(out, profile),
             ToolOutput::Sent { id } => send_message::write_json(out, id),
             ToolOutput::Inbox(messages) => get_inbox::write_json(out, messages),
+            ToolOutput::Search(hits) => out.extend_from_slice(hits.as_bytes()),
         }
     }
 
@@ -143,23 +154,27 @@ impl ToolOutput {
     pub fn structured_key(&self) -> Option<&'static str> {
         match self {
             ToolOutput::Inbox(_) => Some("messages"),
+            ToolOutput::Search(_) => Some("results"),
             ToolOutput::Agent(_) | ToolOutput::Sent { .. } => None,
         }
     }
 }
 
-/// Per-shard tool state: the shard handle, the id generator and the name cache.
+/// Per-shard tool state: the shard handle, the search feed, the id generator and the name
+/// cache.
 pub struct Toolbox {
     shard: Rc<Shard>,
+    search: Rc<SearchFeed>,
     ids: RefCell<IdGenerator>,
     known: RefCell<KnownAgents>,
 }
 
 impl Toolbox {
-    pub fn new(shard: Rc<Shard>) -> Self {
+    pub fn new(shard: Rc<Shard>, search: Rc<SearchFeed>) -> Self {
         let ids = IdGenerator::new(shard.id());
         Toolbox {
             shard,
+            search,
             ids: RefCell::new(ids),
             known: RefCell::new(KnownAgents::default()),
         }
@@ -174,6 +189,7 @@ impl Toolbox {
             ToolCall::CreateAgent(args) => create_agent::run(self, args).await,
             ToolCall::SendMessage(args) => send_message::run(self, args).await,
             ToolCall::GetInbox(args) => get_inbox::run(self, args).await,
+            ToolCall::SearchMessages(args) => search_messages::run(self, args).await,
         }
     }
 }
@@ -210,6 +226,7 @@ pub fn list_json() -> &'static str {
             create_agent::definition(),
             send_message::definition(),
             get_inbox::definition(),
+            search_messages::definition(),
         ]});
         tools.to_string()
     })
@@ -236,7 +253,15 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(list_json()).expect("valid json");
         let tools = value["tools"].as_array().expect("tools array");
         let names: Vec<&str> = tools.iter().filter_map(|t| t["name"].as_str()).collect();
-        assert_eq!(names, vec!["create_agent", "send_message", "get_inbox"]);
+        assert_eq!(
+            names,
+            vec![
+                "create_agent",
+                "send_message",
+                "get_inbox",
+                "search_messages"
+            ]
+        );
         for tool in tools {
             assert_eq!(tool["inputSchema"]["type"], "object", "{tool}");
             assert_eq!(tool["outputSchema"]["type"], "object", "{tool}");

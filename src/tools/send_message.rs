@@ -10,6 +10,7 @@ use super::create_agent::unreachable_reply;
 use super::{ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES, MAX_RECIPIENTS};
 use crate::clock::now_ms;
 use crate::mcp::json::{present, write_uuid};
+use crate::search::SearchDoc;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use shards::{Delivery, Envelope, Reply, Request, Ticket};
@@ -115,6 +116,7 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
         &args.body,
     ));
     let mut tickets: Vec<Ticket<'_>> = Vec::with_capacity(groups.len());
+    let recipients: Vec<Box<str>> = args.to.iter().map(|name| (**name).into()).collect();
     for (owner, names) in groups {
         let request = Request::Deliver {
             names,
@@ -141,6 +143,11 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
         args.to.len(),
         "every distinct recipient gets one copy"
     );
+    // Indexed only once delivered everywhere: search never shows mail that was refused.
+    tools.search.submit(SearchDoc {
+        envelope,
+        to: recipients,
+    });
     tracing::debug!(from = %args.from_agent, recipients = delivered, "message delivered");
     Ok(ToolOutput::Sent { id })
 }

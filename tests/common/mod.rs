@@ -36,6 +36,12 @@ impl Server {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create test dir");
+        Server::start_in(&dir, args)
+    }
+
+    /// Starts a server whose index and repository live under `dir` (kept across restarts).
+    pub fn start_in(dir: &std::path::Path, args: &[&str]) -> Server {
+        let dir = dir.to_path_buf();
         let mut child = Command::new(env!("CARGO_BIN_EXE_allman"))
             .arg("--port")
             .arg("0")
@@ -96,6 +102,11 @@ impl Server {
 
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn stop(mut self) -> ExitStatus {
+        self.terminate()
+    }
+
+    /// Like `stop`, but keeps `dir` (removed when the `Server` is dropped) for inspection.
+    pub fn terminate(&mut self) -> ExitStatus {
         self.signal(libc::SIGTERM);
         let mut child = self.child.take().expect("running");
         wait_with_deadline(&mut child, Duration::from_secs(30))
@@ -301,8 +312,12 @@ impl Client {
             "structuredContent must be an object: {result}"
         );
         if text.is_array() {
+            // Arrays are wrapped in a one-key object ("messages" or "results").
+            let wrapper = structured.as_object().expect("object");
+            assert_eq!(wrapper.len(), 1, "{result}");
             assert_eq!(
-                structured["messages"], text,
+                wrapper.values().next(),
+                Some(&text),
                 "structuredContent mirrors text"
             );
         } else {

@@ -1,0 +1,135 @@
+//! The indexer thread: adds documents and commits in batches, reloading the reader after
+//! each commit so new mail becomes searchable.
+
+use super::schema::{fields_of, Fields};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use shards::SharedEnvelope;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tantivy::{IndexReader, IndexWriter, TantivyDocument};
+
+/// Tantivy's indexing memory budget (it flushes a segment when full).
+pub const WRITER_HEAP_BYTES: usize = 64 * 1024 * 1024;
+/// Commit at the latest this long after the first uncommitted document arrived: the bound on
+/// visibility lag when the indexer keeps up.
+const COMMIT_INTERVAL_MS: u64 = 10;
+/// Commit once this many documents are waiting, whatever the time.
+const MAX_BATCH_DOCS: usize = 8192;
+
+/// One delivered message, as search stores it.
+pub struct SearchDoc {
+    pub envelope: SharedEnvelope,
+    pub to: Vec<Box<str>>,
+}
+
+pub enum Command {
+    Add(SearchDoc),
+    /// Commit what is pending and exit.
+    Shutdown,
+}
+
+pub struct Indexer {
+    writer: IndexWriter,
+    reader: IndexReader,
+    fields: Fields,
+    docs_in_flight: Arc<AtomicUsize>,
+    uncommitted: usize,
+    first_uncommitted_at: Option<Instant>,
+    indexed_total: u64,
+}
+
+impl Indexer {
+    pub fn new(writer: IndexWriter, reader: IndexReader, docs_in_flight: Arc<AtomicUsize>) -> Self {
+        // The schema was built by schema::build, so every field exists.
+        let fields =
+            fields_of(&writer.index().schema()).unwrap_or_else(|e| panic!("index schema: {e}"));
+        Indexer {
+            writer,
+            reader,
+            fields,
+            docs_in_flight,
+            uncommitted: 0,
+            first_uncommitted_at: None,
+            indexed_total: 0,
+        }
+    }
+
+    pub fn run(mut self, commands: Receiver<Command>) {
+        loop {
+            let command = match self.first_uncommitted_at {
+                None => commands.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(first) => {
+                    let deadline = first + Duration::from_millis(COMMIT_INTERVAL_MS);
+                    commands.recv_deadline(deadline)
+                }
+            };
+            match command {
+                Ok(Command::Add(doc)) => {
+                    self.add(doc);
+                    self.docs_in_flight.fetch_sub(1, Ordering::AcqRel);
+                    if self.uncommitted >= MAX_BATCH_DOCS {
+                        self.commit();
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => self.commit(),
+                Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+                    self.commit();
+                    tracing::info!(indexed = self.indexed_total, "search index flushed");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, doc: SearchDoc) {
+        let f = self.fields;
+        let envelope = &doc.envelope;
+        let mut document = TantivyDocument::default();
+        document.add_text(f.id, envelope.id.hyphenated().to_string());
+        document.add_text(f.project_id, envelope.project_id.hyphenated().to_string());
+        document.add_text(f.from, envelope.from());
+        for recipient in &doc.to {
+            document.add_text(f.to, recipient);
+        }
+        document.add_text(f.subject, envelope.subject());
+        document.add_text(f.body, envelope.body());
+        let mut timestamp = String::with_capacity(24);
+        crate::clock::write_rfc3339_ms(&mut timestamp, envelope.timestamp_ms);
+        document.add_text(f.timestamp, timestamp);
+        match self.writer.add_document(document) {
+            Ok(_) => {
+                self.uncommitted += 1;
+                self.first_uncommitted_at.get_or_insert_with(Instant::now);
+            }
+            Err(error) => tracing::error!(%error, id = %envelope.id, "could not index a message"),
+        }
+    }
+
+    fn commit(&mut self) {
+        if self.uncommitted == 0 {
+            self.first_uncommitted_at = None;
+            return;
+        }
+        let started = Instant::now();
+        match self.writer.commit() {
+            Ok(_) => {
+                if let Err(error) = self.reader.reload() {
+                    tracing::error!(%error, "could not reload the search reader");
+                }
+                self.indexed_total += self.uncommitted as u64;
+                tracing::debug!(
+                    docs = self.uncommitted,
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "search commit"
+                );
+                self.uncommitted = 0;
+                self.first_uncommitted_at = None;
+            }
+            // Documents stay in the writer and are retried with the next commit.
+            Err(error) => {
+                tracing::error!(%error, pending = self.uncommitted, "search commit failed")
+            }
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Full-text search of all mail: a Tantivy index owned by an indexer thread on its own core,
+//! fed by the shards over a crossbeam channel, and a query thread that answers
+//! `search_messages` from the latest committed snapshot.
+//!
+//! Nothing here runs on a shard: shards only enqueue (never block) and await query replies.
+
+mod feed;
+mod indexer;
+mod query;
+mod schema;
+
+pub use feed::SearchFeed;
+pub use indexer::SearchDoc;
+
+use crate::oneshot;
+use crossbeam_channel::Sender;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// Largest `limit` a search may ask for.
+pub const MAX_SEARCH_LIMIT: usize = 1000;
+pub const DEFAULT_SEARCH_LIMIT: usize = 10;
+/// Queries waiting for the query thread; beyond it `search_messages` answers "busy" at once
+/// rather than queueing unboundedly behind slow queries.
+const MAX_QUEUED_QUERIES: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct SearchConfig {
+    pub index_path: PathBuf,
+    pub core: usize,
+    /// Documents in flight from the shards to the indexer before shards hold new ones back.
+    pub queue_depth: usize,
+}
+
+#[derive(Debug)]
+pub enum SearchError {
+    /// The index directory cannot be created, cleared or written.
+    Index {
+        path: PathBuf,
+        reason: String,
+    },
+    Thread(std::io::Error),
+}
+
+impl fmt::Display for SearchError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SearchError::Index { path, reason } => {
+                write!(f, "search index at {}: {reason}", path.display())
+            }
+            SearchError::Thread(error) => write!(f, "cannot start the search threads: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for SearchError {}
+
+/// Why a query got no results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryError {
+    /// The query text does not parse; the parser's reason.
+    Syntax(String),
+    /// Too many queries waiting; try again.
+    Busy,
+    /// The search threads have stopped (shutdown) or failed.
+    Unavailable(String),
+}
+
+impl fmt::Display for QueryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueryError::Syntax(reason) => write!(f, "invalid query: {reason}"),
+            QueryError::Busy => write!(
+                f,
+                "search is busy ({MAX_QUEUED_QUERIES} queries waiting); retry shortly"
+            ),
+            QueryError::Unavailable(reason) => write!(f, "search unavailable: {reason}"),
+        }
+    }
+}
+
+/// A query for the query thread. `reply` gets the hits as a JSON array of named documents.
+struct QueryJob {
+    text: String,
+    limit: usize,
+    reply: oneshot::Sender<Result<String, QueryError>>,
+}
+
+/// What shards hold to reach the search threads. Cheap to clone; `Send`.
+#[derive(Clone)]
+pub struct SearchHandle {
+    docs: Sender<indexer::Command>,
+    docs_in_flight: Arc<AtomicUsize>,
+    queue_depth: usize,
+    queries: Sender<QueryJob>,
+    queries_waiting: Arc<AtomicUsize>,
+}
+
+impl SearchHandle {
+    /// Runs a query on the query thread.
+    pub async fn query(&self, text: &str, limit: usize) -> Result<String, QueryError> {
+        if self.queries_waiting.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED_QUERIES {
+            self.queries_waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(QueryError::Busy);
+        }
+        let (reply, answer) = oneshot::channel();
+        let job = QueryJob {
+            text: text.to_string(),
+            limit,
+            reply,
+        };
+        if self.queries.send(job).is_err() {
+            self.queries_waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(QueryError::Unavailable(
+                "the query thread has stopped".into(),
+            ));
+        }
+        answer.await.unwrap_or_else(|| {
+            Err(QueryError::Unavailable(
+                "the query thread dropped the query".into(),
+            ))
+        })
+    }
+}
+
+/// The running search threads, as the main thread sees them.
+pub struct SearchService {
+    handle: SearchHandle,
+    indexer: JoinHandle<()>,
+    query: JoinHandle<()>,
+}
+
+/// Opens (recreates) the index and starts the indexer and query threads, both pinned to
+/// `config.core`.
+pub fn start(config: &SearchConfig) -> Result<SearchService, SearchError> {
+    let index = schema::create_index(&config.index_path)?;
+    let reader = index
+        .reader_builder()
+        .reload_policy(tantivy::ReloadPolicy::Manual)
+        .try_into()
+        .map_err(|e| index_error(&config.index_path, e))?;
+    let writer = index
+        .writer_with_num_threads(1, indexer::WRITER_HEAP_BYTES)
+        .map_err(|e| index_error(&config.index_path, e))?;
+
+    // Unbounded channels with our own counters: crossbeam's bounded try_send can spin for
+    // milliseconds when the receiver is descheduled, which would stall a shard.
+    let (docs, doc_rx) = crossbeam_channel::unbounded();
+    let (queries, query_rx) = crossbeam_channel::unbounded();
+    let docs_in_flight = Arc::new(AtomicUsize::new(0));
+    let queries_waiting = Arc::new(AtomicUsize::new(0));
+
+    let indexer_state = indexer::Indexer::new(writer, reader.clone(), Arc::clone(&docs_in_flight));
+    let core = config.core;
+    let indexer = std::thread::Builder::new()
+        .name("allman-index".into())
+        .spawn(move || {
+            crate::cores::pin_current_thread(core);
+            indexer_state.run(doc_rx);
+        })
+        .map_err(SearchError::Thread)?;
+    let searcher = query::QueryRunner::new(&index, reader, Arc::clone(&queries_waiting));
+    let query = std::thread::Builder::new()
+        .name("allman-query".into())
+        .spawn(move || {
+            crate::cores::pin_current_thread(core);
+            searcher.run(query_rx);
+        })
+        .map_err(SearchError::Thread)?;
+    Ok(SearchService {
+        handle: SearchHandle {
+            docs,
+            docs_in_flight,
+            queue_depth: config.queue_depth.max(1),
+            queries,
+            queries_waiting,
+        },
+        indexer,
+        query,
+    })
+}
+
+impl SearchService {
+    pub fn handle(&self) -> SearchHandle {
+        self.handle.clone()
+    }
+
+    /// Commits everything sent so far and stops both threads. Call after the shards have
+    /// flushed their held-back documents.
+    pub fn shutdown(self) {
+        let SearchService {
+            handle,
+            indexer,
+            query,
+        } = self;
+        let _ = handle.docs.send(indexer::Command::Shutdown);
+        drop(handle);
+        if indexer.join().is_err() {
+            tracing::error!("the indexer thread panicked");
+        }
+        // The query thread ends when every SearchHandle (shards' clones included) is gone;
+        // shards have exited by now, so only ours remained.
+        if query.join().is_err() {
+            tracing::error!("the query thread panicked");
+        }
+    }
+}
+
+fn index_error(path: &Path, error: impl fmt::Display) -> SearchError {
+    SearchError::Index {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    }
+}

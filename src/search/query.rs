@@ -1,0 +1,66 @@
+//! The query thread: parses and runs `search_messages` queries against the latest reloaded
+//! snapshot, off the shards, so a slow query delays only other queries.
+
+use super::schema::fields_of;
+use super::{QueryError, QueryJob};
+use crossbeam_channel::Receiver;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use tantivy::collector::TopDocs;
+use tantivy::query::QueryParser;
+use tantivy::schema::{document::Document, Schema};
+use tantivy::{Index, IndexReader, TantivyDocument};
+
+pub struct QueryRunner {
+    reader: IndexReader,
+    parser: QueryParser,
+    schema: Schema,
+    queries_waiting: Arc<AtomicUsize>,
+}
+
+impl QueryRunner {
+    pub fn new(index: &Index, reader: IndexReader, queries_waiting: Arc<AtomicUsize>) -> Self {
+        let schema = index.schema();
+        // The schema was built by schema::build, so every field exists.
+        let fields = fields_of(&schema).unwrap_or_else(|e| panic!("index schema: {e}"));
+        let parser = QueryParser::for_index(index, vec![fields.subject, fields.body]);
+        QueryRunner {
+            reader,
+            parser,
+            schema,
+            queries_waiting,
+        }
+    }
+
+    pub fn run(self, jobs: Receiver<QueryJob>) {
+        for job in jobs {
+            let result = self.search(&job.text, job.limit);
+            self.queries_waiting.fetch_sub(1, Ordering::AcqRel);
+            job.reply.send(result);
+        }
+    }
+
+    /// The hits, best first, as a JSON array of named documents (every field an array).
+    pub fn search(&self, text: &str, limit: usize) -> Result<String, QueryError> {
+        let query = self
+            .parser
+            .parse_query(text)
+            .map_err(|e| QueryError::Syntax(e.to_string()))?;
+        let searcher = self.reader.searcher();
+        let hits = searcher
+            .search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())
+            .map_err(|e| QueryError::Unavailable(e.to_string()))?;
+        let mut out = String::from("[");
+        for (index, (_score, address)) in hits.into_iter().enumerate() {
+            let document: TantivyDocument = searcher
+                .doc(address)
+                .map_err(|e| QueryError::Unavailable(e.to_string()))?;
+            if index > 0 {
+                out.push(',');
+            }
+            out.push_str(&document.to_json(&self.schema));
+        }
+        out.push(']');
+        Ok(out)
+    }
+}

@@ -1,0 +1,249 @@
+//! search_messages: visibility, document shape, limits, query syntax and the no-loss path.
+
+mod common;
+
+use common::{Client, Server};
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// Polls a search until it returns at least `want` hits (bounded), returning the last hits.
+fn search_until(client: &mut Client, query: &str, limit: usize, want: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let hits = search(client, query, limit);
+        if hits.len() >= want || Instant::now() > deadline {
+            return hits;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn search(client: &mut Client, query: &str, limit: usize) -> Vec<Value> {
+    let result = client.call_ok("search_messages", json!({"query": query, "limit": limit}));
+    result.as_array().expect("hits array").clone()
+}
+
+fn setup(client: &mut Client, names: &[&str]) {
+    for name in names {
+        client.create_agent("search", name);
+    }
+}
+
+#[test]
+fn every_sent_message_becomes_searchable() {
+    let server = Server::start();
+    let mut client = server.client();
+    setup(&mut client, &["Seeker", "Finder"]);
+    let mut ids = HashSet::new();
+    for n in 0..100 {
+        let sent = client.send(
+            "Seeker",
+            &["Finder"],
+            &format!("token{n}x"),
+            "visibility check",
+        );
+        ids.insert(sent["id"].as_str().expect("id").to_string());
+    }
+    for n in 0..100 {
+        let hits = search_until(&mut client, &format!("token{n}x"), 10, 1);
+        assert_eq!(hits.len(), 1, "token{n}x not found");
+        assert!(ids.contains(hits[0]["id"][0].as_str().expect("id")));
+    }
+    let all = search_until(&mut client, "visibility", 1000, 100);
+    assert_eq!(all.len(), 100);
+}
+
+#[test]
+fn documents_have_every_field_as_an_array_and_drained_mail_stays_searchable() {
+    let server = Server::start();
+    let mut client = server.client();
+    setup(&mut client, &["Shaper", "RecipientOne", "RecipientTwo"]);
+    let sent = client.send(
+        "Shaper",
+        &["RecipientOne", "RecipientTwo"],
+        "Quarterly zebra report",
+        "Ünïcödé body ✓ naïve café",
+    );
+    assert_eq!(
+        client.inbox("RecipientOne").len(),
+        1,
+        "drain before searching"
+    );
+    let hits = search_until(&mut client, "zebra", 10, 1);
+    assert_eq!(hits.len(), 1);
+    let doc = &hits[0];
+    for field in [
+        "id",
+        "project_id",
+        "from",
+        "to",
+        "subject",
+        "body",
+        "timestamp",
+    ] {
+        assert!(doc[field].is_array(), "{field} must be an array: {doc}");
+    }
+    assert_eq!(doc["id"], json!([sent["id"]]));
+    assert_eq!(doc["from"], json!(["Shaper"]));
+    assert_eq!(doc["to"], json!(["RecipientOne", "RecipientTwo"]));
+    assert_eq!(doc["subject"], json!(["Quarterly zebra report"]));
+    assert_eq!(doc["body"], json!(["Ünïcödé body ✓ naïve café"]));
+    let project = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_DNS, b"search").to_string();
+    assert_eq!(doc["project_id"], json!([project]));
+    // Unicode terms and exact-match field queries.
+    assert_eq!(search_until(&mut client, "café", 10, 1).len(), 1);
+    assert_eq!(search_until(&mut client, "from:Shaper", 10, 1).len(), 1);
+    assert_eq!(search_until(&mut client, "to:RecipientTwo", 10, 1).len(), 1);
+    assert!(search(&mut client, "from:Nobody", 10).is_empty());
+}
+
+#[test]
+fn limit_caps_results_and_best_matches_come_first() {
+    let server = Server::start();
+    let mut client = server.client();
+    setup(&mut client, &["Ranker"]);
+    for n in 0..30 {
+        client.send("Ranker", &["Ranker"], &format!("filler {n}"), "apple");
+    }
+    client.send(
+        "Ranker",
+        &["Ranker"],
+        "apple apple apple",
+        "apple apple apple apple",
+    );
+    let all = search_until(&mut client, "apple", 1000, 31);
+    assert_eq!(all.len(), 31);
+    let top = search(&mut client, "apple", 5);
+    assert_eq!(top.len(), 5);
+    assert_eq!(
+        top[0]["subject"],
+        json!(["apple apple apple"]),
+        "highest score first"
+    );
+    assert_eq!(search(&mut client, "apple", 1).len(), 1);
+}
+
+#[test]
+fn large_bodies_are_indexed() {
+    let server = Server::start();
+    let mut client = server.client();
+    setup(&mut client, &["Big"]);
+    let body = format!(
+        "{} needleinhaystack {}",
+        "lorem ".repeat(6_000),
+        "ipsum ".repeat(6_000)
+    );
+    assert!(body.len() >= 64 * 1024 - 1000);
+    client.send("Big", &["Big"], "big", &body);
+    let hits = search_until(&mut client, "needleinhaystack", 10, 1);
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0]["body"][0].as_str().map(str::len), Some(body.len()));
+}
+
+#[test]
+fn bad_queries_and_limits_are_tool_errors() {
+    let server = Server::start();
+    let mut client = server.client();
+    let message = client.call_err("search_messages", json!({"query": "subject:(unclosed"}));
+    assert!(message.contains("query"), "{message}");
+    let message = client.call_err("search_messages", json!({"query": "nosuchfield:x"}));
+    assert!(message.contains("query"), "{message}");
+    for arguments in [json!({"query": ""}), json!({"query": "   "}), json!({})] {
+        let message = client.call_err("search_messages", arguments);
+        assert!(message.contains("query"), "{message}");
+    }
+    for limit in [json!(0), json!(1001), json!("5"), json!(2.5)] {
+        let message = client.call_err("search_messages", json!({"query": "a", "limit": limit}));
+        assert!(message.contains("limit"), "{message}");
+    }
+    assert!(search(&mut client, "nothingmatchesthis", 10).is_empty());
+}
+
+#[test]
+fn a_full_indexer_channel_loses_nothing() {
+    // A channel of one forces almost every document through the shards' hold-and-retry path.
+    let server = Server::start_with(&["--shards", "2", "--search-queue-depth", "1"]);
+    let addr = server.addr;
+    let mut client = server.client();
+    setup(&mut client, &["Flood", "Sink"]);
+    let workers: Vec<_> = (0..4)
+        .map(|worker| {
+            std::thread::spawn(move || {
+                let mut client = Client::connect(addr);
+                for n in 0..100 {
+                    client.send(
+                        "Flood",
+                        &["Sink"],
+                        &format!("flood w{worker}n{n}"),
+                        "floodmark",
+                    );
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().expect("worker");
+    }
+    let hits = search_until(&mut client, "floodmark", 1000, 400);
+    assert_eq!(hits.len(), 400, "messages missing from search");
+    let subjects: HashSet<String> = hits
+        .iter()
+        .map(|h| h["subject"][0].as_str().expect("subject").to_string())
+        .collect();
+    assert_eq!(subjects.len(), 400);
+}
+
+#[test]
+fn shutdown_commits_every_message_to_the_index() {
+    let mut server = Server::start();
+    let index_path = server.dir.join("index");
+    assert!(
+        index_path.join("meta.json").exists(),
+        "index created at INDEX_PATH"
+    );
+    let mut client = server.client();
+    setup(&mut client, &["Last"]);
+    for n in 0..50 {
+        client.send("Last", &["Last"], &format!("final{n}"), "");
+    }
+    // Stop at once: documents still in the channel or the writer must be committed on exit.
+    let status = server.terminate();
+    assert!(status.success(), "{status:?}");
+    let index = tantivy::Index::open_in_dir(&index_path).expect("open index");
+    let reader = index.reader().expect("reader");
+    assert_eq!(reader.searcher().num_docs(), 50);
+}
+
+#[test]
+fn a_restart_starts_from_an_empty_index() {
+    let mut server = Server::start();
+    let mut client = server.client();
+    setup(&mut client, &["Old"]);
+    client.send("Old", &["Old"], "stale", "");
+    assert!(server.terminate().success());
+    let restarted = Server::start_in(&server.dir, &["--shards", "2"]);
+    let mut client = restarted.client();
+    assert!(
+        search(&mut client, "stale", 10).is_empty(),
+        "mail of the last run is gone"
+    );
+}
+
+#[test]
+fn an_unusable_index_path_stops_start_up_with_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("allman-badindex-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let precious = dir.join("precious.txt");
+    std::fs::write(&precious, "do not delete").expect("write");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_allman"))
+        .args(["--port", "0", "--shards", "1"])
+        .env("INDEX_PATH", &dir)
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("refusing to delete"), "{stderr}");
+    assert!(precious.exists(), "a foreign directory is never wiped");
+    let _ = std::fs::remove_dir_all(&dir);
+}
