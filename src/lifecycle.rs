@@ -61,9 +61,23 @@ impl Notify {
 /// What shard threads tell the main thread.
 #[derive(Debug)]
 pub enum Event {
-    Ready { shard: usize },
-    Failed { core: usize, reason: String },
-    Drained { shard: usize },
-    Exited { core: usize },
+    Ready {
+        shard: usize,
+    },
+    /// `executor_started` is false when glommio could not create the executor at all (its
+    /// error is then read by joining the thread in `slot`).
+    Failed {
+        slot: usize,
+        core: usize,
+        reason: String,
+        executor_started: bool,
+    },
+    Drained {
+        shard: usize,
+    },
+    Exited {
+        slot: usize,
+        core: usize,
+    },
     Signal(i32),
 }

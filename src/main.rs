@@ -97,14 +97,27 @@ fn main() -> ExitCode {
     };
     drop(listener);
     if let Err(failure) = wait_ready(&events, config.shard_count()) {
-        let detail = match failure {
-            Event::Failed { core, reason } => {
-                let detail = shards.startup_error(core, &config);
-                format!("shard on core {core} failed to start: {reason}: {detail}")
+        let message = match failure {
+            StartupFailure::Shard {
+                slot,
+                core,
+                reason,
+                executor_started: false,
+            } => {
+                let detail = shards.executor_error(slot);
+                format!("shard {slot} (core {core}) failed to start: {reason}: {detail}\n{STARTUP_HINT}")
             }
-            other => format!("start-up did not complete: {other:?}"),
+            StartupFailure::Shard {
+                slot, core, reason, ..
+            } => {
+                format!("shard {slot} (core {core}) failed to start: {reason}")
+            }
+            StartupFailure::TimedOut => format!(
+                "the shards did not report ready within {STARTUP_TIMEOUT_MS} ms\n{STARTUP_HINT}"
+            ),
+            StartupFailure::Interrupted => "interrupted during start-up".to_string(),
         };
-        eprintln!("allman: {detail}\n{STARTUP_HINT}");
+        eprintln!("allman: {message}");
         // Other shards may be waiting in the mesh for the one that failed; do not join them.
         std::process::exit(1);
     }
@@ -117,8 +130,8 @@ fn main() -> ExitCode {
                 tracing::info!(signal, "stopping: finishing in-flight requests");
                 break;
             }
-            Ok(Event::Exited { core } | Event::Failed { core, .. }) => {
-                tracing::error!(core, "a shard stopped unexpectedly; exiting");
+            Ok(Event::Exited { slot, core } | Event::Failed { slot, core, .. }) => {
+                tracing::error!(shard = slot, core, "a shard stopped unexpectedly; exiting");
                 std::process::exit(1);
             }
             Ok(_) => {}
@@ -170,22 +183,51 @@ fn bind(config: &Config) -> std::io::Result<TcpListener> {
     Ok(listener)
 }
 
-fn wait_ready(events: &Receiver<Event>, shard_count: usize) -> Result<(), Event> {
+enum StartupFailure {
+    Shard {
+        slot: usize,
+        core: usize,
+        reason: String,
+        executor_started: bool,
+    },
+    TimedOut,
+    Interrupted,
+}
+
+fn wait_ready(events: &Receiver<Event>, shard_count: usize) -> Result<(), StartupFailure> {
+    let deadline = std::time::Instant::now() + Duration::from_millis(STARTUP_TIMEOUT_MS);
     let mut ready = 0;
     while ready < shard_count {
-        match events.recv_timeout(Duration::from_millis(STARTUP_TIMEOUT_MS)) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match events.recv_timeout(left) {
             Ok(Event::Ready { shard }) => {
                 tracing::debug!(shard, "shard ready");
                 ready += 1;
             }
-            Ok(Event::Signal(_)) => {}
-            Ok(other) => return Err(other),
-            Err(_) => {
-                return Err(Event::Failed {
-                    core: usize::MAX,
-                    reason: "timed out waiting for shards".into(),
+            Ok(Event::Signal(_)) => return Err(StartupFailure::Interrupted),
+            Ok(Event::Failed {
+                slot,
+                core,
+                reason,
+                executor_started,
+            }) => {
+                return Err(StartupFailure::Shard {
+                    slot,
+                    core,
+                    reason,
+                    executor_started,
                 })
             }
+            Ok(Event::Exited { slot, core }) => {
+                return Err(StartupFailure::Shard {
+                    slot,
+                    core,
+                    reason: "exited during start-up".into(),
+                    executor_started: true,
+                })
+            }
+            Ok(Event::Drained { .. }) => {}
+            Err(_) => return Err(StartupFailure::TimedOut),
         }
     }
     Ok(())

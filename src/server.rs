@@ -3,12 +3,11 @@
 
 use crate::app::App;
 use crate::config::{Config, MAX_HEADER_BYTES};
-use crate::http::{self, serve_connection, write_response, ResponseHead, Status};
+use crate::http::{self, refuse_connection, serve_connection};
 use crate::lifecycle::{Event, Notify};
 use crate::search::{SearchFeed, SearchHandle};
 use crate::tools::Toolbox;
-use futures_lite::AsyncWriteExt;
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use shards::{MeshPair, Shard};
 use std::cell::RefCell;
@@ -25,8 +24,8 @@ use std::time::{Duration, Instant};
 /// (back-pressure to their connection); 1024 covers a full pipelined burst of a few hundred
 /// connections without waiting.
 pub const CROSS_SHARD_QUEUE_DEPTH: usize = 1024;
-/// Memory glommio registers per executor for direct file I/O. Shards do no file I/O, and small
-/// values keep start-up working where locked memory is scarce (see docs/OPERATIONS notes).
+/// Memory glommio registers per executor for direct file I/O. Shards do no file I/O, and a
+/// small value keeps start-up working where locked memory is scarce (`ulimit -l`).
 const IO_MEMORY_BYTES: usize = 512 * 1024;
 /// How long a stopping shard waits for in-flight requests before it gives up on them.
 pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
@@ -73,13 +72,14 @@ pub fn start(
         exits: Vec::new(),
         handles: Vec::new(),
     };
-    for &core in &config.shard_cores {
+    for (slot, &core) in config.shard_cores.iter().enumerate() {
         let stop = Notify::default();
         let exit = Notify::default();
         // Each shard owns a dup of the one exclusively bound socket (see main.rs).
         let fd = listener.try_clone()?.into_raw_fd();
         let reporter = Reporter {
             events: events.clone(),
+            slot,
             core,
             running: false,
         };
@@ -130,11 +130,13 @@ impl Shards {
         }
     }
 
-    /// The error of a shard whose executor could not start (joins its finished thread).
-    pub fn startup_error(self, core: usize, config: &Config) -> String {
-        let position = config.shard_cores.iter().position(|c| *c == core);
-        position
-            .and_then(|index| self.handles.into_iter().nth(index))
+    /// The error of the shard in `slot` whose executor could not be created. Its thread has
+    /// already ended, so the join returns at once; other shards are never joined here (they
+    /// may be waiting in the mesh for the one that failed).
+    pub fn executor_error(self, slot: usize) -> String {
+        self.handles
+            .into_iter()
+            .nth(slot)
             .and_then(|handle| handle.join().err())
             .map(|e| e.to_string())
             .unwrap_or_else(|| "unknown error".into())
@@ -145,6 +147,7 @@ impl Shards {
 /// `running`, the executor never started; dropped while running, the shard exited.
 struct Reporter {
     events: Sender<Event>,
+    slot: usize,
     core: usize,
     running: bool,
 }
@@ -159,11 +162,16 @@ impl Reporter {
 impl Drop for Reporter {
     fn drop(&mut self) {
         let event = if self.running {
-            Event::Exited { core: self.core }
+            Event::Exited {
+                slot: self.slot,
+                core: self.core,
+            }
         } else {
             Event::Failed {
+                slot: self.slot,
                 core: self.core,
                 reason: "the executor could not start".into(),
+                executor_started: false,
             }
         };
         self.send(event);
@@ -185,8 +193,10 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
         Ok(shard) => shard,
         Err(error) => {
             reporter.send(Event::Failed {
+                slot: reporter.slot,
                 core: reporter.core,
                 reason: error.to_string(),
+                executor_started: true,
             });
             return;
         }
@@ -258,7 +268,12 @@ async fn accept_until_stopped(
         };
         if open_connections.fetch_add(1, Ordering::AcqRel) >= settings.max_connections {
             open_connections.fetch_sub(1, Ordering::AcqRel);
-            glommio::spawn_local(refuse_connection(stream)).detach();
+            glommio::spawn_local(async move {
+                let mut stream = stream;
+                refuse_connection(&mut stream, "too many open connections; retry later\n").await;
+                tracing::debug!("refused a connection over the limit");
+            })
+            .detach();
             continue;
         }
         let key = connections.borrow_mut().insert(stream.as_raw_fd());
@@ -273,7 +288,9 @@ async fn accept_until_stopped(
             let mut stream = stream;
             // Small request/response exchanges: send each batch of responses immediately.
             let _ = stream.set_nodelay(true);
+            // A client that stops reading or writing releases its slot after this long.
             let _ = stream.set_read_timeout(Some(settings.idle_timeout));
+            let _ = stream.set_write_timeout(Some(settings.idle_timeout));
             if let Err(error) = serve_connection(&mut stream, &*app, &settings.limits).await {
                 tracing::debug!(%error, "connection ended with an error");
             }
@@ -283,21 +300,6 @@ async fn accept_until_stopped(
         })
         .detach();
     }
-}
-
-/// Over the connection limit: say so, then close.
-async fn refuse_connection(mut stream: TcpStream) {
-    let mut out = Vec::with_capacity(256);
-    let body = b"too many open connections; retry later\n";
-    write_response(
-        &mut out,
-        &ResponseHead::text(Status::ServiceUnavailable),
-        body,
-        true,
-        false,
-    );
-    let _ = stream.write_all(&out).await;
-    tracing::debug!("refused a connection over the limit");
 }
 
 /// The sockets this shard is serving, so a stop can end their reads.

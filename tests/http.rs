@@ -109,7 +109,13 @@ fn http10_and_connection_close_end_the_connection_after_the_response() {
 
     let mut client = server.client();
     client.send_raw(b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-    assert_eq!(client.read_response().status, 200);
+    let response = client.read_response();
+    assert_eq!(response.status, 200);
+    assert_eq!(
+        response.header("connection"),
+        Some("keep-alive"),
+        "HTTP/1.0 keep-alive is announced"
+    );
     assert_eq!(client.get("/health").status, 200);
 }
 
@@ -206,6 +212,33 @@ fn large_body_up_to_the_default_limit_is_accepted() {
     assert_eq!(response.status, 200);
     // The connection's buffers shrink back and it keeps working.
     assert_eq!(client.get("/health").status, 200);
+}
+
+#[test]
+fn connections_over_the_limit_get_503_and_the_slot_frees_on_close() {
+    let server = Server::start_with(&["--shards", "2", "--max-connections", "2"]);
+    let mut first = server.client();
+    let mut second = server.client();
+    assert_eq!(first.get("/health").status, 200);
+    assert_eq!(second.get("/health").status, 200);
+    let mut third = server.client();
+    let response = third.read_response();
+    assert_eq!(response.status, 503);
+    assert!(response.text().contains("too many open connections"));
+    assert!(third.is_closed_by_server());
+    drop(first);
+    // The freed slot is reusable once the server has seen the close.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut retry = server.client();
+        retry.send_raw(b"GET /health HTTP/1.1\r\n\r\n");
+        if retry.read_response().status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "slot never freed");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(second.get("/health").status, 200);
 }
 
 /// Reads a response to HEAD: headers only, whatever Content-Length says. Reads byte by byte

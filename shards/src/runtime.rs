@@ -252,7 +252,9 @@ impl Drop for Ticket<'_> {
 
 /// Reply slots for this shard's outstanding cross-shard calls, indexed by the slot number
 /// that travels with the request. Slots are reused, so the table grows only to the peak number
-/// of calls in flight (itself bounded by the mesh channel capacities).
+/// of calls outstanding at once. Each call belongs to a task serving one connection, so that
+/// peak is bounded by the open connections (each waits for one call at a time, or one per
+/// owner shard for a multi-owner send), not by the channel capacities alone.
 #[derive(Default)]
 struct Pending {
     slots: Vec<Slot>,

@@ -116,6 +116,9 @@ impl ShardState {
     }
 
     fn deliver(&mut self, names: Vec<Box<str>>, envelope: SharedEnvelope) -> Delivery {
+        for name in &names {
+            self.assert_owned(name);
+        }
         // Collected only when something is missing, so the common path allocates nothing.
         let unknown: Vec<Box<str>> = names
             .iter()

@@ -2,7 +2,7 @@
 //! repeat. Buffers are per connection and reused across requests.
 
 use super::request::{decode, Decoded, Limits, Method};
-use super::response::{write_continue, write_response, ResponseHead};
+use super::response::{write_continue, write_response, Connection, ResponseHead, Status};
 use super::Service;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -47,13 +47,13 @@ pub async fn serve_connection<S: Service>(
                     body.clear();
                     let head = service.handle(&request, &mut body).await;
                     close = !request.keep_alive;
-                    write_response(
-                        &mut output,
-                        &head,
-                        &body,
-                        close,
-                        request.method == Method::Head,
-                    );
+                    let connection = match (close, request.http10) {
+                        (true, _) => Connection::Close,
+                        (false, true) => Connection::KeepAlive,
+                        (false, false) => Connection::Persistent,
+                    };
+                    let omit_body = request.method == Method::Head;
+                    write_response(&mut output, &head, &body, connection, omit_body);
                     start += consumed;
                     continue_sent = false;
                     if close {
@@ -79,13 +79,8 @@ pub async fn serve_connection<S: Service>(
                     body.clear();
                     body.extend_from_slice(error.message().as_bytes());
                     body.push(b'\n');
-                    write_response(
-                        &mut output,
-                        &ResponseHead::text(error.status()),
-                        &body,
-                        true,
-                        false,
-                    );
+                    let head = ResponseHead::text(error.status());
+                    write_response(&mut output, &head, &body, Connection::Close, false);
                     tracing::debug!(status = error.status().code(), reason = %error.message(), "refused request");
                     close = true;
                     refused = true;
@@ -141,6 +136,17 @@ pub async fn serve_connection<S: Service>(
             return Ok(());
         }
         end += read;
+    }
+}
+
+/// Answers a connection the server will not serve (over the connection limit) with a 503,
+/// then closes it the same careful way as any refusal.
+pub async fn refuse_connection(stream: &mut TcpStream, reason: &str) {
+    let mut out = Vec::with_capacity(256);
+    let head = ResponseHead::text(Status::ServiceUnavailable);
+    write_response(&mut out, &head, reason.as_bytes(), Connection::Close, false);
+    if stream.write_all(&out).await.is_ok() {
+        linger(stream).await;
     }
 }
 

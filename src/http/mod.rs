@@ -5,9 +5,9 @@ pub mod conn;
 pub mod request;
 pub mod response;
 
-pub use conn::serve_connection;
+pub use conn::{refuse_connection, serve_connection};
 pub use request::{Limits, Method, Request};
-pub use response::{write_response, ResponseHead, Status};
+pub use response::{ResponseHead, Status};
 
 /// What the server runs for each decoded request.
 #[allow(async_fn_in_trait)]

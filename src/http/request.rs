@@ -60,6 +60,8 @@ pub struct Request<'b> {
     /// Whether the connection stays open after the response (HTTP/1.1 default, HTTP/1.0 with
     /// `Connection: keep-alive`).
     pub keep_alive: bool,
+    /// An HTTP/1.0 request (keep-alive must then be announced in the response).
+    pub http10: bool,
     pub headers: Headers<'b>,
     pub body: &'b [u8],
 }
@@ -223,6 +225,7 @@ pub fn decode<'b>(buf: &'b [u8], limits: &Limits) -> Result<Decoded<'b>, HttpErr
             method,
             path,
             keep_alive: !close,
+            http10: minor == 0,
             headers,
             body: &buf[header_len..total_len],
         },

@@ -88,13 +88,23 @@ impl ResponseHead {
     }
 }
 
+/// What the response says about the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    /// HTTP/1.1 default: stays open, nothing to say.
+    Persistent,
+    /// An HTTP/1.0 client that asked for keep-alive must be told it got it.
+    KeepAlive,
+    Close,
+}
+
 /// Appends one response to `out`. With `omit_body` (HEAD) the headers still announce the
 /// body's length but the body is not sent.
 pub fn write_response(
     out: &mut Vec<u8>,
     head: &ResponseHead,
     body: &[u8],
-    close: bool,
+    connection: Connection,
     omit_body: bool,
 ) {
     out.extend_from_slice(head.status.status_line());
@@ -114,8 +124,10 @@ pub fn write_response(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if close {
-        out.extend_from_slice(b"Connection: close\r\n");
+    match connection {
+        Connection::Persistent => {}
+        Connection::KeepAlive => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        Connection::Close => out.extend_from_slice(b"Connection: close\r\n"),
     }
     out.extend_from_slice(b"\r\n");
     if !omit_body {
@@ -147,15 +159,20 @@ fn push_decimal(out: &mut Vec<u8>, mut value: usize) {
 mod tests {
     use super::*;
 
-    fn render(head: ResponseHead, body: &[u8], close: bool, omit_body: bool) -> String {
+    fn render(head: ResponseHead, body: &[u8], connection: Connection, omit_body: bool) -> String {
         let mut out = Vec::new();
-        write_response(&mut out, &head, body, close, omit_body);
+        write_response(&mut out, &head, body, connection, omit_body);
         String::from_utf8(out).expect("ascii")
     }
 
     #[test]
     fn response_has_length_type_and_date() {
-        let text = render(ResponseHead::text(Status::Ok), b"OK", false, false);
+        let text = render(
+            ResponseHead::text(Status::Ok),
+            b"OK",
+            Connection::Persistent,
+            false,
+        );
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
         assert!(text.contains("\r\nContent-Length: 2\r\n"), "{text}");
         assert!(
@@ -167,13 +184,20 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("\r\n\r\nOK"), "{text}");
-        assert!(!text.contains("Connection: close"));
+        assert!(!text.contains("Connection:"));
+        let text = render(
+            ResponseHead::text(Status::Ok),
+            b"OK",
+            Connection::KeepAlive,
+            false,
+        );
+        assert!(text.contains("\r\nConnection: keep-alive\r\n"), "{text}");
     }
 
     #[test]
     fn close_and_extra_headers_and_head_requests() {
         let head = ResponseHead::new(Status::MethodNotAllowed).with_headers(&[("Allow", "POST")]);
-        let text = render(head, b"nope", true, true);
+        let text = render(head, b"nope", Connection::Close, true);
         assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
         assert!(text.contains("\r\nAllow: POST\r\n"));
         assert!(text.contains("\r\nConnection: close\r\n"));

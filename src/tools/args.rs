@@ -62,11 +62,12 @@ pub fn required_str<'a>(
     Ok(text)
 }
 
-/// A required, non-empty array of strings.
+/// A required, non-empty array of at most `max_len` strings of at most `max_item_bytes` each.
 pub fn string_array<'a>(
     name: &'static str,
     raw: Option<&'a RawValue>,
     max_len: usize,
+    max_item_bytes: usize,
 ) -> Result<Vec<Cow<'a, str>>, ToolError> {
     let raw = raw
         .filter(|r| !is_null(r))
@@ -95,10 +96,17 @@ pub fn string_array<'a>(
         .into_iter()
         .enumerate()
         .map(|(index, item)| {
-            as_str(item).ok_or_else(|| ToolError::InvalidArgument {
+            let text = as_str(item).ok_or_else(|| ToolError::InvalidArgument {
                 name,
                 problem: format!("entry {index} is not a string"),
-            })
+            })?;
+            if text.len() > max_item_bytes {
+                return Err(ToolError::InvalidArgument {
+                    name,
+                    problem: format!("entry {index} is longer than {max_item_bytes} bytes"),
+                });
+            }
+            Ok(text)
         })
         .collect()
 }
@@ -158,7 +166,7 @@ mod tests {
     #[test]
     fn string_arrays() {
         let list = raw(r#"["a","b"]"#);
-        let got = string_array("to", Some(&list), 4).expect("valid");
+        let got = string_array("to", Some(&list), 4, 8).expect("valid");
         assert_eq!(got, vec![Cow::Borrowed("a"), Cow::Borrowed("b")]);
         for bad in [
             r#""a""#,
@@ -167,14 +175,14 @@ mod tests {
             r#"{"a":1}"#,
             r#"["a","b","c","d","e"]"#,
         ] {
-            let error = string_array("to", Some(&raw(bad)), 4).expect_err(bad);
+            let error = string_array("to", Some(&raw(bad)), 4, 8).expect_err(bad);
             assert!(
                 matches!(error, ToolError::InvalidArgument { name: "to", .. }),
                 "{bad}: {error:?}"
             );
         }
         assert_eq!(
-            string_array("to", None, 4),
+            string_array("to", None, 4, 8),
             Err(ToolError::MissingArgument("to"))
         );
     }

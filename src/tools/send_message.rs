@@ -47,7 +47,7 @@ const UNBOUNDED_TEXT: usize = usize::MAX;
 pub fn parse(arguments: Option<&RawValue>) -> Result<Args<'_>, ToolError> {
     let fields: Fields<'_> = object(arguments)?;
     let from_agent = required_str("from_agent", fields.from_agent, MAX_AGENT_NAME_BYTES)?;
-    let mut to = string_array("to", fields.to, MAX_RECIPIENTS)?;
+    let mut to = string_array("to", fields.to, MAX_RECIPIENTS, MAX_AGENT_NAME_BYTES)?;
     // Duplicate recipients get one copy; the first occurrence keeps its place.
     let mut index = 0;
     while index < to.len() {
