@@ -42,8 +42,7 @@ fn push_digits(out: &mut String, value: i64, width: usize) {
 }
 
 /// `2026-11-25T12:06:11.123Z`
-#[cfg(test)]
-pub fn rfc3339_ms(unix_ms: i64) -> String {
+pub fn rfc3339_ms_string(unix_ms: i64) -> String {
     let mut out = String::with_capacity(24);
     write_rfc3339_ms(&mut out, unix_ms);
     out
@@ -122,11 +121,20 @@ mod tests {
 
     #[test]
     fn rfc3339_known_instants() {
-        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_ms(951_782_400_007), "2000-02-29T00:00:00.007Z");
-        assert_eq!(rfc3339_ms(1_795_608_371_123), "2026-11-25T12:06:11.123Z");
-        assert_eq!(rfc3339_ms(4_102_444_799_999), "2099-12-31T23:59:59.999Z");
-        assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339_ms_string(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            rfc3339_ms_string(951_782_400_007),
+            "2000-02-29T00:00:00.007Z"
+        );
+        assert_eq!(
+            rfc3339_ms_string(1_795_608_371_123),
+            "2026-11-25T12:06:11.123Z"
+        );
+        assert_eq!(
+            rfc3339_ms_string(4_102_444_799_999),
+            "2099-12-31T23:59:59.999Z"
+        );
+        assert_eq!(rfc3339_ms_string(-1), "1969-12-31T23:59:59.999Z");
     }
 
     #[test]

@@ -21,6 +21,7 @@ OPTIONS (each also settable by the environment variable shown; flags win):
     --max-connections <N>         open connections across all shards           [ALLMAN_MAX_CONNECTIONS, default 10000]
     --idle-timeout-ms <MS>        close a connection idle this long            [ALLMAN_IDLE_TIMEOUT_MS, default 120000]
     --search-queue-depth <N>      messages in flight to the indexer before shards hold them back [ALLMAN_SEARCH_QUEUE_DEPTH, default 65536]
+    --audit-queue-depth <N>       agent profiles in flight to the git writer before shards hold them back [ALLMAN_AUDIT_QUEUE_DEPTH, default 65536]
     --spin-us <US>                busy-poll this long before an idle shard sleeps [ALLMAN_SPIN_US, default 0]
     --index-path <DIR>            search index directory                       [INDEX_PATH, default allman_index]
     --repo-root <DIR>             git audit repository                         [REPO_ROOT, default allman_repo]
@@ -45,6 +46,7 @@ pub struct Config {
     pub idle_timeout_ms: u64,
     pub spin_us: u64,
     pub search_queue_depth: usize,
+    pub audit_queue_depth: usize,
     pub index_path: PathBuf,
     pub repo_root: PathBuf,
 }
@@ -136,6 +138,10 @@ const SETTINGS: &[Setting] = &[
     Setting {
         flag: "search-queue-depth",
         env: "ALLMAN_SEARCH_QUEUE_DEPTH",
+    },
+    Setting {
+        flag: "audit-queue-depth",
+        env: "ALLMAN_AUDIT_QUEUE_DEPTH",
     },
     Setting {
         flag: "index-path",
@@ -258,6 +264,10 @@ pub fn parse(
             .map(|v| number("search-queue-depth", v))
             .transpose()?
             .unwrap_or(65_536),
+        audit_queue_depth: get("audit-queue-depth")
+            .map(|v| number("audit-queue-depth", v))
+            .transpose()?
+            .unwrap_or(65_536),
         index_path: get("index-path").unwrap_or("allman_index").into(),
         repo_root: get("repo-root").unwrap_or("allman_repo").into(),
     };
@@ -302,12 +312,13 @@ fn validate(config: &Config, usable: &[usize]) -> Result<(), ConfigError> {
             "must be at least one per shard".into(),
         ));
     }
-    if config.search_queue_depth == 0 {
-        return Err(invalid(
-            "search-queue-depth",
-            "0",
-            "must be positive".into(),
-        ));
+    for (name, depth) in [
+        ("search-queue-depth", config.search_queue_depth),
+        ("audit-queue-depth", config.audit_queue_depth),
+    ] {
+        if depth == 0 {
+            return Err(invalid(name, "0", "must be positive".into()));
+        }
     }
     if config.idle_timeout_ms == 0 {
         return Err(invalid("idle-timeout-ms", "0", "must be positive".into()));

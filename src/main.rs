@@ -1,9 +1,11 @@
 //! allman: start-up and shutdown, in order. Read this file as the table of contents.
 
 mod app;
+mod audit;
 mod clock;
 mod config;
 mod cores;
+mod feed;
 mod http;
 mod ids;
 mod lifecycle;
@@ -87,8 +89,27 @@ fn main() -> ExitCode {
         }
     };
 
-    // 5. The shards. Each reports ready once it has joined the mesh and holds the socket.
-    let shards = match server::start(&config, &listener, &search.handle(), &events_tx) {
+    // 5. The git audit writer, on the git core. An unusable REPO_ROOT stops start-up here.
+    let audit_config = audit::AuditConfig {
+        repo_root: config.repo_root.clone(),
+        core: config.git_core,
+        queue_depth: config.audit_queue_depth,
+    };
+    let audit = match audit::start(&audit_config) {
+        Ok(audit) => audit,
+        Err(error) => {
+            eprintln!("allman: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    // 6. The shards. Each reports ready once it has joined the mesh and holds the socket.
+    let helpers = server::Helpers {
+        search: search.handle(),
+        search_docs: search.docs(),
+        audit: audit.events(),
+    };
+    let shards = match server::start(&config, &listener, &helpers, &events_tx) {
         Ok(shards) => shards,
         Err(error) => {
             eprintln!("allman: cannot start the shard threads: {error}");
@@ -123,7 +144,7 @@ fn main() -> ExitCode {
     }
     log_started(&config, local_addr);
 
-    // 6. Serve until a signal, or until a shard dies (which is fatal, never a silent hang).
+    // 7. Serve until a signal, or until a shard dies (which is fatal, never a silent hang).
     loop {
         match events.recv() {
             Ok(Event::Signal(signal)) => {
@@ -139,7 +160,7 @@ fn main() -> ExitCode {
         }
     }
 
-    // 7. Orderly stop: every shard drains its connections, then all exit together.
+    // 8. Orderly stop: every shard drains its connections, then all exit together.
     shards.stop(|shard_count| {
         let deadline = Duration::from_millis(server::SHUTDOWN_GRACE_MS + 2_000);
         let mut drained = 0;
@@ -161,8 +182,10 @@ fn main() -> ExitCode {
             }
         }
     });
-    // 8. Every shard has handed over its search documents: commit them and stop.
+    // 9. Every shard has handed over what it held: commit the last batches and stop.
+    drop(helpers);
     search.shutdown();
+    audit.shutdown();
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }

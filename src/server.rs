@@ -2,10 +2,12 @@
 //! listening socket and serving its connections itself, and the orderly stop.
 
 use crate::app::App;
+use crate::audit::ProfileEvent;
 use crate::config::{Config, MAX_HEADER_BYTES};
+use crate::feed::{Feed, Outbox};
 use crate::http::{self, refuse_connection, serve_connection};
 use crate::lifecycle::{Event, Notify};
-use crate::search::{SearchFeed, SearchHandle};
+use crate::search::{SearchDoc, SearchHandle};
 use crate::tools::Toolbox;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -34,6 +36,14 @@ const DRAIN_POLL_MS: u64 = 5;
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_BACKOFF_MS: u64 = 10;
 
+/// The helper threads' ends that every shard gets a copy of.
+#[derive(Clone)]
+pub struct Helpers {
+    pub search: SearchHandle,
+    pub search_docs: Outbox<SearchDoc>,
+    pub audit: Outbox<ProfileEvent>,
+}
+
 /// Settings every shard reads.
 #[derive(Debug, Clone)]
 struct ShardSettings {
@@ -54,7 +64,7 @@ pub struct Shards {
 pub fn start(
     config: &Config,
     listener: &std::net::TcpListener,
-    search: &SearchHandle,
+    helpers: &Helpers,
     events: &Sender<Event>,
 ) -> std::io::Result<Shards> {
     let mesh = MeshPair::new(config.shard_count(), CROSS_SHARD_QUEUE_DEPTH);
@@ -90,7 +100,7 @@ pub fn start(
             stop: stop.clone(),
             exit: exit.clone(),
             open_connections: Arc::clone(&open_connections),
-            search: search.clone(),
+            helpers: helpers.clone(),
         };
         let mut builder = LocalExecutorBuilder::new(Placement::Fixed(core))
             .name("allman-shard")
@@ -185,7 +195,7 @@ struct ShardContext {
     stop: Notify,
     exit: Notify,
     open_connections: Arc<AtomicUsize>,
-    search: SearchHandle,
+    helpers: Helpers,
 }
 
 async fn run_shard(context: ShardContext, reporter: &Reporter) {
@@ -203,8 +213,15 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
     };
     // SAFETY: `fd` is a listening socket this thread owns (a dup made for it in `start`).
     let listener = unsafe { TcpListener::from_raw_fd(context.fd) };
-    let feed = SearchFeed::new(context.search);
-    let app = Rc::new(App::new(Toolbox::new(Rc::clone(&shard), Rc::clone(&feed))));
+    let search_feed = Feed::new(context.helpers.search_docs);
+    let audit_feed = Feed::new(context.helpers.audit);
+    let toolbox = Toolbox::new(
+        Rc::clone(&shard),
+        context.helpers.search,
+        Rc::clone(&search_feed),
+        Rc::clone(&audit_feed),
+    );
+    let app = Rc::new(App::new(toolbox));
     let connections = Rc::new(RefCell::new(Connections::default()));
     let settings = Rc::new(context.settings);
     reporter.send(Event::Ready { shard: shard.id() });
@@ -235,8 +252,9 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
             "connections still busy after the grace period"
         );
     }
-    // No request runs here any more: whatever search documents are held go to the indexer.
-    feed.flush_all();
+    // No request runs here any more: whatever is held goes to the helper threads.
+    search_feed.flush_all();
+    audit_feed.flush_all();
     reporter.send(Event::Drained { shard: shard.id() });
     // Keep answering other shards' requests until every shard has drained.
     context.exit.wait().await;

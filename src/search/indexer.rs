@@ -2,10 +2,8 @@
 //! each commit so new mail becomes searchable.
 
 use super::schema::{fields_of, Fields};
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crate::feed::{Inbox, Work};
 use shards::SharedEnvelope;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tantivy::{IndexReader, IndexWriter, TantivyDocument};
 
@@ -23,24 +21,17 @@ pub struct SearchDoc {
     pub to: Vec<Box<str>>,
 }
 
-pub enum Command {
-    Add(SearchDoc),
-    /// Commit what is pending and exit.
-    Shutdown,
-}
-
 pub struct Indexer {
     writer: IndexWriter,
     reader: IndexReader,
     fields: Fields,
-    docs_in_flight: Arc<AtomicUsize>,
     uncommitted: usize,
     first_uncommitted_at: Option<Instant>,
     indexed_total: u64,
 }
 
 impl Indexer {
-    pub fn new(writer: IndexWriter, reader: IndexReader, docs_in_flight: Arc<AtomicUsize>) -> Self {
+    pub fn new(writer: IndexWriter, reader: IndexReader) -> Self {
         // The schema was built by schema::build, so every field exists.
         let fields =
             fields_of(&writer.index().schema()).unwrap_or_else(|e| panic!("index schema: {e}"));
@@ -48,32 +39,26 @@ impl Indexer {
             writer,
             reader,
             fields,
-            docs_in_flight,
             uncommitted: 0,
             first_uncommitted_at: None,
             indexed_total: 0,
         }
     }
 
-    pub fn run(mut self, commands: Receiver<Command>) {
+    pub fn run(mut self, inbox: Inbox<SearchDoc>) {
         loop {
-            let command = match self.first_uncommitted_at {
-                None => commands.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(first) => {
-                    let deadline = first + Duration::from_millis(COMMIT_INTERVAL_MS);
-                    commands.recv_deadline(deadline)
-                }
-            };
-            match command {
-                Ok(Command::Add(doc)) => {
+            let deadline = self
+                .first_uncommitted_at
+                .map(|first| first + Duration::from_millis(COMMIT_INTERVAL_MS));
+            match inbox.recv(deadline) {
+                Some(Work::Item(doc)) => {
                     self.add(doc);
-                    self.docs_in_flight.fetch_sub(1, Ordering::AcqRel);
                     if self.uncommitted >= MAX_BATCH_DOCS {
                         self.commit();
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => self.commit(),
-                Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+                None => self.commit(),
+                Some(Work::Shutdown) => {
                     self.commit();
                     tracing::info!(indexed = self.indexed_total, "search index flushed");
                     return;

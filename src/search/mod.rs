@@ -4,14 +4,13 @@
 //!
 //! Nothing here runs on a shard: shards only enqueue (never block) and await query replies.
 
-mod feed;
 mod indexer;
 mod query;
 mod schema;
 
-pub use feed::SearchFeed;
 pub use indexer::SearchDoc;
 
+use crate::feed::{self, Outbox};
 use crate::oneshot;
 use crossbeam_channel::Sender;
 use std::fmt;
@@ -92,9 +91,6 @@ struct QueryJob {
 /// What shards hold to reach the search threads. Cheap to clone; `Send`.
 #[derive(Clone)]
 pub struct SearchHandle {
-    docs: Sender<indexer::Command>,
-    docs_in_flight: Arc<AtomicUsize>,
-    queue_depth: usize,
     queries: Sender<QueryJob>,
     queries_waiting: Arc<AtomicUsize>,
 }
@@ -129,6 +125,7 @@ impl SearchHandle {
 /// The running search threads, as the main thread sees them.
 pub struct SearchService {
     handle: SearchHandle,
+    docs: Outbox<SearchDoc>,
     indexer: JoinHandle<()>,
     query: JoinHandle<()>,
 }
@@ -148,12 +145,11 @@ pub fn start(config: &SearchConfig) -> Result<SearchService, SearchError> {
 
     // Unbounded channels with our own counters: crossbeam's bounded try_send can spin for
     // milliseconds when the receiver is descheduled, which would stall a shard.
-    let (docs, doc_rx) = crossbeam_channel::unbounded();
+    let (docs, doc_rx) = feed::channel(config.queue_depth, "search");
     let (queries, query_rx) = crossbeam_channel::unbounded();
-    let docs_in_flight = Arc::new(AtomicUsize::new(0));
     let queries_waiting = Arc::new(AtomicUsize::new(0));
 
-    let indexer_state = indexer::Indexer::new(writer, reader.clone(), Arc::clone(&docs_in_flight));
+    let indexer_state = indexer::Indexer::new(writer, reader.clone());
     let core = config.core;
     let indexer = std::thread::Builder::new()
         .name("allman-index".into())
@@ -172,12 +168,10 @@ pub fn start(config: &SearchConfig) -> Result<SearchService, SearchError> {
         .map_err(SearchError::Thread)?;
     Ok(SearchService {
         handle: SearchHandle {
-            docs,
-            docs_in_flight,
-            queue_depth: config.queue_depth.max(1),
             queries,
             queries_waiting,
         },
+        docs,
         indexer,
         query,
     })
@@ -188,15 +182,22 @@ impl SearchService {
         self.handle.clone()
     }
 
+    /// Where shards send the documents to index.
+    pub fn docs(&self) -> Outbox<SearchDoc> {
+        self.docs.clone()
+    }
+
     /// Commits everything sent so far and stops both threads. Call after the shards have
     /// flushed their held-back documents.
     pub fn shutdown(self) {
         let SearchService {
             handle,
+            docs,
             indexer,
             query,
         } = self;
-        let _ = handle.docs.send(indexer::Command::Shutdown);
+        docs.shutdown();
+        drop(docs);
         drop(handle);
         if indexer.join().is_err() {
             tracing::error!("the indexer thread panicked");

@@ -5,6 +5,7 @@ use super::{
     valid_agent_name, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES, MAX_LABEL_BYTES,
     MAX_NAME_ATTEMPTS, MAX_PROJECT_KEY_BYTES,
 };
+use crate::audit::ProfileEvent;
 use crate::clock::now_ms;
 use crate::mcp::json::{present, write_str, write_uuid};
 use serde::Deserialize;
@@ -92,6 +93,12 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
                     .known
                     .borrow_mut()
                     .remember(&profile.name, profile.project_id);
+                // The audit commit happens later, off this shard: the reply does not wait.
+                let event = ProfileEvent {
+                    profile: profile.clone(),
+                    created,
+                };
+                tools.audit.submit(event);
                 return Ok(ToolOutput::Agent(profile));
             }
             Reply::NameTaken {

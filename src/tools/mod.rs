@@ -7,8 +7,10 @@ mod get_inbox;
 mod search_messages;
 mod send_message;
 
+use crate::audit::ProfileEvent;
+use crate::feed::Feed;
 use crate::ids::IdGenerator;
-use crate::search::SearchFeed;
+use crate::search::{SearchDoc, SearchHandle};
 use serde_json::value::RawValue;
 use shards::{AgentProfile, CallError, Shard, SharedEnvelope};
 use std::cell::RefCell;
@@ -160,21 +162,30 @@ impl ToolOutput {
     }
 }
 
-/// Per-shard tool state: the shard handle, the search feed, the id generator and the name
-/// cache.
+/// Per-shard tool state: the shard handle, the helper threads' feeds, the id generator and
+/// the name cache.
 pub struct Toolbox {
     shard: Rc<Shard>,
-    search: Rc<SearchFeed>,
+    search: SearchHandle,
+    search_docs: Rc<Feed<SearchDoc>>,
+    audit: Rc<Feed<ProfileEvent>>,
     ids: RefCell<IdGenerator>,
     known: RefCell<KnownAgents>,
 }
 
 impl Toolbox {
-    pub fn new(shard: Rc<Shard>, search: Rc<SearchFeed>) -> Self {
+    pub fn new(
+        shard: Rc<Shard>,
+        search: SearchHandle,
+        search_docs: Rc<Feed<SearchDoc>>,
+        audit: Rc<Feed<ProfileEvent>>,
+    ) -> Self {
         let ids = IdGenerator::new(shard.id());
         Toolbox {
             shard,
             search,
+            search_docs,
+            audit,
             ids: RefCell::new(ids),
             known: RefCell::new(KnownAgents::default()),
         }

@@ -54,7 +54,7 @@ pub fn parse(arguments: Option<&RawValue>) -> Result<Args<'_>, ToolError> {
 }
 
 pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolError> {
-    match tools.search.handle().query(&args.query, args.limit).await {
+    match tools.search.query(&args.query, args.limit).await {
         Ok(hits) => Ok(ToolOutput::Search(hits)),
         Err(QueryError::Syntax(reason)) => Err(ToolError::InvalidArgument {
             name: "query",

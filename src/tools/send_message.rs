@@ -144,7 +144,7 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
         "every distinct recipient gets one copy"
     );
     // Indexed only once delivered everywhere: search never shows mail that was refused.
-    tools.search.submit(SearchDoc {
+    tools.search_docs.submit(SearchDoc {
         envelope,
         to: recipients,
     });

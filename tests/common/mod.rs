@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Generous: a debug build on a loaded 2-core CI machine.
@@ -20,6 +20,8 @@ pub struct Server {
     pub addr: SocketAddr,
     child: Option<Child>,
     pub dir: PathBuf,
+    /// Everything the server logged to stderr so far (also echoed to the test's stderr).
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -50,9 +52,18 @@ impl Server {
             .env("INDEX_PATH", dir.join("index"))
             .env("REPO_ROOT", dir.join("repo"))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn allman");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[allman] {line}");
+                sink.lock().expect("log lock").push(line);
+            }
+        });
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -78,7 +89,26 @@ impl Server {
             addr,
             child: Some(child),
             dir,
+            log,
         }
+    }
+
+    /// Waits (bounded) until the server has logged a line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str, deadline: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < deadline {
+            if self
+                .log
+                .lock()
+                .expect("log lock")
+                .iter()
+                .any(|line| line.contains(needle))
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
     }
 
     pub fn client(&self) -> Client {

@@ -1,0 +1,155 @@
+//! The git audit trail: every agent profile written as `agents/<project_id>/<name>.json` and
+//! committed with gix to a bare repository at `REPO_ROOT`, by a thread on its own core.
+//!
+//! Shards never wait for git: `create_agent` replies first and hands the profile to the
+//! writer through a [`crate::feed::Feed`], which never blocks and never drops.
+
+mod writer;
+
+use crate::feed::{self, Outbox};
+use shards::AgentProfile;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub repo_root: PathBuf,
+    pub core: usize,
+    /// Profiles in flight to the writer before shards hold new ones back.
+    pub queue_depth: usize,
+}
+
+/// One profile to write: a registration or an update by an idempotent re-register.
+#[derive(Debug, Clone)]
+pub struct ProfileEvent {
+    pub profile: AgentProfile,
+    pub created: bool,
+}
+
+#[derive(Debug)]
+pub enum AuditError {
+    /// `REPO_ROOT` cannot be created, opened or written.
+    Repository {
+        path: PathBuf,
+        reason: String,
+    },
+    Thread(std::io::Error),
+}
+
+impl fmt::Display for AuditError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AuditError::Repository { path, reason } => {
+                write!(f, "git audit repository at {}: {reason}", path.display())
+            }
+            AuditError::Thread(error) => write!(f, "cannot start the git audit thread: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for AuditError {}
+
+/// The running writer thread, as the main thread sees it.
+pub struct AuditService {
+    events: Outbox<ProfileEvent>,
+    thread: JoinHandle<()>,
+    failures: Arc<AtomicU64>,
+}
+
+/// Opens (or creates) the repository and starts the writer thread. The repository is opened
+/// on that thread (a gix `Repository` stays on the thread that opened it); its outcome is
+/// reported back before this returns, so an unusable `REPO_ROOT` stops start-up.
+pub fn start(config: &AuditConfig) -> Result<AuditService, AuditError> {
+    let (events, inbox) = feed::channel(config.queue_depth, "git");
+    let failures = Arc::new(AtomicU64::new(0));
+    let writer_failures = Arc::clone(&failures);
+    let core = config.core;
+    let repo_root = config.repo_root.clone();
+    let (opened_tx, opened) = std::sync::mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("allman-git".into())
+        .spawn(move || {
+            crate::cores::pin_current_thread(core);
+            match open_or_create(&repo_root) {
+                Ok(repo) => {
+                    let _ = opened_tx.send(Ok(()));
+                    writer::Writer::new(repo, writer_failures).run(inbox);
+                }
+                Err(error) => {
+                    let _ = opened_tx.send(Err(error));
+                }
+            }
+        })
+        .map_err(AuditError::Thread)?;
+    match opened.recv() {
+        Ok(Ok(())) => Ok(AuditService {
+            events,
+            thread,
+            failures,
+        }),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(AuditError::Repository {
+            path: config.repo_root.clone(),
+            reason: "the git thread ended while opening the repository".into(),
+        }),
+    }
+}
+
+impl AuditService {
+    /// Where shards send profiles.
+    pub fn events(&self) -> Outbox<ProfileEvent> {
+        self.events.clone()
+    }
+
+    /// Commits what is pending and stops the writer. Call after the shards have flushed.
+    pub fn shutdown(self) {
+        self.events.shutdown();
+        if self.thread.join().is_err() {
+            tracing::error!("the git audit thread panicked");
+        }
+        let failures = self.failures.load(Ordering::Relaxed);
+        if failures > 0 {
+            tracing::warn!(failures, "git audit commits failed during this run");
+        }
+    }
+}
+
+/// Opens the bare repository at `path`, creating it if the path is missing or an empty
+/// directory. Refuses anything else, so a user's own repository is never written to.
+fn open_or_create(path: &Path) -> Result<gix::Repository, AuditError> {
+    let error = |reason: String| AuditError::Repository {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let is_empty_dir = path.is_dir()
+        && std::fs::read_dir(path)
+            .map_err(|e| error(e.to_string()))?
+            .next()
+            .is_none();
+    let repo = if !path.exists() || is_empty_dir {
+        std::fs::create_dir_all(path).map_err(|e| error(e.to_string()))?;
+        gix::init_bare(path).map_err(|e| error(format!("cannot create: {e}")))?
+    } else {
+        let repo = gix::open(path).map_err(|e| {
+            error(format!(
+                "exists but is not a git repository ({e}); point REPO_ROOT elsewhere"
+            ))
+        })?;
+        if !repo.is_bare() {
+            return Err(error(
+                "is a repository with a work tree; allman keeps its audit trail in a bare \
+                 repository of its own"
+                    .into(),
+            ));
+        }
+        repo
+    };
+    // Fail now, not at the first commit, if objects cannot be written.
+    let probe = repo.git_dir().join("objects").join(".allman-write-test");
+    std::fs::write(&probe, b"").map_err(|e| error(format!("not writable: {e}")))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(repo)
+}

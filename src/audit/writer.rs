@@ -1,0 +1,191 @@
+//! The git writer thread: batches profile events and commits them.
+
+use super::ProfileEvent;
+use crate::clock::{now_ms, rfc3339_ms_string};
+use crate::feed::{Inbox, Work};
+use gix::objs::tree::EntryKind;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Commit this long after the first pending event: registrations that arrive together (a swarm
+/// starting up) land in one commit instead of one each.
+const BATCH_WINDOW_MS: u64 = 200;
+/// Commit at once when this many agents are pending, bounding one commit's size.
+const MAX_BATCH_AGENTS: usize = 10_000;
+/// Agents listed by name in a commit message; the rest are counted.
+const MESSAGE_AGENT_LINES: usize = 50;
+/// After a failed commit, wait this long before trying again.
+const RETRY_AFTER_FAILURE_MS: u64 = 1_000;
+
+pub struct Writer {
+    repo: gix::Repository,
+    /// Latest profile per agent, in path order; an agent touched twice is written once.
+    pending: BTreeMap<(Uuid, Box<str>), ProfileEvent>,
+    commit_due: Option<Instant>,
+    failures: Arc<AtomicU64>,
+    commits: u64,
+}
+
+#[derive(Serialize)]
+struct ProfileFile<'a> {
+    id: String,
+    name: &'a str,
+    project_id: String,
+    project_key: &'a str,
+    program: &'a str,
+    model: &'a str,
+    created: String,
+    updated: String,
+}
+
+impl Writer {
+    pub fn new(repo: gix::Repository, failures: Arc<AtomicU64>) -> Self {
+        Writer {
+            repo,
+            pending: BTreeMap::new(),
+            commit_due: None,
+            failures,
+            commits: 0,
+        }
+    }
+
+    pub fn run(mut self, inbox: Inbox<ProfileEvent>) {
+        loop {
+            match inbox.recv(self.commit_due) {
+                Some(Work::Item(event)) => {
+                    self.add(event);
+                    if self.pending.len() >= MAX_BATCH_AGENTS {
+                        self.commit();
+                    }
+                }
+                None => self.commit(),
+                Some(Work::Shutdown) => {
+                    self.commit();
+                    tracing::info!(
+                        commits = self.commits,
+                        unwritten = self.pending.len(),
+                        "git audit flushed"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, event: ProfileEvent) {
+        let key = (event.profile.project_id, event.profile.name.clone());
+        let created = event.created || self.pending.get(&key).is_some_and(|e| e.created);
+        self.pending.insert(key, ProfileEvent { created, ..event });
+        self.commit_due
+            .get_or_insert_with(|| Instant::now() + Duration::from_millis(BATCH_WINDOW_MS));
+    }
+
+    fn commit(&mut self) {
+        if self.pending.is_empty() {
+            self.commit_due = None;
+            return;
+        }
+        let started = Instant::now();
+        match self.write_commit() {
+            Ok(id) => {
+                self.commits += 1;
+                tracing::debug!(
+                    commit = %id,
+                    agents = self.pending.len(),
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "git audit commit"
+                );
+                self.pending.clear();
+                self.commit_due = None;
+            }
+            Err(reason) => {
+                // The profiles stay pending and are retried; shard state is untouched.
+                let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::error!(%reason, pending = self.pending.len(), failures, "git audit commit failed");
+                self.commit_due =
+                    Some(Instant::now() + Duration::from_millis(RETRY_AFTER_FAILURE_MS));
+            }
+        }
+    }
+
+    fn write_commit(&self) -> Result<gix::ObjectId, String> {
+        let repo = &self.repo;
+        let parent = repo.head_id().ok().map(|id| id.detach());
+        let base_tree = match parent {
+            Some(id) => repo
+                .find_commit(id)
+                .and_then(|c| c.tree_id())
+                .map_err(|e| format!("reading HEAD: {e}"))?
+                .detach(),
+            None => gix::ObjectId::empty_tree(repo.object_hash()),
+        };
+        let mut editor = repo
+            .edit_tree(base_tree)
+            .map_err(|e| format!("tree: {e}"))?;
+        for event in self.pending.values() {
+            let profile = &event.profile;
+            let file = ProfileFile {
+                id: profile.id.hyphenated().to_string(),
+                name: &profile.name,
+                project_id: profile.project_id.hyphenated().to_string(),
+                project_key: &profile.project_key,
+                program: &profile.program,
+                model: &profile.model,
+                created: rfc3339_ms_string(profile.created_ms),
+                updated: rfc3339_ms_string(profile.updated_ms),
+            };
+            let mut text = serde_json::to_string_pretty(&file).map_err(|e| e.to_string())?;
+            text.push('\n');
+            let blob = repo
+                .write_blob(text.as_bytes())
+                .map_err(|e| format!("blob: {e}"))?;
+            // Names are [A-Za-z0-9_-]{1,64} (checked by create_agent), so this is a safe path.
+            let path = format!(
+                "agents/{}/{}.json",
+                profile.project_id.hyphenated(),
+                profile.name
+            );
+            editor
+                .upsert(path, EntryKind::Blob, blob.detach())
+                .map_err(|e| format!("tree entry: {e}"))?;
+        }
+        let tree = editor.write().map_err(|e| format!("tree: {e}"))?.detach();
+        let secs = now_ms().div_euclid(1000);
+        let signature = gix::actor::Signature {
+            name: "allman".into(),
+            email: "allman@localhost".into(),
+            time: gix::date::Time::new(secs, 0),
+        };
+        let mut time = gix::date::parse::TimeBuf::default();
+        let signature = signature.to_ref(&mut time);
+        let message = self.message();
+        let id = repo
+            .commit_as(signature, signature, "HEAD", message, tree, parent)
+            .map_err(|e| format!("commit: {e}"))?;
+        Ok(id.detach())
+    }
+
+    fn message(&self) -> String {
+        let created = self.pending.values().filter(|e| e.created).count();
+        let updated = self.pending.len() - created;
+        let mut message = format!("agents: {created} registered, {updated} updated\n\n");
+        for event in self.pending.values().take(MESSAGE_AGENT_LINES) {
+            let verb = if event.created { "register" } else { "update" };
+            message.push_str(&format!(
+                "{verb} {} ({})\n",
+                event.profile.name, event.profile.project_id
+            ));
+        }
+        if self.pending.len() > MESSAGE_AGENT_LINES {
+            message.push_str(&format!(
+                "... and {} more\n",
+                self.pending.len() - MESSAGE_AGENT_LINES
+            ));
+        }
+        message
+    }
+}
