@@ -22,6 +22,7 @@ OPTIONS (each also settable by the environment variable shown; flags win):
     --idle-timeout-ms <MS>        close a connection idle this long            [ALLMAN_IDLE_TIMEOUT_MS, default 120000]
     --search-queue-depth <N>      messages in flight to the indexer before shards hold them back [ALLMAN_SEARCH_QUEUE_DEPTH, default 65536]
     --audit-queue-depth <N>       agent profiles in flight to the git writer before shards hold them back [ALLMAN_AUDIT_QUEUE_DEPTH, default 65536]
+    --shutdown-grace-ms <MS>      on SIGINT/SIGTERM, wait this long for in-flight requests [ALLMAN_SHUTDOWN_GRACE_MS, default 10000]
     --spin-us <US>                busy-poll this long before an idle shard sleeps [ALLMAN_SPIN_US, default 0]
     --index-path <DIR>            search index directory                       [INDEX_PATH, default allman_index]
     --repo-root <DIR>             git audit repository                         [REPO_ROOT, default allman_repo]
@@ -47,6 +48,7 @@ pub struct Config {
     pub spin_us: u64,
     pub search_queue_depth: usize,
     pub audit_queue_depth: usize,
+    pub shutdown_grace_ms: u64,
     pub index_path: PathBuf,
     pub repo_root: PathBuf,
 }
@@ -142,6 +144,10 @@ const SETTINGS: &[Setting] = &[
     Setting {
         flag: "audit-queue-depth",
         env: "ALLMAN_AUDIT_QUEUE_DEPTH",
+    },
+    Setting {
+        flag: "shutdown-grace-ms",
+        env: "ALLMAN_SHUTDOWN_GRACE_MS",
     },
     Setting {
         flag: "index-path",
@@ -268,6 +274,10 @@ pub fn parse(
             .map(|v| number("audit-queue-depth", v))
             .transpose()?
             .unwrap_or(65_536),
+        shutdown_grace_ms: get("shutdown-grace-ms")
+            .map(|v| number("shutdown-grace-ms", v))
+            .transpose()?
+            .unwrap_or(10_000),
         index_path: get("index-path").unwrap_or("allman_index").into(),
         repo_root: get("repo-root").unwrap_or("allman_repo").into(),
     };

@@ -162,7 +162,7 @@ fn main() -> ExitCode {
 
     // 8. Orderly stop: every shard drains its connections, then all exit together.
     shards.stop(|shard_count| {
-        let deadline = Duration::from_millis(server::SHUTDOWN_GRACE_MS + 2_000);
+        let deadline = Duration::from_millis(config.shutdown_grace_ms + 2_000);
         let mut drained = 0;
         while drained < shard_count {
             match events.recv_timeout(deadline) {
@@ -267,6 +267,8 @@ fn log_started(config: &Config, addr: SocketAddr) {
         max_connections = config.max_connections,
         idle_timeout_ms = config.idle_timeout_ms,
         cross_shard_queue_depth = server::CROSS_SHARD_QUEUE_DEPTH,
+        search_queue_depth = config.search_queue_depth,
+        audit_queue_depth = config.audit_queue_depth,
         index_path = %config.index_path.display(),
         repo_root = %config.repo_root.display(),
         "allman started"

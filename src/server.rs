@@ -29,8 +29,6 @@ pub const CROSS_SHARD_QUEUE_DEPTH: usize = 1024;
 /// Memory glommio registers per executor for direct file I/O. Shards do no file I/O, and a
 /// small value keeps start-up working where locked memory is scarce (`ulimit -l`).
 const IO_MEMORY_BYTES: usize = 512 * 1024;
-/// How long a stopping shard waits for in-flight requests before it gives up on them.
-pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
 /// Poll interval while waiting for connections to finish during shutdown.
 const DRAIN_POLL_MS: u64 = 5;
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
@@ -50,6 +48,8 @@ struct ShardSettings {
     limits: http::Limits,
     idle_timeout: Duration,
     max_connections: usize,
+    /// How long a stopping shard waits for in-flight requests before it gives up on them.
+    shutdown_grace: Duration,
 }
 
 /// The running shards, as seen from the main thread.
@@ -75,6 +75,7 @@ pub fn start(
         },
         idle_timeout: Duration::from_millis(config.idle_timeout_ms),
         max_connections: config.max_connections,
+        shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
     };
     let open_connections = Arc::new(AtomicUsize::new(0));
     let mut shards = Shards {
@@ -240,7 +241,7 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
     // Idle connections end now; busy ones finish the requests they have read, then end.
     let open = connections.borrow().shutdown_reads();
     tracing::info!(shard = shard.id(), open, "shard stopping");
-    let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
+    let deadline = Instant::now() + settings.shutdown_grace;
     while !connections.borrow().is_empty() && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
     }
@@ -258,6 +259,9 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
     reporter.send(Event::Drained { shard: shard.id() });
     // Keep answering other shards' requests until every shard has drained.
     context.exit.wait().await;
+    // A connection still busy after the grace period may have submitted more since.
+    search_feed.flush_all();
+    audit_feed.flush_all();
     shard.close();
 }
 

@@ -134,3 +134,20 @@ impl StopHelpers for Server {
         wait_with_deadline(&mut child, Duration::from_secs(30))
     }
 }
+
+#[test]
+fn a_client_that_never_reads_cannot_hang_shutdown() {
+    let server = Server::start_with(&["--shards", "2", "--shutdown-grace-ms", "300"]);
+    let mut stuck = server.client();
+    // Thousands of pipelined requests whose responses fill both socket buffers: the
+    // connection's task stays blocked writing, past the shutdown grace period.
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let one = format!(
+        "POST /mcp HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let burst = one.repeat(3000);
+    let _ = std::io::Write::write_all(&mut stuck.stream, burst.as_bytes());
+    let status = server.stop();
+    assert!(status.success(), "exit status {status:?}");
+}

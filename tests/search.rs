@@ -247,3 +247,22 @@ fn an_unusable_index_path_stops_start_up_with_a_clear_error() {
     assert!(precious.exists(), "a foreign directory is never wiped");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_second_server_on_the_same_index_path_is_refused() {
+    let first = Server::start();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_allman"))
+        .args(["--port", "0", "--shards", "1"])
+        .env("INDEX_PATH", first.dir.join("index"))
+        .env("REPO_ROOT", first.dir.join("other-repo"))
+        .output()
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("in use"), "{stderr}");
+    // The first server's index is intact and still serving.
+    let mut client = first.client();
+    setup(&mut client, &["StillHere"]);
+    client.send("StillHere", &["StillHere"], "survivor", "");
+    assert_eq!(search_until(&mut client, "survivor", 10, 1).len(), 1);
+}

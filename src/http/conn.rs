@@ -155,15 +155,15 @@ async fn linger(stream: &mut TcpStream) {
     if stream.shutdown(Shutdown::Write).await.is_err() {
         return;
     }
-    if stream
-        .set_read_timeout(Some(Duration::from_millis(LINGER_MS)))
-        .is_err()
-    {
-        return;
-    }
+    // LINGER_MS bounds the whole linger, not each read: a trickling client cannot stretch it.
+    let deadline = std::time::Instant::now() + Duration::from_millis(LINGER_MS);
     let mut scratch = [0u8; 4096];
     let mut discarded = 0;
     while discarded < LINGER_BYTES {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
         match stream.read(&mut scratch).await {
             Ok(0) | Err(_) => return,
             Ok(n) => discarded += n,

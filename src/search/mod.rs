@@ -81,6 +81,14 @@ impl fmt::Display for QueryError {
     }
 }
 
+/// What the query thread receives.
+enum QueryWork {
+    Job(QueryJob),
+    /// Exit now. Explicit, because a task left behind on a stopped shard may still hold a
+    /// `SearchHandle`, so the channel might never close on its own.
+    Stop,
+}
+
 /// A query for the query thread. `reply` gets the hits as a JSON array of named documents.
 struct QueryJob {
     text: String,
@@ -91,7 +99,7 @@ struct QueryJob {
 /// What shards hold to reach the search threads. Cheap to clone; `Send`.
 #[derive(Clone)]
 pub struct SearchHandle {
-    queries: Sender<QueryJob>,
+    queries: Sender<QueryWork>,
     queries_waiting: Arc<AtomicUsize>,
 }
 
@@ -108,7 +116,7 @@ impl SearchHandle {
             limit,
             reply,
         };
-        if self.queries.send(job).is_err() {
+        if self.queries.send(QueryWork::Job(job)).is_err() {
             self.queries_waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(QueryError::Unavailable(
                 "the query thread has stopped".into(),
@@ -134,14 +142,6 @@ pub struct SearchService {
 /// `config.core`.
 pub fn start(config: &SearchConfig) -> Result<SearchService, SearchError> {
     let index = schema::create_index(&config.index_path)?;
-    let reader = index
-        .reader_builder()
-        .reload_policy(tantivy::ReloadPolicy::Manual)
-        .try_into()
-        .map_err(|e| index_error(&config.index_path, e))?;
-    let writer = index
-        .writer_with_num_threads(1, indexer::WRITER_HEAP_BYTES)
-        .map_err(|e| index_error(&config.index_path, e))?;
 
     // Unbounded channels with our own counters: crossbeam's bounded try_send can spin for
     // milliseconds when the receiver is descheduled, which would stall a shard.
@@ -149,15 +149,46 @@ pub fn start(config: &SearchConfig) -> Result<SearchService, SearchError> {
     let (queries, query_rx) = crossbeam_channel::unbounded();
     let queries_waiting = Arc::new(AtomicUsize::new(0));
 
-    let indexer_state = indexer::Indexer::new(writer, reader.clone());
+    // The writer and reader are built on the indexer thread once it is pinned, so Tantivy's
+    // own threads (segment updater, merges, warming) inherit the pin.
     let core = config.core;
+    let writer_index = index.clone();
+    let path = config.index_path.clone();
+    let (opened_tx, opened) = std::sync::mpsc::channel();
     let indexer = std::thread::Builder::new()
         .name("allman-index".into())
         .spawn(move || {
             crate::cores::pin_current_thread(core);
-            indexer_state.run(doc_rx);
+            let parts = writer_index
+                .reader_builder()
+                .reload_policy(tantivy::ReloadPolicy::Manual)
+                .try_into()
+                .and_then(|reader| {
+                    let writer =
+                        writer_index.writer_with_num_threads(1, indexer::WRITER_HEAP_BYTES)?;
+                    Ok((reader, writer))
+                });
+            match parts {
+                Ok((reader, writer)) => {
+                    let _ = opened_tx.send(Ok(reader.clone()));
+                    indexer::Indexer::new(writer, reader).run(doc_rx);
+                }
+                Err(error) => {
+                    let _ = opened_tx.send(Err(index_error(&path, error)));
+                }
+            }
         })
         .map_err(SearchError::Thread)?;
+    let reader = match opened.recv() {
+        Ok(Ok(reader)) => reader,
+        Ok(Err(error)) => return Err(error),
+        Err(_) => {
+            return Err(index_error(
+                &config.index_path,
+                "the indexer thread ended while starting",
+            ))
+        }
+    };
     let searcher = query::QueryRunner::new(&index, reader, Arc::clone(&queries_waiting));
     let query = std::thread::Builder::new()
         .name("allman-query".into())
@@ -198,12 +229,12 @@ impl SearchService {
         } = self;
         docs.shutdown();
         drop(docs);
+        let _ = handle.queries.send(QueryWork::Stop);
         drop(handle);
         if indexer.join().is_err() {
             tracing::error!("the indexer thread panicked");
         }
-        // The query thread ends when every SearchHandle (shards' clones included) is gone;
-        // shards have exited by now, so only ours remained.
+        // Stopped by the explicit message above.
         if query.join().is_err() {
             tracing::error!("the query thread panicked");
         }

@@ -2,7 +2,7 @@
 //! snapshot, off the shards, so a slow query delays only other queries.
 
 use super::schema::fields_of;
-use super::{QueryError, QueryJob};
+use super::{QueryError, QueryWork};
 use crossbeam_channel::Receiver;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -32,8 +32,11 @@ impl QueryRunner {
         }
     }
 
-    pub fn run(self, jobs: Receiver<QueryJob>) {
-        for job in jobs {
+    pub fn run(self, work: Receiver<QueryWork>) {
+        for item in work {
+            let QueryWork::Job(job) = item else {
+                return;
+            };
             let result = self.search(&job.text, job.limit);
             self.queries_waiting.fetch_sub(1, Ordering::AcqRel);
             job.reply.send(result);

@@ -18,6 +18,20 @@ pub struct Fields {
     pub timestamp: Field,
 }
 
+/// Tantivy's files: its metadata and locks, and segment files named `<32 hex digits>.<ext>`.
+fn is_tantivy_file(name: &str) -> bool {
+    const NAMED: [&str; 4] = [
+        "meta.json",
+        ".managed.json",
+        ".tantivy-meta.lock",
+        ".tantivy-writer.lock",
+    ];
+    NAMED.contains(&name)
+        || name.split_once('.').is_some_and(|(segment, _)| {
+            segment.len() == 32 && segment.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+}
+
 pub fn build() -> (Schema, Fields) {
     let mut builder = Schema::builder();
     let fields = Fields {
@@ -45,25 +59,78 @@ pub fn fields_of(schema: &Schema) -> Result<Fields, tantivy::TantivyError> {
 }
 
 /// Creates a fresh index at `path`. Mail lives in memory, so an index from an earlier run
-/// would describe messages that no longer exist: it is deleted. A directory that holds
-/// anything other than a Tantivy index is refused rather than wiped.
+/// would describe messages that no longer exist: it is deleted. A directory holding anything
+/// but Tantivy's own files is refused rather than wiped, and so is an index another process
+/// is writing (its writer lock is held).
 pub fn create_index(path: &Path) -> Result<Index, SearchError> {
     if path.exists() {
-        let entries: Vec<_> = std::fs::read_dir(path)
-            .map_err(|e| index_error(path, e))?
-            .filter_map(Result::ok)
-            .collect();
-        let is_index = path.join("meta.json").exists();
-        if !entries.is_empty() && !is_index {
-            return Err(index_error(
-                path,
-                "exists, is not empty and is not a search index; refusing to delete it \
-                 (point INDEX_PATH at an empty or new directory)",
-            ));
+        for entry in std::fs::read_dir(path).map_err(|e| index_error(path, e))? {
+            let entry = entry.map_err(|e| index_error(path, e))?;
+            let name = entry.file_name();
+            let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+            if !is_file || !is_tantivy_file(&name.to_string_lossy()) {
+                return Err(index_error(
+                    path,
+                    format!(
+                        "holds {name:?}, which is not part of a search index; refusing to \
+                         delete it (point INDEX_PATH at an empty or new directory)"
+                    ),
+                ));
+            }
+        }
+        let lock_path = path.join(".tantivy-writer.lock");
+        if lock_path.exists() {
+            let lock = std::fs::File::open(&lock_path).map_err(|e| index_error(path, e))?;
+            if lock.try_lock().is_err() {
+                return Err(index_error(
+                    path,
+                    "is in use by another running allman (its writer lock is held); give each \
+                     server its own INDEX_PATH",
+                ));
+            }
         }
         std::fs::remove_dir_all(path).map_err(|e| index_error(path, e))?;
     }
     std::fs::create_dir_all(path).map_err(|e| index_error(path, e))?;
     let (schema, _) = build();
     Index::create_in_dir(path, schema).map_err(|e| index_error(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_tantivy_files_are_recognised() {
+        for name in [
+            "meta.json",
+            ".managed.json",
+            ".tantivy-writer.lock",
+            "0123456789abcdef0123456789abcdef.idx",
+            "0123456789abcdef0123456789abcdef.17.del",
+        ] {
+            assert!(is_tantivy_file(name), "{name}");
+        }
+        for name in ["precious.txt", "meta.json.bak", "0123.idx", "notes", ""] {
+            assert!(!is_tantivy_file(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_directory_with_foreign_files_is_never_wiped() {
+        let dir = std::env::temp_dir().join(format!("allman-schema-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("meta.json"), "{}").expect("write");
+        std::fs::write(dir.join("precious.txt"), "keep").expect("write");
+        assert!(create_index(&dir).is_err());
+        assert!(dir.join("precious.txt").exists());
+        std::fs::remove_file(dir.join("precious.txt")).expect("rm");
+        std::fs::remove_file(dir.join("meta.json")).expect("rm");
+        assert!(
+            create_index(&dir).is_ok(),
+            "an empty directory becomes an index"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
