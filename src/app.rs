@@ -2,18 +2,41 @@
 //! the HTTP layer.
 
 use crate::http::{Method, Request, ResponseHead, Service, Status};
+use crate::mcp::jsonrpc::{write_error, RpcError};
+use crate::mcp::transport::{self, TransportPolicy, TRANSPORT_ERROR};
 use crate::mcp::{self, Outcome};
 use crate::tools::Toolbox;
+use std::rc::Rc;
 
 pub struct App {
     tools: Toolbox,
+    policy: Rc<TransportPolicy>,
 }
 
 impl App {
-    pub fn new(tools: Toolbox) -> Self {
-        App { tools }
+    pub fn new(tools: Toolbox, policy: Rc<TransportPolicy>) -> Self {
+        App { tools, policy }
+    }
+
+    async fn post_mcp(&self, request: &Request<'_>, body: &mut Vec<u8>) -> ResponseHead {
+        if let Err(refusal) = transport::check(&request.headers, &self.policy) {
+            write_error(body, None, &RpcError::new(TRANSPORT_ERROR, refusal.message));
+            let head = ResponseHead::json(refusal.status);
+            return match refusal.status {
+                Status::Unauthorized => head.with_headers(BEARER_CHALLENGE),
+                _ => head,
+            };
+        }
+        let version = request.headers.mcp_protocol_version;
+        match mcp::handle_body(request.body, version, &self.tools, body).await {
+            Outcome::Reply => ResponseHead::json(Status::Ok),
+            Outcome::Refused => ResponseHead::json(Status::BadRequest),
+            Outcome::Accepted => ResponseHead::new(Status::Accepted),
+        }
     }
 }
+
+const BEARER_CHALLENGE: &[(&str, &str)] = &[("WWW-Authenticate", "Bearer realm=\"allman\"")];
 
 const ALLOW_HEALTH: &[(&str, &str)] = &[("Allow", "GET, HEAD")];
 const ALLOW_MCP: &[(&str, &str)] = &[("Allow", "POST")];
@@ -29,12 +52,7 @@ impl Service for App {
                 body.extend_from_slice(b"use GET /health\n");
                 ResponseHead::text(Status::MethodNotAllowed).with_headers(ALLOW_HEALTH)
             }
-            ("/mcp", Method::Post) => match mcp::handle_body(request.body, &self.tools, body).await
-            {
-                Outcome::Reply => ResponseHead::json(Status::Ok),
-                Outcome::Refused => ResponseHead::json(Status::BadRequest),
-                Outcome::Accepted => ResponseHead::new(Status::Accepted),
-            },
+            ("/mcp", Method::Post) => self.post_mcp(request, body).await,
             ("/mcp", _) => {
                 body.extend_from_slice(b"use POST /mcp with a JSON-RPC body\n");
                 ResponseHead::text(Status::MethodNotAllowed).with_headers(ALLOW_MCP)

@@ -23,6 +23,9 @@ OPTIONS (each also settable by the environment variable shown; flags win):
     --search-queue-depth <N>      messages in flight to the indexer before shards hold them back [ALLMAN_SEARCH_QUEUE_DEPTH, default 65536]
     --audit-queue-depth <N>       agent profiles in flight to the git writer before shards hold them back [ALLMAN_AUDIT_QUEUE_DEPTH, default 65536]
     --shutdown-grace-ms <MS>      on SIGINT/SIGTERM, wait this long for in-flight requests [ALLMAN_SHUTDOWN_GRACE_MS, default 10000]
+    --allowed-origins <LIST>      Origins allowed on /mcp besides localhost ones, comma-separated [ALLMAN_ALLOWED_ORIGINS]
+    --allowed-hosts <LIST>        Host names allowed on /mcp besides local ones (checked when bound to loopback) [ALLMAN_ALLOWED_HOSTS]
+    --token <TOKEN>               require Authorization: Bearer <TOKEN> on /mcp (/health stays open) [ALLMAN_TOKEN]
     --spin-us <US>                busy-poll this long before an idle shard sleeps [ALLMAN_SPIN_US, default 0]
     --index-path <DIR>            search index directory                       [INDEX_PATH, default allman_index]
     --repo-root <DIR>             git audit repository                         [REPO_ROOT, default allman_repo]
@@ -49,6 +52,9 @@ pub struct Config {
     pub search_queue_depth: usize,
     pub audit_queue_depth: usize,
     pub shutdown_grace_ms: u64,
+    pub allowed_origins: Vec<String>,
+    pub allowed_hosts: Vec<String>,
+    pub token: Option<String>,
     pub index_path: PathBuf,
     pub repo_root: PathBuf,
 }
@@ -148,6 +154,18 @@ const SETTINGS: &[Setting] = &[
     Setting {
         flag: "shutdown-grace-ms",
         env: "ALLMAN_SHUTDOWN_GRACE_MS",
+    },
+    Setting {
+        flag: "allowed-origins",
+        env: "ALLMAN_ALLOWED_ORIGINS",
+    },
+    Setting {
+        flag: "allowed-hosts",
+        env: "ALLMAN_ALLOWED_HOSTS",
+    },
+    Setting {
+        flag: "token",
+        env: "ALLMAN_TOKEN",
     },
     Setting {
         flag: "index-path",
@@ -278,6 +296,9 @@ pub fn parse(
             .map(|v| number("shutdown-grace-ms", v))
             .transpose()?
             .unwrap_or(10_000),
+        allowed_origins: list(get("allowed-origins")),
+        allowed_hosts: list(get("allowed-hosts")),
+        token: get("token").filter(|t| !t.is_empty()).map(str::to_string),
         index_path: get("index-path").unwrap_or("allman_index").into(),
         repo_root: get("repo-root").unwrap_or("allman_repo").into(),
     };
@@ -334,6 +355,17 @@ fn validate(config: &Config, usable: &[usize]) -> Result<(), ConfigError> {
         return Err(invalid("idle-timeout-ms", "0", "must be positive".into()));
     }
     Ok(())
+}
+
+/// A comma-separated list, blanks dropped.
+fn list(value: Option<&str>) -> Vec<String> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn invalid(name: &'static str, value: &str, reason: String) -> ConfigError {

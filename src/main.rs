@@ -268,11 +268,19 @@ fn log_started(config: &Config, addr: SocketAddr) {
         idle_timeout_ms = config.idle_timeout_ms,
         cross_shard_queue_depth = server::CROSS_SHARD_QUEUE_DEPTH,
         search_queue_depth = config.search_queue_depth,
+        token_required = config.token.is_some(),
+        allowed_origins = ?config.allowed_origins,
         audit_queue_depth = config.audit_queue_depth,
         index_path = %config.index_path.display(),
         repo_root = %config.repo_root.display(),
         "allman started"
     );
+    if !config.bind.is_loopback() && config.token.is_none() {
+        tracing::warn!(
+            bind = %config.bind,
+            "listening beyond loopback without --token: anyone who reaches the port can read any inbox"
+        );
+    }
     // One machine-readable line on stdout: scripts and tests read the port from it.
     println!("allman listening on http://{addr}");
     let _ = std::io::stdout().flush();

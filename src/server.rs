@@ -7,6 +7,7 @@ use crate::config::{Config, MAX_HEADER_BYTES};
 use crate::feed::{Feed, Outbox};
 use crate::http::{self, refuse_connection, serve_connection};
 use crate::lifecycle::{Event, Notify};
+use crate::mcp::transport::TransportPolicy;
 use crate::search::{SearchDoc, SearchHandle};
 use crate::tools::Toolbox;
 use glommio::net::TcpListener;
@@ -50,6 +51,7 @@ struct ShardSettings {
     max_connections: usize,
     /// How long a stopping shard waits for in-flight requests before it gives up on them.
     shutdown_grace: Duration,
+    transport: TransportPolicy,
 }
 
 /// The running shards, as seen from the main thread.
@@ -76,6 +78,12 @@ pub fn start(
         idle_timeout: Duration::from_millis(config.idle_timeout_ms),
         max_connections: config.max_connections,
         shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
+        transport: TransportPolicy {
+            allowed_origins: config.allowed_origins.clone(),
+            allowed_hosts: config.allowed_hosts.clone(),
+            check_host: config.bind.is_loopback(),
+            token: config.token.clone(),
+        },
     };
     let open_connections = Arc::new(AtomicUsize::new(0));
     let mut shards = Shards {
@@ -222,7 +230,8 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
         Rc::clone(&search_feed),
         Rc::clone(&audit_feed),
     );
-    let app = Rc::new(App::new(toolbox));
+    let policy = Rc::new(context.settings.transport.clone());
+    let app = Rc::new(App::new(toolbox, policy));
     let connections = Rc::new(RefCell::new(Connections::default()));
     let settings = Rc::new(context.settings);
     reporter.send(Event::Ready { shard: shard.id() });

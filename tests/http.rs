@@ -81,7 +81,7 @@ fn request_split_across_many_packets_is_reassembled() {
     let mut client = server.client();
     let body = r#"{"jsonrpc":"2.0","id":"split","method":"ping"}"#;
     let request = format!(
-        "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     for byte in request.as_bytes() {

@@ -6,7 +6,7 @@ pub mod request;
 pub mod response;
 
 pub use conn::{refuse_connection, serve_connection};
-pub use request::{Limits, Method, Request};
+pub use request::{Headers, Limits, Method, Request};
 pub use response::{ResponseHead, Status};
 
 /// What the server runs for each decoded request.

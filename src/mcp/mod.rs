@@ -3,6 +3,7 @@
 
 pub mod json;
 pub mod jsonrpc;
+pub mod transport;
 
 use crate::tools::{self, ParseFailure, ToolError, ToolOutput, Toolbox};
 use json::{as_str, present, write_str};
@@ -33,8 +34,15 @@ pub enum Outcome {
     Accepted,
 }
 
-/// Handles one POSTed body, writing the response JSON into `out`.
-pub async fn handle_body(body: &[u8], tools: &Toolbox, out: &mut Vec<u8>) -> Outcome {
+/// Handles one POSTed body, writing the response JSON into `out`. `version_header` is the
+/// request's `MCP-Protocol-Version`: absent means 2025-03-26; one we do not speak refuses
+/// everything but `initialize` (which is how a client learns what we speak).
+pub async fn handle_body(
+    body: &[u8],
+    version_header: Option<&[u8]>,
+    tools: &Toolbox,
+    out: &mut Vec<u8>,
+) -> Outcome {
     let Ok(text) = std::str::from_utf8(body) else {
         write_error(
             out,
@@ -43,7 +51,19 @@ pub async fn handle_body(body: &[u8], tools: &Toolbox, out: &mut Vec<u8>) -> Out
         );
         return Outcome::Refused;
     };
-    if !text.trim_start().starts_with('[') {
+    let is_batch = text.trim_start().starts_with('[');
+    if let Some(version) = version_header.filter(|v| !is_supported_version(v)) {
+        if is_batch || !is_initialize(text) {
+            let message = format!(
+                "unsupported MCP-Protocol-Version {:?}; this server speaks {}",
+                String::from_utf8_lossy(version),
+                SUPPORTED_VERSIONS.join(", ")
+            );
+            write_error(out, None, &RpcError::new(INVALID_REQUEST, message));
+            return Outcome::Refused;
+        }
+    }
+    if !is_batch {
         return match handle_message(text, tools, out).await {
             Written::Response => Outcome::Reply,
             Written::Refusal => Outcome::Refused,
@@ -89,6 +109,15 @@ pub async fn handle_body(body: &[u8], tools: &Toolbox, out: &mut Vec<u8>) -> Out
     }
     out.push(b']');
     Outcome::Reply
+}
+
+fn is_supported_version(header: &[u8]) -> bool {
+    let trimmed = String::from_utf8_lossy(header);
+    SUPPORTED_VERSIONS.contains(&trimmed.trim())
+}
+
+fn is_initialize(text: &str) -> bool {
+    matches!(classify(text), Ok(Message::Request { method, .. }) if method == "initialize")
 }
 
 enum Written {

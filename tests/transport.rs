@@ -1,0 +1,235 @@
+//! MCP Streamable HTTP transport rules over raw HTTP: status codes, headers and bodies.
+
+mod common;
+
+use common::{Client, Response, Server};
+use serde_json::Value;
+
+const PING: &str = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+
+/// POSTs `body` to /mcp with exactly these extra header lines.
+fn post(client: &mut Client, headers: &[(&str, &str)], body: &str) -> Response {
+    let mut request = format!("POST /mcp HTTP/1.1\r\nContent-Length: {}\r\n", body.len());
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    client.send_raw(request.as_bytes());
+    client.read_response()
+}
+
+fn error_message(response: &Response) -> String {
+    let value: Value = response.json();
+    value["error"]["message"]
+        .as_str()
+        .expect("error message")
+        .to_string()
+}
+
+#[test]
+fn get_and_delete_on_mcp_are_405_with_allow_post() {
+    let server = Server::start();
+    let mut client = server.client();
+    for method in ["GET", "DELETE", "PUT"] {
+        client.send_raw(format!("{method} /mcp HTTP/1.1\r\nContent-Length: 0\r\n\r\n").as_bytes());
+        let response = client.read_response();
+        assert_eq!(response.status, 405, "{method}");
+        assert_eq!(response.header("allow"), Some("POST"));
+    }
+}
+
+#[test]
+fn requests_get_json_and_notifications_get_202() {
+    let server = Server::start();
+    let mut client = server.client();
+    let response = post(&mut client, &[("Content-Type", "application/json")], PING);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    let response = post(
+        &mut client,
+        &[],
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+    );
+    assert_eq!(response.status, 202);
+    assert!(response.body.is_empty());
+    assert_eq!(response.header("content-type"), None);
+}
+
+#[test]
+fn protocol_version_header_is_checked_after_initialize() {
+    let server = Server::start();
+    let mut client = server.client();
+    for version in ["2025-03-26", "2025-06-18", "2025-11-25"] {
+        let response = post(&mut client, &[("MCP-Protocol-Version", version)], PING);
+        assert_eq!(response.status, 200, "{version}");
+    }
+    // Missing: treated as 2025-03-26.
+    assert_eq!(post(&mut client, &[], PING).status, 200);
+    for bad in ["1999-01-01", "garbage", "2025-06-18x"] {
+        let response = post(&mut client, &[("MCP-Protocol-Version", bad)], PING);
+        assert_eq!(response.status, 400, "{bad}");
+        assert!(error_message(&response).contains("MCP-Protocol-Version"));
+    }
+    // initialize itself is how a client learns our versions: never refused for the header.
+    let response = post(
+        &mut client,
+        &[("MCP-Protocol-Version", "1999-01-01")],
+        INITIALIZE,
+    );
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json()["result"]["protocolVersion"], "2025-06-18");
+    let batch = format!("[{PING}]");
+    assert_eq!(
+        post(&mut client, &[("MCP-Protocol-Version", "nope")], &batch).status,
+        400
+    );
+}
+
+#[test]
+fn foreign_origins_get_403_and_local_ones_pass() {
+    let server = Server::start();
+    let mut client = server.client();
+    for origin in [
+        "http://localhost:3000",
+        "http://127.0.0.1:8000",
+        "https://localhost",
+    ] {
+        assert_eq!(
+            post(&mut client, &[("Origin", origin)], PING).status,
+            200,
+            "{origin}"
+        );
+    }
+    for origin in [
+        "https://evil.example",
+        "null",
+        "http://localhost.evil.example",
+    ] {
+        let response = post(&mut client, &[("Origin", origin)], PING);
+        assert_eq!(response.status, 403, "{origin}");
+        assert!(error_message(&response).contains("Origin"));
+    }
+    // /health is not guarded.
+    client.send_raw(b"GET /health HTTP/1.1\r\nOrigin: https://evil.example\r\n\r\n");
+    assert_eq!(client.read_response().status, 200);
+}
+
+#[test]
+fn allowed_origins_and_hosts_are_configurable() {
+    let server = Server::start_with(&[
+        "--shards",
+        "1",
+        "--allowed-origins",
+        "https://app.example.com, https://other.example",
+        "--allowed-hosts",
+        "mail.internal",
+    ]);
+    let mut client = server.client();
+    assert_eq!(
+        post(&mut client, &[("Origin", "https://app.example.com")], PING).status,
+        200
+    );
+    assert_eq!(
+        post(&mut client, &[("Origin", "https://third.example")], PING).status,
+        403
+    );
+    assert_eq!(
+        post(&mut client, &[("Host", "mail.internal:8000")], PING).status,
+        200
+    );
+}
+
+#[test]
+fn non_local_host_is_refused_on_loopback_dns_rebinding() {
+    let server = Server::start();
+    let mut client = server.client();
+    for host in ["localhost:8000", "127.0.0.1", "[::1]:8000"] {
+        assert_eq!(
+            post(&mut client, &[("Host", host)], PING).status,
+            200,
+            "{host}"
+        );
+    }
+    for host in [
+        "evil.example",
+        "attacker.example:8000",
+        "127.0.0.1.evil.example",
+    ] {
+        let response = post(&mut client, &[("Host", host)], PING);
+        assert_eq!(response.status, 403, "{host}");
+        assert!(error_message(&response).contains("Host"));
+    }
+}
+
+#[test]
+fn media_types_are_enforced_with_406_and_415() {
+    let server = Server::start();
+    let mut client = server.client();
+    let ok = post(
+        &mut client,
+        &[
+            ("Content-Type", "application/json; charset=utf-8"),
+            ("Accept", "application/json, text/event-stream"),
+        ],
+        PING,
+    );
+    assert_eq!(ok.status, 200);
+    assert_eq!(post(&mut client, &[("Accept", "*/*")], PING).status, 200);
+    assert_eq!(
+        post(&mut client, &[("Content-Type", "text/plain")], PING).status,
+        415
+    );
+    assert_eq!(
+        post(
+            &mut client,
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            PING
+        )
+        .status,
+        415
+    );
+    assert_eq!(
+        post(&mut client, &[("Accept", "text/event-stream")], PING).status,
+        406
+    );
+}
+
+#[test]
+fn bearer_token_guards_mcp_but_not_health() {
+    let server = Server::start_with(&["--shards", "1", "--token", "s3cret-token"]);
+    let mut client = server.client();
+    let response = post(&mut client, &[], PING);
+    assert_eq!(response.status, 401);
+    assert!(response
+        .header("www-authenticate")
+        .is_some_and(|v| v.starts_with("Bearer")));
+    assert_eq!(
+        post(&mut client, &[("Authorization", "Bearer wrong")], PING).status,
+        401
+    );
+    assert_eq!(
+        post(
+            &mut client,
+            &[("Authorization", "Bearer s3cret-token")],
+            PING
+        )
+        .status,
+        200
+    );
+    assert_eq!(client.get("/health").status, 200);
+}
+
+#[test]
+fn later_protocol_methods_are_plain_method_not_found() {
+    let server = Server::start();
+    let mut client = server.client();
+    let response = post(
+        &mut client,
+        &[("MCP-Protocol-Version", "2025-11-25")],
+        r#"{"jsonrpc":"2.0","id":9,"method":"server/discover","params":{}}"#,
+    );
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json()["error"]["code"], -32601);
+}
