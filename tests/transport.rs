@@ -80,6 +80,21 @@ fn protocol_version_header_is_checked_after_initialize() {
     );
     assert_eq!(response.status, 200);
     assert_eq!(response.json()["result"]["protocolVersion"], "2025-06-18");
+    // A method from a later protocol is a plain -32601, never a version error.
+    let discover = r#"{"jsonrpc":"2.0","id":3,"method":"server/discover","params":{}}"#;
+    let response = post(
+        &mut client,
+        &[("MCP-Protocol-Version", "2026-07-28")],
+        discover,
+    );
+    assert_eq!(response.status, 200);
+    assert_eq!(response.json()["error"]["code"], -32601);
+    let response = post(&mut client, &[("MCP-Protocol-Version", "2026-07-28")], PING);
+    assert_eq!(
+        response.json()["id"],
+        1,
+        "the refusal echoes the request id"
+    );
     let batch = format!("[{PING}]");
     assert_eq!(
         post(&mut client, &[("MCP-Protocol-Version", "nope")], &batch).status,

@@ -53,13 +53,18 @@ pub async fn handle_body(
     };
     let is_batch = text.trim_start().starts_with('[');
     if let Some(version) = version_header.filter(|v| !is_supported_version(v)) {
-        if is_batch || !is_initialize(text) {
+        let refused_id = if is_batch {
+            Some(None)
+        } else {
+            version_applies(text)
+        };
+        if let Some(id) = refused_id {
             let message = format!(
                 "unsupported MCP-Protocol-Version {:?}; this server speaks {}",
                 String::from_utf8_lossy(version),
                 SUPPORTED_VERSIONS.join(", ")
             );
-            write_error(out, None, &RpcError::new(INVALID_REQUEST, message));
+            write_error(out, id, &RpcError::new(INVALID_REQUEST, message));
             return Outcome::Refused;
         }
     }
@@ -116,8 +121,20 @@ fn is_supported_version(header: &[u8]) -> bool {
     SUPPORTED_VERSIONS.contains(&trimmed.trim())
 }
 
-fn is_initialize(text: &str) -> bool {
-    matches!(classify(text), Ok(Message::Request { method, .. }) if method == "initialize")
+/// Methods this server implements; a request for any other gets -32601 whatever its version.
+const METHODS: [&str; 4] = ["initialize", "ping", "tools/list", "tools/call"];
+
+/// Whether a bad version header refuses this single message, and with which id. It does not
+/// for `initialize` (how a client learns our versions) nor for a method we do not have: a
+/// newer client probing e.g. `server/discover` must get a plain -32601 so it falls back.
+fn version_applies(text: &str) -> Option<Option<&RawValue>> {
+    match classify(text) {
+        Ok(Message::Request { id, method, .. }) => {
+            (method != "initialize" && METHODS.contains(&&*method)).then_some(Some(id))
+        }
+        Ok(Message::Notification { .. }) => Some(None),
+        Ok(Message::Response) | Err(_) => None,
+    }
 }
 
 enum Written {

@@ -1,0 +1,158 @@
+//! The seed's benchmark: register agents, send messages between them, drain every inbox and
+//! check that each message arrived exactly once. Prints throughput and latency per tool.
+
+use bench::accounting::Ledger;
+use bench::args::Args;
+use bench::http::Url;
+use bench::report::{phase_rows, print_table, regressions, write_json};
+use bench::workers::run_phase;
+use serde_json::json;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+const HELP: &str =
+    "benchmark - load a live allman with the seed's workload and report per-tool latency
+
+USAGE:
+    cargo run --release --bin benchmark -- [OPTIONS]
+
+OPTIONS:
+    --url <URL>              server to load (default http://127.0.0.1:8000)
+    --agents <N>             agents to register (default 100)
+    --messages <N>           messages to send, each to one agent (default 1000)
+    --concurrency <N>        connections, one thread each (default 16)
+    --json <FILE>            also write the results as JSON
+    --baseline <FILE>        compare with an earlier --json result; exit 3 on a regression
+    --threshold-pct <PCT>    throughput drop or p99 rise that counts as a regression (default 10)
+    -h, --help               print this help
+";
+
+fn main() -> ExitCode {
+    let args = Args::from_env(HELP);
+    let url = match Url::parse(&args.get("url", "http://127.0.0.1:8000".to_string())) {
+        Ok(url) => url,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(2);
+        }
+    };
+    let agents: usize = args.get("agents", 100usize).max(1);
+    let messages: usize = args.get("messages", 1000usize);
+    let concurrency: usize = args.get("concurrency", 16usize).max(1);
+    let run = bench::run_id();
+    let project = format!("bench-{run}");
+    let names: Arc<Vec<String>> = Arc::new((0..agents).map(|i| format!("b{run}A{i}")).collect());
+
+    let register = {
+        let (names, project) = (Arc::clone(&names), project.clone());
+        run_phase("register", &url, concurrency, agents, move |client, i| {
+            client.create_agent(&project, &names[i])
+        })
+    };
+    let send = {
+        let names = Arc::clone(&names);
+        run_phase("send", &url, concurrency, messages, move |client, i| {
+            let from = &names[i % names.len()];
+            let to = &names[(i * 7 + 3) % names.len()];
+            let id = client.send(
+                from,
+                &[to],
+                &format!("benchmark message {i}"),
+                "the quick brown fox",
+            )?;
+            Ok((to.clone(), id))
+        })
+    };
+    let drain = {
+        let names = Arc::clone(&names);
+        run_phase("drain", &url, concurrency, agents, move |client, i| {
+            let messages = client.inbox(&names[i])?;
+            let ids: Vec<String> = messages
+                .iter()
+                .filter_map(|m| m["id"].as_str().map(str::to_string))
+                .collect();
+            Ok((names[i].clone(), ids))
+        })
+    };
+    let (register, send, drain) = match (register, send, drain) {
+        (Ok(r), Ok(s), Ok(d)) => (r, s, d),
+        (r, s, d) => {
+            for error in [r.err(), s.err(), d.err()].into_iter().flatten() {
+                eprintln!("benchmark could not run: {error}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let mut ledger = Ledger::default();
+    for (to, id) in &send.outputs {
+        ledger.sent(id, &[to]);
+    }
+    for (agent, ids) in &drain.outputs {
+        for id in ids {
+            ledger.received(agent, id);
+        }
+    }
+    let audit = ledger.audit();
+    let mut rows = Vec::new();
+    for phase_rows in [phase_rows(&register), phase_rows(&send), phase_rows(&drain)] {
+        rows.extend(phase_rows);
+    }
+    println!(
+        "allman benchmark: {agents} agents, {messages} messages, {concurrency} connections, {}",
+        url.authority()
+    );
+    print_table(&rows);
+    println!(
+        "delivery: expected {} received {} lost {} duplicated {} unexpected {}",
+        audit.expected, audit.received, audit.lost, audit.duplicated, audit.unexpected
+    );
+    let errors =
+        register.stats.total_errors() + send.stats.total_errors() + drain.stats.total_errors();
+    for error in register
+        .sample_errors
+        .iter()
+        .chain(&send.sample_errors)
+        .chain(&drain.sample_errors)
+    {
+        eprintln!("error: {error}");
+    }
+    let result = json!({
+        "tool": "benchmark",
+        "config": {"url": url.authority(), "agents": agents, "messages": messages, "concurrency": concurrency},
+        "rows": rows,
+        "delivery": {"expected": audit.expected, "received": audit.received, "lost": audit.lost, "duplicated": audit.duplicated, "unexpected": audit.unexpected},
+        "errors": errors,
+    });
+    if let Some(path) = args.optional("json") {
+        if let Err(error) = write_json(&path, &result) {
+            eprintln!("{error}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if errors > 0 || !audit.is_clean() {
+        eprintln!("FAILED: {errors} errors, delivery {audit:?}");
+        return ExitCode::FAILURE;
+    }
+    if let Some(path) = args.optional("baseline") {
+        let baseline = match std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        {
+            Ok(baseline) => baseline,
+            Err(error) => {
+                eprintln!("cannot read baseline {path}: {error}");
+                return ExitCode::from(2);
+            }
+        };
+        let found = regressions(&result, &baseline, args.get("threshold-pct", 10.0f64));
+        if !found.is_empty() {
+            for regression in &found {
+                println!("REGRESSION {regression}");
+            }
+            return ExitCode::from(3);
+        }
+        println!("no regression against {path}");
+    }
+    ExitCode::SUCCESS
+}

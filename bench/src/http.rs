@@ -1,0 +1,204 @@
+//! A minimal blocking HTTP/1.1 client on one keep-alive connection (plain TCP: the targets are
+//! allman and local OpenAI-compatible servers).
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// Responses larger than this are refused rather than buffered.
+const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+pub const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    pub host: String,
+    pub port: u16,
+    /// Path including any query, starting with `/`.
+    pub path: String,
+}
+
+impl Url {
+    /// Parses `http://host[:port][/path]`. HTTPS is not supported (no TLS here).
+    pub fn parse(text: &str) -> Result<Url, String> {
+        let rest = text
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("{text}: only http:// URLs are supported"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(slash) => (&rest[..slash], &rest[slash..]),
+            None => (rest, "/"),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+                (host, port.parse().map_err(|_| format!("{text}: bad port"))?)
+            }
+            _ => (authority, 80),
+        };
+        if host.is_empty() {
+            return Err(format!("{text}: no host"));
+        }
+        Ok(Url {
+            host: host.trim_matches(['[', ']']).to_string(),
+            port,
+            path: path.to_string(),
+        })
+    }
+
+    pub fn authority(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// The same server, another path.
+    pub fn with_path(&self, path: &str) -> Url {
+        Url {
+            path: path.to_string(),
+            ..self.clone()
+        }
+    }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+pub struct Connection {
+    url: Url,
+    stream: Option<TcpStream>,
+    buffer: Vec<u8>,
+}
+
+impl Connection {
+    pub fn new(url: &Url) -> Connection {
+        Connection {
+            url: url.clone(),
+            stream: None,
+            buffer: Vec::with_capacity(16 * 1024),
+        }
+    }
+
+    fn stream(&mut self) -> io::Result<&mut TcpStream> {
+        if self.stream.is_none() {
+            let stream = TcpStream::connect(self.url.authority())?;
+            stream.set_nodelay(true)?;
+            stream.set_read_timeout(Some(IO_TIMEOUT))?;
+            stream.set_write_timeout(Some(IO_TIMEOUT))?;
+            self.stream = Some(stream);
+            self.buffer.clear();
+        }
+        self.stream
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no stream"))
+    }
+
+    /// POSTs `body` to `path`; reconnects once if the kept-alive connection was closed.
+    pub fn post(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> io::Result<Response> {
+        match self.post_once(path, headers, body) {
+            Ok(response) => Ok(response),
+            Err(_) => {
+                self.stream = None;
+                self.post_once(path, headers, body)
+            }
+        }
+    }
+
+    fn post_once(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> io::Result<Response> {
+        let mut request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n",
+            self.url.host,
+            body.len()
+        )
+        .into_bytes();
+        for (name, value) in headers {
+            request.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+        }
+        request.extend_from_slice(b"\r\n");
+        request.extend_from_slice(body);
+        self.stream()?.write_all(&request)?;
+        self.read_response()
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        let mut chunk = [0u8; 16 * 1024];
+        let read = self.stream()?.read(&mut chunk)?;
+        if read == 0 {
+            self.stream = None;
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "server closed the connection",
+            ));
+        }
+        self.buffer.extend_from_slice(&chunk[..read]);
+        Ok(())
+    }
+
+    fn read_response(&mut self) -> io::Result<Response> {
+        loop {
+            if let Some(end) = self.buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buffer[..end]).into_owned();
+                let status: u16 = head
+                    .split(' ')
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| io::Error::other(format!("bad status line in {head:?}")))?;
+                let mut length = 0usize;
+                let mut close = false;
+                for line in head.split("\r\n").skip(1) {
+                    if let Some((name, value)) = line.split_once(':') {
+                        if name.eq_ignore_ascii_case("content-length") {
+                            length = value.trim().parse().map_err(io::Error::other)?;
+                        } else if name.eq_ignore_ascii_case("connection") {
+                            close = value.trim().eq_ignore_ascii_case("close");
+                        }
+                    }
+                }
+                if status == 100 {
+                    self.buffer.drain(..end + 4);
+                    continue;
+                }
+                if length > MAX_RESPONSE_BYTES {
+                    return Err(io::Error::other("response too large"));
+                }
+                let total = end + 4 + length;
+                while self.buffer.len() < total {
+                    self.fill()?;
+                }
+                let body = self.buffer[end + 4..total].to_vec();
+                self.buffer.drain(..total);
+                if close {
+                    self.stream = None;
+                }
+                return Ok(Response { status, body });
+            }
+            self.fill()?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse() {
+        let url = Url::parse("http://127.0.0.1:8000").expect("valid");
+        assert_eq!(
+            (url.host.as_str(), url.port, url.path.as_str()),
+            ("127.0.0.1", 8000, "/")
+        );
+        let url = Url::parse("http://localhost/v1/chat").expect("valid");
+        assert_eq!((url.port, url.path.as_str()), (80, "/v1/chat"));
+        assert!(Url::parse("https://x").is_err());
+        assert!(Url::parse("http://:80").is_err());
+    }
+}
