@@ -48,19 +48,42 @@ fn the_llm_policy_sends_a_chat_completion_and_parses_the_actions() {
     let (url, request) = stub(200, "Here you go: {\"messages\": [{\"to\": [\"Seller\"], \"subject\": \"offer 700\", \"body\": \"I can pay 700\"}]}");
     let scenario = scenarios::by_key("escrow_sim").expect("scenario");
     let mut policy = LlmPolicy::new(&url, "stub-model", Some("secret-key".into())).expect("policy");
-    let inbox = vec![Received { from_role: "Seller".into(), subject: "ask 1200".into(), body: "I need 1200".into() }];
-    let actions = policy.decide(&scenario, "Buyer", "buy cheaply", 2, &inbox).expect("decision");
-    assert_eq!(actions, vec![Action::new(&["Seller"], "offer 700", "I can pay 700")]);
+    let inbox = vec![Received {
+        from_role: "Seller".into(),
+        subject: "ask 1200".into(),
+        body: "I need 1200".into(),
+    }];
+    let actions = policy
+        .decide(&scenario, "Buyer", "buy cheaply", 2, &inbox)
+        .expect("decision");
+    assert_eq!(
+        actions,
+        vec![Action::new(&["Seller"], "offer 700", "I can pay 700")]
+    );
 
     let raw = request.recv().expect("request seen");
-    assert!(raw.starts_with("POST /v1/chat/completions HTTP/1.1"), "{raw}");
+    assert!(
+        raw.starts_with("POST /v1/chat/completions HTTP/1.1"),
+        "{raw}"
+    );
     assert!(raw.contains("Authorization: Bearer secret-key"), "{raw}");
-    let body: serde_json::Value = serde_json::from_str(&raw[raw.find("\r\n\r\n").expect("body") + 4..]).expect("json body");
+    let body: serde_json::Value =
+        serde_json::from_str(&raw[raw.find("\r\n\r\n").expect("body") + 4..]).expect("json body");
     assert_eq!(body["model"], "stub-model");
-    let system = body["messages"][0]["content"].as_str().expect("system prompt");
-    assert!(system.contains("Buyer") && system.contains("buy cheaply"), "{system}");
-    let user = body["messages"][1]["content"].as_str().expect("user prompt");
-    assert!(user.contains("ask 1200"), "the inbox is in the prompt: {user}");
+    let system = body["messages"][0]["content"]
+        .as_str()
+        .expect("system prompt");
+    assert!(
+        system.contains("Buyer") && system.contains("buy cheaply"),
+        "{system}"
+    );
+    let user = body["messages"][1]["content"]
+        .as_str()
+        .expect("user prompt");
+    assert!(
+        user.contains("ask 1200"),
+        "the inbox is in the prompt: {user}"
+    );
 }
 
 #[test]
@@ -68,10 +91,14 @@ fn an_llm_error_is_reported_so_the_scripted_policy_can_take_over() {
     let (url, _request) = stub(500, "boom");
     let scenario = scenarios::by_key("cyber_sim").expect("scenario");
     let mut policy = LlmPolicy::new(&url, "stub-model", None).expect("policy");
-    let error = policy.decide(&scenario, "Lead", "coordinate", 0, &[]).expect_err("HTTP 500");
+    let error = policy
+        .decide(&scenario, "Lead", "coordinate", 0, &[])
+        .expect_err("HTTP 500");
     assert!(error.contains("500"), "{error}");
 
     let (url, _request) = stub(200, "I refuse to answer in JSON");
     let mut policy = LlmPolicy::new(&url, "stub-model", None).expect("policy");
-    assert!(policy.decide(&scenario, "Lead", "coordinate", 0, &[]).is_err());
+    assert!(policy
+        .decide(&scenario, "Lead", "coordinate", 0, &[])
+        .is_err());
 }
