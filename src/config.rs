@@ -26,6 +26,7 @@ OPTIONS (each also settable by the environment variable shown; flags win):
     --allowed-origins <LIST>      Origins allowed on /mcp besides localhost ones, comma-separated [ALLMAN_ALLOWED_ORIGINS]
     --allowed-hosts <LIST>        Host names allowed on /mcp besides local ones (checked when bound to loopback) [ALLMAN_ALLOWED_HOSTS]
     --token <TOKEN>               require Authorization: Bearer <TOKEN> on /mcp (/health stays open) [ALLMAN_TOKEN]
+    --request-timeout-ms <MS>     a request must arrive whole this soon after its first byte, else 408 [ALLMAN_REQUEST_TIMEOUT_MS, default 10000]
     --spin-us <US>                busy-poll this long before an idle shard sleeps [ALLMAN_SPIN_US, default 0]
     --index-path <DIR>            search index directory                       [INDEX_PATH, default allman_index]
     --repo-root <DIR>             git audit repository                         [REPO_ROOT, default allman_repo]
@@ -48,6 +49,7 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_connections: usize,
     pub idle_timeout_ms: u64,
+    pub request_timeout_ms: u64,
     pub spin_us: u64,
     pub search_queue_depth: usize,
     pub audit_queue_depth: usize,
@@ -138,6 +140,10 @@ const SETTINGS: &[Setting] = &[
     Setting {
         flag: "idle-timeout-ms",
         env: "ALLMAN_IDLE_TIMEOUT_MS",
+    },
+    Setting {
+        flag: "request-timeout-ms",
+        env: "ALLMAN_REQUEST_TIMEOUT_MS",
     },
     Setting {
         flag: "spin-us",
@@ -280,6 +286,10 @@ pub fn parse(
             .map(|v| number("idle-timeout-ms", v))
             .transpose()?
             .unwrap_or(120_000),
+        request_timeout_ms: get("request-timeout-ms")
+            .map(|v| number("request-timeout-ms", v))
+            .transpose()?
+            .unwrap_or(10_000),
         spin_us: get("spin-us")
             .map(|v| number("spin-us", v))
             .transpose()?
@@ -350,6 +360,13 @@ fn validate(config: &Config, usable: &[usize]) -> Result<(), ConfigError> {
         if depth == 0 {
             return Err(invalid(name, "0", "must be positive".into()));
         }
+    }
+    if config.request_timeout_ms == 0 {
+        return Err(invalid(
+            "request-timeout-ms",
+            "0",
+            "must be positive".into(),
+        ));
     }
     if config.idle_timeout_ms == 0 {
         return Err(invalid("idle-timeout-ms", "0", "must be positive".into()));

@@ -1,19 +1,6 @@
 //! allman: start-up and shutdown, in order. Read this file as the table of contents.
 
-mod app;
-mod audit;
-mod clock;
-mod config;
-mod cores;
-mod feed;
-mod http;
-mod ids;
-mod lifecycle;
-mod mcp;
-mod oneshot;
-mod search;
-mod server;
-mod tools;
+use allman::{audit, config, cores, lifecycle, search, server};
 
 use config::{Config, ConfigError};
 use lifecycle::Event;

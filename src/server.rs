@@ -47,7 +47,7 @@ pub struct Helpers {
 #[derive(Debug, Clone)]
 struct ShardSettings {
     limits: http::Limits,
-    idle_timeout: Duration,
+    timeouts: http::Timeouts,
     max_connections: usize,
     /// How long a stopping shard waits for in-flight requests before it gives up on them.
     shutdown_grace: Duration,
@@ -75,7 +75,10 @@ pub fn start(
             max_header_bytes: MAX_HEADER_BYTES,
             max_body_bytes: config.max_body_bytes,
         },
-        idle_timeout: Duration::from_millis(config.idle_timeout_ms),
+        timeouts: http::Timeouts {
+            idle: Duration::from_millis(config.idle_timeout_ms),
+            request: Duration::from_millis(config.request_timeout_ms),
+        },
         max_connections: config.max_connections,
         shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
         transport: TransportPolicy {
@@ -319,10 +322,10 @@ async fn accept_until_stopped(
             let mut stream = stream;
             // Small request/response exchanges: send each batch of responses immediately.
             let _ = stream.set_nodelay(true);
-            // A client that stops reading or writing releases its slot after this long.
-            let _ = stream.set_read_timeout(Some(settings.idle_timeout));
-            let _ = stream.set_write_timeout(Some(settings.idle_timeout));
-            if let Err(error) = serve_connection(&mut stream, &*app, &settings.limits).await {
+            let timeouts = settings.timeouts;
+            if let Err(error) =
+                serve_connection(&mut stream, &*app, &settings.limits, timeouts).await
+            {
                 tracing::debug!(%error, "connection ended with an error");
             }
             // Unregister before the socket closes, so shutdown never touches a reused fd.

@@ -267,3 +267,28 @@ fn read_head_only(client: &mut Client) -> common::Response {
         body: Vec::new(),
     }
 }
+
+#[test]
+fn a_client_trickling_a_request_gets_408_and_is_closed() {
+    let server = Server::start_with(&["--shards", "2", "--request-timeout-ms", "300"]);
+    let mut slow = server.client();
+    slow.send_raw(b"POST /mcp HTTP/1.1\r\nContent-Length: 100\r\n\r\n{\"partial\":");
+    let response = slow.read_response();
+    assert_eq!(response.status, 408);
+    assert!(slow.is_closed_by_server());
+    // A header section that never ends is cut off the same way.
+    let mut slower = server.client();
+    slower.send_raw(b"GET /health HTTP/1.1\r\nX-Slow: 1\r\n");
+    assert_eq!(slower.read_response().status, 408);
+    // Others are unaffected.
+    assert_eq!(server.client().get("/health").status, 200);
+}
+
+#[test]
+fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let server = Server::start_with(&["--shards", "2", "--idle-timeout-ms", "300"]);
+    let mut idle = server.client();
+    assert_eq!(idle.get("/health").status, 200);
+    // Blocks until the server closes it (bounded by the client's own 30 s read timeout).
+    assert!(idle.is_closed_by_server());
+}

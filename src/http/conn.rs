@@ -8,7 +8,7 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::io;
 use std::net::Shutdown;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Read buffer a connection starts with: fits typical MCP requests, and 10,000 idle
 /// connections then hold ~80 MiB at most.
@@ -23,13 +23,26 @@ const MAX_PENDING_OUTPUT_BYTES: usize = 256 * 1024;
 const LINGER_BYTES: usize = 1024 * 1024;
 const LINGER_MS: u64 = 500;
 
-/// Serves `stream` until the client closes it, asks to close, breaks the protocol, or the
-/// read side is shut down (server stopping). I/O errors end the connection only.
+/// How long a connection may wait for its client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Between requests (and for every write): an idle keep-alive connection is closed.
+    pub idle: Duration,
+    /// From the first byte of a request to its last: a client trickling headers or a body
+    /// (slowloris) gets 408 and is closed, so it cannot hold a slot indefinitely.
+    pub request: Duration,
+}
+
+/// Serves `stream` until the client closes it, asks to close, breaks the protocol, times out,
+/// or the read side is shut down (server stopping). I/O errors end the connection only.
 pub async fn serve_connection<S: Service>(
     stream: &mut TcpStream,
     service: &S,
     limits: &Limits,
+    timeouts: Timeouts,
 ) -> io::Result<()> {
+    stream.set_write_timeout(Some(timeouts.idle))?;
+    let mut request_started: Option<Instant> = None;
     let max_buffer_bytes = limits.max_header_bytes + limits.max_body_bytes;
     let mut input = vec![0u8; INITIAL_READ_BYTES];
     let (mut start, mut end) = (0usize, 0usize);
@@ -126,12 +139,30 @@ pub async fn serve_connection<S: Service>(
         if target_len > input.len() {
             input.resize(target_len, 0);
         }
+        // A partial request is on the clock; between requests the idle timeout applies.
+        let timeout = if start < end {
+            let started = *request_started.get_or_insert_with(Instant::now);
+            timeouts.request.saturating_sub(started.elapsed())
+        } else {
+            request_started = None;
+            timeouts.idle
+        };
+        if timeout.is_zero() {
+            return request_timed_out(stream, &mut output).await;
+        }
+        stream.set_read_timeout(Some(timeout))?;
         debug_assert!(
             end < input.len(),
             "decode refuses requests larger than the buffer cap"
         );
 
-        let read = stream.read(&mut input[end..]).await?;
+        let read = match stream.read(&mut input[end..]).await {
+            Ok(read) => read,
+            Err(error) if error.kind() == io::ErrorKind::TimedOut && start < end => {
+                return request_timed_out(stream, &mut output).await;
+            }
+            Err(error) => return Err(error),
+        };
         if read == 0 {
             return Ok(());
         }
@@ -148,6 +179,24 @@ pub async fn refuse_connection(stream: &mut TcpStream, reason: &str) {
     if stream.write_all(&out).await.is_ok() {
         linger(stream).await;
     }
+}
+
+/// The client took longer than the request timeout to send one request: 408, then close.
+async fn request_timed_out(stream: &mut TcpStream, output: &mut Vec<u8>) -> io::Result<()> {
+    output.clear();
+    let head = ResponseHead::text(Status::RequestTimeout);
+    write_response(
+        output,
+        &head,
+        b"request not completed in time\n",
+        Connection::Close,
+        false,
+    );
+    tracing::debug!("request timed out");
+    if stream.write_all(output).await.is_ok() {
+        linger(stream).await;
+    }
+    Ok(())
 }
 
 /// Half-closes and drains what the client is still sending, bounded in bytes and time.

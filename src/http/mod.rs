@@ -5,7 +5,7 @@ pub mod conn;
 pub mod request;
 pub mod response;
 
-pub use conn::{refuse_connection, serve_connection};
+pub use conn::{refuse_connection, serve_connection, Timeouts};
 pub use request::{Headers, Limits, Method, Request};
 pub use response::{ResponseHead, Status};
 

@@ -1,0 +1,20 @@
+//! allman's server as a library: the binary (`src/main.rs`) is start-up and shutdown on top of
+//! these modules, and the fuzz targets (`fuzz/`) drive the decoders directly.
+//!
+//! Data flows one way: socket → [`http`] → [`mcp`] → [`tools`] → shards (the `shards` crate)
+//! → reply; [`search`] and [`audit`] are helper threads fed through [`feed`].
+
+pub mod app;
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod cores;
+pub mod feed;
+pub mod http;
+pub mod ids;
+pub mod lifecycle;
+pub mod mcp;
+pub mod oneshot;
+pub mod search;
+pub mod server;
+pub mod tools;
