@@ -27,6 +27,8 @@ OPTIONS (each also settable by the environment variable shown; flags win):
     --allowed-hosts <LIST>        Host names allowed on /mcp besides local ones (checked when bound to loopback) [ALLMAN_ALLOWED_HOSTS]
     --token <TOKEN>               require Authorization: Bearer <TOKEN> on /mcp (/health stays open) [ALLMAN_TOKEN]
     --request-timeout-ms <MS>     a request must arrive whole this soon after its first byte, else 408 [ALLMAN_REQUEST_TIMEOUT_MS, default 10000]
+    --max-inbox-messages <N>      messages one inbox holds; a send to a full inbox is refused [ALLMAN_MAX_INBOX_MESSAGES, default 10000]
+    --cross-shard-queue-depth <N> requests queued per direction between two shards; callers wait beyond it [ALLMAN_CROSS_SHARD_QUEUE_DEPTH, default 1024]
     --spin-us <US>                busy-poll this long before an idle shard sleeps [ALLMAN_SPIN_US, default 0]
     --index-path <DIR>            search index directory                       [INDEX_PATH, default allman_index]
     --repo-root <DIR>             git audit repository                         [REPO_ROOT, default allman_repo]
@@ -50,6 +52,8 @@ pub struct Config {
     pub max_connections: usize,
     pub idle_timeout_ms: u64,
     pub request_timeout_ms: u64,
+    pub max_inbox_messages: usize,
+    pub cross_shard_queue_depth: usize,
     pub spin_us: u64,
     pub search_queue_depth: usize,
     pub audit_queue_depth: usize,
@@ -144,6 +148,14 @@ const SETTINGS: &[Setting] = &[
     Setting {
         flag: "request-timeout-ms",
         env: "ALLMAN_REQUEST_TIMEOUT_MS",
+    },
+    Setting {
+        flag: "max-inbox-messages",
+        env: "ALLMAN_MAX_INBOX_MESSAGES",
+    },
+    Setting {
+        flag: "cross-shard-queue-depth",
+        env: "ALLMAN_CROSS_SHARD_QUEUE_DEPTH",
     },
     Setting {
         flag: "spin-us",
@@ -290,6 +302,14 @@ pub fn parse(
             .map(|v| number("request-timeout-ms", v))
             .transpose()?
             .unwrap_or(10_000),
+        max_inbox_messages: get("max-inbox-messages")
+            .map(|v| number("max-inbox-messages", v))
+            .transpose()?
+            .unwrap_or(10_000),
+        cross_shard_queue_depth: get("cross-shard-queue-depth")
+            .map(|v| number("cross-shard-queue-depth", v))
+            .transpose()?
+            .unwrap_or(1024),
         spin_us: get("spin-us")
             .map(|v| number("spin-us", v))
             .transpose()?
@@ -356,6 +376,8 @@ fn validate(config: &Config, usable: &[usize]) -> Result<(), ConfigError> {
     for (name, depth) in [
         ("search-queue-depth", config.search_queue_depth),
         ("audit-queue-depth", config.audit_queue_depth),
+        ("max-inbox-messages", config.max_inbox_messages),
+        ("cross-shard-queue-depth", config.cross_shard_queue_depth),
     ] {
         if depth == 0 {
             return Err(invalid(name, "0", "must be positive".into()));

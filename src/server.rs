@@ -23,10 +23,6 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Requests waiting in each direction between two shards. At the bound, callers wait for room
-/// (back-pressure to their connection); 1024 covers a full pipelined burst of a few hundred
-/// connections without waiting.
-pub const CROSS_SHARD_QUEUE_DEPTH: usize = 1024;
 /// Memory glommio registers per executor for direct file I/O. Shards do no file I/O, and a
 /// small value keeps start-up working where locked memory is scarce (`ulimit -l`).
 const IO_MEMORY_BYTES: usize = 512 * 1024;
@@ -49,6 +45,7 @@ struct ShardSettings {
     limits: http::Limits,
     timeouts: http::Timeouts,
     max_connections: usize,
+    max_inbox_messages: usize,
     /// How long a stopping shard waits for in-flight requests before it gives up on them.
     shutdown_grace: Duration,
     transport: TransportPolicy,
@@ -69,7 +66,7 @@ pub fn start(
     helpers: &Helpers,
     events: &Sender<Event>,
 ) -> std::io::Result<Shards> {
-    let mesh = MeshPair::new(config.shard_count(), CROSS_SHARD_QUEUE_DEPTH);
+    let mesh = MeshPair::new(config.shard_count(), config.cross_shard_queue_depth);
     let settings = ShardSettings {
         limits: http::Limits {
             max_header_bytes: MAX_HEADER_BYTES,
@@ -80,6 +77,7 @@ pub fn start(
             request: Duration::from_millis(config.request_timeout_ms),
         },
         max_connections: config.max_connections,
+        max_inbox_messages: config.max_inbox_messages,
         shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
         transport: TransportPolicy {
             allowed_origins: config.allowed_origins.clone(),
@@ -211,7 +209,7 @@ struct ShardContext {
 }
 
 async fn run_shard(context: ShardContext, reporter: &Reporter) {
-    let shard = match Shard::join(context.mesh).await {
+    let shard = match Shard::join(context.mesh, context.settings.max_inbox_messages).await {
         Ok(shard) => shard,
         Err(error) => {
             reporter.send(Event::Failed {

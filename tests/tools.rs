@@ -394,3 +394,51 @@ fn tool_results_carry_text_and_structured_content() {
     assert_eq!(result["content"][0]["text"], "[]");
     assert_eq!(result["structuredContent"], json!({"messages": []}));
 }
+
+#[test]
+fn a_full_inbox_refuses_the_send_for_every_recipient() {
+    let server = Server::start_with(&["--shards", "2", "--max-inbox-messages", "3"]);
+    let mut client = server.client();
+    let (full, other_shard) = names_on_different_shards("Cap", SHARDS);
+    let (_, same_shard) = names_on_same_shard("Cap", SHARDS);
+    for name in [&full, &other_shard, &same_shard] {
+        client.create_agent("p", name);
+    }
+    for n in 0..3 {
+        client.send(&other_shard, &[&full], &n.to_string(), "");
+    }
+    let message = client.call_err(
+        "send_message",
+        json!({"from_agent": other_shard, "to": [full]}),
+    );
+    assert!(
+        message.contains("inbox full") && message.contains(full.as_str()),
+        "{message}"
+    );
+
+    // Owners on two shards: the room reserved on the other shard is released, nothing lands.
+    for to in [json!([other_shard, full]), json!([same_shard, full])] {
+        let message = client.call_err("send_message", json!({"from_agent": same_shard, "to": to}));
+        assert!(message.contains(full.as_str()), "{message}");
+    }
+    assert!(
+        client.inbox(&other_shard).is_empty(),
+        "nothing was delivered"
+    );
+    assert!(
+        client.inbox(&same_shard).is_empty(),
+        "nothing was delivered"
+    );
+
+    // Draining makes room; released reservations do not linger.
+    assert_eq!(client.inbox(&full).len(), 3);
+    for _ in 0..3 {
+        client.send(&same_shard, &[&other_shard, &full], "after", "");
+    }
+    assert_eq!(
+        client.inbox(&other_shard).len(),
+        3,
+        "reservations were released"
+    );
+    assert_eq!(client.inbox(&full).len(), 3);
+}

@@ -13,13 +13,18 @@ pub enum Request {
     Register(Registration),
     /// The project of an agent, if it exists.
     Lookup { name: Box<str> },
-    /// Which of `names` are unknown (an empty answer means all exist).
-    Validate { names: Vec<Box<str>> },
-    /// Enqueue `envelope` for every agent in `names`, all owned by this shard. All or nothing:
-    /// if any name is unknown nothing is enqueued.
+    /// Hold one inbox place for each of `names` (step one of a send to several owners). All
+    /// or nothing: if any name is unknown or its inbox is full, nothing is held.
+    Reserve { names: Vec<Box<str>> },
+    /// Give back places held by a `Reserve` whose send was abandoned.
+    Release { names: Vec<Box<str>> },
+    /// Enqueue `envelope` for every agent in `names`, all owned by this shard. With
+    /// `reserved`, each consumes a place held by an earlier `Reserve` and cannot fail;
+    /// without, the names are checked here: all or nothing.
     Deliver {
         names: Vec<Box<str>>,
         envelope: SharedEnvelope,
+        reserved: bool,
     },
     /// Remove and return every queued message of `name`, oldest first.
     Drain { name: Box<str> },
@@ -72,8 +77,9 @@ pub enum Reply {
         project_id: Uuid,
     },
     Agent(Option<Uuid>),
-    Unknown(Vec<Box<str>>),
+    /// The answer to `Reserve` (`Enqueued` means the places are held) and to `Deliver`.
     Delivered(Delivery),
+    Released,
     Drained(Option<Vec<SharedEnvelope>>),
 }
 
@@ -83,4 +89,6 @@ pub enum Delivery {
     Enqueued { count: usize },
     /// Nothing was enqueued because these names are unknown.
     UnknownRecipients(Vec<Box<str>>),
+    /// Nothing was enqueued because these inboxes are at their cap.
+    InboxFull(Vec<Box<str>>),
 }

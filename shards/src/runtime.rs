@@ -99,7 +99,7 @@ pub struct Shard {
 impl Shard {
     /// Joins both meshes (every shard must call this) and starts the tasks that answer peers'
     /// requests and collect their replies. The shard id is the mesh's peer id.
-    pub async fn join(mesh: MeshPair) -> Result<Rc<Shard>, CallError> {
+    pub async fn join(mesh: MeshPair, max_inbox_messages: usize) -> Result<Rc<Shard>, CallError> {
         let count = mesh.shard_count();
         let (requests, mut request_rx) = mesh
             .requests
@@ -121,7 +121,7 @@ impl Shard {
         let shard = Rc::new(Shard {
             id,
             count,
-            state: RefCell::new(ShardState::new(id, count)),
+            state: RefCell::new(ShardState::new(id, count, max_inbox_messages)),
             requests,
             replies,
             pending: RefCell::new(Pending::default()),

@@ -10,6 +10,8 @@ use std::collections::{HashMap, VecDeque};
 struct Agent {
     profile: AgentProfile,
     inbox: VecDeque<SharedEnvelope>,
+    /// Places held by `Reserve` for messages about to arrive; they count against the cap.
+    reserved: usize,
 }
 
 #[derive(Debug)]
@@ -18,16 +20,23 @@ pub struct ShardState {
     shard_count: usize,
     agents: HashMap<Box<str>, Agent>,
     queued_messages: usize,
+    /// Messages one inbox may hold (queued plus reserved).
+    max_inbox_messages: usize,
 }
 
 impl ShardState {
-    pub fn new(shard_id: usize, shard_count: usize) -> Self {
+    pub fn new(shard_id: usize, shard_count: usize, max_inbox_messages: usize) -> Self {
         assert!(shard_id < shard_count, "shard id out of range");
+        assert!(
+            max_inbox_messages > 0,
+            "an inbox holds at least one message"
+        );
         ShardState {
             shard_id,
             shard_count,
             agents: HashMap::new(),
             queued_messages: 0,
+            max_inbox_messages,
         }
     }
 
@@ -48,8 +57,16 @@ impl ShardState {
                 self.assert_owned(&name);
                 Reply::Agent(self.agents.get(&name).map(|a| a.profile.project_id))
             }
-            Request::Validate { names } => Reply::Unknown(self.unknown(names)),
-            Request::Deliver { names, envelope } => Reply::Delivered(self.deliver(names, envelope)),
+            Request::Reserve { names } => Reply::Delivered(self.reserve(&names)),
+            Request::Release { names } => {
+                self.release(&names);
+                Reply::Released
+            }
+            Request::Deliver {
+                names,
+                envelope,
+                reserved,
+            } => Reply::Delivered(self.deliver(&names, envelope, reserved)),
             Request::Drain { name } => Reply::Drained(self.drain(&name)),
         }
     }
@@ -102,31 +119,73 @@ impl ShardState {
             Agent {
                 profile,
                 inbox: VecDeque::new(),
+                reserved: 0,
             },
         );
         reply
     }
 
-    fn unknown(&self, mut names: Vec<Box<str>>) -> Vec<Box<str>> {
-        names.retain(|name| {
-            self.assert_owned(name);
-            !self.agents.contains_key(name)
-        });
-        names
-    }
-
-    fn deliver(&mut self, names: Vec<Box<str>>, envelope: SharedEnvelope) -> Delivery {
-        for name in &names {
+    /// Why `names` cannot all take one more message now, if they cannot. Collected only when
+    /// something is wrong, so the common path allocates nothing.
+    fn refusal(&self, names: &[Box<str>]) -> Option<Delivery> {
+        for name in names {
             self.assert_owned(name);
         }
-        // Collected only when something is missing, so the common path allocates nothing.
         let unknown: Vec<Box<str>> = names
             .iter()
             .filter(|name| !self.agents.contains_key(&***name))
             .cloned()
             .collect();
         if !unknown.is_empty() {
-            return Delivery::UnknownRecipients(unknown);
+            return Some(Delivery::UnknownRecipients(unknown));
+        }
+        let full: Vec<Box<str>> = names
+            .iter()
+            .filter(|name| {
+                self.agents
+                    .get(&***name)
+                    .is_some_and(|a| a.inbox.len() + a.reserved >= self.max_inbox_messages)
+            })
+            .cloned()
+            .collect();
+        (!full.is_empty()).then_some(Delivery::InboxFull(full))
+    }
+
+    fn reserve(&mut self, names: &[Box<str>]) -> Delivery {
+        if let Some(refusal) = self.refusal(names) {
+            return refusal;
+        }
+        for name in names {
+            if let Some(agent) = self.agents.get_mut(name) {
+                agent.reserved += 1;
+            }
+        }
+        Delivery::Enqueued { count: names.len() }
+    }
+
+    fn release(&mut self, names: &[Box<str>]) {
+        for name in names {
+            if let Some(agent) = self.agents.get_mut(name) {
+                assert!(
+                    agent.reserved > 0,
+                    "release of {name} without a reservation"
+                );
+                agent.reserved -= 1;
+            }
+        }
+    }
+
+    fn deliver(
+        &mut self,
+        names: &[Box<str>],
+        envelope: SharedEnvelope,
+        reserved: bool,
+    ) -> Delivery {
+        if reserved {
+            // Agents are never deleted, so a reserved name still exists.
+            self.release(names);
+        } else if let Some(refusal) = self.refusal(names) {
+            return refusal;
         }
         let mut count = 0;
         for (index, name) in names.iter().enumerate() {
@@ -194,7 +253,7 @@ mod tests {
 
     #[test]
     fn reregister_same_project_keeps_id_and_updates_program() {
-        let mut state = ShardState::new(0, 1);
+        let mut state = ShardState::new(0, 1, 100);
         let first = state.handle(Request::Register(registration(
             "a",
             1,
@@ -227,7 +286,7 @@ mod tests {
 
     #[test]
     fn same_name_in_another_project_is_taken() {
-        let mut state = ShardState::new(0, 1);
+        let mut state = ShardState::new(0, 1, 100);
         state.handle(Request::Register(registration(
             "a",
             1,
@@ -248,7 +307,7 @@ mod tests {
 
     #[test]
     fn create_only_refuses_an_existing_name_even_in_the_same_project() {
-        let mut state = ShardState::new(0, 1);
+        let mut state = ShardState::new(0, 1, 100);
         state.handle(Request::Register(registration(
             "a",
             1,
@@ -269,7 +328,7 @@ mod tests {
 
     #[test]
     fn unknown_recipient_delivers_nothing() {
-        let mut state = ShardState::new(0, 1);
+        let mut state = ShardState::new(0, 1, 100);
         state.handle(Request::Register(registration(
             "a",
             1,
@@ -278,6 +337,7 @@ mod tests {
         let reply = state.handle(Request::Deliver {
             names: names(&["a", "ghost"]),
             envelope: envelope(1),
+            reserved: false,
         });
         assert_eq!(
             reply,
@@ -292,7 +352,7 @@ mod tests {
 
     #[test]
     fn drain_returns_each_message_exactly_once_oldest_first() {
-        let mut state = ShardState::new(0, 1);
+        let mut state = ShardState::new(0, 1, 100);
         state.handle(Request::Register(registration(
             "a",
             1,
@@ -302,6 +362,7 @@ mod tests {
             state.handle(Request::Deliver {
                 names: names(&["a", "a"]),
                 envelope: envelope(n),
+                reserved: false,
             });
         }
         assert_eq!(state.queued_messages(), 3);
@@ -319,12 +380,95 @@ mod tests {
 
     #[test]
     fn drain_of_unknown_agent_is_none() {
-        let mut state = ShardState::new(0, 1);
+        let mut state = ShardState::new(0, 1, 100);
         assert_eq!(
             state.handle(Request::Drain {
                 name: "nobody".into()
             }),
             Reply::Drained(None)
+        );
+    }
+
+    #[test]
+    fn a_full_inbox_refuses_and_reservations_count_against_the_cap() {
+        let mut state = ShardState::new(0, 1, 2);
+        state.handle(Request::Register(registration(
+            "a",
+            1,
+            RegisterMode::Upsert,
+        )));
+        state.handle(Request::Register(registration(
+            "b",
+            1,
+            RegisterMode::Upsert,
+        )));
+        let deliver = |state: &mut ShardState, n: u128| {
+            state.handle(Request::Deliver {
+                names: names(&["a", "b"]),
+                envelope: envelope(n),
+                reserved: false,
+            })
+        };
+        assert_eq!(
+            deliver(&mut state, 1),
+            Reply::Delivered(Delivery::Enqueued { count: 2 })
+        );
+        // One place left each; a reservation takes b's.
+        assert_eq!(
+            state.handle(Request::Reserve {
+                names: names(&["b"])
+            }),
+            Reply::Delivered(Delivery::Enqueued { count: 1 })
+        );
+        assert_eq!(
+            deliver(&mut state, 2),
+            Reply::Delivered(Delivery::InboxFull(names(&["b"]))),
+            "all or nothing: a gets nothing either"
+        );
+        assert_eq!(state.queued_messages(), 2);
+        state.handle(Request::Release {
+            names: names(&["b"]),
+        });
+        assert_eq!(
+            deliver(&mut state, 3),
+            Reply::Delivered(Delivery::Enqueued { count: 2 })
+        );
+        assert_eq!(
+            deliver(&mut state, 4),
+            Reply::Delivered(Delivery::InboxFull(names(&["a", "b"])))
+        );
+        // Draining makes room again.
+        state.handle(Request::Drain { name: "a".into() });
+        state.handle(Request::Drain { name: "b".into() });
+        assert_eq!(
+            deliver(&mut state, 5),
+            Reply::Delivered(Delivery::Enqueued { count: 2 })
+        );
+    }
+
+    #[test]
+    fn a_reserved_delivery_consumes_its_reservation() {
+        let mut state = ShardState::new(0, 1, 1);
+        state.handle(Request::Register(registration(
+            "a",
+            1,
+            RegisterMode::Upsert,
+        )));
+        state.handle(Request::Reserve {
+            names: names(&["a"]),
+        });
+        let reply = state.handle(Request::Deliver {
+            names: names(&["a"]),
+            envelope: envelope(1),
+            reserved: true,
+        });
+        assert_eq!(reply, Reply::Delivered(Delivery::Enqueued { count: 1 }));
+        assert_eq!(
+            state.handle(Request::Reserve {
+                names: names(&["a"])
+            }),
+            Reply::Delivered(Delivery::InboxFull(names(&["a"]))),
+            "the delivered message now fills the inbox"
         );
     }
 }

@@ -32,6 +32,9 @@ struct Model {
     agents: BTreeMap<String, (u128, Vec<u128>)>,
 }
 
+/// Small, so histories often fill inboxes and exercise the refusal path.
+const MAX_INBOX: usize = 3;
+
 const NAMES: [&str; 8] = ["ann", "bob", "cyd", "dee", "eve", "fay", "gus", "hal"];
 
 fn cluster_call(cluster: &mut [ShardState], name: &str, request: Request) -> Reply {
@@ -42,7 +45,7 @@ fn cluster_call(cluster: &mut [ShardState], name: &str, request: Request) -> Rep
 fn run(seed: u64, shard_count: usize, steps: usize) {
     let mut rng = Rng(seed);
     let mut cluster: Vec<ShardState> = (0..shard_count)
-        .map(|i| ShardState::new(i, shard_count))
+        .map(|i| ShardState::new(i, shard_count, MAX_INBOX))
         .collect();
     let mut model = Model::default();
     let mut next_message = 0u128;
@@ -103,23 +106,46 @@ fn run(seed: u64, shard_count: usize, steps: usize) {
                         .or_default()
                         .push((*name).into());
                 }
-                let mut unknown: Vec<String> = Vec::new();
+                // Step one, as the server does with several owners: reserve on every owner;
+                // if any refuses, release what the others granted.
+                let mut granted: Vec<usize> = Vec::new();
+                let mut refused: Option<Delivery> = None;
                 for (owner, names) in &groups {
-                    let Reply::Unknown(missing) = cluster[*owner].handle(Request::Validate {
+                    match cluster[*owner].handle(Request::Reserve {
                         names: names.clone(),
-                    }) else {
-                        panic!("{context}: validate answered something else");
-                    };
-                    unknown.extend(missing.iter().map(|n| n.to_string()));
+                    }) {
+                        Reply::Delivered(Delivery::Enqueued { .. }) => granted.push(*owner),
+                        Reply::Delivered(refusal) => {
+                            refused.get_or_insert(refusal);
+                        }
+                        other => panic!("{context}: reserve answered {other:?}"),
+                    }
                 }
-                unknown.sort();
-                let expected_unknown: Vec<String> = recipients
-                    .iter()
-                    .filter(|n| !model.agents.contains_key(**n))
-                    .map(|n| n.to_string())
-                    .collect();
-                assert_eq!(unknown, expected_unknown, "{context}");
-                if unknown.is_empty() {
+                let any_unknown = recipients.iter().any(|n| !model.agents.contains_key(*n));
+                let any_full = recipients.iter().any(|n| {
+                    model
+                        .agents
+                        .get(*n)
+                        .is_some_and(|(_, inbox)| inbox.len() >= MAX_INBOX)
+                });
+                match &refused {
+                    None => assert!(
+                        !any_unknown && !any_full,
+                        "{context}: reserve granted wrongly"
+                    ),
+                    Some(Delivery::UnknownRecipients(_)) => assert!(any_unknown, "{context}"),
+                    Some(Delivery::InboxFull(_)) => assert!(any_full, "{context}"),
+                    Some(other) => panic!("{context}: {other:?}"),
+                }
+                if refused.is_some() {
+                    for owner in granted {
+                        let names = groups[&owner].clone();
+                        assert_eq!(
+                            cluster[owner].handle(Request::Release { names }),
+                            Reply::Released
+                        );
+                    }
+                } else {
                     let id = next_message;
                     next_message += 1;
                     let envelope = Arc::new(Envelope::new(
@@ -135,6 +161,7 @@ fn run(seed: u64, shard_count: usize, steps: usize) {
                         let reply = cluster[owner].handle(Request::Deliver {
                             names,
                             envelope: Arc::clone(&envelope),
+                            reserved: true,
                         });
                         assert_eq!(
                             reply,

@@ -80,6 +80,7 @@ pub enum ToolError {
     InvalidArgument { name: &'static str, problem: String },
     UnknownAgent(String),
     UnknownRecipients(Vec<Box<str>>),
+    InboxFull(Vec<Box<str>>),
     NameTaken { name: String, project_id: Uuid },
     NamesExhausted,
     SearchUnavailable(String),
@@ -104,6 +105,15 @@ impl fmt::Display for ToolError {
                 write!(
                     f,
                     "unknown recipient(s): {}; nothing was delivered",
+                    list.join(", ")
+                )
+            }
+            ToolError::InboxFull(names) => {
+                let list: Vec<&str> = names.iter().map(|n| &**n).collect();
+                write!(
+                    f,
+                    "inbox full: {} (each agent holds at most the server's --max-inbox-messages \
+                     until it drains them with get_inbox); nothing was delivered",
                     list.join(", ")
                 )
             }

@@ -1,9 +1,10 @@
 //! `send_message(from_agent, to[]; subject, body, project_id)` -> `{id, status}`
 //!
-//! Validate, then deliver: the sender and every recipient must exist before anything is
-//! enqueued. Agents are never deleted, so a name validated once stays valid and the two steps
-//! need no lock between them. The reply is sent only after every owner shard has enqueued the
-//! message, so a `get_inbox` that follows it always sees it.
+//! All or nothing: the sender and every recipient must exist, and every recipient's inbox
+//! must have room, before anything is enqueued. With one owner shard that is one atomic step;
+//! with several, places are reserved on every owner first and released if any refuses.
+//! The reply is sent only after every owner shard has enqueued the message, so a
+//! `get_inbox` that follows it always sees it.
 
 use super::args::{object, optional_parsed, optional_str, required_str, string_array};
 use super::create_agent::unreachable_reply;
@@ -81,27 +82,41 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
         }
     }
 
-    if groups.len() > 1 {
-        // Several owners: check every group before any is delivered to. Submitting all
-        // requests before awaiting any runs them on their shards in parallel.
+    // Several owners: hold a place in every inbox before any is delivered to, so that a send
+    // is all or nothing even when an inbox is at its cap. Submitting all requests before
+    // awaiting any runs them on their shards in parallel.
+    let reserved = groups.len() > 1;
+    if reserved {
         let mut tickets: Vec<Ticket<'_>> = Vec::with_capacity(groups.len());
         for (owner, names) in &groups {
-            let request = Request::Validate {
+            let request = Request::Reserve {
                 names: names.clone(),
             };
             tickets.push(shard.submit(*owner, request).await?);
         }
-        let mut unknown: Vec<Box<str>> = Vec::new();
-        for ticket in tickets {
+        let mut granted: Vec<usize> = Vec::with_capacity(groups.len());
+        let mut refusal: Option<ToolError> = None;
+        for (ticket, (owner, _)) in tickets.into_iter().zip(&groups) {
             match ticket.await {
-                Reply::Unknown(names) => unknown.extend(names),
-                other => unreachable_reply("Validate", &other),
+                Reply::Delivered(Delivery::Enqueued { .. }) => granted.push(*owner),
+                Reply::Delivered(refused) => {
+                    refusal = refusal.or_else(|| Some(refused_error(&args.to, refused)))
+                }
+                other => unreachable_reply("Reserve", &other),
             }
         }
-        if !unknown.is_empty() {
-            return Err(ToolError::UnknownRecipients(in_request_order(
-                &args.to, unknown,
-            )));
+        if let Some(error) = refusal {
+            let mut releases: Vec<Ticket<'_>> = Vec::with_capacity(granted.len());
+            for (owner, names) in groups.iter().filter(|(o, _)| granted.contains(o)) {
+                let request = Request::Release {
+                    names: names.clone(),
+                };
+                releases.push(shard.submit(*owner, request).await?);
+            }
+            for ticket in releases {
+                ticket.await;
+            }
+            return Err(error);
         }
     }
 
@@ -121,6 +136,7 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
         let request = Request::Deliver {
             names,
             envelope: Arc::clone(&envelope),
+            reserved,
         };
         tickets.push(shard.submit(owner, request).await?);
     }
@@ -128,13 +144,9 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
     for ticket in tickets {
         match ticket.await {
             Reply::Delivered(Delivery::Enqueued { count }) => delivered += count,
-            // With one owner the delivery itself validates (all or nothing). With several, the
-            // names were validated above and agents are never deleted, so this cannot happen.
-            Reply::Delivered(Delivery::UnknownRecipients(names)) => {
-                return Err(ToolError::UnknownRecipients(in_request_order(
-                    &args.to, names,
-                )));
-            }
+            // With one owner the delivery itself checks (all or nothing). With several, places
+            // were reserved above and agents are never deleted, so this cannot happen.
+            Reply::Delivered(refused) => return Err(refused_error(&args.to, refused)),
             other => unreachable_reply("Deliver", &other),
         }
     }
@@ -174,6 +186,17 @@ async fn sender_project(tools: &Toolbox, from_agent: &str) -> Result<Uuid, ToolE
         }
         Reply::Agent(None) => Err(ToolError::UnknownAgent(from_agent.to_string())),
         other => unreachable_reply("Lookup", &other),
+    }
+}
+
+/// The tool error for a refused delivery or reservation.
+fn refused_error(to: &[Cow<'_, str>], refused: Delivery) -> ToolError {
+    match refused {
+        Delivery::UnknownRecipients(names) => {
+            ToolError::UnknownRecipients(in_request_order(to, names))
+        }
+        Delivery::InboxFull(names) => ToolError::InboxFull(in_request_order(to, names)),
+        Delivery::Enqueued { .. } => unreachable!("an enqueue is not a refusal"),
     }
 }
 
