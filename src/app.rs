@@ -5,6 +5,7 @@ use crate::http::{Method, Request, ResponseHead, Service, Status};
 use crate::mcp::jsonrpc::{write_error, RpcError};
 use crate::mcp::transport::{self, TransportPolicy, TRANSPORT_ERROR};
 use crate::mcp::{self, Outcome};
+use crate::metrics::Metrics;
 use crate::tools::Toolbox;
 use std::rc::Rc;
 
@@ -16,6 +17,10 @@ pub struct App {
 impl App {
     pub fn new(tools: Toolbox, policy: Rc<TransportPolicy>) -> Self {
         App { tools, policy }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        self.tools.metrics()
     }
 
     async fn post_mcp(&self, request: &Request<'_>, body: &mut Vec<u8>) -> ResponseHead {
@@ -38,12 +43,29 @@ impl App {
 
 const BEARER_CHALLENGE: &[(&str, &str)] = &[("WWW-Authenticate", "Bearer realm=\"allman\"")];
 
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const ALLOW_HEALTH: &[(&str, &str)] = &[("Allow", "GET, HEAD")];
 const ALLOW_MCP: &[(&str, &str)] = &[("Allow", "POST")];
 
 impl Service for App {
     async fn handle(&self, request: &Request<'_>, body: &mut Vec<u8>) -> ResponseHead {
+        let head = self.route(request, body).await;
+        self.tools.shard_metrics().http_response(head.status);
+        head
+    }
+}
+
+impl App {
+    async fn route(&self, request: &Request<'_>, body: &mut Vec<u8>) -> ResponseHead {
         match (request.path, request.method) {
+            ("/metrics", Method::Get | Method::Head) => {
+                body.extend_from_slice(self.metrics().render().as_bytes());
+                ResponseHead::text(Status::Ok).with_content_type(PROMETHEUS_TEXT)
+            }
+            ("/metrics", _) => {
+                body.extend_from_slice(b"use GET /metrics\n");
+                ResponseHead::text(Status::MethodNotAllowed).with_headers(ALLOW_HEALTH)
+            }
             ("/health", Method::Get | Method::Head) => {
                 body.extend_from_slice(b"OK");
                 ResponseHead::text(Status::Ok)

@@ -51,9 +51,13 @@ pub struct Inbox<T> {
 }
 
 /// A channel to a helper thread that holds at most `depth` items in flight (at least one).
-pub fn channel<T>(depth: usize, actor: &'static str) -> (Outbox<T>, Inbox<T>) {
+/// `in_flight` is the counter (shared with the metrics).
+pub fn channel<T>(
+    depth: usize,
+    actor: &'static str,
+    in_flight: Arc<AtomicUsize>,
+) -> (Outbox<T>, Inbox<T>) {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let in_flight = Arc::new(AtomicUsize::new(0));
     let outbox = Outbox {
         tx,
         in_flight: Arc::clone(&in_flight),
@@ -190,7 +194,7 @@ mod tests {
 
     #[test]
     fn in_flight_count_bounds_sends_and_receipt_frees_room() {
-        let (outbox, inbox) = channel::<u32>(2, "test");
+        let (outbox, inbox) = channel::<u32>(2, "test", Arc::default());
         assert!(outbox.try_send(1).is_ok());
         assert!(outbox.try_send(2).is_ok());
         assert_eq!(outbox.try_send(3), Err(3));

@@ -14,6 +14,7 @@ pub mod http;
 pub mod ids;
 pub mod lifecycle;
 pub mod mcp;
+pub mod metrics;
 pub mod oneshot;
 pub mod search;
 pub mod server;

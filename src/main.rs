@@ -1,6 +1,8 @@
 //! allman: start-up and shutdown, in order. Read this file as the table of contents.
 
+use allman::metrics::{AuditMetrics, Metrics, SearchMetrics};
 use allman::{audit, config, cores, lifecycle, search, server};
+use std::sync::Arc;
 
 use config::{Config, ConfigError};
 use lifecycle::Event;
@@ -68,7 +70,8 @@ fn main() -> ExitCode {
         core: config.index_core,
         queue_depth: config.search_queue_depth,
     };
-    let search = match search::start(&search_config) {
+    let search_metrics = Arc::new(SearchMetrics::default());
+    let search = match search::start(&search_config, Arc::clone(&search_metrics)) {
         Ok(search) => search,
         Err(error) => {
             eprintln!("allman: {error}");
@@ -82,7 +85,8 @@ fn main() -> ExitCode {
         core: config.git_core,
         queue_depth: config.audit_queue_depth,
     };
-    let audit = match audit::start(&audit_config) {
+    let audit_metrics = Arc::new(AuditMetrics::default());
+    let audit = match audit::start(&audit_config, Arc::clone(&audit_metrics)) {
         Ok(audit) => audit,
         Err(error) => {
             eprintln!("allman: {error}");
@@ -92,6 +96,11 @@ fn main() -> ExitCode {
 
     // 6. The shards. Each reports ready once it has joined the mesh and holds the socket.
     let helpers = server::Helpers {
+        metrics: Arc::new(Metrics::new(
+            config.shard_count(),
+            search_metrics,
+            audit_metrics,
+        )),
         search: search.handle(),
         search_docs: search.docs(),
         audit: audit.events(),

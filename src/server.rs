@@ -8,6 +8,7 @@ use crate::feed::{Feed, Outbox};
 use crate::http::{self, refuse_connection, serve_connection};
 use crate::lifecycle::{Event, Notify};
 use crate::mcp::transport::TransportPolicy;
+use crate::metrics::Metrics;
 use crate::search::{SearchDoc, SearchHandle};
 use crate::tools::Toolbox;
 use glommio::net::TcpListener;
@@ -34,6 +35,7 @@ const ACCEPT_BACKOFF_MS: u64 = 10;
 /// The helper threads' ends that every shard gets a copy of.
 #[derive(Clone)]
 pub struct Helpers {
+    pub metrics: Arc<Metrics>,
     pub search: SearchHandle,
     pub search_docs: Outbox<SearchDoc>,
     pub audit: Outbox<ProfileEvent>,
@@ -86,7 +88,7 @@ pub fn start(
             token: config.token.clone(),
         },
     };
-    let open_connections = Arc::new(AtomicUsize::new(0));
+    let open_connections = Arc::clone(&helpers.metrics.open_connections);
     let mut shards = Shards {
         stops: Vec::new(),
         exits: Vec::new(),
@@ -225,12 +227,15 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
     let listener = unsafe { TcpListener::from_raw_fd(context.fd) };
     let search_feed = Feed::new(context.helpers.search_docs);
     let audit_feed = Feed::new(context.helpers.audit);
+    let metrics = Arc::clone(&context.helpers.metrics);
     let toolbox = Toolbox::new(
         Rc::clone(&shard),
         context.helpers.search,
         Rc::clone(&search_feed),
         Rc::clone(&audit_feed),
+        Arc::clone(&metrics),
     );
+    glommio::spawn_local(publish_shard_gauges(Rc::clone(&shard), metrics)).detach();
     let policy = Rc::new(context.settings.transport.clone());
     let app = Rc::new(App::new(toolbox, policy));
     let connections = Rc::new(RefCell::new(Connections::default()));
@@ -300,6 +305,9 @@ async fn accept_until_stopped(
         };
         if open_connections.fetch_add(1, Ordering::AcqRel) >= settings.max_connections {
             open_connections.fetch_sub(1, Ordering::AcqRel);
+            app.metrics()
+                .refused_connections
+                .fetch_add(1, Ordering::Relaxed);
             glommio::spawn_local(async move {
                 let mut stream = stream;
                 refuse_connection(&mut stream, "too many open connections; retry later\n").await;
@@ -331,6 +339,24 @@ async fn accept_until_stopped(
             drop(stream);
         })
         .detach();
+    }
+}
+
+/// How often a shard copies its state gauges (agents, queued messages, calls in flight)
+/// into the metrics; a scrape sees values at most this old.
+const GAUGE_INTERVAL_MS: u64 = 1_000;
+
+/// Publishes this shard's gauges for `/metrics`, which any shard may serve.
+async fn publish_shard_gauges(shard: Rc<Shard>, metrics: Arc<Metrics>) {
+    loop {
+        let stats = shard.stats();
+        let slot = &metrics.shards[shard.id()];
+        slot.agents.store(stats.agents as u64, Ordering::Relaxed);
+        slot.queued_messages
+            .store(stats.queued_messages as u64, Ordering::Relaxed);
+        slot.cross_shard_in_flight
+            .store(stats.in_flight as u64, Ordering::Relaxed);
+        glommio::timer::sleep(Duration::from_millis(GAUGE_INTERVAL_MS)).await;
     }
 }
 

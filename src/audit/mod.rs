@@ -7,10 +7,11 @@
 mod writer;
 
 use crate::feed::{self, Outbox};
+use crate::metrics::AuditMetrics;
 use shards::AgentProfile;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -56,16 +57,15 @@ impl std::error::Error for AuditError {}
 pub struct AuditService {
     events: Outbox<ProfileEvent>,
     thread: JoinHandle<()>,
-    failures: Arc<AtomicU64>,
+    metrics: Arc<AuditMetrics>,
 }
 
 /// Opens (or creates) the repository and starts the writer thread. The repository is opened
 /// on that thread (a gix `Repository` stays on the thread that opened it); its outcome is
 /// reported back before this returns, so an unusable `REPO_ROOT` stops start-up.
-pub fn start(config: &AuditConfig) -> Result<AuditService, AuditError> {
-    let (events, inbox) = feed::channel(config.queue_depth, "git");
-    let failures = Arc::new(AtomicU64::new(0));
-    let writer_failures = Arc::clone(&failures);
+pub fn start(config: &AuditConfig, metrics: Arc<AuditMetrics>) -> Result<AuditService, AuditError> {
+    let (events, inbox) = feed::channel(config.queue_depth, "git", Arc::clone(&metrics.in_flight));
+    let writer_metrics = Arc::clone(&metrics);
     let core = config.core;
     let repo_root = config.repo_root.clone();
     let (opened_tx, opened) = std::sync::mpsc::channel();
@@ -76,7 +76,7 @@ pub fn start(config: &AuditConfig) -> Result<AuditService, AuditError> {
             match open_or_create(&repo_root) {
                 Ok(repo) => {
                     let _ = opened_tx.send(Ok(()));
-                    writer::Writer::new(repo, writer_failures).run(inbox);
+                    writer::Writer::new(repo, writer_metrics).run(inbox);
                 }
                 Err(error) => {
                     let _ = opened_tx.send(Err(error));
@@ -88,7 +88,7 @@ pub fn start(config: &AuditConfig) -> Result<AuditService, AuditError> {
         Ok(Ok(())) => Ok(AuditService {
             events,
             thread,
-            failures,
+            metrics,
         }),
         Ok(Err(error)) => Err(error),
         Err(_) => Err(AuditError::Repository {
@@ -110,7 +110,7 @@ impl AuditService {
         if self.thread.join().is_err() {
             tracing::error!("the git audit thread panicked");
         }
-        let failures = self.failures.load(Ordering::Relaxed);
+        let failures = self.metrics.failures.load(Ordering::Relaxed);
         if failures > 0 {
             tracing::warn!(failures, "git audit commits failed during this run");
         }

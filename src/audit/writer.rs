@@ -3,10 +3,11 @@
 use super::ProfileEvent;
 use crate::clock::{now_ms, rfc3339_ms_string};
 use crate::feed::{Inbox, Work};
+use crate::metrics::AuditMetrics;
 use gix::objs::tree::EntryKind;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -26,7 +27,7 @@ pub struct Writer {
     /// Latest profile per agent, in path order; an agent touched twice is written once.
     pending: BTreeMap<(Uuid, Box<str>), ProfileEvent>,
     commit_due: Option<Instant>,
-    failures: Arc<AtomicU64>,
+    metrics: Arc<AuditMetrics>,
     commits: u64,
 }
 
@@ -43,12 +44,12 @@ struct ProfileFile<'a> {
 }
 
 impl Writer {
-    pub fn new(repo: gix::Repository, failures: Arc<AtomicU64>) -> Self {
+    pub fn new(repo: gix::Repository, metrics: Arc<AuditMetrics>) -> Self {
         Writer {
             repo,
             pending: BTreeMap::new(),
             commit_due: None,
-            failures,
+            metrics,
             commits: 0,
         }
     }
@@ -80,6 +81,9 @@ impl Writer {
         let key = (event.profile.project_id, event.profile.name.clone());
         let created = event.created || self.pending.get(&key).is_some_and(|e| e.created);
         self.pending.insert(key, ProfileEvent { created, ..event });
+        self.metrics
+            .pending
+            .store(self.pending.len() as u64, Ordering::Relaxed);
         self.commit_due
             .get_or_insert_with(|| Instant::now() + Duration::from_millis(BATCH_WINDOW_MS));
     }
@@ -93,6 +97,7 @@ impl Writer {
         match self.write_commit() {
             Ok(id) => {
                 self.commits += 1;
+                self.metrics.commits.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
                     commit = %id,
                     agents = self.pending.len(),
@@ -100,11 +105,12 @@ impl Writer {
                     "git audit commit"
                 );
                 self.pending.clear();
+                self.metrics.pending.store(0, Ordering::Relaxed);
                 self.commit_due = None;
             }
             Err(reason) => {
                 // The profiles stay pending and are retried; shard state is untouched.
-                let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                let failures = self.metrics.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 tracing::error!(%reason, pending = self.pending.len(), failures, "git audit commit failed");
                 self.commit_due =
                     Some(Instant::now() + Duration::from_millis(RETRY_AFTER_FAILURE_MS));

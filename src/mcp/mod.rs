@@ -151,11 +151,13 @@ async fn handle_message(text: &str, tools: &Toolbox, out: &mut Vec<u8>) -> Writt
         }
         Ok(Message::Notification { method }) => {
             tracing::debug!(method = %method, "notification");
+            tools.shard_metrics().rpc_method("notification");
             Written::Nothing
         }
         Ok(Message::Response) => Written::Nothing,
         Ok(Message::Request { id, method, params }) => {
             tracing::debug!(method = %method, "request");
+            tools.shard_metrics().rpc_method(&method);
             let result = match &*method {
                 "initialize" => initialize(params).map(|version| {
                     open_result(out, id);
@@ -269,11 +271,17 @@ async fn call_tool(
         .name
         .and_then(as_str)
         .ok_or_else(|| invalid("tools/call needs a tool name (params.name)".into()))?;
+    let started = std::time::Instant::now();
     let outcome = match tools::parse(&name, params.arguments) {
         Err(ParseFailure::UnknownTool) => return Err(invalid(format!("unknown tool: {name}"))),
         Err(ParseFailure::Arguments(error)) => Err(error),
         Ok(call) => tools.run(call).await,
     };
+    let micros = started.elapsed().as_micros() as u64;
+    tools
+        .shard_metrics()
+        .tool_call(&name, outcome.is_ok(), micros);
+    tracing::debug!(tool = %name, ok = outcome.is_ok(), elapsed_us = micros, "tool call");
     if let Err(error) = &outcome {
         tracing::debug!(tool = %name, %error, "tool error");
     }

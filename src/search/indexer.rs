@@ -3,7 +3,10 @@
 
 use super::schema::{fields_of, Fields};
 use crate::feed::{Inbox, Work};
+use crate::metrics::SearchMetrics;
 use shards::SharedEnvelope;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tantivy::{IndexReader, IndexWriter, TantivyDocument};
 
@@ -28,10 +31,11 @@ pub struct Indexer {
     uncommitted: usize,
     first_uncommitted_at: Option<Instant>,
     indexed_total: u64,
+    metrics: Arc<SearchMetrics>,
 }
 
 impl Indexer {
-    pub fn new(writer: IndexWriter, reader: IndexReader) -> Self {
+    pub fn new(writer: IndexWriter, reader: IndexReader, metrics: Arc<SearchMetrics>) -> Self {
         // The schema was built by schema::build, so every field exists.
         let fields =
             fields_of(&writer.index().schema()).unwrap_or_else(|e| panic!("index schema: {e}"));
@@ -42,6 +46,7 @@ impl Indexer {
             uncommitted: 0,
             first_uncommitted_at: None,
             indexed_total: 0,
+            metrics,
         }
     }
 
@@ -103,6 +108,15 @@ impl Indexer {
                     tracing::error!(%error, "could not reload the search reader");
                 }
                 self.indexed_total += self.uncommitted as u64;
+                self.metrics
+                    .indexed
+                    .fetch_add(self.uncommitted as u64, Ordering::Relaxed);
+                self.metrics.commits.fetch_add(1, Ordering::Relaxed);
+                if let Some(first) = self.first_uncommitted_at {
+                    self.metrics
+                        .commit_lag
+                        .record(first.elapsed().as_micros() as u64);
+                }
                 tracing::debug!(
                     docs = self.uncommitted,
                     elapsed_us = started.elapsed().as_micros() as u64,

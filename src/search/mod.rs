@@ -11,6 +11,7 @@ mod schema;
 pub use indexer::SearchDoc;
 
 use crate::feed::{self, Outbox};
+use crate::metrics::SearchMetrics;
 use crate::oneshot;
 use crossbeam_channel::Sender;
 use std::fmt;
@@ -140,12 +141,16 @@ pub struct SearchService {
 
 /// Opens (recreates) the index and starts the indexer and query threads, both pinned to
 /// `config.core`.
-pub fn start(config: &SearchConfig) -> Result<SearchService, SearchError> {
+pub fn start(
+    config: &SearchConfig,
+    metrics: Arc<SearchMetrics>,
+) -> Result<SearchService, SearchError> {
     let index = schema::create_index(&config.index_path)?;
 
     // Unbounded channels with our own counters: crossbeam's bounded try_send can spin for
     // milliseconds when the receiver is descheduled, which would stall a shard.
-    let (docs, doc_rx) = feed::channel(config.queue_depth, "search");
+    let (docs, doc_rx) =
+        feed::channel(config.queue_depth, "search", Arc::clone(&metrics.in_flight));
     let (queries, query_rx) = crossbeam_channel::unbounded();
     let queries_waiting = Arc::new(AtomicUsize::new(0));
 
@@ -171,7 +176,7 @@ pub fn start(config: &SearchConfig) -> Result<SearchService, SearchError> {
             match parts {
                 Ok((reader, writer)) => {
                     let _ = opened_tx.send(Ok(reader.clone()));
-                    indexer::Indexer::new(writer, reader).run(doc_rx);
+                    indexer::Indexer::new(writer, reader, metrics).run(doc_rx);
                 }
                 Err(error) => {
                     let _ = opened_tx.send(Err(index_error(&path, error)));

@@ -10,6 +10,7 @@ mod send_message;
 use crate::audit::ProfileEvent;
 use crate::feed::Feed;
 use crate::ids::IdGenerator;
+use crate::metrics::{Metrics, ShardMetrics};
 use crate::search::{SearchDoc, SearchHandle};
 use serde_json::value::RawValue;
 use shards::{AgentProfile, CallError, Shard, SharedEnvelope};
@@ -17,6 +18,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::OnceLock;
 use uuid::Uuid;
 
@@ -179,6 +181,7 @@ pub struct Toolbox {
     search: SearchHandle,
     search_docs: Rc<Feed<SearchDoc>>,
     audit: Rc<Feed<ProfileEvent>>,
+    metrics: Arc<Metrics>,
     ids: RefCell<IdGenerator>,
     known: RefCell<KnownAgents>,
 }
@@ -189,6 +192,7 @@ impl Toolbox {
         search: SearchHandle,
         search_docs: Rc<Feed<SearchDoc>>,
         audit: Rc<Feed<ProfileEvent>>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let ids = IdGenerator::new(shard.id());
         Toolbox {
@@ -196,6 +200,7 @@ impl Toolbox {
             search,
             search_docs,
             audit,
+            metrics,
             ids: RefCell::new(ids),
             known: RefCell::new(KnownAgents::default()),
         }
@@ -203,6 +208,16 @@ impl Toolbox {
 
     pub fn shard(&self) -> &Shard {
         &self.shard
+    }
+
+    /// All shards' metrics (for `/metrics`).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// This shard's counters.
+    pub fn shard_metrics(&self) -> &ShardMetrics {
+        &self.metrics.shards[self.shard.id()]
     }
 
     pub async fn run(&self, call: ToolCall<'_>) -> Result<ToolOutput, ToolError> {
