@@ -15,7 +15,7 @@ OPTIONS (each also settable by the environment variable shown; flags win):
     --bind <ADDR>                 address to bind                              [ALLMAN_BIND, default 127.0.0.1]
     --shards <N>                  number of shards (one executor each)         [ALLMAN_SHARDS, default: usable cores]
     --shard-cores <LIST>          cores for the shards, e.g. 0,1,2 or 0-3      [ALLMAN_SHARD_CORES, default: usable cores in order]
-    --index-core <CPU>            core for the search indexer thread           [ALLMAN_INDEX_CORE, default: last usable core]
+    --index-core <CPU>            core for the search indexer and query threads [ALLMAN_INDEX_CORE, default: last usable core]
     --git-core <CPU>              core for the git audit thread                [ALLMAN_GIT_CORE, default: last usable core]
     --max-body-bytes <N>          largest accepted request body                [ALLMAN_MAX_BODY_BYTES, default 1048576]
     --max-connections <N>         open connections across all shards           [ALLMAN_MAX_CONNECTIONS, default 10000]

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         }
     };
     init_logging();
+    log_panics();
 
     // 2. The one listening socket, bound exclusively (no SO_REUSEPORT): a second server on
     //    the same port fails here instead of silently splitting the traffic.
@@ -181,7 +182,14 @@ fn main() -> ExitCode {
     // 9. Every shard has handed over what it held: commit the last batches and stop.
     drop(helpers);
     search.shutdown();
-    audit.shutdown();
+    let unwritten = audit.shutdown();
+    if unwritten > 0 {
+        tracing::error!(
+            unwritten,
+            "agent profiles could not be committed to the git audit trail"
+        );
+        return ExitCode::FAILURE;
+    }
     tracing::info!("stopped");
     ExitCode::SUCCESS
 }
@@ -282,6 +290,18 @@ fn log_started(config: &Config, addr: SocketAddr) {
     // One machine-readable line on stdout: scripts and tests read the port from it.
     println!("allman listening on http://{addr}");
     let _ = std::io::stdout().flush();
+}
+
+/// Panics are logged through `tracing` (with the thread, e.g. `allman-shard-1`) before the
+/// default report. A shard whose thread panics reports `Exited` and the server exits 1:
+/// fatal and logged, never a silent hang.
+fn log_panics() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        tracing::error!(thread = thread.name().unwrap_or("unnamed"), panic = %info, "panic");
+        default_hook(info);
+    }));
 }
 
 fn init_logging() {

@@ -189,3 +189,20 @@ fn a_failing_commit_is_logged_retried_and_loses_nothing() {
     assert!(files.contains("DuringFault.json"), "{files}");
     git(&repo, &["fsck", "--strict"]);
 }
+
+#[test]
+fn profiles_that_cannot_be_committed_make_the_exit_status_fail() {
+    let mut server = Server::start();
+    let objects = server.dir.join("repo").join("objects");
+    std::fs::rename(&objects, server.dir.join("objects-moved")).expect("move objects away");
+    std::fs::write(&objects, b"not a directory").expect("block objects");
+    server.client().create_agent("p", "NeverCommitted");
+    assert!(server.wait_for_log("git audit commit failed", Duration::from_secs(20)));
+    let status = server.terminate();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a lost audit trail is not a clean exit"
+    );
+    assert!(server.wait_for_log("could not be committed", Duration::from_secs(5)));
+}

@@ -95,6 +95,16 @@ fn protocol_version_header_is_checked_after_initialize() {
         1,
         "the refusal echoes the request id"
     );
+    let only_initialize = format!("[{INITIALIZE}]");
+    let response = post(
+        &mut client,
+        &[("MCP-Protocol-Version", "nope")],
+        &only_initialize,
+    );
+    assert_eq!(
+        response.status, 200,
+        "a batch of initialize alone is answered"
+    );
     let batch = format!("[{PING}]");
     assert_eq!(
         post(&mut client, &[("MCP-Protocol-Version", "nope")], &batch).status,

@@ -105,7 +105,8 @@ impl AuditService {
     }
 
     /// Commits what is pending and stops the writer. Call after the shards have flushed.
-    pub fn shutdown(self) {
+    /// Returns how many profiles could not be committed (0 when the trail is complete).
+    pub fn shutdown(self) -> u64 {
         self.events.shutdown();
         if self.thread.join().is_err() {
             tracing::error!("the git audit thread panicked");
@@ -114,6 +115,7 @@ impl AuditService {
         if failures > 0 {
             tracing::warn!(failures, "git audit commits failed during this run");
         }
+        self.metrics.pending.load(Ordering::Relaxed)
     }
 }
 

@@ -29,6 +29,8 @@ pub struct Writer {
     commit_due: Option<Instant>,
     metrics: Arc<AuditMetrics>,
     commits: u64,
+    /// The last commit failed; the next waits for its retry time.
+    failing: bool,
 }
 
 #[derive(Serialize)]
@@ -51,6 +53,7 @@ impl Writer {
             commit_due: None,
             metrics,
             commits: 0,
+            failing: false,
         }
     }
 
@@ -59,7 +62,9 @@ impl Writer {
             match inbox.recv(self.commit_due) {
                 Some(Work::Item(event)) => {
                     self.add(event);
-                    if self.pending.len() >= MAX_BATCH_AGENTS {
+                    // A full batch commits at once, unless commits are failing: then the
+                    // retry waits for its backoff like everything else.
+                    if self.pending.len() >= MAX_BATCH_AGENTS && !self.backing_off() {
                         self.commit();
                     }
                 }
@@ -75,6 +80,10 @@ impl Writer {
                 }
             }
         }
+    }
+
+    fn backing_off(&self) -> bool {
+        self.failing && self.commit_due.is_some_and(|due| Instant::now() < due)
     }
 
     fn add(&mut self, event: ProfileEvent) {
@@ -105,11 +114,13 @@ impl Writer {
                     "git audit commit"
                 );
                 self.pending.clear();
+                self.failing = false;
                 self.metrics.pending.store(0, Ordering::Relaxed);
                 self.commit_due = None;
             }
             Err(reason) => {
                 // The profiles stay pending and are retried; shard state is untouched.
+                self.failing = true;
                 let failures = self.metrics.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 tracing::error!(%reason, pending = self.pending.len(), failures, "git audit commit failed");
                 self.commit_due =

@@ -69,6 +69,9 @@ pub async fn serve_connection<S: Service>(
                     write_response(&mut output, &head, &body, connection, omit_body);
                     start += consumed;
                     continue_sent = false;
+                    // The clock restarts for the next request, whose bytes may already be
+                    // here: time spent answering this one is not charged to it.
+                    request_started = None;
                     if close {
                         break;
                     }

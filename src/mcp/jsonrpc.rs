@@ -67,6 +67,17 @@ struct Fields<'a> {
 /// Classifies one JSON text. Malformed JSON is a parse error; well-formed JSON that is not a
 /// valid JSON-RPC message is an invalid request.
 pub fn classify(text: &str) -> Result<Message<'_>, Refusal<'_>> {
+    // serde would read a struct from an array by position; a message must be an object.
+    if !text.trim_start().starts_with('{') {
+        let error = match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Ok(_) => RpcError::new(
+                INVALID_REQUEST,
+                "invalid request: a JSON-RPC message is an object",
+            ),
+            Err(error) => RpcError::new(PARSE_ERROR, format!("parse error: {error}")),
+        };
+        return Err(Refusal { id: None, error });
+    }
     let fields: Fields<'_> = serde_json::from_str(text).map_err(|error| {
         let code = if error.is_data() {
             INVALID_REQUEST
@@ -94,7 +105,7 @@ fn classify_fields(fields: Fields<'_>) -> Result<Message<'_>, Refusal<'_>> {
                 id: None,
                 error: RpcError::new(
                     INVALID_REQUEST,
-                    "invalid request: id must be a string or a number",
+                    "invalid request: id must be a string or an integer",
                 ),
             })
         }
@@ -215,6 +226,8 @@ mod tests {
             PARSE_ERROR
         );
         assert_eq!(code_of("42"), INVALID_REQUEST);
+        assert_eq!(code_of(r#"["2.0",1,"ping"]"#), INVALID_REQUEST);
+        assert_eq!(code_of("[1,"), PARSE_ERROR);
         assert_eq!(code_of(r#"{"id":1,"method":"ping"}"#), INVALID_REQUEST);
         assert_eq!(
             code_of(r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#),

@@ -54,7 +54,11 @@ pub async fn handle_body(
     let is_batch = text.trim_start().starts_with('[');
     if let Some(version) = version_header.filter(|v| !is_supported_version(v)) {
         let refused_id = if is_batch {
-            Some(None)
+            // A batch is refused if any message in it would be.
+            serde_json::from_str::<Vec<&RawValue>>(text)
+                .ok()
+                .and_then(|items| items.iter().find_map(|item| version_applies(item.get())))
+                .map(|_| None)
         } else {
             version_applies(text)
         };
@@ -64,7 +68,7 @@ pub async fn handle_body(
                 String::from_utf8_lossy(version),
                 SUPPORTED_VERSIONS.join(", ")
             );
-            write_error(out, id, &RpcError::new(INVALID_REQUEST, message));
+            write_error(out, id, &RpcError::new(transport::TRANSPORT_ERROR, message));
             return Outcome::Refused;
         }
     }
@@ -208,6 +212,7 @@ fn initialize(params: Option<&RawValue>) -> Result<&'static str, RpcError> {
         )
     };
     let params: InitializeParams<'_> = params
+        .filter(|p| p.get().starts_with('{'))
         .and_then(|p| serde_json::from_str(p.get()).ok())
         .ok_or_else(missing)?;
     let requested = params
@@ -262,7 +267,9 @@ async fn call_tool(
     out: &mut Vec<u8>,
 ) -> Result<(), RpcError> {
     let invalid = |message: String| RpcError::new(INVALID_PARAMS, message);
+    // Objects only: serde would also read these structs from arrays, by position.
     let params: CallParams<'_> = params
+        .filter(|p| p.get().starts_with('{'))
         .and_then(|p| serde_json::from_str(p.get()).ok())
         .ok_or_else(|| {
             invalid("tools/call needs params {\"name\": ..., \"arguments\": {...}}".into())
