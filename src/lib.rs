@@ -10,6 +10,8 @@ pub mod clock;
 pub mod config;
 pub mod cores;
 pub mod feed;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod ids;
 pub mod lifecycle;
