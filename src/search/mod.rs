@@ -4,6 +4,7 @@
 //!
 //! Nothing here runs on a shard: shards only enqueue (never block) and await query replies.
 
+mod directory;
 mod indexer;
 mod query;
 mod schema;

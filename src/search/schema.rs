@@ -1,9 +1,10 @@
 //! The index schema and the index directory.
 
+use super::directory::UnsyncedDirectory;
 use super::{index_error, SearchError};
 use std::path::Path;
 use tantivy::schema::{Field, Schema, STORED, STRING, TEXT};
-use tantivy::Index;
+use tantivy::{Index, IndexSettings};
 
 /// The fields of one message document. Text fields are tokenised for full-text search; ids
 /// and names are exact-match (`from:BlueLake`).
@@ -18,7 +19,8 @@ pub struct Fields {
     pub timestamp: Field,
 }
 
-/// Tantivy's files: its metadata and locks, and segment files named `<32 hex digits>.<ext>`.
+/// Tantivy's files: its metadata and locks, segment files named `<32 hex digits>.<ext>`, and
+/// temporary files of our own atomic writes (left behind if a run was killed mid-write).
 fn is_tantivy_file(name: &str) -> bool {
     const NAMED: [&str; 4] = [
         "meta.json",
@@ -27,6 +29,7 @@ fn is_tantivy_file(name: &str) -> bool {
         ".tantivy-writer.lock",
     ];
     NAMED.contains(&name)
+        || name.starts_with(super::directory::TEMP_PREFIX)
         || name.split_once('.').is_some_and(|(segment, _)| {
             segment.len() == 32 && segment.bytes().all(|b| b.is_ascii_hexdigit())
         })
@@ -93,7 +96,8 @@ pub fn create_index(path: &Path) -> Result<Index, SearchError> {
     }
     std::fs::create_dir_all(path).map_err(|e| index_error(path, e))?;
     let (schema, _) = build();
-    Index::create_in_dir(path, schema).map_err(|e| index_error(path, e))
+    let directory = UnsyncedDirectory::open(path).map_err(|e| index_error(path, e))?;
+    Index::create(directory, schema, IndexSettings::default()).map_err(|e| index_error(path, e))
 }
 
 #[cfg(test)]
@@ -108,6 +112,7 @@ mod tests {
             ".tantivy-writer.lock",
             "0123456789abcdef0123456789abcdef.idx",
             "0123456789abcdef0123456789abcdef.17.del",
+            ".allman-tmp-12-3",
         ] {
             assert!(is_tantivy_file(name), "{name}");
         }
