@@ -21,6 +21,7 @@ OPTIONS (each also settable by the environment variable shown; flags win):
     --max-connections <N>         open connections across all shards           [ALLMAN_MAX_CONNECTIONS, default 10000]
     --idle-timeout-ms <MS>        close a connection idle this long            [ALLMAN_IDLE_TIMEOUT_MS, default 120000]
     --search-queue-depth <N>      messages in flight to the indexer before shards hold them back [ALLMAN_SEARCH_QUEUE_DEPTH, default 65536]
+    --search-commit-ms <MS>       commit the search index at most this long after new mail arrives [ALLMAN_SEARCH_COMMIT_MS, default 10]
     --audit-queue-depth <N>       agent profiles in flight to the git writer before shards hold them back [ALLMAN_AUDIT_QUEUE_DEPTH, default 65536]
     --shutdown-grace-ms <MS>      on SIGINT/SIGTERM, wait this long for in-flight requests [ALLMAN_SHUTDOWN_GRACE_MS, default 10000]
     --allowed-origins <LIST>      Origins allowed on /mcp besides localhost ones, comma-separated [ALLMAN_ALLOWED_ORIGINS]
@@ -56,6 +57,7 @@ pub struct Config {
     pub cross_shard_queue_depth: usize,
     pub spin_us: u64,
     pub search_queue_depth: usize,
+    pub search_commit_ms: u64,
     pub audit_queue_depth: usize,
     pub shutdown_grace_ms: u64,
     pub allowed_origins: Vec<String>,
@@ -168,6 +170,10 @@ const SETTINGS: &[Setting] = &[
     Setting {
         flag: "audit-queue-depth",
         env: "ALLMAN_AUDIT_QUEUE_DEPTH",
+    },
+    Setting {
+        flag: "search-commit-ms",
+        env: "ALLMAN_SEARCH_COMMIT_MS",
     },
     Setting {
         flag: "shutdown-grace-ms",
@@ -318,6 +324,10 @@ pub fn parse(
             .map(|v| number("search-queue-depth", v))
             .transpose()?
             .unwrap_or(65_536),
+        search_commit_ms: get("search-commit-ms")
+            .map(|v| number("search-commit-ms", v))
+            .transpose()?
+            .unwrap_or(10),
         audit_queue_depth: get("audit-queue-depth")
             .map(|v| number("audit-queue-depth", v))
             .transpose()?

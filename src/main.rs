@@ -70,6 +70,7 @@ fn main() -> ExitCode {
         index_path: config.index_path.clone(),
         core: config.index_core,
         queue_depth: config.search_queue_depth,
+        commit_interval_ms: config.search_commit_ms,
     };
     let search_metrics = Arc::new(SearchMetrics::default());
     let search = match search::start(&search_config, Arc::clone(&search_metrics)) {

@@ -34,6 +34,8 @@ pub struct SearchConfig {
     pub core: usize,
     /// Documents in flight from the shards to the indexer before shards hold new ones back.
     pub queue_depth: usize,
+    /// Longest wait between a document's arrival and its commit.
+    pub commit_interval_ms: u64,
 }
 
 #[derive(Debug)]
@@ -158,6 +160,7 @@ pub fn start(
     // The writer and reader are built on the indexer thread once it is pinned, so Tantivy's
     // own threads (segment updater, merges, warming) inherit the pin.
     let core = config.core;
+    let commit_interval_ms = config.commit_interval_ms;
     let writer_index = index.clone();
     let path = config.index_path.clone();
     let (opened_tx, opened) = std::sync::mpsc::channel();
@@ -170,14 +173,16 @@ pub fn start(
                 .reload_policy(tantivy::ReloadPolicy::Manual)
                 .try_into()
                 .and_then(|reader| {
-                    let writer =
+                    let writer: tantivy::IndexWriter =
                         writer_index.writer_with_num_threads(1, indexer::WRITER_HEAP_BYTES)?;
+                    writer.set_merge_policy(Box::new(indexer::merge_policy()));
                     Ok((reader, writer))
                 });
             match parts {
                 Ok((reader, writer)) => {
                     let _ = opened_tx.send(Ok(reader.clone()));
-                    indexer::Indexer::new(writer, reader, metrics).run(doc_rx);
+                    let interval = std::time::Duration::from_millis(commit_interval_ms);
+                    indexer::Indexer::new(writer, reader, metrics, interval).run(doc_rx);
                 }
                 Err(error) => {
                     let _ = opened_tx.send(Err(index_error(&path, error)));
