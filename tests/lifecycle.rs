@@ -151,3 +151,46 @@ fn a_client_that_never_reads_cannot_hang_shutdown() {
     let status = server.stop();
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[test]
+fn sigterm_under_load_loses_no_accepted_message() {
+    let server = Server::start();
+    let mut client = server.client();
+    client.create_agent("p", "Loaded");
+    client.create_agent("p", "Sink");
+    // 300 sends and then a drain, pipelined on one connection, with SIGTERM in the middle:
+    // every send that was answered must be in the drain's answer.
+    let send = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"send_message","arguments":{"from_agent":"Loaded","to":["Sink"]}}}"#;
+    let drain = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"get_inbox","arguments":{"agent_name":"Sink"}}}"#;
+    let frame = |body: &str| {
+        format!(
+            "POST /mcp HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let mut burst = frame(send).repeat(300);
+    burst.push_str(&frame(drain));
+    client.send_raw(burst.as_bytes());
+    let first = client.read_response();
+    assert_eq!(first.status, 200);
+    server.signal(libc::SIGTERM);
+    let mut sent_ids = vec![first.json()["result"]["structuredContent"]["id"].clone()];
+    let mut drained: Option<Vec<serde_json::Value>> = None;
+    while let Some(response) = client.try_read_response() {
+        let value = response.json();
+        let result = &value["result"]["structuredContent"];
+        if value["id"] == 2 {
+            drained = Some(result["messages"].as_array().expect("messages").clone());
+        } else {
+            sent_ids.push(result["id"].clone());
+        }
+    }
+    let drained = drained.expect("the drain was answered before the server stopped");
+    let drained_ids: Vec<serde_json::Value> = drained.iter().map(|m| m["id"].clone()).collect();
+    assert_eq!(
+        drained_ids, sent_ids,
+        "every accepted message, exactly once, in order"
+    );
+    let status = server.stop_after_signal();
+    assert!(status.success());
+}
