@@ -24,16 +24,7 @@ fn create_agent_returns_the_contract_shape() {
     assert_eq!(agent["model"], "opus");
     let id: Uuid = agent["id"].as_str().expect("id").parse().expect("uuid");
     assert_eq!(id.get_version_num(), 7);
-    let keys: HashSet<&str> = agent
-        .as_object()
-        .expect("object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(
-        keys,
-        HashSet::from(["id", "project_id", "name", "program", "model"])
-    );
+    assert_keys(&agent, &["id", "project_id", "name", "program", "model"]);
 }
 
 #[test]
@@ -140,22 +131,24 @@ fn send_then_drain_returns_the_message_once_with_the_contract_shape() {
     assert_eq!(message["body"], "Body with \"quotes\"\nand lines");
     let timestamp = message["timestamp"].as_str().expect("timestamp");
     assert_rfc3339_millis_utc(timestamp);
-    let keys: HashSet<&str> = message
-        .as_object()
-        .expect("object")
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(
-        keys,
-        HashSet::from(["id", "from", "subject", "body", "timestamp"])
-    );
+    assert_keys(message, &["id", "from", "subject", "body", "timestamp"]);
 
     assert!(
         client.inbox(&bob).is_empty(),
         "drained: a message is returned exactly once"
     );
     assert!(client.inbox(&alice).is_empty(), "the sender got nothing");
+}
+
+/// The object has exactly these keys: the contract's shape, nothing more.
+fn assert_keys(value: &Value, expected: &[&str]) {
+    let keys: HashSet<&str> = value
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, expected.iter().copied().collect::<HashSet<&str>>());
 }
 
 fn assert_rfc3339_millis_utc(text: &str) {

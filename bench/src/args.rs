@@ -65,6 +65,15 @@ impl Args {
         }
     }
 
+    /// `--url` (default `http://127.0.0.1:8000`); exits 2 if it is not an http:// URL.
+    pub fn url(&self) -> crate::http::Url {
+        let text = self.get("url", "http://127.0.0.1:8000".to_string());
+        crate::http::Url::parse(&text).unwrap_or_else(|error| {
+            eprintln!("{error}\n\n{}", self.help);
+            std::process::exit(2);
+        })
+    }
+
     pub fn optional(&self, name: &str) -> Option<String> {
         self.values.get(name).cloned()
     }

@@ -236,6 +236,10 @@ mod tests {
         }
     }
 
+    fn register(state: &mut ShardState, name: &str, project: u128, mode: RegisterMode) -> Reply {
+        state.handle(Request::Register(registration(name, project, mode)))
+    }
+
     fn envelope(n: u128) -> SharedEnvelope {
         Arc::new(Envelope::new(
             Uuid::from_u128(n),
@@ -254,11 +258,7 @@ mod tests {
     #[test]
     fn reregister_same_project_keeps_id_and_updates_program() {
         let mut state = ShardState::new(0, 1, 100);
-        let first = state.handle(Request::Register(registration(
-            "a",
-            1,
-            RegisterMode::Upsert,
-        )));
+        let first = register(&mut state, "a", 1, RegisterMode::Upsert);
         let mut again = registration("a", 1, RegisterMode::Upsert);
         again.new_id = Uuid::from_u128(99);
         again.program = Some("new".into());
@@ -287,16 +287,8 @@ mod tests {
     #[test]
     fn same_name_in_another_project_is_taken() {
         let mut state = ShardState::new(0, 1, 100);
-        state.handle(Request::Register(registration(
-            "a",
-            1,
-            RegisterMode::Upsert,
-        )));
-        let reply = state.handle(Request::Register(registration(
-            "a",
-            2,
-            RegisterMode::Upsert,
-        )));
+        register(&mut state, "a", 1, RegisterMode::Upsert);
+        let reply = register(&mut state, "a", 2, RegisterMode::Upsert);
         assert_eq!(
             reply,
             Reply::NameTaken {
@@ -308,16 +300,8 @@ mod tests {
     #[test]
     fn create_only_refuses_an_existing_name_even_in_the_same_project() {
         let mut state = ShardState::new(0, 1, 100);
-        state.handle(Request::Register(registration(
-            "a",
-            1,
-            RegisterMode::Upsert,
-        )));
-        let reply = state.handle(Request::Register(registration(
-            "a",
-            1,
-            RegisterMode::CreateOnly,
-        )));
+        register(&mut state, "a", 1, RegisterMode::Upsert);
+        let reply = register(&mut state, "a", 1, RegisterMode::CreateOnly);
         assert_eq!(
             reply,
             Reply::NameTaken {
@@ -329,11 +313,7 @@ mod tests {
     #[test]
     fn unknown_recipient_delivers_nothing() {
         let mut state = ShardState::new(0, 1, 100);
-        state.handle(Request::Register(registration(
-            "a",
-            1,
-            RegisterMode::Upsert,
-        )));
+        register(&mut state, "a", 1, RegisterMode::Upsert);
         let reply = state.handle(Request::Deliver {
             names: names(&["a", "ghost"]),
             envelope: envelope(1),
@@ -353,11 +333,7 @@ mod tests {
     #[test]
     fn drain_returns_each_message_exactly_once_oldest_first() {
         let mut state = ShardState::new(0, 1, 100);
-        state.handle(Request::Register(registration(
-            "a",
-            1,
-            RegisterMode::Upsert,
-        )));
+        register(&mut state, "a", 1, RegisterMode::Upsert);
         for n in 0..3 {
             state.handle(Request::Deliver {
                 names: names(&["a", "a"]),
@@ -392,16 +368,8 @@ mod tests {
     #[test]
     fn a_full_inbox_refuses_and_reservations_count_against_the_cap() {
         let mut state = ShardState::new(0, 1, 2);
-        state.handle(Request::Register(registration(
-            "a",
-            1,
-            RegisterMode::Upsert,
-        )));
-        state.handle(Request::Register(registration(
-            "b",
-            1,
-            RegisterMode::Upsert,
-        )));
+        register(&mut state, "a", 1, RegisterMode::Upsert);
+        register(&mut state, "b", 1, RegisterMode::Upsert);
         let deliver = |state: &mut ShardState, n: u128| {
             state.handle(Request::Deliver {
                 names: names(&["a", "b"]),
@@ -449,11 +417,7 @@ mod tests {
     #[test]
     fn a_reserved_delivery_consumes_its_reservation() {
         let mut state = ShardState::new(0, 1, 1);
-        state.handle(Request::Register(registration(
-            "a",
-            1,
-            RegisterMode::Upsert,
-        )));
+        register(&mut state, "a", 1, RegisterMode::Upsert);
         state.handle(Request::Reserve {
             names: names(&["a"]),
         });

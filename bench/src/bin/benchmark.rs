@@ -3,7 +3,6 @@
 
 use bench::accounting::Ledger;
 use bench::args::Args;
-use bench::http::Url;
 use bench::report::{phase_rows, print_table, regressions, write_json};
 use bench::workers::run_phase;
 use serde_json::json;
@@ -29,13 +28,7 @@ OPTIONS:
 
 fn main() -> ExitCode {
     let args = Args::from_env(HELP);
-    let url = match Url::parse(&args.get("url", "http://127.0.0.1:8000".to_string())) {
-        Ok(url) => url,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::from(2);
-        }
-    };
+    let url = args.url();
     let agents: usize = args.get("agents", 100usize).max(1);
     let messages: usize = args.get("messages", 1000usize);
     let concurrency: usize = args.get("concurrency", 16usize).max(1);

@@ -48,13 +48,7 @@ struct StormMessage {
 
 fn main() -> ExitCode {
     let args = Args::from_env(HELP);
-    let url = match Url::parse(&args.get("url", "http://127.0.0.1:8000".to_string())) {
-        Ok(url) => url,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::from(2);
-        }
-    };
+    let url = args.url();
     let agents: usize = args.get("agents", 2000usize).max(2);
     let concurrency: usize = args.get("concurrency", 64usize).max(1);
     let pairs: usize = args.get("pairs", 5usize);

@@ -103,13 +103,7 @@ pub fn main_for(fixed: Option<&str>) -> ExitCode {
         );
         return ExitCode::from(2);
     };
-    let url = match Url::parse(&args.get("url", "http://127.0.0.1:8000".to_string())) {
-        Ok(url) => url,
-        Err(error) => {
-            eprintln!("{error}");
-            return ExitCode::from(2);
-        }
-    };
+    let url = args.url();
     let policy = match llm::LlmPolicy::from_env() {
         Ok(Some(llm)) => Policy::Llm(llm),
         Ok(None) => Policy::Scripted,
