@@ -29,6 +29,7 @@ OPTIONS (each also settable by the environment variable shown; flags win):
     --token <TOKEN>               require Authorization: Bearer <TOKEN> on /mcp (/health stays open) [ALLMAN_TOKEN]
     --request-timeout-ms <MS>     a request must arrive whole this soon after its first byte, else 408 [ALLMAN_REQUEST_TIMEOUT_MS, default 10000]
     --max-inbox-messages <N>      messages one inbox holds; a send to a full inbox is refused [ALLMAN_MAX_INBOX_MESSAGES, default 10000]
+    --max-inbox-bytes <N>         text bytes one inbox holds; a send that would exceed it is refused [ALLMAN_MAX_INBOX_BYTES, default 67108864]
     --cross-shard-queue-depth <N> requests queued per direction between two shards; callers wait beyond it [ALLMAN_CROSS_SHARD_QUEUE_DEPTH, default 1024]
     --spin-us <US>                busy-poll this long before an idle shard sleeps [ALLMAN_SPIN_US, default 0]
     --index-path <DIR>            search index directory                       [INDEX_PATH, default allman_index]
@@ -54,6 +55,7 @@ pub struct Config {
     pub idle_timeout_ms: u64,
     pub request_timeout_ms: u64,
     pub max_inbox_messages: usize,
+    pub max_inbox_bytes: usize,
     pub cross_shard_queue_depth: usize,
     pub spin_us: u64,
     pub search_queue_depth: usize,
@@ -154,6 +156,10 @@ const SETTINGS: &[Setting] = &[
     Setting {
         flag: "max-inbox-messages",
         env: "ALLMAN_MAX_INBOX_MESSAGES",
+    },
+    Setting {
+        flag: "max-inbox-bytes",
+        env: "ALLMAN_MAX_INBOX_BYTES",
     },
     Setting {
         flag: "cross-shard-queue-depth",
@@ -312,6 +318,10 @@ pub fn parse(
             .map(|v| number("max-inbox-messages", v))
             .transpose()?
             .unwrap_or(10_000),
+        max_inbox_bytes: get("max-inbox-bytes")
+            .map(|v| number("max-inbox-bytes", v))
+            .transpose()?
+            .unwrap_or(64 * 1024 * 1024),
         cross_shard_queue_depth: get("cross-shard-queue-depth")
             .map(|v| number("cross-shard-queue-depth", v))
             .transpose()?
@@ -387,6 +397,7 @@ fn validate(config: &Config, usable: &[usize]) -> Result<(), ConfigError> {
         ("search-queue-depth", config.search_queue_depth),
         ("audit-queue-depth", config.audit_queue_depth),
         ("max-inbox-messages", config.max_inbox_messages),
+        ("max-inbox-bytes", config.max_inbox_bytes),
         ("cross-shard-queue-depth", config.cross_shard_queue_depth),
     ] {
         if depth == 0 {

@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 /// How often held-back items are retried while the helper thread is behind.
 const RETRY_INTERVAL_MS: u64 = 2;
+/// Items one shard holds back before the requests that produce them wait for room: nothing
+/// is dropped, and memory stays bounded (a message is at most the body limit).
+pub const MAX_HELD_ITEMS: usize = 100_000;
 
 /// What a helper thread receives.
 pub enum Work<T> {
@@ -130,6 +133,14 @@ impl<T: 'static> Feed<T> {
             retrying: Cell::new(false),
             held_total: Cell::new(0),
         })
+    }
+
+    /// Waits while this shard holds `MAX_HELD_ITEMS` back: the request producing the next
+    /// item (and, through TCP, its client) waits instead of memory growing.
+    pub async fn wait_for_room(&self) {
+        while self.held.borrow().len() >= MAX_HELD_ITEMS {
+            glommio::timer::sleep(Duration::from_millis(RETRY_INTERVAL_MS)).await;
+        }
     }
 
     pub fn submit(self: &Rc<Self>, item: T) {

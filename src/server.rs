@@ -13,7 +13,7 @@ use crate::search::{SearchDoc, SearchHandle};
 use crate::tools::Toolbox;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
-use shards::{MeshPair, Shard};
+use shards::{InboxLimits, MeshPair, Shard};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
@@ -47,7 +47,7 @@ struct ShardSettings {
     limits: http::Limits,
     timeouts: http::Timeouts,
     max_connections: usize,
-    max_inbox_messages: usize,
+    inbox_limits: InboxLimits,
     /// How long a stopping shard waits for in-flight requests before it gives up on them.
     shutdown_grace: Duration,
     transport: TransportPolicy,
@@ -79,7 +79,10 @@ pub fn start(
             request: Duration::from_millis(config.request_timeout_ms),
         },
         max_connections: config.max_connections,
-        max_inbox_messages: config.max_inbox_messages,
+        inbox_limits: InboxLimits {
+            messages: config.max_inbox_messages,
+            bytes: config.max_inbox_bytes,
+        },
         shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
         transport: TransportPolicy {
             allowed_origins: config.allowed_origins.clone(),
@@ -211,7 +214,7 @@ struct ShardContext {
 }
 
 async fn run_shard(context: ShardContext, reporter: &Reporter) {
-    let shard = match Shard::join(context.mesh, context.settings.max_inbox_messages).await {
+    let shard = match Shard::join(context.mesh, context.settings.inbox_limits).await {
         Ok(shard) => shard,
         Err(error) => {
             reporter.send(Event::Failed {

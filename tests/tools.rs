@@ -435,3 +435,45 @@ fn a_full_inbox_refuses_the_send_for_every_recipient() {
     );
     assert_eq!(client.inbox(&full).len(), 3);
 }
+
+#[test]
+fn the_inbox_byte_cap_refuses_a_send_that_would_exceed_it() {
+    let server = Server::start_with(&["--shards", "2", "--max-inbox-bytes", "100"]);
+    let mut client = server.client();
+    client.create_agent("p", "ByteCap");
+    let body = "b".repeat(40);
+    // "ByteCap" + 40 bytes = 47 bytes of text each: two fit in 100 bytes, a third does not.
+    client.send("ByteCap", &["ByteCap"], "", &body);
+    client.send("ByteCap", &["ByteCap"], "", &body);
+    let message = client.call_err(
+        "send_message",
+        json!({"from_agent": "ByteCap", "to": ["ByteCap"], "body": body}),
+    );
+    assert!(message.contains("inbox full"), "{message}");
+    assert_eq!(client.inbox("ByteCap").len(), 2);
+}
+
+#[test]
+fn a_large_inbox_drains_in_pages_of_at_most_8_mib_each_message_once() {
+    let server = Server::start();
+    let mut client = server.client();
+    client.create_agent("p", "Pages");
+    let body = "p".repeat(1_000_000);
+    for n in 0..9 {
+        client.send("Pages", &["Pages"], &n.to_string(), &body);
+    }
+    let first = client.inbox("Pages");
+    assert_eq!(
+        first.len(),
+        8,
+        "8 MB fit in the 8 MiB page, the ninth waits"
+    );
+    let second = client.inbox("Pages");
+    let subjects: Vec<&str> = first
+        .iter()
+        .chain(&second)
+        .map(|m| m["subject"].as_str().expect("s"))
+        .collect();
+    assert_eq!(subjects, vec!["0", "1", "2", "3", "4", "5", "6", "7", "8"]);
+    assert!(client.inbox("Pages").is_empty());
+}

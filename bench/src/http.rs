@@ -65,6 +65,8 @@ pub struct Connection {
     url: Url,
     stream: Option<TcpStream>,
     buffer: Vec<u8>,
+    /// Whether any byte of the current response has arrived.
+    response_started: bool,
 }
 
 impl Connection {
@@ -73,6 +75,7 @@ impl Connection {
             url: url.clone(),
             stream: None,
             buffer: Vec::with_capacity(16 * 1024),
+            response_started: false,
         }
     }
 
@@ -90,18 +93,25 @@ impl Connection {
             .ok_or_else(|| io::Error::other("no stream"))
     }
 
-    /// POSTs `body` to `path`; reconnects once if the kept-alive connection was closed.
+    /// POSTs `body` to `path`. Retries once, on a new connection, only if a kept-alive
+    /// connection turned out to be closed before any byte of the answer came back: a request
+    /// that may have run (tools are not idempotent) is never sent twice.
     pub fn post(
         &mut self,
         path: &str,
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> io::Result<Response> {
+        let reused = self.stream.is_some();
         match self.post_once(path, headers, body) {
             Ok(response) => Ok(response),
-            Err(_) => {
+            Err(error) if reused && !self.response_started && is_stale_connection(&error) => {
                 self.stream = None;
                 self.post_once(path, headers, body)
+            }
+            Err(error) => {
+                self.stream = None;
+                Err(error)
             }
         }
     }
@@ -139,6 +149,7 @@ impl Connection {
             ));
         }
         self.buffer.extend_from_slice(&chunk[..read]);
+        self.response_started = true;
         Ok(())
     }
 
@@ -183,6 +194,17 @@ impl Connection {
             self.fill()?;
         }
     }
+}
+
+/// A kept-alive connection the server had already closed.
+fn is_stale_connection(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+    )
 }
 
 #[cfg(test)]

@@ -15,4 +15,4 @@ pub use envelope::{Envelope, SharedEnvelope};
 pub use protocol::{AgentProfile, Delivery, RegisterMode, Registration, Reply, Request};
 pub use routing::owner_of;
 pub use runtime::{CallError, MeshPair, Shard, ShardStats, Ticket};
-pub use state::ShardState;
+pub use state::{InboxLimits, ShardState};

@@ -15,9 +15,10 @@ pub enum Request {
     Lookup { name: Box<str> },
     /// Hold one inbox place for each of `names` (step one of a send to several owners). All
     /// or nothing: if any name is unknown or its inbox is full, nothing is held.
-    Reserve { names: Vec<Box<str>> },
+    /// `bytes` is the text size of the message the places are for.
+    Reserve { names: Vec<Box<str>>, bytes: usize },
     /// Give back places held by a `Reserve` whose send was abandoned.
-    Release { names: Vec<Box<str>> },
+    Release { names: Vec<Box<str>>, bytes: usize },
     /// Enqueue `envelope` for every agent in `names`, all owned by this shard. With
     /// `reserved`, each consumes a place held by an earlier `Reserve` and cannot fail;
     /// without, the names are checked here: all or nothing.
@@ -26,8 +27,9 @@ pub enum Request {
         envelope: SharedEnvelope,
         reserved: bool,
     },
-    /// Remove and return every queued message of `name`, oldest first.
-    Drain { name: Box<str> },
+    /// Remove and return the queued messages of `name`, oldest first, up to `max_bytes` of
+    /// text (at least one message); the rest stays queued for the next drain.
+    Drain { name: Box<str>, max_bytes: usize },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,7 @@
 //! flows back to the client through TCP instead of into memory.
 
 use crate::protocol::{Reply, Request};
-use crate::state::ShardState;
+use crate::state::{InboxLimits, ShardState};
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
 use glommio::channels::shared_channel::ConnectedReceiver;
 use std::cell::{Cell, RefCell};
@@ -99,7 +99,7 @@ pub struct Shard {
 impl Shard {
     /// Joins both meshes (every shard must call this) and starts the tasks that answer peers'
     /// requests and collect their replies. The shard id is the mesh's peer id.
-    pub async fn join(mesh: MeshPair, max_inbox_messages: usize) -> Result<Rc<Shard>, CallError> {
+    pub async fn join(mesh: MeshPair, limits: InboxLimits) -> Result<Rc<Shard>, CallError> {
         let count = mesh.shard_count();
         let (requests, mut request_rx) = mesh
             .requests
@@ -121,7 +121,7 @@ impl Shard {
         let shard = Rc::new(Shard {
             id,
             count,
-            state: RefCell::new(ShardState::new(id, count, max_inbox_messages)),
+            state: RefCell::new(ShardState::new(id, count, limits)),
             requests,
             replies,
             pending: RefCell::new(Pending::default()),
@@ -320,8 +320,7 @@ impl Pending {
                 let Slot::Ready(reply) = std::mem::replace(entry, Slot::Free) else {
                     unreachable!()
                 };
-                self.free.push(slot);
-                self.in_flight -= 1;
+                self.release(slot);
                 Poll::Ready(reply)
             }
             Slot::Waiting(stored) => {

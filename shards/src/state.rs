@@ -10,8 +10,27 @@ use std::collections::{HashMap, VecDeque};
 struct Agent {
     profile: AgentProfile,
     inbox: VecDeque<SharedEnvelope>,
-    /// Places held by `Reserve` for messages about to arrive; they count against the cap.
+    /// Text bytes of the queued messages.
+    queued_bytes: usize,
+    /// Places (and their bytes) held by `Reserve` for messages about to arrive; they count
+    /// against the caps.
     reserved: usize,
+    reserved_bytes: usize,
+}
+
+impl Agent {
+    fn has_room(&self, limits: &InboxLimits, incoming_bytes: usize) -> bool {
+        self.inbox.len() + self.reserved < limits.messages
+            && self.queued_bytes + self.reserved_bytes + incoming_bytes <= limits.bytes
+    }
+}
+
+/// How much one inbox may hold, counting reserved places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboxLimits {
+    pub messages: usize,
+    /// Text bytes (from + subject + body) of the waiting messages.
+    pub bytes: usize,
 }
 
 #[derive(Debug)]
@@ -20,23 +39,19 @@ pub struct ShardState {
     shard_count: usize,
     agents: HashMap<Box<str>, Agent>,
     queued_messages: usize,
-    /// Messages one inbox may hold (queued plus reserved).
-    max_inbox_messages: usize,
+    limits: InboxLimits,
 }
 
 impl ShardState {
-    pub fn new(shard_id: usize, shard_count: usize, max_inbox_messages: usize) -> Self {
+    pub fn new(shard_id: usize, shard_count: usize, limits: InboxLimits) -> Self {
         assert!(shard_id < shard_count, "shard id out of range");
-        assert!(
-            max_inbox_messages > 0,
-            "an inbox holds at least one message"
-        );
+        assert!(limits.messages > 0, "an inbox holds at least one message");
         ShardState {
             shard_id,
             shard_count,
             agents: HashMap::new(),
             queued_messages: 0,
-            max_inbox_messages,
+            limits,
         }
     }
 
@@ -57,9 +72,9 @@ impl ShardState {
                 self.assert_owned(&name);
                 Reply::Agent(self.agents.get(&name).map(|a| a.profile.project_id))
             }
-            Request::Reserve { names } => Reply::Delivered(self.reserve(&names)),
-            Request::Release { names } => {
-                self.release(&names);
+            Request::Reserve { names, bytes } => Reply::Delivered(self.reserve(&names, bytes)),
+            Request::Release { names, bytes } => {
+                self.release(&names, bytes);
                 Reply::Released
             }
             Request::Deliver {
@@ -67,7 +82,7 @@ impl ShardState {
                 envelope,
                 reserved,
             } => Reply::Delivered(self.deliver(&names, envelope, reserved)),
-            Request::Drain { name } => Reply::Drained(self.drain(&name)),
+            Request::Drain { name, max_bytes } => Reply::Drained(self.drain(&name, max_bytes)),
         }
     }
 
@@ -119,15 +134,17 @@ impl ShardState {
             Agent {
                 profile,
                 inbox: VecDeque::new(),
+                queued_bytes: 0,
                 reserved: 0,
+                reserved_bytes: 0,
             },
         );
         reply
     }
 
-    /// Why `names` cannot all take one more message now, if they cannot. Collected only when
-    /// something is wrong, so the common path allocates nothing.
-    fn refusal(&self, names: &[Box<str>]) -> Option<Delivery> {
+    /// Why `names` cannot all take one more message of `bytes` now, if they cannot. Collected
+    /// only when something is wrong, so the common path allocates nothing.
+    fn refusal(&self, names: &[Box<str>], bytes: usize) -> Option<Delivery> {
         for name in names {
             self.assert_owned(name);
         }
@@ -144,33 +161,35 @@ impl ShardState {
             .filter(|name| {
                 self.agents
                     .get(&***name)
-                    .is_some_and(|a| a.inbox.len() + a.reserved >= self.max_inbox_messages)
+                    .is_some_and(|a| !a.has_room(&self.limits, bytes))
             })
             .cloned()
             .collect();
         (!full.is_empty()).then_some(Delivery::InboxFull(full))
     }
 
-    fn reserve(&mut self, names: &[Box<str>]) -> Delivery {
-        if let Some(refusal) = self.refusal(names) {
+    fn reserve(&mut self, names: &[Box<str>], bytes: usize) -> Delivery {
+        if let Some(refusal) = self.refusal(names, bytes) {
             return refusal;
         }
         for name in names {
             if let Some(agent) = self.agents.get_mut(name) {
                 agent.reserved += 1;
+                agent.reserved_bytes += bytes;
             }
         }
         Delivery::Enqueued { count: names.len() }
     }
 
-    fn release(&mut self, names: &[Box<str>]) {
+    fn release(&mut self, names: &[Box<str>], bytes: usize) {
         for name in names {
             if let Some(agent) = self.agents.get_mut(name) {
                 assert!(
-                    agent.reserved > 0,
+                    agent.reserved > 0 && agent.reserved_bytes >= bytes,
                     "release of {name} without a reservation"
                 );
                 agent.reserved -= 1;
+                agent.reserved_bytes -= bytes;
             }
         }
     }
@@ -181,20 +200,25 @@ impl ShardState {
         envelope: SharedEnvelope,
         reserved: bool,
     ) -> Delivery {
+        let bytes = envelope.payload_len();
+        debug_assert!(
+            names
+                .iter()
+                .enumerate()
+                .all(|(i, n)| !names[..i].contains(n)),
+            "callers send each recipient once"
+        );
         if reserved {
             // Agents are never deleted, so a reserved name still exists.
-            self.release(names);
-        } else if let Some(refusal) = self.refusal(names) {
+            self.release(names, bytes);
+        } else if let Some(refusal) = self.refusal(names, bytes) {
             return refusal;
         }
         let mut count = 0;
-        for (index, name) in names.iter().enumerate() {
-            // Callers dedupe, but a duplicate here must still not produce a second copy.
-            if names[..index].contains(name) {
-                continue;
-            }
+        for name in names {
             if let Some(agent) = self.agents.get_mut(name) {
                 agent.inbox.push_back(SharedEnvelope::clone(&envelope));
+                agent.queued_bytes += bytes;
                 count += 1;
             }
         }
@@ -202,11 +226,27 @@ impl ShardState {
         Delivery::Enqueued { count }
     }
 
-    fn drain(&mut self, name: &str) -> Option<Vec<SharedEnvelope>> {
+    /// The oldest messages of `name` up to `max_bytes` of text (always at least one), removed.
+    fn drain(&mut self, name: &str, max_bytes: usize) -> Option<Vec<SharedEnvelope>> {
         self.assert_owned(name);
         let agent = self.agents.get_mut(name)?;
-        // Taking the deque hands back its memory too, so an idle agent holds no buffer.
-        let drained: Vec<SharedEnvelope> = std::mem::take(&mut agent.inbox).into();
+        let drained: Vec<SharedEnvelope> = if agent.queued_bytes <= max_bytes {
+            // Taking the deque hands back its memory too, so an idle agent holds no buffer.
+            agent.queued_bytes = 0;
+            std::mem::take(&mut agent.inbox).into()
+        } else {
+            let mut taken = Vec::new();
+            let mut bytes = 0;
+            while let Some(next) = agent.inbox.front() {
+                if !taken.is_empty() && bytes + next.payload_len() > max_bytes {
+                    break;
+                }
+                bytes += next.payload_len();
+                taken.extend(agent.inbox.pop_front());
+            }
+            agent.queued_bytes -= bytes;
+            taken
+        };
         assert!(
             drained.len() <= self.queued_messages,
             "queued-message count out of step with the inboxes"
@@ -236,6 +276,11 @@ mod tests {
         }
     }
 
+    const LIMITS: InboxLimits = InboxLimits {
+        messages: 100,
+        bytes: usize::MAX,
+    };
+
     fn register(state: &mut ShardState, name: &str, project: u128, mode: RegisterMode) -> Reply {
         state.handle(Request::Register(registration(name, project, mode)))
     }
@@ -257,7 +302,7 @@ mod tests {
 
     #[test]
     fn reregister_same_project_keeps_id_and_updates_program() {
-        let mut state = ShardState::new(0, 1, 100);
+        let mut state = ShardState::new(0, 1, LIMITS);
         let first = register(&mut state, "a", 1, RegisterMode::Upsert);
         let mut again = registration("a", 1, RegisterMode::Upsert);
         again.new_id = Uuid::from_u128(99);
@@ -286,7 +331,7 @@ mod tests {
 
     #[test]
     fn same_name_in_another_project_is_taken() {
-        let mut state = ShardState::new(0, 1, 100);
+        let mut state = ShardState::new(0, 1, LIMITS);
         register(&mut state, "a", 1, RegisterMode::Upsert);
         let reply = register(&mut state, "a", 2, RegisterMode::Upsert);
         assert_eq!(
@@ -299,7 +344,7 @@ mod tests {
 
     #[test]
     fn create_only_refuses_an_existing_name_even_in_the_same_project() {
-        let mut state = ShardState::new(0, 1, 100);
+        let mut state = ShardState::new(0, 1, LIMITS);
         register(&mut state, "a", 1, RegisterMode::Upsert);
         let reply = register(&mut state, "a", 1, RegisterMode::CreateOnly);
         assert_eq!(
@@ -312,7 +357,7 @@ mod tests {
 
     #[test]
     fn unknown_recipient_delivers_nothing() {
-        let mut state = ShardState::new(0, 1, 100);
+        let mut state = ShardState::new(0, 1, LIMITS);
         register(&mut state, "a", 1, RegisterMode::Upsert);
         let reply = state.handle(Request::Deliver {
             names: names(&["a", "ghost"]),
@@ -325,30 +370,39 @@ mod tests {
         );
         assert_eq!(state.queued_messages(), 0);
         assert_eq!(
-            state.handle(Request::Drain { name: "a".into() }),
+            state.handle(Request::Drain {
+                name: "a".into(),
+                max_bytes: usize::MAX
+            }),
             Reply::Drained(Some(vec![]))
         );
     }
 
     #[test]
     fn drain_returns_each_message_exactly_once_oldest_first() {
-        let mut state = ShardState::new(0, 1, 100);
+        let mut state = ShardState::new(0, 1, LIMITS);
         register(&mut state, "a", 1, RegisterMode::Upsert);
         for n in 0..3 {
             state.handle(Request::Deliver {
-                names: names(&["a", "a"]),
+                names: names(&["a"]),
                 envelope: envelope(n),
                 reserved: false,
             });
         }
         assert_eq!(state.queued_messages(), 3);
-        let Reply::Drained(Some(first)) = state.handle(Request::Drain { name: "a".into() }) else {
+        let Reply::Drained(Some(first)) = state.handle(Request::Drain {
+            name: "a".into(),
+            max_bytes: usize::MAX,
+        }) else {
             panic!("drain of a known agent");
         };
         let ids: Vec<u128> = first.iter().map(|e| e.id.as_u128()).collect();
         assert_eq!(ids, vec![0, 1, 2]);
         assert_eq!(
-            state.handle(Request::Drain { name: "a".into() }),
+            state.handle(Request::Drain {
+                name: "a".into(),
+                max_bytes: usize::MAX
+            }),
             Reply::Drained(Some(vec![]))
         );
         assert_eq!(state.queued_messages(), 0);
@@ -356,10 +410,11 @@ mod tests {
 
     #[test]
     fn drain_of_unknown_agent_is_none() {
-        let mut state = ShardState::new(0, 1, 100);
+        let mut state = ShardState::new(0, 1, LIMITS);
         assert_eq!(
             state.handle(Request::Drain {
-                name: "nobody".into()
+                name: "nobody".into(),
+                max_bytes: usize::MAX
             }),
             Reply::Drained(None)
         );
@@ -367,7 +422,14 @@ mod tests {
 
     #[test]
     fn a_full_inbox_refuses_and_reservations_count_against_the_cap() {
-        let mut state = ShardState::new(0, 1, 2);
+        let mut state = ShardState::new(
+            0,
+            1,
+            InboxLimits {
+                messages: 2,
+                bytes: usize::MAX,
+            },
+        );
         register(&mut state, "a", 1, RegisterMode::Upsert);
         register(&mut state, "b", 1, RegisterMode::Upsert);
         let deliver = |state: &mut ShardState, n: u128| {
@@ -384,7 +446,8 @@ mod tests {
         // One place left each; a reservation takes b's.
         assert_eq!(
             state.handle(Request::Reserve {
-                names: names(&["b"])
+                names: names(&["b"]),
+                bytes: 6
             }),
             Reply::Delivered(Delivery::Enqueued { count: 1 })
         );
@@ -396,6 +459,7 @@ mod tests {
         assert_eq!(state.queued_messages(), 2);
         state.handle(Request::Release {
             names: names(&["b"]),
+            bytes: 6,
         });
         assert_eq!(
             deliver(&mut state, 3),
@@ -406,8 +470,14 @@ mod tests {
             Reply::Delivered(Delivery::InboxFull(names(&["a", "b"])))
         );
         // Draining makes room again.
-        state.handle(Request::Drain { name: "a".into() });
-        state.handle(Request::Drain { name: "b".into() });
+        state.handle(Request::Drain {
+            name: "a".into(),
+            max_bytes: usize::MAX,
+        });
+        state.handle(Request::Drain {
+            name: "b".into(),
+            max_bytes: usize::MAX,
+        });
         assert_eq!(
             deliver(&mut state, 5),
             Reply::Delivered(Delivery::Enqueued { count: 2 })
@@ -416,10 +486,18 @@ mod tests {
 
     #[test]
     fn a_reserved_delivery_consumes_its_reservation() {
-        let mut state = ShardState::new(0, 1, 1);
+        let mut state = ShardState::new(
+            0,
+            1,
+            InboxLimits {
+                messages: 1,
+                bytes: usize::MAX,
+            },
+        );
         register(&mut state, "a", 1, RegisterMode::Upsert);
         state.handle(Request::Reserve {
             names: names(&["a"]),
+            bytes: 6,
         });
         let reply = state.handle(Request::Deliver {
             names: names(&["a"]),
@@ -429,10 +507,69 @@ mod tests {
         assert_eq!(reply, Reply::Delivered(Delivery::Enqueued { count: 1 }));
         assert_eq!(
             state.handle(Request::Reserve {
-                names: names(&["a"])
+                names: names(&["a"]),
+                bytes: 6
             }),
             Reply::Delivered(Delivery::InboxFull(names(&["a"]))),
             "the delivered message now fills the inbox"
+        );
+    }
+
+    #[test]
+    fn the_byte_cap_refuses_and_a_drain_pages_by_bytes() {
+        // Each test envelope carries 6 bytes of text.
+        let mut state = ShardState::new(
+            0,
+            1,
+            InboxLimits {
+                messages: 100,
+                bytes: 18,
+            },
+        );
+        register(&mut state, "a", 1, RegisterMode::Upsert);
+        let deliver = |state: &mut ShardState, n: u128| {
+            state.handle(Request::Deliver {
+                names: names(&["a"]),
+                envelope: envelope(n),
+                reserved: false,
+            })
+        };
+        for n in 0..3 {
+            assert_eq!(
+                deliver(&mut state, n),
+                Reply::Delivered(Delivery::Enqueued { count: 1 })
+            );
+        }
+        assert_eq!(
+            deliver(&mut state, 3),
+            Reply::Delivered(Delivery::InboxFull(names(&["a"])))
+        );
+        // A page of at most 13 bytes holds two messages; the third stays queued, in order.
+        let Reply::Drained(Some(page)) = state.handle(Request::Drain {
+            name: "a".into(),
+            max_bytes: 13,
+        }) else {
+            panic!("drain");
+        };
+        assert_eq!(
+            page.iter().map(|m| m.id.as_u128()).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+        assert_eq!(state.queued_messages(), 1);
+        // Even a page smaller than one message returns that message.
+        let Reply::Drained(Some(page)) = state.handle(Request::Drain {
+            name: "a".into(),
+            max_bytes: 1,
+        }) else {
+            panic!("drain");
+        };
+        assert_eq!(
+            page.iter().map(|m| m.id.as_u128()).collect::<Vec<_>>(),
+            vec![2]
+        );
+        assert_eq!(
+            deliver(&mut state, 4),
+            Reply::Delivered(Delivery::Enqueued { count: 1 })
         );
     }
 }

@@ -3,7 +3,8 @@
 //! plain in-memory model of agents and inboxes.
 
 use shards::{
-    owner_of, Delivery, Envelope, RegisterMode, Registration, Reply, Request, ShardState,
+    owner_of, Delivery, Envelope, InboxLimits, RegisterMode, Registration, Reply, Request,
+    ShardState,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -45,7 +46,16 @@ fn cluster_call(cluster: &mut [ShardState], name: &str, request: Request) -> Rep
 fn run(seed: u64, shard_count: usize, steps: usize) {
     let mut rng = Rng(seed);
     let mut cluster: Vec<ShardState> = (0..shard_count)
-        .map(|i| ShardState::new(i, shard_count, MAX_INBOX))
+        .map(|i| {
+            ShardState::new(
+                i,
+                shard_count,
+                InboxLimits {
+                    messages: MAX_INBOX,
+                    bytes: usize::MAX,
+                },
+            )
+        })
         .collect();
     let mut model = Model::default();
     let mut next_message = 0u128;
@@ -113,6 +123,7 @@ fn run(seed: u64, shard_count: usize, steps: usize) {
                 for (owner, names) in &groups {
                     match cluster[*owner].handle(Request::Reserve {
                         names: names.clone(),
+                        bytes: 1,
                     }) {
                         Reply::Delivered(Delivery::Enqueued { .. }) => granted.push(*owner),
                         Reply::Delivered(refusal) => {
@@ -141,7 +152,7 @@ fn run(seed: u64, shard_count: usize, steps: usize) {
                     for owner in granted {
                         let names = groups[&owner].clone();
                         assert_eq!(
-                            cluster[owner].handle(Request::Release { names }),
+                            cluster[owner].handle(Request::Release { names, bytes: 1 }),
                             Reply::Released
                         );
                     }
@@ -176,7 +187,14 @@ fn run(seed: u64, shard_count: usize, steps: usize) {
             }
             _ => {
                 let name = NAMES[rng.below(NAMES.len())];
-                let reply = cluster_call(&mut cluster, name, Request::Drain { name: name.into() });
+                let reply = cluster_call(
+                    &mut cluster,
+                    name,
+                    Request::Drain {
+                        name: name.into(),
+                        max_bytes: usize::MAX,
+                    },
+                );
                 let expected = model
                     .agents
                     .get_mut(name)

@@ -22,6 +22,9 @@ pub const LATEST_VERSION: &str = SUPPORTED_VERSIONS[0];
 /// Messages per batch. A larger batch is refused whole, so one HTTP request cannot occupy a
 /// shard for long.
 pub const MAX_BATCH_LEN: usize = 256;
+/// Once a batch's response passes this size, its remaining requests are answered with an
+/// error instead of being run, so one HTTP request cannot build an unbounded response.
+pub const MAX_BATCH_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 /// What the HTTP layer should answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +109,23 @@ pub async fn handle_body(
         let mark = out.len();
         if wrote_any {
             out.push(b',');
+        }
+        if out.len() > MAX_BATCH_RESPONSE_BYTES {
+            // Not run: answering it could grow the response without bound.
+            if let Ok(Message::Request { id, .. }) = classify(item.get()) {
+                let message = format!(
+                    "not run: the batch response passed {MAX_BATCH_RESPONSE_BYTES} bytes; send the rest in another request"
+                );
+                write_error(
+                    out,
+                    Some(id),
+                    &RpcError::new(transport::TRANSPORT_ERROR, message),
+                );
+                wrote_any = true;
+            } else {
+                out.truncate(mark);
+            }
+            continue;
         }
         match handle_message(item.get(), tools, out).await {
             Written::Response | Written::Refusal => wrote_any = true,

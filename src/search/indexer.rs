@@ -10,6 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tantivy::{IndexReader, IndexWriter, TantivyDocument};
 
+/// After a failed commit (disk full, say), wait this long beyond the commit interval.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
+
 /// Tantivy's indexing memory budget (it flushes a segment when full).
 pub const WRITER_HEAP_BYTES: usize = 64 * 1024 * 1024;
 /// Commit once this many documents are waiting, whatever the time.
@@ -142,9 +145,10 @@ impl Indexer {
                 self.uncommitted = 0;
                 self.first_uncommitted_at = None;
             }
-            // Documents stay in the writer and are retried with the next commit.
+            // The documents stay in the writer; retry after a pause instead of spinning.
             Err(error) => {
-                tracing::error!(%error, pending = self.uncommitted, "search commit failed")
+                tracing::error!(%error, pending = self.uncommitted, "search commit failed");
+                self.first_uncommitted_at = Some(Instant::now() + RETRY_AFTER_FAILURE);
             }
         }
     }

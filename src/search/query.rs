@@ -11,6 +11,9 @@ use tantivy::query::QueryParser;
 use tantivy::schema::{document::Document, Schema};
 use tantivy::{Index, IndexReader, TantivyDocument};
 
+/// JSON text of one search result at most; hits beyond it (the lowest-ranked) are left out.
+const MAX_SEARCH_RESULT_BYTES: usize = 8 * 1024 * 1024;
+
 pub struct QueryRunner {
     reader: IndexReader,
     parser: QueryParser,
@@ -55,6 +58,10 @@ impl QueryRunner {
             .map_err(|e| QueryError::Unavailable(e.to_string()))?;
         let mut out = String::from("[");
         for (index, (_score, address)) in hits.into_iter().enumerate() {
+            // Bounds the reply (it is carried twice in the tool result): the best hits fit.
+            if out.len() >= MAX_SEARCH_RESULT_BYTES {
+                break;
+            }
             let document: TantivyDocument = searcher
                 .doc(address)
                 .map_err(|e| QueryError::Unavailable(e.to_string()))?;

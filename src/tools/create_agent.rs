@@ -62,6 +62,7 @@ pub fn project_id_of(project_key: &str) -> Uuid {
 
 pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolError> {
     let project_id = project_id_of(&args.project_key);
+    tools.audit.wait_for_room().await;
     for attempt in 0..MAX_NAME_ATTEMPTS {
         let (name, mode) = match &args.name_hint {
             Some(hint) => (hint.to_string(), RegisterMode::Upsert),

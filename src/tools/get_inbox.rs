@@ -12,6 +12,11 @@ use serde_json::value::RawValue;
 use shards::{Reply, Request, SharedEnvelope};
 use std::borrow::Cow;
 
+/// Text bytes one `get_inbox` returns at most (always at least one message): bounds the
+/// response (which carries the messages twice) no matter how much mail waits. The rest stays
+/// queued, oldest first, for the next call.
+pub const MAX_DRAIN_BYTES: usize = 8 * 1024 * 1024;
+
 #[derive(Debug, Default, Deserialize)]
 struct Fields<'a> {
     #[serde(default, borrow, deserialize_with = "present")]
@@ -34,6 +39,7 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
     let owner = tools.shard().owner_of(&args.agent_name);
     let request = Request::Drain {
         name: (*args.agent_name).into(),
+        max_bytes: MAX_DRAIN_BYTES,
     };
     match tools.shard().call(owner, request).await? {
         Reply::Drained(Some(messages)) => Ok(ToolOutput::Inbox(messages)),
@@ -70,7 +76,7 @@ pub fn definition() -> serde_json::Value {
     serde_json::json!({
         "name": "get_inbox",
         "title": "Drain an inbox",
-        "description": "Return and remove every message waiting for an agent, oldest first. Each message is returned exactly once.",
+        "description": "Return and remove the messages waiting for an agent, oldest first; each message is returned exactly once. One call returns at most 8 MiB of text; if more waits, call again.",
         "inputSchema": {
             "type": "object",
             "properties": {

@@ -49,15 +49,10 @@ pub fn parse(arguments: Option<&RawValue>) -> Result<Args<'_>, ToolError> {
     let fields: Fields<'_> = object(arguments)?;
     let from_agent = required_str("from_agent", fields.from_agent, MAX_AGENT_NAME_BYTES)?;
     let mut to = string_array("to", fields.to, MAX_RECIPIENTS, MAX_AGENT_NAME_BYTES)?;
-    // Duplicate recipients get one copy; the first occurrence keeps its place.
-    let mut index = 0;
-    while index < to.len() {
-        if to[..index].contains(&to[index]) {
-            to.remove(index);
-        } else {
-            index += 1;
-        }
-    }
+    // Duplicate recipients get one copy; the first occurrence keeps its place. A set keeps
+    // this linear for the longest lists.
+    let mut seen = std::collections::HashSet::with_capacity(to.len());
+    to.retain(|name| seen.insert(name.clone()));
     Ok(Args {
         from_agent,
         to,
@@ -69,6 +64,7 @@ pub fn parse(arguments: Option<&RawValue>) -> Result<Args<'_>, ToolError> {
 
 pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolError> {
     let shard = tools.shard();
+    tools.search_docs.wait_for_room().await;
     let sender_project = sender_project(tools, &args.from_agent).await?;
 
     // Recipients grouped by owner shard, in first-seen order.
@@ -86,11 +82,14 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
     // is all or nothing even when an inbox is at its cap. Submitting all requests before
     // awaiting any runs them on their shards in parallel.
     let reserved = groups.len() > 1;
+    // The size the inbox byte caps count: the text the envelope will hold.
+    let payload_bytes = args.from_agent.len() + args.subject.len() + args.body.len();
     if reserved {
         let mut tickets: Vec<Ticket<'_>> = Vec::with_capacity(groups.len());
         for (owner, names) in &groups {
             let request = Request::Reserve {
                 names: names.clone(),
+                bytes: payload_bytes,
             };
             tickets.push(shard.submit(*owner, request).await?);
         }
@@ -110,6 +109,7 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
             for (owner, names) in groups.iter().filter(|(o, _)| granted.contains(o)) {
                 let request = Request::Release {
                     names: names.clone(),
+                    bytes: payload_bytes,
                 };
                 releases.push(shard.submit(*owner, request).await?);
             }
