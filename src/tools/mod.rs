@@ -114,8 +114,9 @@ impl fmt::Display for ToolError {
                 let list: Vec<&str> = names.iter().map(|n| &**n).collect();
                 write!(
                     f,
-                    "inbox full: {} (each agent holds at most the server's --max-inbox-messages \
-                     until it drains them with get_inbox); nothing was delivered",
+                    "inbox full: {} (an inbox holds at most the server's --max-inbox-messages \
+                     messages and --max-inbox-bytes of text until drained with get_inbox); \
+                     nothing was delivered",
                     list.join(", ")
                 )
             }
