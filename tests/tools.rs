@@ -241,6 +241,13 @@ fn unknown_sender_or_recipient_delivers_nothing() {
         let message = client.call_err("send_message", json!({"from_agent": a, "to": recipients}));
         assert!(message.contains("NoSuchAgent"), "{message}");
     }
+    // Unknown names owned by both shards are all named, in request order.
+    let (left, right) = names_on_different_shards("Missing", SHARDS);
+    let message = client.call_err(
+        "send_message",
+        json!({"from_agent": a, "to": [b, left, same, right]}),
+    );
+    assert!(message.contains(&format!("{left}, {right}")), "{message}");
     for name in [&a, &b, &same] {
         assert!(client.inbox(name).is_empty(), "{name} must receive nothing");
     }

@@ -94,16 +94,26 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
             tickets.push(shard.submit(*owner, request).await?);
         }
         let mut granted: Vec<usize> = Vec::with_capacity(groups.len());
-        let mut refusal: Option<ToolError> = None;
+        // Refusals from every owner, so the error names every recipient at fault.
+        let (mut unknown, mut full): (Vec<Box<str>>, Vec<Box<str>>) = (Vec::new(), Vec::new());
         for (ticket, (owner, _)) in tickets.into_iter().zip(&groups) {
             match ticket.await {
                 Reply::Delivered(Delivery::Enqueued { .. }) => granted.push(*owner),
-                Reply::Delivered(refused) => {
-                    refusal = refusal.or_else(|| Some(refused_error(&args.to, refused)))
-                }
+                Reply::Delivered(Delivery::UnknownRecipients(names)) => unknown.extend(names),
+                Reply::Delivered(Delivery::InboxFull(names)) => full.extend(names),
                 other => unreachable_reply("Reserve", &other),
             }
         }
+        let refusal = if !unknown.is_empty() {
+            Some(refused_error(
+                &args.to,
+                Delivery::UnknownRecipients(unknown),
+            ))
+        } else if !full.is_empty() {
+            Some(refused_error(&args.to, Delivery::InboxFull(full)))
+        } else {
+            None
+        };
         if let Some(error) = refusal {
             let mut releases: Vec<Ticket<'_>> = Vec::with_capacity(granted.len());
             for (owner, names) in groups.iter().filter(|(o, _)| granted.contains(o)) {
