@@ -66,6 +66,9 @@ pub struct AgentProfile {
     pub model: Box<str>,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// 1 at registration, +1 at each update: orders snapshots of one agent taken on its owner,
+    /// however they travel afterwards.
+    pub version: u64,
 }
 
 #[derive(Debug, PartialEq, Eq)]

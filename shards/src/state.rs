@@ -110,6 +110,7 @@ impl ShardState {
                 profile.model = model;
             }
             profile.updated_ms = r.now_ms;
+            profile.version += 1;
             return Reply::Registered {
                 profile: profile.clone(),
                 created: false,
@@ -124,6 +125,7 @@ impl ShardState {
             model: r.model.unwrap_or_default(),
             created_ms: r.now_ms,
             updated_ms: r.now_ms,
+            version: 1,
         };
         let reply = Reply::Registered {
             profile: profile.clone(),
@@ -326,6 +328,11 @@ mod tests {
         assert_eq!(&*p2.program, "new");
         assert_eq!(p2.created_ms, 5);
         assert_eq!(p2.updated_ms, 9);
+        assert_eq!(
+            (p1.version, p2.version),
+            (1, 2),
+            "each update is a newer version"
+        );
         assert_eq!(state.agent_count(), 1);
     }
 

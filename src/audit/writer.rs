@@ -6,7 +6,7 @@ use crate::feed::{Inbox, Work};
 use crate::metrics::AuditMetrics;
 use gix::objs::tree::EntryKind;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +28,8 @@ pub struct Writer {
     pending: BTreeMap<(Uuid, Box<str>), ProfileEvent>,
     commit_due: Option<Instant>,
     metrics: Arc<AuditMetrics>,
+    /// The newest profile version seen per agent (one entry per agent ever registered).
+    newest_version: HashMap<(Uuid, Box<str>), u64>,
     commits: u64,
     /// The last commit failed; the next waits for its retry time.
     failing: bool,
@@ -52,6 +54,7 @@ impl Writer {
             pending: BTreeMap::new(),
             commit_due: None,
             metrics,
+            newest_version: HashMap::new(),
             commits: 0,
             failing: false,
         }
@@ -88,6 +91,19 @@ impl Writer {
 
     fn add(&mut self, event: ProfileEvent) {
         let key = (event.profile.project_id, event.profile.name.clone());
+        // Profiles of one agent can arrive out of order (they are handed over by whichever
+        // shard ran the tool call): only a newer version than anything seen is written.
+        let newest = self.newest_version.get(&key).copied().unwrap_or(0);
+        if event.profile.version <= newest {
+            if event.created {
+                if let Some(pending) = self.pending.get_mut(&key) {
+                    pending.created = true;
+                }
+            }
+            return;
+        }
+        self.newest_version
+            .insert(key.clone(), event.profile.version);
         let created = event.created || self.pending.get(&key).is_some_and(|e| e.created);
         self.pending.insert(key, ProfileEvent { created, ..event });
         self.metrics
@@ -204,5 +220,54 @@ impl Writer {
             ));
         }
         message
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shards::AgentProfile;
+
+    fn event(version: u64, model: &str, created: bool) -> ProfileEvent {
+        ProfileEvent {
+            profile: AgentProfile {
+                id: Uuid::nil(),
+                name: "Agent".into(),
+                project_id: Uuid::nil(),
+                project_key: "p".into(),
+                program: "".into(),
+                model: model.into(),
+                created_ms: 0,
+                updated_ms: 0,
+                version,
+            },
+            created,
+        }
+    }
+
+    #[test]
+    fn an_older_profile_arriving_late_never_replaces_a_newer_one() {
+        let dir = std::env::temp_dir().join(format!("allman-writer-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let repo = gix::init_bare(&dir).expect("init");
+        let mut writer = Writer::new(repo, Arc::default());
+        writer.add(event(2, "new", false));
+        writer.add(event(1, "old", true));
+        let pending = writer.pending.values().next().expect("pending");
+        assert_eq!(&*pending.profile.model, "new");
+        assert!(
+            pending.created,
+            "the registration is still recorded as such"
+        );
+        writer.commit();
+        assert!(writer.pending.is_empty(), "committed");
+        writer.add(event(2, "stale", false));
+        assert!(
+            writer.pending.is_empty(),
+            "a version already written is not written again"
+        );
+        writer.add(event(3, "newer", false));
+        assert_eq!(writer.pending.len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
