@@ -279,10 +279,7 @@ pub fn parse(
     };
     let last_core = *usable.last().unwrap_or(&0);
     let config = Config {
-        port: get("port")
-            .map(|v| number("port", v))
-            .transpose()?
-            .unwrap_or(8000),
+        port: number_or(&get, "port", 8000)?,
         bind: match get("bind") {
             Some(v) => v
                 .parse()
@@ -290,62 +287,20 @@ pub fn parse(
             None => IpAddr::from([127, 0, 0, 1]),
         },
         shard_cores,
-        index_core: get("index-core")
-            .map(|v| number("index-core", v))
-            .transpose()?
-            .unwrap_or(last_core),
-        git_core: get("git-core")
-            .map(|v| number("git-core", v))
-            .transpose()?
-            .unwrap_or(last_core),
-        max_body_bytes: get("max-body-bytes")
-            .map(|v| number("max-body-bytes", v))
-            .transpose()?
-            .unwrap_or(1024 * 1024),
-        max_connections: get("max-connections")
-            .map(|v| number("max-connections", v))
-            .transpose()?
-            .unwrap_or(10_000),
-        idle_timeout_ms: get("idle-timeout-ms")
-            .map(|v| number("idle-timeout-ms", v))
-            .transpose()?
-            .unwrap_or(120_000),
-        request_timeout_ms: get("request-timeout-ms")
-            .map(|v| number("request-timeout-ms", v))
-            .transpose()?
-            .unwrap_or(10_000),
-        max_inbox_messages: get("max-inbox-messages")
-            .map(|v| number("max-inbox-messages", v))
-            .transpose()?
-            .unwrap_or(10_000),
-        max_inbox_bytes: get("max-inbox-bytes")
-            .map(|v| number("max-inbox-bytes", v))
-            .transpose()?
-            .unwrap_or(64 * 1024 * 1024),
-        cross_shard_queue_depth: get("cross-shard-queue-depth")
-            .map(|v| number("cross-shard-queue-depth", v))
-            .transpose()?
-            .unwrap_or(1024),
-        spin_us: get("spin-us")
-            .map(|v| number("spin-us", v))
-            .transpose()?
-            .unwrap_or(0),
-        search_queue_depth: get("search-queue-depth")
-            .map(|v| number("search-queue-depth", v))
-            .transpose()?
-            .unwrap_or(65_536),
-        search_commit_ms: get("search-commit-ms")
-            .map(|v| number("search-commit-ms", v))
-            .transpose()?
-            .unwrap_or(10),
-        audit_queue_depth: get("audit-queue-depth")
-            .map(|v| number("audit-queue-depth", v))
-            .transpose()?
-            .unwrap_or(65_536),
-        shutdown_grace_ms: get("shutdown-grace-ms")
-            .map(|v| number("shutdown-grace-ms", v))
-            .transpose()?
-            .unwrap_or(10_000),
+        index_core: number_or(&get, "index-core", last_core)?,
+        git_core: number_or(&get, "git-core", last_core)?,
+        max_body_bytes: number_or(&get, "max-body-bytes", 1024 * 1024)?,
+        max_connections: number_or(&get, "max-connections", 10_000)?,
+        idle_timeout_ms: number_or(&get, "idle-timeout-ms", 120_000)?,
+        request_timeout_ms: number_or(&get, "request-timeout-ms", 10_000)?,
+        max_inbox_messages: number_or(&get, "max-inbox-messages", 10_000)?,
+        max_inbox_bytes: number_or(&get, "max-inbox-bytes", 64 * 1024 * 1024)?,
+        cross_shard_queue_depth: number_or(&get, "cross-shard-queue-depth", 1024)?,
+        spin_us: number_or(&get, "spin-us", 0)?,
+        search_queue_depth: number_or(&get, "search-queue-depth", 65_536)?,
+        search_commit_ms: number_or(&get, "search-commit-ms", 10)?,
+        audit_queue_depth: number_or(&get, "audit-queue-depth", 65_536)?,
+        shutdown_grace_ms: number_or(&get, "shutdown-grace-ms", 10_000)?,
         allowed_origins: list(get("allowed-origins")),
         allowed_hosts: list(get("allowed-hosts")),
         token: get("token").filter(|t| !t.is_empty()).map(str::to_string),
@@ -434,6 +389,21 @@ fn invalid(name: &'static str, value: &str, reason: String) -> ConfigError {
         value: value.to_string(),
         reason,
     }
+}
+
+/// The numeric setting `flag`, or `default` when it is not set.
+fn number_or<'a, T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    flag: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    Ok(get(flag)
+        .map(|v| number(flag, v))
+        .transpose()?
+        .unwrap_or(default))
 }
 
 fn number<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
