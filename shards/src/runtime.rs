@@ -17,7 +17,7 @@ use crate::protocol::{Reply, Request};
 use crate::state::{InboxLimits, ShardState};
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
 use glommio::channels::shared_channel::ConnectedReceiver;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -78,8 +78,6 @@ impl MeshPair {
 pub struct ShardStats {
     pub agents: usize,
     pub queued_messages: usize,
-    pub local_calls: u64,
-    pub remote_calls: u64,
     /// Cross-shard calls sent by this shard and not yet answered.
     pub in_flight: usize,
 }
@@ -92,8 +90,6 @@ pub struct Shard {
     requests: Senders<RequestFrame>,
     replies: Senders<ReplyFrame>,
     pending: RefCell<Pending>,
-    local_calls: Cell<u64>,
-    remote_calls: Cell<u64>,
 }
 
 impl Shard {
@@ -125,8 +121,6 @@ impl Shard {
             requests,
             replies,
             pending: RefCell::new(Pending::default()),
-            local_calls: Cell::new(0),
-            remote_calls: Cell::new(0),
         });
         for (peer, rx) in request_rx.streams() {
             glommio::spawn_local(serve_peer(Rc::clone(&shard), peer, rx)).detach();
@@ -155,8 +149,6 @@ impl Shard {
         ShardStats {
             agents: state.agent_count(),
             queued_messages: state.queued_messages(),
-            local_calls: self.local_calls.get(),
-            remote_calls: self.remote_calls.get(),
             in_flight: self.pending.borrow().in_flight,
         }
     }
@@ -165,14 +157,12 @@ impl Shard {
     /// before awaiting their tickets runs them on their owners in parallel.
     pub async fn submit(&self, owner: usize, request: Request) -> Result<Ticket<'_>, CallError> {
         if owner == self.id {
-            self.local_calls.set(self.local_calls.get() + 1);
             let reply = self.state.borrow_mut().handle(request);
             return Ok(Ticket::Ready(Some(reply)));
         }
         if owner >= self.count {
             return Err(CallError::NoSuchShard { owner });
         }
-        self.remote_calls.set(self.remote_calls.get() + 1);
         let slot = self.pending.borrow_mut().reserve();
         // Built before the send so that dropping this future mid-send frees the slot.
         let ticket = Ticket::Remote { shard: self, slot };
