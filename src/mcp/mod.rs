@@ -140,9 +140,10 @@ pub async fn handle_body(
     Outcome::Reply
 }
 
+/// Compared as bytes: SDK clients send this header on every request, so no allocation here.
+/// (The HTTP decoder has already trimmed surrounding whitespace.)
 fn is_supported_version(header: &[u8]) -> bool {
-    let trimmed = String::from_utf8_lossy(header);
-    SUPPORTED_VERSIONS.contains(&trimmed.trim())
+    SUPPORTED_VERSIONS.iter().any(|v| v.as_bytes() == header)
 }
 
 /// Methods this server implements; a request for any other gets -32601 whatever its version.
