@@ -20,13 +20,18 @@ struct NotifyInner {
 impl Notify {
     pub fn fire(&self) {
         self.inner.fired.store(true, Ordering::SeqCst);
-        let waker = match self.inner.waker.lock() {
-            Ok(mut slot) => slot.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        };
+        let waker = self.waker_slot().take();
         if let Some(waker) = waker {
             waker.wake();
         }
+    }
+
+    /// A panic while holding this lock cannot leave the slot half-written.
+    fn waker_slot(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
+        self.inner
+            .waker
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn is_fired(&self) -> bool {
@@ -42,13 +47,7 @@ impl Notify {
         if self.is_fired() {
             return Poll::Ready(());
         }
-        {
-            let mut slot = match self.inner.waker.lock() {
-                Ok(slot) => slot,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            *slot = Some(cx.waker().clone());
-        }
+        *self.waker_slot() = Some(cx.waker().clone());
         // Checked again after storing the waker so a fire in between is not missed.
         if self.is_fired() {
             Poll::Ready(())
