@@ -158,7 +158,7 @@ pub fn decode<'b>(buf: &'b [u8], limits: &Limits) -> Result<Decoded<'b>, HttpErr
     let mut expect_continue = false;
     for header in parsed.headers.iter() {
         let name = header.name;
-        let value = trim(header.value);
+        let value = trim_ows(header.value);
         if name.eq_ignore_ascii_case("content-length") {
             let length = parse_content_length(value)?;
             if content_length.is_some_and(|seen| seen != length) {
@@ -168,7 +168,7 @@ pub fn decode<'b>(buf: &'b [u8], limits: &Limits) -> Result<Decoded<'b>, HttpErr
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             chunked = true;
         } else if name.eq_ignore_ascii_case("connection") {
-            for token in value.split(|b| *b == b',').map(trim) {
+            for token in value.split(|b| *b == b',').map(trim_ows) {
                 if token.eq_ignore_ascii_case(b"close") {
                     close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
@@ -233,7 +233,8 @@ pub fn decode<'b>(buf: &'b [u8], limits: &Limits) -> Result<Decoded<'b>, HttpErr
     })
 }
 
-fn trim(mut bytes: &[u8]) -> &[u8] {
+/// Strips optional whitespace (spaces and tabs, RFC 9110 OWS) from both ends.
+pub fn trim_ows(mut bytes: &[u8]) -> &[u8] {
     while let [b' ' | b'\t', rest @ ..] = bytes {
         bytes = rest;
     }

@@ -1,6 +1,7 @@
 //! Streamable HTTP transport rules that apply before a body is read as JSON-RPC: who may
 //! talk to `/mcp` (Host, Origin, bearer token) and in which media types.
 
+use crate::http::request::trim_ows;
 use crate::http::{Headers, Status};
 
 /// Refusals carry a JSON-RPC error body with this code (the implementation-defined server
@@ -143,7 +144,7 @@ fn bearer_matches(authorization: Option<&[u8]>, token: &str) -> bool {
     let Some(presented) = strip_prefix_ignore_case(value, b"bearer ") else {
         return false;
     };
-    let presented = trim(presented);
+    let presented = trim_ows(presented);
     let expected = token.as_bytes();
     if presented.len() != expected.len() {
         return false;
@@ -155,20 +156,10 @@ fn bearer_matches(authorization: Option<&[u8]>, token: &str) -> bool {
         == 0
 }
 
-fn trim(mut bytes: &[u8]) -> &[u8] {
-    while let [b' ', rest @ ..] = bytes {
-        bytes = rest;
-    }
-    while let [rest @ .., b' '] = bytes {
-        bytes = rest;
-    }
-    bytes
-}
-
 /// `application/json; charset=utf-8` is `application/json`.
 fn media_type_is(value: &[u8], media_type: &[u8]) -> bool {
     let essence = value.split(|b| *b == b';').next().unwrap_or_default();
-    trim(essence).eq_ignore_ascii_case(media_type)
+    trim_ows(essence).eq_ignore_ascii_case(media_type)
 }
 
 /// Whether an Accept header allows a JSON response: `application/json`, `application/*`
