@@ -1,7 +1,7 @@
 //! Routes: which path and method reach which handler. The [`Service`] each shard plugs into
 //! the HTTP layer.
 
-use crate::http::{Method, Request, ResponseHead, Service, Status};
+use crate::http::{Head, Method, Request, ResponseHead, Service, Status};
 use crate::mcp::jsonrpc::{write_error, RpcError};
 use crate::mcp::transport::{self, TransportPolicy, TRANSPORT_ERROR};
 use crate::mcp::{self, Outcome};
@@ -24,20 +24,26 @@ impl App {
     }
 
     async fn post_mcp(&self, request: &Request<'_>, body: &mut Vec<u8>) -> ResponseHead {
-        if let Err(refusal) = transport::check(&request.headers, &self.policy) {
-            write_error(body, None, &RpcError::new(TRANSPORT_ERROR, refusal.message));
-            let head = ResponseHead::json(refusal.status);
-            return match refusal.status {
-                Status::Unauthorized => head.with_headers(BEARER_CHALLENGE),
-                _ => head,
-            };
-        }
+        // The transport rules were checked on the head (`admit`) before the body was read.
         let version = request.headers.mcp_protocol_version;
         match mcp::handle_body(request.body, version, &self.tools, body).await {
             Outcome::Reply => ResponseHead::json(Status::Ok),
             Outcome::Refused => ResponseHead::json(Status::BadRequest),
             Outcome::Accepted => ResponseHead::new(Status::Accepted),
         }
+    }
+
+    /// The transport rules for `POST /mcp` (Host, Origin, token, media types): decided by the
+    /// headers alone. The protocol-version rule waits for the body, because `initialize` is
+    /// exempt from it.
+    fn admit_mcp(&self, head: &Head<'_>, body: &mut Vec<u8>) -> Option<ResponseHead> {
+        let refusal = transport::check(&head.headers, &self.policy).err()?;
+        write_error(body, None, &RpcError::new(TRANSPORT_ERROR, refusal.message));
+        let response = ResponseHead::json(refusal.status);
+        Some(match refusal.status {
+            Status::Unauthorized => response.with_headers(BEARER_CHALLENGE),
+            _ => response,
+        })
     }
 }
 
@@ -48,10 +54,28 @@ const ALLOW_HEALTH: &[(&str, &str)] = &[("Allow", "GET, HEAD")];
 const ALLOW_MCP: &[(&str, &str)] = &[("Allow", "POST")];
 
 impl Service for App {
+    fn admit(&self, head: &Head<'_>, body: &mut Vec<u8>) -> Option<ResponseHead> {
+        let refusal = match (head.path, head.method) {
+            ("/mcp", Method::Post) => self.admit_mcp(head, body),
+            // No other route reads a body: refuse one instead of buffering it.
+            _ if head.body_len > 0 => {
+                body.extend_from_slice(b"this route takes no request body\n");
+                Some(ResponseHead::text(Status::PayloadTooLarge))
+            }
+            _ => None,
+        }?;
+        self.tools.shard_metrics().http_response(refusal.status);
+        Some(refusal)
+    }
+
     async fn handle(&self, request: &Request<'_>, body: &mut Vec<u8>) -> ResponseHead {
         let head = self.route(request, body).await;
         self.tools.shard_metrics().http_response(head.status);
         head
+    }
+
+    fn head_parsed(&self) {
+        self.tools.shard_metrics().head_parsed();
     }
 }
 

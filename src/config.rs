@@ -19,10 +19,13 @@ OPTIONS (each also settable by the environment variable shown; flags win):
     --git-core <CPU>              core for the git audit thread                [ALLMAN_GIT_CORE, default: last usable core]
     --max-body-bytes <N>          largest accepted request body                [ALLMAN_MAX_BODY_BYTES, default 1048576]
     --max-connections <N>         open connections across all shards           [ALLMAN_MAX_CONNECTIONS, default 10000]
+    --read-buffer-budget-bytes <N> request bytes one shard buffers beyond each connection's first 8 KiB; past it a request gets 503 [ALLMAN_READ_BUFFER_BUDGET_BYTES, default 268435456]
     --idle-timeout-ms <MS>        close a connection idle this long            [ALLMAN_IDLE_TIMEOUT_MS, default 120000]
     --search-queue-depth <N>      messages in flight to the indexer before shards hold them back [ALLMAN_SEARCH_QUEUE_DEPTH, default 65536]
+    --search-queue-bytes <N>      message text held or in flight to the indexer, across shards, before sends wait [ALLMAN_SEARCH_QUEUE_BYTES, default 268435456]
     --search-commit-ms <MS>       commit the search index at most this long after new mail arrives [ALLMAN_SEARCH_COMMIT_MS, default 10]
     --audit-queue-depth <N>       agent profiles in flight to the git writer before shards hold them back [ALLMAN_AUDIT_QUEUE_DEPTH, default 65536]
+    --audit-queue-bytes <N>       profile text held or in flight to the git writer, across shards, before registrations wait [ALLMAN_AUDIT_QUEUE_BYTES, default 268435456]
     --shutdown-grace-ms <MS>      on SIGINT/SIGTERM, wait this long for in-flight requests [ALLMAN_SHUTDOWN_GRACE_MS, default 10000]
     --allowed-origins <LIST>      Origins allowed on /mcp besides localhost ones, comma-separated [ALLMAN_ALLOWED_ORIGINS]
     --allowed-hosts <LIST>        Host names allowed on /mcp besides local ones (checked when bound to loopback) [ALLMAN_ALLOWED_HOSTS]
@@ -59,8 +62,11 @@ pub struct Config {
     pub cross_shard_queue_depth: usize,
     pub spin_us: u64,
     pub search_queue_depth: usize,
+    pub search_queue_bytes: usize,
     pub search_commit_ms: u64,
     pub audit_queue_depth: usize,
+    pub audit_queue_bytes: usize,
+    pub read_buffer_budget_bytes: usize,
     pub shutdown_grace_ms: u64,
     pub allowed_origins: Vec<String>,
     pub allowed_hosts: Vec<String>,
@@ -176,6 +182,18 @@ const SETTINGS: &[Setting] = &[
     Setting {
         flag: "audit-queue-depth",
         env: "ALLMAN_AUDIT_QUEUE_DEPTH",
+    },
+    Setting {
+        flag: "search-queue-bytes",
+        env: "ALLMAN_SEARCH_QUEUE_BYTES",
+    },
+    Setting {
+        flag: "audit-queue-bytes",
+        env: "ALLMAN_AUDIT_QUEUE_BYTES",
+    },
+    Setting {
+        flag: "read-buffer-budget-bytes",
+        env: "ALLMAN_READ_BUFFER_BUDGET_BYTES",
     },
     Setting {
         flag: "search-commit-ms",
@@ -298,8 +316,11 @@ pub fn parse(
         cross_shard_queue_depth: number_or(&get, "cross-shard-queue-depth", 1024)?,
         spin_us: number_or(&get, "spin-us", 0)?,
         search_queue_depth: number_or(&get, "search-queue-depth", 65_536)?,
+        search_queue_bytes: number_or(&get, "search-queue-bytes", 256 * 1024 * 1024)?,
         search_commit_ms: number_or(&get, "search-commit-ms", 10)?,
         audit_queue_depth: number_or(&get, "audit-queue-depth", 65_536)?,
+        audit_queue_bytes: number_or(&get, "audit-queue-bytes", 256 * 1024 * 1024)?,
+        read_buffer_budget_bytes: number_or(&get, "read-buffer-budget-bytes", 256 * 1024 * 1024)?,
         shutdown_grace_ms: number_or(&get, "shutdown-grace-ms", 10_000)?,
         allowed_origins: list(get("allowed-origins")),
         allowed_hosts: list(get("allowed-hosts")),
@@ -315,6 +336,17 @@ pub fn parse(
 const MAX_SHARDS: usize = 1024;
 /// Bodies beyond this would let a few clients pin gigabytes of buffers.
 const MAX_BODY_BYTES_LIMIT: usize = 64 * 1024 * 1024;
+/// Longest duration setting. Far beyond any useful timeout, and far from overflowing
+/// `Instant + Duration` arithmetic (which panics) however long the server has run.
+pub const MAX_DURATION_MS: u64 = 24 * 60 * 60 * 1000;
+/// Busy-polling longer than this before parking is a misconfiguration, not a tuning.
+const MAX_SPIN_US: u64 = 1_000_000;
+/// Largest item count for a queue or inbox setting: ~16 M, past any memory we would accept.
+const MAX_QUEUE_ITEMS: usize = 1 << 24;
+/// Connections across all shards: each holds an fd and at least 8 KiB.
+const MAX_CONNECTIONS: usize = 1_000_000;
+/// Largest byte budget: 1 TiB, a typo guard that also keeps sums of budgets from overflowing.
+const MAX_MEMORY_BYTES: usize = 1 << 40;
 
 fn validate(config: &Config, usable: &[usize]) -> Result<(), ConfigError> {
     for (name, core) in config
@@ -348,26 +380,84 @@ fn validate(config: &Config, usable: &[usize]) -> Result<(), ConfigError> {
             "must be at least one per shard".into(),
         ));
     }
-    for (name, depth) in [
-        ("search-queue-depth", config.search_queue_depth),
-        ("audit-queue-depth", config.audit_queue_depth),
-        ("max-inbox-messages", config.max_inbox_messages),
-        ("max-inbox-bytes", config.max_inbox_bytes),
-        ("cross-shard-queue-depth", config.cross_shard_queue_depth),
+    for (name, value, max) in [
+        (
+            "search-queue-depth",
+            config.search_queue_depth,
+            MAX_QUEUE_ITEMS,
+        ),
+        (
+            "audit-queue-depth",
+            config.audit_queue_depth,
+            MAX_QUEUE_ITEMS,
+        ),
+        (
+            "cross-shard-queue-depth",
+            config.cross_shard_queue_depth,
+            MAX_QUEUE_ITEMS,
+        ),
+        (
+            "max-inbox-messages",
+            config.max_inbox_messages,
+            MAX_QUEUE_ITEMS,
+        ),
+        ("max-connections", config.max_connections, MAX_CONNECTIONS),
+        ("max-inbox-bytes", config.max_inbox_bytes, MAX_MEMORY_BYTES),
+        (
+            "search-queue-bytes",
+            config.search_queue_bytes,
+            MAX_MEMORY_BYTES,
+        ),
+        (
+            "audit-queue-bytes",
+            config.audit_queue_bytes,
+            MAX_MEMORY_BYTES,
+        ),
+        (
+            "read-buffer-budget-bytes",
+            config.read_buffer_budget_bytes,
+            MAX_MEMORY_BYTES,
+        ),
     ] {
-        if depth == 0 {
-            return Err(invalid(name, "0", "must be positive".into()));
+        if value == 0 || value > max {
+            return Err(invalid(
+                name,
+                &value.to_string(),
+                format!("must be 1..={max}"),
+            ));
         }
     }
-    if config.request_timeout_ms == 0 {
+    for (name, value_ms, min_ms) in [
+        ("request-timeout-ms", config.request_timeout_ms, 1),
+        ("idle-timeout-ms", config.idle_timeout_ms, 1),
+        ("shutdown-grace-ms", config.shutdown_grace_ms, 0),
+        ("search-commit-ms", config.search_commit_ms, 0),
+    ] {
+        if value_ms < min_ms || value_ms > MAX_DURATION_MS {
+            return Err(invalid(
+                name,
+                &value_ms.to_string(),
+                format!("must be {min_ms}..={MAX_DURATION_MS} (one day)"),
+            ));
+        }
+    }
+    if config.spin_us > MAX_SPIN_US {
         return Err(invalid(
-            "request-timeout-ms",
-            "0",
-            "must be positive".into(),
+            "spin-us",
+            &config.spin_us.to_string(),
+            format!("must be 0..={MAX_SPIN_US}"),
         ));
     }
-    if config.idle_timeout_ms == 0 {
-        return Err(invalid("idle-timeout-ms", "0", "must be positive".into()));
+    // A request of the largest allowed size must be able to arrive at all.
+    let largest_request = config.max_body_bytes + MAX_HEADER_BYTES;
+    if config.read_buffer_budget_bytes < largest_request {
+        return Err(invalid(
+            "read-buffer-budget-bytes",
+            &config.read_buffer_budget_bytes.to_string(),
+            format!(
+                "must hold at least one request of --max-body-bytes plus headers ({largest_request})"
+            ),
+        ));
     }
     Ok(())
 }
@@ -512,6 +602,15 @@ mod tests {
             &["--bind", "localhost:1"],
             &["--max-body-bytes", "0"],
             &["--index-core", "8"],
+            &["--idle-timeout-ms", "18446744073709551615"],
+            &["--request-timeout-ms", "86400001"],
+            &["--shutdown-grace-ms", "999999999999"],
+            &["--search-commit-ms", "86400001"],
+            &["--spin-us", "99999999999"],
+            &["--max-inbox-bytes", "0"],
+            &["--search-queue-bytes", "0"],
+            &["--read-buffer-budget-bytes", "1024"],
+            &["--max-connections", "99999999"],
         ];
         for args in cases {
             let err = parse_with(args, &[]).expect_err("must be refused");

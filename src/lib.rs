@@ -14,6 +14,7 @@ pub mod feed;
 pub mod fuzzing;
 pub mod http;
 pub mod ids;
+pub mod json;
 pub mod lifecycle;
 pub mod mcp;
 pub mod metrics;

@@ -1,6 +1,7 @@
 //! Start-up and shutdown signalling between the main thread and the shard threads.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
@@ -79,4 +80,28 @@ pub enum Event {
         core: usize,
     },
     Signal(i32),
+    /// A helper thread (search indexer, query thread, git writer) ended while the server was
+    /// serving: a panic (with its message) or an unexpected return.
+    HelperStopped {
+        helper: &'static str,
+        cause: String,
+    },
+}
+
+/// Runs a helper thread's body and tells the main thread if it ends, normally or by a panic.
+/// A helper only returns when asked to at shutdown, and by then the main thread no longer
+/// listens, so any report it reads means the helper died under a running server.
+pub fn supervise(helper: &'static str, events: &Sender<Event>, body: impl FnOnce()) {
+    let cause = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(()) => "it returned".to_string(),
+        Err(payload) => match payload.downcast::<String>() {
+            Ok(message) => format!("panicked: {message}"),
+            Err(payload) => match payload.downcast::<&'static str>() {
+                Ok(message) => format!("panicked: {message}"),
+                Err(_) => "panicked".to_string(),
+            },
+        },
+    };
+    // The main thread outlives the helpers; a send error means it is already exiting.
+    let _ = events.send(Event::HelperStopped { helper, cause });
 }

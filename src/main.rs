@@ -70,10 +70,11 @@ fn main() -> ExitCode {
         index_path: config.index_path.clone(),
         core: config.index_core,
         queue_depth: config.search_queue_depth,
+        queue_bytes: config.search_queue_bytes,
         commit_interval_ms: config.search_commit_ms,
     };
     let search_metrics = Arc::new(SearchMetrics::default());
-    let search = match search::start(&search_config, Arc::clone(&search_metrics)) {
+    let search = match search::start(&search_config, Arc::clone(&search_metrics), &events_tx) {
         Ok(search) => search,
         Err(error) => {
             eprintln!("allman: {error}");
@@ -86,9 +87,10 @@ fn main() -> ExitCode {
         repo_root: config.repo_root.clone(),
         core: config.git_core,
         queue_depth: config.audit_queue_depth,
+        queue_bytes: config.audit_queue_bytes,
     };
     let audit_metrics = Arc::new(AuditMetrics::default());
-    let audit = match audit::start(&audit_config, Arc::clone(&audit_metrics)) {
+    let audit = match audit::start(&audit_config, Arc::clone(&audit_metrics), &events_tx) {
         Ok(audit) => audit,
         Err(error) => {
             eprintln!("allman: {error}");
@@ -134,6 +136,9 @@ fn main() -> ExitCode {
             StartupFailure::TimedOut => format!(
                 "the shards did not report ready within {STARTUP_TIMEOUT_MS} ms\n{STARTUP_HINT}"
             ),
+            StartupFailure::Helper { helper, cause } => {
+                format!("the {helper} thread stopped during start-up: {cause}")
+            }
             StartupFailure::Interrupted => "interrupted during start-up".to_string(),
         };
         eprintln!("allman: {message}");
@@ -142,7 +147,8 @@ fn main() -> ExitCode {
     }
     log_started(&config, local_addr);
 
-    // 7. Serve until a signal, or until a shard dies (which is fatal, never a silent hang).
+    // 7. Serve until a signal, or until a shard or a helper thread dies (fatal, never a
+    //    silent hang: nothing would drain its queue).
     loop {
         match events.recv() {
             Ok(Event::Signal(signal)) => {
@@ -151,6 +157,10 @@ fn main() -> ExitCode {
             }
             Ok(Event::Exited { slot, core } | Event::Failed { slot, core, .. }) => {
                 tracing::error!(shard = slot, core, "a shard stopped unexpectedly; exiting");
+                std::process::exit(1);
+            }
+            Ok(Event::HelperStopped { helper, cause }) => {
+                tracing::error!(helper, %cause, "a helper thread stopped; exiting");
                 std::process::exit(1);
             }
             Ok(_) => {}
@@ -218,6 +228,10 @@ enum StartupFailure {
         reason: String,
         executor_started: bool,
     },
+    Helper {
+        helper: &'static str,
+        cause: String,
+    },
     TimedOut,
     Interrupted,
 }
@@ -254,6 +268,9 @@ fn wait_ready(events: &Receiver<Event>, shard_count: usize) -> Result<(), Startu
                     executor_started: true,
                 })
             }
+            Ok(Event::HelperStopped { helper, cause }) => {
+                return Err(StartupFailure::Helper { helper, cause })
+            }
             Ok(Event::Drained { .. }) => {}
             Err(_) => return Err(StartupFailure::TimedOut),
         }
@@ -275,6 +292,9 @@ fn log_started(config: &Config, addr: SocketAddr) {
         max_inbox_messages = config.max_inbox_messages,
         max_inbox_bytes = config.max_inbox_bytes,
         search_commit_ms = config.search_commit_ms,
+        search_queue_bytes = config.search_queue_bytes,
+        audit_queue_bytes = config.audit_queue_bytes,
+        read_buffer_budget_bytes = config.read_buffer_budget_bytes,
         shutdown_grace_ms = config.shutdown_grace_ms,
         spin_us = config.spin_us,
         allowed_hosts = ?config.allowed_hosts,
@@ -310,9 +330,12 @@ fn log_panics() {
     }));
 }
 
+/// allman's own logs, plus glommio's warnings (debug builds report stalled shards there).
+const DEFAULT_LOG_FILTER: &str = "allman=info,glommio=warn";
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("allman=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

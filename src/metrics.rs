@@ -80,14 +80,23 @@ pub struct ShardMetrics {
     tool_ok: [AtomicU64; TOOLS.len()],
     tool_error: [AtomicU64; TOOLS.len()],
     tool_latency: [Latency; TOOLS.len()],
+    head_parses: AtomicU64,
     pub agents: AtomicU64,
     pub queued_messages: AtomicU64,
     pub cross_shard_in_flight: AtomicU64,
+    /// Request bytes buffered beyond each connection's first read buffer (the read budget).
+    pub read_buffer_bytes: AtomicU64,
 }
 
 impl ShardMetrics {
     pub fn http_response(&self, status: Status) {
         self.http_responses[status_index(status)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One HTTP header section parsed (a request whose body arrives in pieces costs two: at
+    /// its head and when it is complete, never one per read).
+    pub fn head_parsed(&self) {
+        self.head_parses.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn rpc_method(&self, method: &str) {
@@ -122,6 +131,8 @@ pub struct SearchMetrics {
     pub commit_lag: Latency,
     /// Documents sent by shards and not yet taken by the indexer.
     pub in_flight: Arc<AtomicUsize>,
+    /// Bytes of message text on their way to the indexer: held by shards or in flight.
+    pub pending_bytes: Arc<AtomicUsize>,
 }
 
 /// Counters of the git audit thread.
@@ -132,6 +143,8 @@ pub struct AuditMetrics {
     /// Profiles written to no commit yet.
     pub pending: AtomicU64,
     pub in_flight: Arc<AtomicUsize>,
+    /// Bytes of profile text on their way to the git writer: held by shards or in flight.
+    pub pending_bytes: Arc<AtomicUsize>,
 }
 
 pub struct Metrics {
@@ -172,6 +185,12 @@ impl Metrics {
                 status.code()
             );
         }
+        counter(
+            &mut out,
+            "allman_http_head_parses_total",
+            "HTTP header sections parsed",
+            sum(&|s| s.head_parses.load(Ordering::Relaxed)),
+        );
         header(
             &mut out,
             "allman_rpc_requests_total",
@@ -247,6 +266,16 @@ impl Metrics {
             s.cross_shard_in_flight.load(Ordering::Relaxed)
         });
 
+        header(
+            &mut out,
+            "allman_shard_read_buffer_bytes",
+            "gauge",
+            "request bytes buffered beyond each connection's first 8 KiB, per shard (bounded by --read-buffer-budget-bytes)",
+        );
+        self.per_shard(&mut out, "allman_shard_read_buffer_bytes", |s| {
+            s.read_buffer_bytes.load(Ordering::Relaxed)
+        });
+
         gauge(
             &mut out,
             "allman_open_connections",
@@ -277,6 +306,12 @@ impl Metrics {
             "allman_search_pending_documents",
             "documents on their way to the indexer",
             self.search.in_flight.load(Ordering::Relaxed) as u64,
+        );
+        gauge(
+            &mut out,
+            "allman_search_pending_bytes",
+            "message text on its way to the indexer, held or in flight (bounded by --search-queue-bytes)",
+            self.search.pending_bytes.load(Ordering::Relaxed) as u64,
         );
         header(
             &mut out,
@@ -310,6 +345,12 @@ impl Metrics {
             "allman_git_pending_events",
             "agent profiles not committed yet",
             pending,
+        );
+        gauge(
+            &mut out,
+            "allman_git_pending_bytes",
+            "profile text on its way to the git writer, held or in flight (bounded by --audit-queue-bytes)",
+            self.audit.pending_bytes.load(Ordering::Relaxed) as u64,
         );
         out
     }

@@ -5,7 +5,7 @@ use crate::app::App;
 use crate::audit::ProfileEvent;
 use crate::config::{Config, MAX_HEADER_BYTES};
 use crate::feed::{Feed, Outbox};
-use crate::http::{self, refuse_connection, serve_connection};
+use crate::http::{self, refuse_connection, serve_connection, ConnectionContext, ReadBudget};
 use crate::lifecycle::{Event, Notify};
 use crate::mcp::transport::TransportPolicy;
 use crate::metrics::Metrics;
@@ -13,7 +13,7 @@ use crate::search::{SearchDoc, SearchHandle};
 use crate::tools::Toolbox;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
-use shards::{InboxLimits, MeshPair, Shard};
+use shards::{InboxLimits, MeshPair, Shard, Turn};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
@@ -31,6 +31,10 @@ const IO_MEMORY_BYTES: usize = 512 * 1024;
 const DRAIN_POLL_MS: u64 = 5;
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_BACKOFF_MS: u64 = 10;
+/// Debug builds log a task queue that runs this much longer than glommio's preempt timer
+/// (100 ms) without yielding: a loop that forgot to yield shows up in the test logs.
+#[cfg(debug_assertions)]
+const STALL_THRESHOLD_MS: u64 = 50;
 
 /// The helper threads' ends that every shard gets a copy of.
 #[derive(Clone)]
@@ -50,6 +54,8 @@ struct ShardSettings {
     inbox_limits: InboxLimits,
     /// How long a stopping shard waits for in-flight requests before it gives up on them.
     shutdown_grace: Duration,
+    /// Request bytes the shard buffers beyond each connection's first read buffer.
+    read_buffer_budget_bytes: usize,
     transport: TransportPolicy,
 }
 
@@ -84,6 +90,7 @@ pub fn start(
             bytes: config.max_inbox_bytes,
         },
         shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
+        read_buffer_budget_bytes: config.read_buffer_budget_bytes,
         transport: TransportPolicy {
             allowed_origins: config.allowed_origins.clone(),
             allowed_hosts: config.allowed_hosts.clone(),
@@ -120,6 +127,10 @@ pub fn start(
         let mut builder = LocalExecutorBuilder::new(Placement::Fixed(core))
             .name("allman-shard")
             .io_memory(IO_MEMORY_BYTES);
+        #[cfg(debug_assertions)]
+        {
+            builder = builder.detect_stalls(Some(Box::new(StallLogger)));
+        }
         if config.spin_us > 0 {
             builder = builder.spin_before_park(Duration::from_micros(config.spin_us));
         }
@@ -238,22 +249,29 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
         Rc::clone(&audit_feed),
         Arc::clone(&metrics),
     );
-    glommio::spawn_local(publish_shard_gauges(Rc::clone(&shard), metrics)).detach();
     let policy = Rc::new(context.settings.transport.clone());
     let app = Rc::new(App::new(toolbox, policy));
     let connections = Rc::new(RefCell::new(Connections::default()));
+    let budget = Rc::new(ReadBudget::new(context.settings.read_buffer_budget_bytes));
+    glommio::spawn_local(publish_shard_gauges(
+        Rc::clone(&shard),
+        Rc::clone(&budget),
+        metrics,
+    ))
+    .detach();
     let settings = Rc::new(context.settings);
     reporter.send(Event::Ready { shard: shard.id() });
 
-    accept_until_stopped(
-        &listener,
-        &context.stop,
-        &app,
-        &connections,
-        &settings,
-        &context.open_connections,
-    )
-    .await;
+    let acceptor = Acceptor {
+        app,
+        connections: Rc::clone(&connections),
+        settings: Rc::clone(&settings),
+        budget,
+        open_connections: context.open_connections,
+    };
+    acceptor
+        .accept_until_stopped(&listener, &context.stop)
+        .await;
     drop(listener);
 
     // Idle connections end now; busy ones finish the requests they have read, then end.
@@ -283,32 +301,45 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
     shard.close();
 }
 
-async fn accept_until_stopped(
-    listener: &TcpListener,
-    stop: &Notify,
-    app: &Rc<App>,
-    connections: &Rc<RefCell<Connections>>,
-    settings: &Rc<ShardSettings>,
-    open_connections: &Arc<AtomicUsize>,
-) {
-    loop {
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            stop.wait().await;
-            None
-        })
-        .await;
-        let stream = match accepted {
-            None => return,
-            Some(Ok(stream)) => stream,
-            Some(Err(error)) => {
-                tracing::warn!(%error, "accept failed");
-                glommio::timer::sleep(Duration::from_millis(ACCEPT_BACKOFF_MS)).await;
-                continue;
+/// What the accept loop hands to each connection it starts.
+struct Acceptor {
+    app: Rc<App>,
+    connections: Rc<RefCell<Connections>>,
+    settings: Rc<ShardSettings>,
+    budget: Rc<ReadBudget>,
+    open_connections: Arc<AtomicUsize>,
+}
+
+impl Acceptor {
+    async fn accept_until_stopped(&self, listener: &TcpListener, stop: &Notify) {
+        let mut turn = Turn::new();
+        loop {
+            let accepted =
+                futures_lite::future::or(async { Some(listener.accept().await) }, async {
+                    stop.wait().await;
+                    None
+                });
+            let accepted = turn.wait(accepted).await;
+            match accepted {
+                None => return,
+                Some(Ok(stream)) => self.start_connection(stream),
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "accept failed");
+                    glommio::timer::sleep(Duration::from_millis(ACCEPT_BACKOFF_MS)).await;
+                }
             }
-        };
-        if open_connections.fetch_add(1, Ordering::AcqRel) >= settings.max_connections {
-            open_connections.fetch_sub(1, Ordering::AcqRel);
-            app.metrics()
+            // Under a connect flood `accept` completes at once every time: take turns, so the
+            // connections already accepted get served.
+            turn.done().await;
+        }
+    }
+
+    fn start_connection(&self, stream: glommio::net::TcpStream) {
+        let open = &self.open_connections;
+        if open.fetch_add(1, Ordering::AcqRel) >= self.settings.max_connections {
+            open.fetch_sub(1, Ordering::AcqRel);
+            self.app
+                .metrics()
                 .refused_connections
                 .fetch_add(1, Ordering::Relaxed);
             glommio::spawn_local(async move {
@@ -317,24 +348,28 @@ async fn accept_until_stopped(
                 tracing::debug!("refused a connection over the limit");
             })
             .detach();
-            continue;
+            return;
         }
-        let key = connections.borrow_mut().insert(stream.as_raw_fd());
+        let key = self.connections.borrow_mut().insert(stream.as_raw_fd());
         let guard = ConnectionGuard {
-            connections: Rc::clone(connections),
+            connections: Rc::clone(&self.connections),
             key,
-            open_connections: Arc::clone(open_connections),
+            open_connections: Arc::clone(open),
         };
-        let app = Rc::clone(app);
-        let settings = Rc::clone(settings);
+        let app = Rc::clone(&self.app);
+        let settings = Rc::clone(&self.settings);
+        let budget = Rc::clone(&self.budget);
         glommio::spawn_local(async move {
             let mut stream = stream;
             // Small request/response exchanges: send each batch of responses immediately.
             let _ = stream.set_nodelay(true);
-            let timeouts = settings.timeouts;
-            if let Err(error) =
-                serve_connection(&mut stream, &*app, &settings.limits, timeouts).await
-            {
+            let context = ConnectionContext {
+                service: &*app,
+                limits: &settings.limits,
+                timeouts: settings.timeouts,
+                budget: &budget,
+            };
+            if let Err(error) = serve_connection(&mut stream, &context).await {
                 tracing::debug!(%error, "connection ended with an error");
             }
             // Unregister before the socket closes, so shutdown never touches a reused fd.
@@ -345,15 +380,34 @@ async fn accept_until_stopped(
     }
 }
 
+/// Debug builds: a task queue that runs `STALL_THRESHOLD_MS` past its time slice without
+/// yielding is logged by glommio (target `glommio`, level warn, with the stack it sampled).
+#[cfg(debug_assertions)]
+#[derive(Debug)]
+struct StallLogger;
+
+#[cfg(debug_assertions)]
+impl glommio::StallDetectionHandler for StallLogger {
+    fn threshold(
+        &self,
+        _queue: glommio::TaskQueueHandle,
+        _max_expected_runtime: Duration,
+    ) -> Option<Duration> {
+        Some(Duration::from_millis(STALL_THRESHOLD_MS))
+    }
+}
+
 /// How often a shard copies its state gauges (agents, queued messages, calls in flight)
 /// into the metrics; a scrape sees values at most this old.
 const GAUGE_INTERVAL_MS: u64 = 1_000;
 
 /// Publishes this shard's gauges for `/metrics`, which any shard may serve.
-async fn publish_shard_gauges(shard: Rc<Shard>, metrics: Arc<Metrics>) {
+async fn publish_shard_gauges(shard: Rc<Shard>, budget: Rc<ReadBudget>, metrics: Arc<Metrics>) {
     loop {
         let stats = shard.stats();
         let slot = &metrics.shards[shard.id()];
+        slot.read_buffer_bytes
+            .store(budget.used_bytes() as u64, Ordering::Relaxed);
         slot.agents.store(stats.agents as u64, Ordering::Relaxed);
         slot.queued_messages
             .store(stats.queued_messages as u64, Ordering::Relaxed);

@@ -39,6 +39,7 @@ fn profiles_are_committed_as_pretty_json_and_the_repository_is_clean() {
     let mut server = Server::start();
     let repo = server.dir.join("repo");
     let mut client = server.client();
+    let started = std::time::Instant::now();
     let first = client.call_ok(
         "create_agent",
         json!({"project_key": "audit-proj", "name_hint": "Auditor", "program": "cc", "model": "m1"}),
@@ -49,6 +50,8 @@ fn profiles_are_committed_as_pretty_json_and_the_repository_is_clean() {
         "create_agent",
         json!({"project_key": "audit-proj", "name_hint": "Auditor", "model": "m2"}),
     );
+    // The writer commits 200 ms after the first event of a batch.
+    let in_one_window = started.elapsed() < std::time::Duration::from_millis(150);
     assert!(server.terminate().success());
 
     let path = format!("HEAD:agents/{}/Auditor.json", project_id("audit-proj"));
@@ -73,10 +76,13 @@ fn profiles_are_committed_as_pretty_json_and_the_repository_is_clean() {
     let log = git(&repo, &["log", "--format=%an <%ae>%n%B"]);
     assert!(log.contains("allman <allman@localhost>"), "{log}");
     assert!(log.contains("Auditor") && log.contains("Witness"), "{log}");
-    assert!(
-        commit_count(&repo) <= 3,
-        "three events close together are batched"
-    );
+    if in_one_window {
+        assert_eq!(
+            commit_count(&repo),
+            1,
+            "three events inside one batch window share one commit"
+        );
+    }
     git(&repo, &["fsck", "--strict"]);
     assert_eq!(
         git(&repo, &["rev-parse", "--is-bare-repository"]).trim(),

@@ -196,21 +196,33 @@ fn batches_answer_requests_in_order_and_skip_notifications() {
 fn deeply_nested_or_odd_json_never_breaks_the_server() {
     let server = Server::start();
     let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
-    let bodies = [
-        nested.as_str(),
-        r#"{"jsonrpc":"2.0","id":1e400,"method":"ping"}"#,
-        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"send_message","arguments":{"from_agent":"\u0000","to":["\ud800"]}}}"#,
-        "",
-        "null",
+    // (body, status, JSON-RPC error code at the top level or in the batch's only answer)
+    let cases: [(&str, u16, Option<i64>); 5] = [
+        // A batch whose one entry is an array, not an object.
+        (nested.as_str(), 200, Some(-32600)),
+        (
+            r#"{"jsonrpc":"2.0","id":1e400,"method":"ping"}"#,
+            400,
+            Some(-32600),
+        ),
+        // Valid JSON-RPC whose arguments are wrong: a tool error, not a protocol error.
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"send_message","arguments":{"from_agent":"\u0000","to":["\ud800"]}}}"#,
+            200,
+            None,
+        ),
+        ("", 400, Some(-32700)),
+        ("null", 400, Some(-32600)),
     ];
-    for body in bodies {
+    for (body, status, code) in cases {
         let response = post_json(&server, body);
-        assert!(
-            response.status == 200 || response.status == 400,
-            "{}",
-            response.status
-        );
-        assert!(response.json().is_object() || response.json().is_array());
+        assert_eq!(response.status, status, "{}", &body[..body.len().min(80)]);
+        let value = response.json();
+        let answer = if value.is_array() { &value[0] } else { &value };
+        match code {
+            Some(code) => assert_eq!(answer["error"]["code"], code, "{value}"),
+            None => assert_eq!(answer["result"]["isError"], true, "{value}"),
+        }
     }
     assert_eq!(server.client().get("/health").status, 200);
 }

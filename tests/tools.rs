@@ -461,26 +461,134 @@ fn the_inbox_byte_cap_refuses_a_send_that_would_exceed_it() {
 }
 
 #[test]
-fn a_large_inbox_drains_in_pages_of_at_most_8_mib_each_message_once() {
+fn a_large_inbox_drains_in_pages_of_at_most_8_mib_sent_each_message_once() {
     let server = Server::start();
     let mut client = server.client();
     client.create_agent("p", "Pages");
+    // Each message is sent twice in a result (escaped text and structured content): about
+    // 2 MB of response per 1 MB body, so four fit in a page of 8 MiB as sent.
     let body = "p".repeat(1_000_000);
     for n in 0..9 {
         client.send("Pages", &["Pages"], &n.to_string(), &body);
     }
-    let first = client.inbox("Pages");
-    assert_eq!(
-        first.len(),
-        8,
-        "8 MB fit in the 8 MiB page, the ninth waits"
+    let drain = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_inbox","arguments":{"agent_name":"Pages"}}}"#;
+    let mut subjects = Vec::new();
+    let mut page_sizes = Vec::new();
+    loop {
+        let response = client.post("/mcp", drain.as_bytes());
+        assert_eq!(response.status, 200);
+        assert!(
+            response.body.len() <= 8 * 1024 * 1024,
+            "a page of {} bytes",
+            response.body.len()
+        );
+        let value = response.json();
+        let messages = value["result"]["structuredContent"]["messages"]
+            .as_array()
+            .expect("messages")
+            .clone();
+        if messages.is_empty() {
+            break;
+        }
+        page_sizes.push(messages.len());
+        subjects.extend(
+            messages
+                .iter()
+                .map(|m| m["subject"].as_str().expect("s").to_string()),
+        );
+    }
+    assert_eq!(page_sizes, vec![4, 4, 1]);
+    assert_eq!(subjects, (0..9).map(|n| n.to_string()).collect::<Vec<_>>());
+}
+
+#[test]
+fn escaping_cannot_amplify_a_page_past_8_mib() {
+    let server = Server::start();
+    let mut client = server.client();
+    client.create_agent("p", "Quotes");
+    // 500 KB of quotes: about 3 MB of response each (\" in structured content, \\\" in
+    // text), where counting text alone would let 16 of them into one "8 MiB" page.
+    let body = "\"".repeat(500_000);
+    for _ in 0..6 {
+        client.send("Quotes", &["Quotes"], "", &body);
+    }
+    let drain = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_inbox","arguments":{"agent_name":"Quotes"}}}"#;
+    let mut drained = 0;
+    while drained < 6 {
+        let response = client.post("/mcp", drain.as_bytes());
+        assert!(
+            response.body.len() <= 8 * 1024 * 1024,
+            "{}",
+            response.body.len()
+        );
+        let value = response.json();
+        let page = value["result"]["structuredContent"]["messages"]
+            .as_array()
+            .expect("messages")
+            .len();
+        assert!(page >= 1, "every page makes progress");
+        drained += page;
+    }
+    assert_eq!(drained, 6);
+    assert!(client.inbox("Quotes").is_empty());
+}
+
+#[test]
+fn a_batch_response_stays_within_16_mib_and_drains_nothing_it_cannot_send() {
+    let server = Server::start();
+    let mut client = server.client();
+    let body = "q".repeat(1_000_000);
+    for agent in ["BatchA", "BatchB", "BatchC"] {
+        client.create_agent("p", agent);
+        for _ in 0..4 {
+            client.send(agent, &[agent], "", &body);
+        }
+    }
+    // Each inbox is ~8 MB as sent; two fit in the batch bound, the third does not.
+    let drain = |id: u32, agent: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"get_inbox","arguments":{{"agent_name":"{agent}"}}}}}}"#
+        )
+    };
+    let batch = format!(
+        "[{},{},{}]",
+        drain(1, "BatchA"),
+        drain(2, "BatchB"),
+        drain(3, "BatchC")
     );
-    let second = client.inbox("Pages");
-    let subjects: Vec<&str> = first
-        .iter()
-        .chain(&second)
-        .map(|m| m["subject"].as_str().expect("s"))
-        .collect();
-    assert_eq!(subjects, vec!["0", "1", "2", "3", "4", "5", "6", "7", "8"]);
-    assert!(client.inbox("Pages").is_empty());
+    let response = client.post("/mcp", batch.as_bytes());
+    assert_eq!(response.status, 200);
+    assert!(
+        response.body.len() <= 16 * 1024 * 1024,
+        "{}",
+        response.body.len()
+    );
+    let answers = response.json();
+    let drained = |answer: &serde_json::Value| {
+        answer["result"]["structuredContent"]["messages"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(drained(&answers[0]), 4);
+    assert_eq!(drained(&answers[1]), 4);
+    assert_eq!(answers[2]["result"]["isError"], true, "{}", answers[2]);
+    let text = answers[2]["result"]["content"][0]["text"]
+        .as_str()
+        .expect("text");
+    assert!(text.contains("not drained"), "{text}");
+    assert_eq!(client.inbox("BatchC").len(), 4, "nothing was lost");
+}
+
+#[test]
+fn a_message_larger_than_any_inbox_gets_its_own_error() {
+    let server = Server::start_with(&["--shards", "2", "--max-inbox-bytes", "100"]);
+    let mut client = server.client();
+    client.create_agent("p", "Small");
+    let message = client.call_err(
+        "send_message",
+        json!({"from_agent": "Small", "to": ["Small"], "body": "z".repeat(200)}),
+    );
+    assert!(message.contains("message too large"), "{message}");
+    assert!(message.contains("--max-inbox-bytes"), "{message}");
+    assert!(client.inbox("Small").is_empty());
 }

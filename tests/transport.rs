@@ -8,7 +8,8 @@ use serde_json::Value;
 const PING: &str = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
 const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
 
-/// POSTs `body` to /mcp with exactly these extra header lines.
+/// POSTs `body` to /mcp with exactly these extra header lines. A refusal closes the
+/// connection (its body is never read), so the client then reconnects for the next request.
 fn post(client: &mut Client, headers: &[(&str, &str)], body: &str) -> Response {
     let mut request = format!("POST /mcp HTTP/1.1\r\nContent-Length: {}\r\n", body.len());
     for (name, value) in headers {
@@ -17,7 +18,20 @@ fn post(client: &mut Client, headers: &[(&str, &str)], body: &str) -> Response {
     request.push_str("\r\n");
     request.push_str(body);
     client.send_raw(request.as_bytes());
-    client.read_response()
+    let response = client.read_response();
+    // Transport refusals are decided on the head; a version refusal needs the body (initialize
+    // is exempt) and keeps the connection.
+    if [401, 403, 406, 415].contains(&response.status) {
+        assert_eq!(
+            response.header("connection"),
+            Some("close"),
+            "a refused request closes its connection"
+        );
+        assert!(client.is_closed_by_server());
+        let addr = client.stream.peer_addr().expect("peer");
+        *client = Client::connect(addr);
+    }
+    response
 }
 
 fn error_message(response: &Response) -> String {

@@ -15,6 +15,9 @@ pub struct Envelope {
     pub timestamp_ms: i64,
     from_len: usize,
     subject_len: usize,
+    /// What this message costs in a drained page, in the unit the layer that encodes pages
+    /// uses (bytes of response). Defaults to its text length.
+    weight: usize,
     /// `from`, then `subject`, then `body`, back to back.
     text: Box<str>,
 }
@@ -40,8 +43,19 @@ impl Envelope {
             timestamp_ms,
             from_len: from.len(),
             subject_len: subject.len(),
+            weight: text.len(),
             text: text.into_boxed_str(),
         }
+    }
+
+    /// Sets what the message costs in a drained page (see [`Envelope::weight`]).
+    pub fn with_weight(mut self, weight: usize) -> Self {
+        self.weight = weight;
+        self
+    }
+
+    pub fn weight(&self) -> usize {
+        self.weight
     }
 
     pub fn from(&self) -> &str {
@@ -80,5 +94,8 @@ mod tests {
     fn fixed_overhead_stays_small() {
         // The "queued message <= 2x payload" budget depends on this staying near 90 bytes.
         assert!(std::mem::size_of::<Envelope>() <= 96);
+        let env = Envelope::new(Uuid::nil(), Uuid::nil(), 0, "a", "bc", "def");
+        assert_eq!(env.weight(), 6, "text length by default");
+        assert_eq!(env.with_weight(40).weight(), 40);
     }
 }

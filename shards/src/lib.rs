@@ -5,14 +5,18 @@
 //! bounded glommio channels (see [`runtime`]) and the owner answers. This crate knows
 //! nothing of HTTP or JSON; it speaks [`Request`] and [`Reply`].
 
+pub mod cooperate;
 pub mod envelope;
 pub mod protocol;
 pub mod routing;
 pub mod runtime;
 pub mod state;
 
+pub use cooperate::Turn;
 pub use envelope::{Envelope, SharedEnvelope};
-pub use protocol::{AgentProfile, Delivery, RegisterMode, Registration, Reply, Request};
+pub use protocol::{
+    AgentProfile, Delivery, DrainedPage, RegisterMode, Registration, Reply, Request,
+};
 pub use routing::owner_of;
 pub use runtime::{CallError, MeshPair, Shard, ShardStats, Ticket};
 pub use state::{InboxLimits, ShardState};

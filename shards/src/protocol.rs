@@ -27,9 +27,15 @@ pub enum Request {
         envelope: SharedEnvelope,
         reserved: bool,
     },
-    /// Remove and return the queued messages of `name`, oldest first, up to `max_bytes` of
-    /// text (at least one message); the rest stays queued for the next drain.
-    Drain { name: Box<str>, max_bytes: usize },
+    /// Remove and return the queued messages of `name`, oldest first, while their weights
+    /// (see [`crate::Envelope::weight`]) add up to at most `max_weight`; the rest stays queued
+    /// for the next drain. With `at_least_one`, the oldest message is taken even if it alone
+    /// weighs more (so an inbox can always be emptied).
+    Drain {
+        name: Box<str>,
+        max_weight: usize,
+        at_least_one: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +91,15 @@ pub enum Reply {
     /// The answer to `Reserve` (`Enqueued` means the places are held) and to `Deliver`.
     Delivered(Delivery),
     Released,
-    Drained(Option<Vec<SharedEnvelope>>),
+    /// `None`: no such agent.
+    Drained(Option<DrainedPage>),
+}
+
+/// The messages one drain took, and how many stayed queued.
+#[derive(Debug, PartialEq, Eq)]
+pub struct DrainedPage {
+    pub messages: Vec<SharedEnvelope>,
+    pub left: usize,
 }
 
 #[derive(Debug, PartialEq, Eq)]

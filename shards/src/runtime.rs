@@ -13,6 +13,7 @@
 //! up; on a connection that means the next pipelined request is not read yet, so pressure
 //! flows back to the client through TCP instead of into memory.
 
+use crate::cooperate::Turn;
 use crate::protocol::{Reply, Request};
 use crate::state::{InboxLimits, ShardState};
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
@@ -139,6 +140,11 @@ impl Shard {
         self.count
     }
 
+    /// How much each inbox of this shard (and of every other: they share one setting) holds.
+    pub fn inbox_limits(&self) -> InboxLimits {
+        self.state.borrow().limits()
+    }
+
     /// The shard that owns `name`.
     pub fn owner_of(&self, name: &str) -> usize {
         crate::routing::owner_of(name, self.count)
@@ -188,18 +194,30 @@ impl Shard {
     }
 }
 
+// Both loops below take turns (see `cooperate`): a channel with items waiting (and room to
+// reply) completes every `recv`/`send_to` at once, so a busy peer would otherwise keep this
+// shard from its own connections.
+
 async fn serve_peer(shard: Rc<Shard>, peer: usize, rx: ConnectedReceiver<RequestFrame>) {
-    while let Some((slot, request)) = rx.recv().await {
+    let mut turn = Turn::new();
+    while let Some((slot, request)) = turn.wait(rx.recv()).await {
         let reply = shard.state.borrow_mut().handle(request);
-        if shard.replies.send_to(peer, (slot, reply)).await.is_err() {
+        if turn
+            .wait(shard.replies.send_to(peer, (slot, reply)))
+            .await
+            .is_err()
+        {
             break;
         }
+        turn.done().await;
     }
 }
 
 async fn collect_replies(shard: Rc<Shard>, rx: ConnectedReceiver<ReplyFrame>) {
-    while let Some((slot, reply)) = rx.recv().await {
+    let mut turn = Turn::new();
+    while let Some((slot, reply)) = turn.wait(rx.recv()).await {
         shard.pending.borrow_mut().complete(slot, reply);
+        turn.done().await;
     }
 }
 

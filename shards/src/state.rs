@@ -2,7 +2,9 @@
 //! tested directly (including a model-based property test) without any executor.
 
 use crate::envelope::SharedEnvelope;
-use crate::protocol::{AgentProfile, Delivery, RegisterMode, Registration, Reply, Request};
+use crate::protocol::{
+    AgentProfile, Delivery, DrainedPage, RegisterMode, Registration, Reply, Request,
+};
 use crate::routing::owner_of;
 use std::collections::{HashMap, VecDeque};
 
@@ -12,6 +14,9 @@ struct Agent {
     inbox: VecDeque<SharedEnvelope>,
     /// Text bytes of the queued messages.
     queued_bytes: usize,
+    /// Weights of the queued messages (see `Envelope::weight`): a drain that allows this much
+    /// takes the whole inbox at once.
+    queued_weight: usize,
     /// Places (and their bytes) held by `Reserve` for messages about to arrive; they count
     /// against the caps.
     reserved: usize,
@@ -59,6 +64,10 @@ impl ShardState {
         self.agents.len()
     }
 
+    pub fn limits(&self) -> InboxLimits {
+        self.limits
+    }
+
     /// Messages waiting in all inboxes of this shard.
     pub fn queued_messages(&self) -> usize {
         self.queued_messages
@@ -82,7 +91,11 @@ impl ShardState {
                 envelope,
                 reserved,
             } => Reply::Delivered(self.deliver(&names, envelope, reserved)),
-            Request::Drain { name, max_bytes } => Reply::Drained(self.drain(&name, max_bytes)),
+            Request::Drain {
+                name,
+                max_weight,
+                at_least_one,
+            } => Reply::Drained(self.drain(&name, max_weight, at_least_one)),
         }
     }
 
@@ -137,6 +150,7 @@ impl ShardState {
                 profile,
                 inbox: VecDeque::new(),
                 queued_bytes: 0,
+                queued_weight: 0,
                 reserved: 0,
                 reserved_bytes: 0,
             },
@@ -221,6 +235,7 @@ impl ShardState {
             if let Some(agent) = self.agents.get_mut(name) {
                 agent.inbox.push_back(SharedEnvelope::clone(&envelope));
                 agent.queued_bytes += bytes;
+                agent.queued_weight = agent.queued_weight.saturating_add(envelope.weight());
                 count += 1;
             }
         }
@@ -228,33 +243,41 @@ impl ShardState {
         Delivery::Enqueued { count }
     }
 
-    /// The oldest messages of `name` up to `max_bytes` of text (always at least one), removed.
-    fn drain(&mut self, name: &str, max_bytes: usize) -> Option<Vec<SharedEnvelope>> {
+    /// The oldest messages of `name` while their weights add up to at most `max_weight`
+    /// (with `at_least_one`, the oldest one whatever its weight), removed.
+    fn drain(&mut self, name: &str, max_weight: usize, at_least_one: bool) -> Option<DrainedPage> {
         self.assert_owned(name);
         let agent = self.agents.get_mut(name)?;
-        let drained: Vec<SharedEnvelope> = if agent.queued_bytes <= max_bytes {
+        let messages: Vec<SharedEnvelope> = if agent.queued_weight <= max_weight {
             // Taking the deque hands back its memory too, so an idle agent holds no buffer.
             agent.queued_bytes = 0;
+            agent.queued_weight = 0;
             std::mem::take(&mut agent.inbox).into()
         } else {
             let mut taken = Vec::new();
-            let mut bytes = 0;
+            let (mut weight, mut bytes) = (0usize, 0usize);
             while let Some(next) = agent.inbox.front() {
-                if !taken.is_empty() && bytes + next.payload_len() > max_bytes {
+                let may_exceed = at_least_one && taken.is_empty();
+                if !may_exceed && weight.saturating_add(next.weight()) > max_weight {
                     break;
                 }
+                weight = weight.saturating_add(next.weight());
                 bytes += next.payload_len();
                 taken.extend(agent.inbox.pop_front());
             }
             agent.queued_bytes -= bytes;
+            agent.queued_weight = agent.queued_weight.saturating_sub(weight);
             taken
         };
         assert!(
-            drained.len() <= self.queued_messages,
+            messages.len() <= self.queued_messages,
             "queued-message count out of step with the inboxes"
         );
-        self.queued_messages -= drained.len();
-        Some(drained)
+        self.queued_messages -= messages.len();
+        Some(DrainedPage {
+            messages,
+            left: agent.inbox.len(),
+        })
     }
 }
 
@@ -296,6 +319,47 @@ mod tests {
             "s",
             "b",
         ))
+    }
+
+    fn drain_all(state: &mut ShardState, name: &str) -> Reply {
+        state.handle(Request::Drain {
+            name: name.into(),
+            max_weight: usize::MAX,
+            at_least_one: true,
+        })
+    }
+
+    #[test]
+    fn drains_page_by_weight_not_text_length() {
+        let mut state = ShardState::new(0, 1, LIMITS);
+        register(&mut state, "a", 1, RegisterMode::Upsert);
+        for (n, weight) in [(0u128, 50usize), (1, 10), (2, 10)] {
+            let envelope =
+                Envelope::new(Uuid::from_u128(n), Uuid::nil(), 0, "f", "", "").with_weight(weight);
+            state.handle(Request::Deliver {
+                names: names(&["a"]),
+                envelope: Arc::new(envelope),
+                reserved: false,
+            });
+        }
+        let Reply::Drained(Some(page)) = state.handle(Request::Drain {
+            name: "a".into(),
+            max_weight: 60,
+            at_least_one: true,
+        }) else {
+            panic!("drain");
+        };
+        assert_eq!(
+            page.messages.len(),
+            2,
+            "50 + 10 fit in 60, the third does not"
+        );
+        assert_eq!(page.left, 1);
+        let Reply::Drained(Some(page)) = drain_all(&mut state, "a") else {
+            panic!("drain");
+        };
+        assert_eq!(page.messages.len(), 1);
+        assert_eq!(state.queued_messages(), 0);
     }
 
     fn names(list: &[&str]) -> Vec<Box<str>> {
@@ -377,11 +441,11 @@ mod tests {
         );
         assert_eq!(state.queued_messages(), 0);
         assert_eq!(
-            state.handle(Request::Drain {
-                name: "a".into(),
-                max_bytes: usize::MAX
-            }),
-            Reply::Drained(Some(vec![]))
+            drain_all(&mut state, "a"),
+            Reply::Drained(Some(DrainedPage {
+                messages: vec![],
+                left: 0
+            }))
         );
     }
 
@@ -397,20 +461,17 @@ mod tests {
             });
         }
         assert_eq!(state.queued_messages(), 3);
-        let Reply::Drained(Some(first)) = state.handle(Request::Drain {
-            name: "a".into(),
-            max_bytes: usize::MAX,
-        }) else {
+        let Reply::Drained(Some(first)) = drain_all(&mut state, "a") else {
             panic!("drain of a known agent");
         };
-        let ids: Vec<u128> = first.iter().map(|e| e.id.as_u128()).collect();
+        let ids: Vec<u128> = first.messages.iter().map(|e| e.id.as_u128()).collect();
         assert_eq!(ids, vec![0, 1, 2]);
         assert_eq!(
-            state.handle(Request::Drain {
-                name: "a".into(),
-                max_bytes: usize::MAX
-            }),
-            Reply::Drained(Some(vec![]))
+            drain_all(&mut state, "a"),
+            Reply::Drained(Some(DrainedPage {
+                messages: vec![],
+                left: 0
+            }))
         );
         assert_eq!(state.queued_messages(), 0);
     }
@@ -418,13 +479,7 @@ mod tests {
     #[test]
     fn drain_of_unknown_agent_is_none() {
         let mut state = ShardState::new(0, 1, LIMITS);
-        assert_eq!(
-            state.handle(Request::Drain {
-                name: "nobody".into(),
-                max_bytes: usize::MAX
-            }),
-            Reply::Drained(None)
-        );
+        assert_eq!(drain_all(&mut state, "nobody"), Reply::Drained(None));
     }
 
     #[test]
@@ -477,14 +532,8 @@ mod tests {
             Reply::Delivered(Delivery::InboxFull(names(&["a", "b"])))
         );
         // Draining makes room again.
-        state.handle(Request::Drain {
-            name: "a".into(),
-            max_bytes: usize::MAX,
-        });
-        state.handle(Request::Drain {
-            name: "b".into(),
-            max_bytes: usize::MAX,
-        });
+        drain_all(&mut state, "a");
+        drain_all(&mut state, "b");
         assert_eq!(
             deliver(&mut state, 5),
             Reply::Delivered(Delivery::Enqueued { count: 2 })
@@ -551,29 +600,28 @@ mod tests {
             deliver(&mut state, 3),
             Reply::Delivered(Delivery::InboxFull(names(&["a"])))
         );
-        // A page of at most 13 bytes holds two messages; the third stays queued, in order.
-        let Reply::Drained(Some(page)) = state.handle(Request::Drain {
-            name: "a".into(),
-            max_bytes: 13,
-        }) else {
-            panic!("drain");
+        // Weighed by text length (the default), a page of at most 13 holds two messages; the
+        // third stays queued, in order.
+        let drain = |state: &mut ShardState, max_weight: usize, at_least_one: bool| match state
+            .handle(Request::Drain {
+                name: "a".into(),
+                max_weight,
+                at_least_one,
+            }) {
+            Reply::Drained(Some(page)) => (
+                page.messages
+                    .iter()
+                    .map(|m| m.id.as_u128())
+                    .collect::<Vec<_>>(),
+                page.left,
+            ),
+            other => panic!("drain answered {other:?}"),
         };
-        assert_eq!(
-            page.iter().map(|m| m.id.as_u128()).collect::<Vec<_>>(),
-            vec![0, 1]
-        );
+        assert_eq!(drain(&mut state, 13, true), (vec![0, 1], 1));
         assert_eq!(state.queued_messages(), 1);
-        // Even a page smaller than one message returns that message.
-        let Reply::Drained(Some(page)) = state.handle(Request::Drain {
-            name: "a".into(),
-            max_bytes: 1,
-        }) else {
-            panic!("drain");
-        };
-        assert_eq!(
-            page.iter().map(|m| m.id.as_u128()).collect::<Vec<_>>(),
-            vec![2]
-        );
+        // A page smaller than one message is empty unless at least one is asked for.
+        assert_eq!(drain(&mut state, 1, false), (vec![], 1));
+        assert_eq!(drain(&mut state, 1, true), (vec![2], 0));
         assert_eq!(
             deliver(&mut state, 4),
             Reply::Delivered(Delivery::Enqueued { count: 1 })

@@ -1,10 +1,16 @@
 //! Model-based property test: random operation sequences applied to a cluster of
 //! `ShardState`s (routed by `owner_of`, as the server does) must give the same answers as a
 //! plain in-memory model of agents and inboxes.
+//!
+//! Both delivery paths the server uses are driven: a send whose recipients share one owner is
+//! one `Deliver` that checks and enqueues at once; a send to several owners reserves a place on
+//! every owner first and then delivers owner by owner. Multi-owner sends are left half-done
+//! while other sends, registrations and drains run, as concurrent requests interleave on the
+//! real shards.
 
 use shards::{
-    owner_of, Delivery, Envelope, InboxLimits, RegisterMode, Registration, Reply, Request,
-    ShardState,
+    owner_of, Delivery, DrainedPage, Envelope, InboxLimits, RegisterMode, Registration, Reply,
+    Request, ShardState,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -28,9 +34,37 @@ impl Rng {
 }
 
 #[derive(Default)]
+struct ModelAgent {
+    project: u128,
+    queued: Vec<u128>,
+    /// Places held by multi-owner sends not yet delivered here.
+    reserved: usize,
+}
+
+#[derive(Default)]
 struct Model {
-    /// name -> (project, queued message ids)
-    agents: BTreeMap<String, (u128, Vec<u128>)>,
+    agents: BTreeMap<String, ModelAgent>,
+}
+
+impl Model {
+    fn any_unknown(&self, names: &BTreeSet<&str>) -> bool {
+        names.iter().any(|n| !self.agents.contains_key(*n))
+    }
+
+    fn any_full(&self, names: &BTreeSet<&str>) -> bool {
+        names.iter().any(|n| {
+            self.agents
+                .get(*n)
+                .is_some_and(|a| a.queued.len() + a.reserved >= MAX_INBOX)
+        })
+    }
+}
+
+/// A multi-owner send whose places are reserved and whose groups are delivered one by one.
+struct InFlight {
+    envelope: Arc<Envelope>,
+    /// Groups not delivered yet, by owner.
+    groups: Vec<(usize, Vec<Box<str>>)>,
 }
 
 /// Small, so histories often fill inboxes and exercise the refusal path.
@@ -38,183 +72,327 @@ const MAX_INBOX: usize = 3;
 
 const NAMES: [&str; 8] = ["ann", "bob", "cyd", "dee", "eve", "fay", "gus", "hal"];
 
-fn cluster_call(cluster: &mut [ShardState], name: &str, request: Request) -> Reply {
-    let owner = owner_of(name, cluster.len());
-    cluster[owner].handle(request)
+struct Run {
+    rng: Rng,
+    cluster: Vec<ShardState>,
+    model: Model,
+    in_flight: Vec<InFlight>,
+    next_message: u128,
+    context: String,
+}
+
+impl Run {
+    fn new(seed: u64, shard_count: usize) -> Run {
+        let limits = InboxLimits {
+            messages: MAX_INBOX,
+            bytes: usize::MAX,
+        };
+        Run {
+            rng: Rng(seed),
+            cluster: (0..shard_count)
+                .map(|i| ShardState::new(i, shard_count, limits))
+                .collect(),
+            model: Model::default(),
+            in_flight: Vec::new(),
+            next_message: 0,
+            context: String::new(),
+        }
+    }
+
+    fn shard_count(&self) -> usize {
+        self.cluster.len()
+    }
+
+    fn call(&mut self, name: &str, request: Request) -> Reply {
+        let owner = owner_of(name, self.shard_count());
+        self.cluster[owner].handle(request)
+    }
+
+    fn new_envelope(&mut self) -> Arc<Envelope> {
+        let id = self.next_message;
+        self.next_message += 1;
+        // One byte of text: weighs 1, so partial drains count messages.
+        Arc::new(Envelope::new(
+            Uuid::from_u128(id),
+            Uuid::nil(),
+            0,
+            "x",
+            "",
+            "",
+        ))
+    }
+
+    fn groups(&self, recipients: &BTreeSet<&str>) -> Vec<(usize, Vec<Box<str>>)> {
+        let mut groups: BTreeMap<usize, Vec<Box<str>>> = BTreeMap::new();
+        for name in recipients {
+            groups
+                .entry(owner_of(name, self.shard_count()))
+                .or_default()
+                .push((*name).into());
+        }
+        groups.into_iter().collect()
+    }
+
+    fn register(&mut self, step: usize) {
+        let name = NAMES[self.rng.below(NAMES.len())];
+        let project = self.rng.below(2) as u128;
+        let reply = self.call(
+            name,
+            Request::Register(Registration {
+                name: name.into(),
+                mode: RegisterMode::Upsert,
+                new_id: Uuid::from_u128(step as u128),
+                project_id: Uuid::from_u128(project),
+                project_key: "k".into(),
+                program: None,
+                model: None,
+                now_ms: step as i64,
+            }),
+        );
+        let context = &self.context;
+        match self.model.agents.get(name) {
+            Some(existing) if existing.project != project => assert_eq!(
+                reply,
+                Reply::NameTaken {
+                    project_id: Uuid::from_u128(existing.project)
+                },
+                "{context}"
+            ),
+            Some(_) => assert!(
+                matches!(reply, Reply::Registered { created: false, .. }),
+                "{context}"
+            ),
+            None => {
+                assert!(
+                    matches!(reply, Reply::Registered { created: true, .. }),
+                    "{context}"
+                );
+                let agent = ModelAgent {
+                    project,
+                    ..ModelAgent::default()
+                };
+                self.model.agents.insert(name.to_string(), agent);
+            }
+        }
+    }
+
+    /// The server's path for recipients that share one owner: one `Deliver` that checks.
+    fn send_single_owner(&mut self) {
+        let owner = self.rng.below(self.shard_count());
+        let on_owner: Vec<&str> = NAMES
+            .iter()
+            .copied()
+            .filter(|n| owner_of(n, self.shard_count()) == owner)
+            .collect();
+        if on_owner.is_empty() {
+            return;
+        }
+        let recipients: BTreeSet<&str> = (0..1 + self.rng.below(3))
+            .map(|_| on_owner[self.rng.below(on_owner.len())])
+            .collect();
+        let envelope = self.new_envelope();
+        let names: Vec<Box<str>> = recipients.iter().map(|n| (*n).into()).collect();
+        let reply = self.cluster[owner].handle(Request::Deliver {
+            names,
+            envelope: Arc::clone(&envelope),
+            reserved: false,
+        });
+        let expected = if self.model.any_unknown(&recipients) {
+            "unknown"
+        } else if self.model.any_full(&recipients) {
+            "full"
+        } else {
+            "enqueued"
+        };
+        let got = match &reply {
+            Reply::Delivered(Delivery::UnknownRecipients(_)) => "unknown",
+            Reply::Delivered(Delivery::InboxFull(_)) => "full",
+            Reply::Delivered(Delivery::Enqueued { count }) => {
+                assert_eq!(*count, recipients.len(), "{}", self.context);
+                "enqueued"
+            }
+            other => panic!("{}: deliver answered {other:?}", self.context),
+        };
+        assert_eq!(got, expected, "{}: single-owner send", self.context);
+        if got == "enqueued" {
+            for name in recipients {
+                let agent = self.model.agents.get_mut(name).expect("known");
+                agent.queued.push(envelope.id.as_u128());
+            }
+        }
+    }
+
+    /// Step one of the server's path for several owners: reserve everywhere, or release.
+    fn start_multi_owner_send(&mut self) {
+        let recipients: BTreeSet<&str> = (0..2 + self.rng.below(3))
+            .map(|_| NAMES[self.rng.below(NAMES.len())])
+            .collect();
+        let groups = self.groups(&recipients);
+        if groups.len() < 2 {
+            return;
+        }
+        let mut granted: Vec<usize> = Vec::new();
+        let mut refused: Option<Delivery> = None;
+        for (owner, names) in &groups {
+            match self.cluster[*owner].handle(Request::Reserve {
+                names: names.clone(),
+                bytes: 1,
+            }) {
+                Reply::Delivered(Delivery::Enqueued { .. }) => granted.push(*owner),
+                Reply::Delivered(refusal) => {
+                    refused.get_or_insert(refusal);
+                }
+                other => panic!("{}: reserve answered {other:?}", self.context),
+            }
+        }
+        let (unknown, full) = (
+            self.model.any_unknown(&recipients),
+            self.model.any_full(&recipients),
+        );
+        match &refused {
+            None => assert!(!unknown && !full, "{}: granted wrongly", self.context),
+            Some(Delivery::UnknownRecipients(_)) => assert!(unknown, "{}", self.context),
+            Some(Delivery::InboxFull(_)) => assert!(full, "{}", self.context),
+            Some(other) => panic!("{}: {other:?}", self.context),
+        }
+        if refused.is_some() {
+            for (owner, names) in groups.into_iter().filter(|(o, _)| granted.contains(o)) {
+                let reply = self.cluster[owner].handle(Request::Release { names, bytes: 1 });
+                assert_eq!(reply, Reply::Released, "{}", self.context);
+            }
+            return;
+        }
+        for name in &recipients {
+            self.model.agents.get_mut(*name).expect("known").reserved += 1;
+        }
+        let envelope = self.new_envelope();
+        self.in_flight.push(InFlight { envelope, groups });
+    }
+
+    /// Step two, one owner at a time: a reserved delivery never fails.
+    fn advance_multi_owner_send(&mut self) {
+        if self.in_flight.is_empty() {
+            return;
+        }
+        let index = self.rng.below(self.in_flight.len());
+        let send = &mut self.in_flight[index];
+        let (owner, names) = send.groups.remove(0);
+        let envelope = Arc::clone(&send.envelope);
+        if send.groups.is_empty() {
+            self.in_flight.swap_remove(index);
+        }
+        let count = names.len();
+        let reply = self.cluster[owner].handle(Request::Deliver {
+            names: names.clone(),
+            envelope: Arc::clone(&envelope),
+            reserved: true,
+        });
+        assert_eq!(
+            reply,
+            Reply::Delivered(Delivery::Enqueued { count }),
+            "{}",
+            self.context
+        );
+        for name in names {
+            let agent = self.model.agents.get_mut(&*name).expect("reserved");
+            agent.reserved -= 1;
+            agent.queued.push(envelope.id.as_u128());
+        }
+    }
+
+    fn drain(&mut self) {
+        let name = NAMES[self.rng.below(NAMES.len())];
+        // Weights are 1 per message here, so a page holds `max_weight` messages.
+        let (max_weight, at_least_one) = match self.rng.below(3) {
+            0 => (usize::MAX, true),
+            _ => (self.rng.below(3), self.rng.below(2) == 0),
+        };
+        let reply = self.call(
+            name,
+            Request::Drain {
+                name: name.into(),
+                max_weight,
+                at_least_one,
+            },
+        );
+        let expected = self.model.agents.get_mut(name).map(|agent| {
+            let mut take = max_weight.min(agent.queued.len());
+            if take == 0 && at_least_one && !agent.queued.is_empty() {
+                take = 1;
+            }
+            let taken: Vec<u128> = agent.queued.drain(..take).collect();
+            (taken, agent.queued.len())
+        });
+        let got = match reply {
+            Reply::Drained(Some(DrainedPage { messages, left })) => Some((
+                messages.iter().map(|m| m.id.as_u128()).collect::<Vec<_>>(),
+                left,
+            )),
+            Reply::Drained(None) => None,
+            other => panic!("{}: drain answered {other:?}", self.context),
+        };
+        assert_eq!(got, expected, "{}: drain of {name}", self.context);
+    }
+
+    fn check_counters(&self) {
+        let queued: usize = self.cluster.iter().map(|s| s.queued_messages()).sum();
+        let model_queued: usize = self.model.agents.values().map(|a| a.queued.len()).sum();
+        assert_eq!(
+            queued, model_queued,
+            "{}: queued-message counters",
+            self.context
+        );
+        let agents: usize = self.cluster.iter().map(|s| s.agent_count()).sum();
+        assert_eq!(
+            agents,
+            self.model.agents.len(),
+            "{}: agent counts",
+            self.context
+        );
+    }
 }
 
 fn run(seed: u64, shard_count: usize, steps: usize) {
-    let mut rng = Rng(seed);
-    let mut cluster: Vec<ShardState> = (0..shard_count)
-        .map(|i| {
-            ShardState::new(
-                i,
-                shard_count,
-                InboxLimits {
-                    messages: MAX_INBOX,
-                    bytes: usize::MAX,
-                },
-            )
-        })
-        .collect();
-    let mut model = Model::default();
-    let mut next_message = 0u128;
-
+    let mut run = Run::new(seed, shard_count);
     for step in 0..steps {
-        let context = format!("seed {seed}, shards {shard_count}, step {step}");
-        match rng.below(10) {
-            0..=2 => {
-                let name = NAMES[rng.below(NAMES.len())];
-                let project = rng.below(2) as u128;
-                let reply = cluster_call(
-                    &mut cluster,
-                    name,
-                    Request::Register(Registration {
-                        name: name.into(),
-                        mode: RegisterMode::Upsert,
-                        new_id: Uuid::from_u128(step as u128),
-                        project_id: Uuid::from_u128(project),
-                        project_key: "k".into(),
-                        program: None,
-                        model: None,
-                        now_ms: step as i64,
-                    }),
-                );
-                match model.agents.get(name) {
-                    Some((existing, _)) if *existing != project => {
-                        assert_eq!(
-                            reply,
-                            Reply::NameTaken {
-                                project_id: Uuid::from_u128(*existing)
-                            },
-                            "{context}"
-                        );
-                    }
-                    Some(_) => assert!(
-                        matches!(reply, Reply::Registered { created: false, .. }),
-                        "{context}"
-                    ),
-                    None => {
-                        assert!(
-                            matches!(reply, Reply::Registered { created: true, .. }),
-                            "{context}"
-                        );
-                        model.agents.insert(name.to_string(), (project, Vec::new()));
-                    }
-                }
-            }
-            3..=6 => {
-                // Send to 1-3 recipients, as the server does: validate on every owner first,
-                // then deliver to each owner's group.
-                let recipients: BTreeSet<&str> = (0..1 + rng.below(3))
-                    .map(|_| NAMES[rng.below(NAMES.len())])
-                    .collect();
-                let mut groups: BTreeMap<usize, Vec<Box<str>>> = BTreeMap::new();
-                for name in &recipients {
-                    groups
-                        .entry(owner_of(name, shard_count))
-                        .or_default()
-                        .push((*name).into());
-                }
-                // Step one, as the server does with several owners: reserve on every owner;
-                // if any refuses, release what the others granted.
-                let mut granted: Vec<usize> = Vec::new();
-                let mut refused: Option<Delivery> = None;
-                for (owner, names) in &groups {
-                    match cluster[*owner].handle(Request::Reserve {
-                        names: names.clone(),
-                        bytes: 1,
-                    }) {
-                        Reply::Delivered(Delivery::Enqueued { .. }) => granted.push(*owner),
-                        Reply::Delivered(refusal) => {
-                            refused.get_or_insert(refusal);
-                        }
-                        other => panic!("{context}: reserve answered {other:?}"),
-                    }
-                }
-                let any_unknown = recipients.iter().any(|n| !model.agents.contains_key(*n));
-                let any_full = recipients.iter().any(|n| {
-                    model
-                        .agents
-                        .get(*n)
-                        .is_some_and(|(_, inbox)| inbox.len() >= MAX_INBOX)
-                });
-                match &refused {
-                    None => assert!(
-                        !any_unknown && !any_full,
-                        "{context}: reserve granted wrongly"
-                    ),
-                    Some(Delivery::UnknownRecipients(_)) => assert!(any_unknown, "{context}"),
-                    Some(Delivery::InboxFull(_)) => assert!(any_full, "{context}"),
-                    Some(other) => panic!("{context}: {other:?}"),
-                }
-                if refused.is_some() {
-                    for owner in granted {
-                        let names = groups[&owner].clone();
-                        assert_eq!(
-                            cluster[owner].handle(Request::Release { names, bytes: 1 }),
-                            Reply::Released
-                        );
-                    }
-                } else {
-                    let id = next_message;
-                    next_message += 1;
-                    let envelope = Arc::new(Envelope::new(
-                        Uuid::from_u128(id),
-                        Uuid::nil(),
-                        0,
-                        "x",
-                        "",
-                        "",
-                    ));
-                    for (owner, names) in groups {
-                        let count = names.len();
-                        let reply = cluster[owner].handle(Request::Deliver {
-                            names,
-                            envelope: Arc::clone(&envelope),
-                            reserved: true,
-                        });
-                        assert_eq!(
-                            reply,
-                            Reply::Delivered(Delivery::Enqueued { count }),
-                            "{context}"
-                        );
-                    }
-                    for name in recipients {
-                        model.agents.get_mut(name).expect("validated").1.push(id);
-                    }
-                }
-            }
-            _ => {
-                let name = NAMES[rng.below(NAMES.len())];
-                let reply = cluster_call(
-                    &mut cluster,
-                    name,
-                    Request::Drain {
-                        name: name.into(),
-                        max_bytes: usize::MAX,
-                    },
-                );
-                let expected = model
-                    .agents
-                    .get_mut(name)
-                    .map(|(_, inbox)| std::mem::take(inbox));
-                let got = match reply {
-                    Reply::Drained(Some(messages)) => {
-                        Some(messages.iter().map(|m| m.id.as_u128()).collect::<Vec<_>>())
-                    }
-                    Reply::Drained(None) => None,
-                    other => panic!("{context}: drain answered {other:?}"),
-                };
-                assert_eq!(got, expected, "{context}");
-            }
+        run.context = format!("seed {seed}, shards {shard_count}, step {step}");
+        match run.rng.below(12) {
+            0..=1 => run.register(step),
+            2..=3 => run.send_single_owner(),
+            4..=5 => run.start_multi_owner_send(),
+            6..=8 => run.advance_multi_owner_send(),
+            _ => run.drain(),
         }
-        let queued: usize = cluster.iter().map(|s| s.queued_messages()).sum();
-        let model_queued: usize = model.agents.values().map(|(_, inbox)| inbox.len()).sum();
-        assert_eq!(queued, model_queued, "{context}: queued-message counters");
-        let agents: usize = cluster.iter().map(|s| s.agent_count()).sum();
-        assert_eq!(agents, model.agents.len(), "{context}: agent counts");
+        run.check_counters();
     }
+    // Every send that was granted completes, and then every inbox drains to the model's.
+    run.context = format!("seed {seed}, shards {shard_count}, finishing");
+    while !run.in_flight.is_empty() {
+        run.advance_multi_owner_send();
+    }
+    for name in NAMES {
+        let reply = run.call(
+            name,
+            Request::Drain {
+                name: name.into(),
+                max_weight: usize::MAX,
+                at_least_one: true,
+            },
+        );
+        let expected = run
+            .model
+            .agents
+            .get_mut(name)
+            .map(|a| std::mem::take(&mut a.queued));
+        let got = match reply {
+            Reply::Drained(Some(page)) => {
+                Some(page.messages.iter().map(|m| m.id.as_u128()).collect())
+            }
+            _ => None,
+        };
+        assert_eq!(got, expected, "{}: final drain of {name}", run.context);
+    }
+    run.check_counters();
 }
 
 #[test]

@@ -6,7 +6,8 @@
 
 mod writer;
 
-use crate::feed::{self, Outbox};
+use crate::feed::{self, FeedCounters, FeedLimits, Outbox};
+use crate::lifecycle::{supervise, Event};
 use crate::metrics::AuditMetrics;
 use shards::AgentProfile;
 use std::fmt;
@@ -21,6 +22,8 @@ pub struct AuditConfig {
     pub core: usize,
     /// Profiles in flight to the writer before shards hold new ones back.
     pub queue_depth: usize,
+    /// Bytes of profile text held or in flight to the writer before registrations wait.
+    pub queue_bytes: usize,
 }
 
 /// One profile to write: a registration or an update by an idempotent re-register.
@@ -62,9 +65,23 @@ pub struct AuditService {
 
 /// Opens (or creates) the repository and starts the writer thread. The repository is opened
 /// on that thread (a gix `Repository` stays on the thread that opened it); its outcome is
-/// reported back before this returns, so an unusable `REPO_ROOT` stops start-up.
-pub fn start(config: &AuditConfig, metrics: Arc<AuditMetrics>) -> Result<AuditService, AuditError> {
-    let (events, inbox) = feed::channel(config.queue_depth, "git", Arc::clone(&metrics.in_flight));
+/// reported back before this returns, so an unusable `REPO_ROOT` stops start-up. If the
+/// writer dies while serving, `lifecycle` is told why.
+pub fn start(
+    config: &AuditConfig,
+    metrics: Arc<AuditMetrics>,
+    lifecycle: &std::sync::mpsc::Sender<Event>,
+) -> Result<AuditService, AuditError> {
+    let limits = FeedLimits {
+        depth: config.queue_depth,
+        max_bytes: config.queue_bytes,
+    };
+    let counters = FeedCounters {
+        in_flight: Arc::clone(&metrics.in_flight),
+        pending_bytes: Arc::clone(&metrics.pending_bytes),
+    };
+    let (events, inbox) = feed::channel(limits, "git writer", counters);
+    let lifecycle = lifecycle.clone();
     let writer_metrics = Arc::clone(&metrics);
     let core = config.core;
     let repo_root = config.repo_root.clone();
@@ -76,7 +93,9 @@ pub fn start(config: &AuditConfig, metrics: Arc<AuditMetrics>) -> Result<AuditSe
             match open_or_create(&repo_root) {
                 Ok(repo) => {
                     let _ = opened_tx.send(Ok(()));
-                    writer::Writer::new(repo, writer_metrics).run(inbox);
+                    supervise("git writer", &lifecycle, move || {
+                        writer::Writer::new(repo, writer_metrics).run(inbox)
+                    });
                 }
                 Err(error) => {
                     let _ = opened_tx.send(Err(error));

@@ -1,23 +1,33 @@
 //! One connection: read, decode every complete request, answer them in order with one write,
 //! repeat. Buffers are per connection and reused across requests.
+//!
+//! Memory is earned, not announced: the read buffer grows with the bytes that arrive
+//! (doubling, capped at the request's announced size), a request's head is checked
+//! ([`Service::admit`]) before any of its body is buffered, and growth past the first
+//! [`INITIAL_READ_BYTES`] is charged to the shard's [`ReadBudget`].
 
-use super::request::{decode, Decoded, Limits, Method};
-use super::response::{write_continue, write_response, Connection, ResponseHead, Status};
-use super::Service;
+use super::request::{decode_head, Limits, Method};
+use super::response::{write_continue, write_head, write_response, Connection, ResponseHead};
+use super::{Service, Status};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+use shards::Turn;
+use std::cell::Cell;
 use std::io;
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
 /// Read buffer a connection starts with: fits typical MCP requests, and 10,000 idle
-/// connections then hold ~80 MiB at most.
-const INITIAL_READ_BYTES: usize = 8 * 1024;
-/// Buffers that grew past this for one large request are given back once the connection is
-/// idle again, so a burst of big requests does not pin memory on every connection.
+/// connections then hold ~80 MiB at most. Growth beyond it is charged to the [`ReadBudget`].
+pub const INITIAL_READ_BYTES: usize = 8 * 1024;
+/// Response buffers that grew past this for one large response are given back once the
+/// connection is idle again, so a burst of big answers does not pin memory on every connection.
 const RETAINED_BUFFER_BYTES: usize = 64 * 1024;
 /// Pipelined responses are flushed once this much is waiting, bounding output per connection.
 const MAX_PENDING_OUTPUT_BYTES: usize = 256 * 1024;
+/// A response body at least this large is written from its own buffer instead of being
+/// copied behind the others (a drained inbox page can be megabytes).
+const DIRECT_WRITE_BYTES: usize = 64 * 1024;
 /// After refusing a request we read and discard at most this much (for at most
 /// `LINGER_MS`) before closing, so the client reads our error instead of a TCP reset.
 const LINGER_BYTES: usize = 1024 * 1024;
@@ -33,64 +43,195 @@ pub struct Timeouts {
     pub request: Duration,
 }
 
+/// Bytes of request data one shard buffers beyond each connection's first
+/// [`INITIAL_READ_BYTES`], across all its connections. Without it, 10,000 connections that each
+/// send most of a 1 MiB body would hold ~10 GiB; past it a request gets 503 instead.
+#[derive(Debug)]
+pub struct ReadBudget {
+    limit_bytes: usize,
+    used_bytes: Cell<usize>,
+}
+
+impl ReadBudget {
+    pub fn new(limit_bytes: usize) -> Self {
+        ReadBudget {
+            limit_bytes,
+            used_bytes: Cell::new(0),
+        }
+    }
+
+    /// Bytes charged now, across the shard's connections.
+    pub fn used_bytes(&self) -> usize {
+        self.used_bytes.get()
+    }
+
+    fn try_take(&self, bytes: usize) -> bool {
+        let used = self.used_bytes.get();
+        if used + bytes > self.limit_bytes {
+            return false;
+        }
+        self.used_bytes.set(used + bytes);
+        true
+    }
+
+    fn give_back(&self, bytes: usize) {
+        let used = self.used_bytes.get();
+        assert!(bytes <= used, "read budget returned more than it lent");
+        self.used_bytes.set(used - bytes);
+    }
+}
+
+/// A connection's read buffer: `bytes[start..end]` is received and not yet consumed.
+struct ReadBuffer<'a> {
+    bytes: Vec<u8>,
+    start: usize,
+    end: usize,
+    budget: &'a ReadBudget,
+    /// What this buffer holds of the budget: its length beyond `INITIAL_READ_BYTES`.
+    charged: usize,
+}
+
+/// The buffer could not grow: the shard's read budget is spent.
+struct BudgetSpent;
+
+impl<'a> ReadBuffer<'a> {
+    fn new(budget: &'a ReadBudget) -> Self {
+        ReadBuffer {
+            bytes: vec![0u8; INITIAL_READ_BYTES],
+            start: 0,
+            end: 0,
+            budget,
+            charged: 0,
+        }
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.bytes[self.start..self.end]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    fn consume(&mut self, len: usize) {
+        assert!(len <= self.end - self.start, "consumed more than was read");
+        self.start += len;
+    }
+
+    /// Moves unread bytes to the front. Between requests a grown buffer is given back, so
+    /// the budget counts only requests in progress.
+    fn compact(&mut self) {
+        if self.is_empty() {
+            self.start = 0;
+            self.end = 0;
+            if self.bytes.len() > INITIAL_READ_BYTES {
+                self.bytes = vec![0u8; INITIAL_READ_BYTES];
+                self.recharge();
+            }
+        } else if self.start > 0 {
+            self.bytes.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+    }
+
+    /// Ensures room to read at least one more byte, doubling the buffer when it is full but
+    /// never beyond `cap_len` (the most the request being read can need). Call after `compact`.
+    fn make_room(&mut self, cap_len: usize) -> Result<(), BudgetSpent> {
+        if self.end < self.bytes.len() {
+            return Ok(());
+        }
+        debug_assert_eq!(self.start, 0, "compact before growing");
+        assert!(
+            cap_len > self.end,
+            "grown only for a request that needs more"
+        );
+        let new_len = (self.bytes.len() * 2).min(cap_len);
+        let extra = new_len.saturating_sub(INITIAL_READ_BYTES) - self.charged;
+        if !self.budget.try_take(extra) {
+            return Err(BudgetSpent);
+        }
+        self.charged += extra;
+        // Zero-filling commits memory, but only up to twice what has actually arrived.
+        self.bytes.resize(new_len, 0);
+        Ok(())
+    }
+
+    fn recharge(&mut self) {
+        let now = self.bytes.len().saturating_sub(INITIAL_READ_BYTES);
+        self.budget.give_back(self.charged - now);
+        self.charged = now;
+    }
+
+    fn spare(&mut self) -> &mut [u8] {
+        &mut self.bytes[self.end..]
+    }
+}
+
+impl Drop for ReadBuffer<'_> {
+    fn drop(&mut self) {
+        self.budget.give_back(self.charged);
+    }
+}
+
+/// Everything a connection needs from its shard.
+pub struct ConnectionContext<'a, S> {
+    pub service: &'a S,
+    pub limits: &'a Limits,
+    pub timeouts: Timeouts,
+    pub budget: &'a ReadBudget,
+}
+
+/// What the read loop does after the requests in the buffer have been handled.
+enum Next {
+    /// Read more bytes; `need` is the most the request being read may still take (its
+    /// announced size once its head is known).
+    Read { need: usize },
+    /// The last response said `Connection: close`.
+    Close,
+    /// The request was refused; close carefully (lingering) so the client reads why.
+    CloseAfterRefusal,
+}
+
 /// Serves `stream` until the client closes it, asks to close, breaks the protocol, times out,
 /// or the read side is shut down (server stopping). I/O errors end the connection only.
 pub async fn serve_connection<S: Service>(
     stream: &mut TcpStream,
-    service: &S,
-    limits: &Limits,
-    timeouts: Timeouts,
+    context: &ConnectionContext<'_, S>,
 ) -> io::Result<()> {
+    let ConnectionContext {
+        service,
+        limits,
+        timeouts,
+        budget,
+    } = *context;
     stream.set_write_timeout(Some(timeouts.idle))?;
     let mut request_started: Option<Instant> = None;
-    let max_buffer_bytes = limits.max_header_bytes + limits.max_body_bytes;
-    let mut input = vec![0u8; INITIAL_READ_BYTES];
-    let (mut start, mut end) = (0usize, 0usize);
+    let mut input = ReadBuffer::new(budget);
     let mut output: Vec<u8> = Vec::with_capacity(1024);
     let mut body: Vec<u8> = Vec::with_capacity(1024);
+    // The size of the request at the front of `input` once its head has been admitted: its
+    // body is still arriving, and the head is not parsed again until all of it is here.
+    let mut admitted_len: Option<usize> = None;
     let mut continue_sent = false;
+    let mut turn = Turn::new();
 
     loop {
-        let mut close = false;
-        let mut refused = false;
-        let mut wanted: Option<usize> = None;
-        while start < end {
-            match decode(&input[start..end], limits) {
-                Ok(Decoded::Complete { request, consumed }) => {
-                    body.clear();
-                    let head = service.handle(&request, &mut body).await;
-                    close = !request.keep_alive;
-                    let connection = match (close, request.http10) {
-                        (true, _) => Connection::Close,
-                        (false, true) => Connection::KeepAlive,
-                        (false, false) => Connection::Persistent,
-                    };
-                    let omit_body = request.method == Method::Head;
-                    write_response(&mut output, &head, &body, connection, omit_body);
-                    start += consumed;
-                    continue_sent = false;
-                    // The clock restarts for the next request, whose bytes may already be
-                    // here: time spent answering this one is not charged to it.
-                    request_started = None;
-                    if close {
-                        break;
-                    }
-                    if output.len() >= MAX_PENDING_OUTPUT_BYTES {
-                        stream.write_all(&output).await?;
-                        output.clear();
-                    }
-                }
-                Ok(Decoded::Partial {
-                    total_len,
-                    expect_continue,
-                }) => {
-                    wanted = total_len;
-                    if expect_continue && !continue_sent {
-                        write_continue(&mut output);
-                        continue_sent = true;
-                    }
+        let mut next = Next::Read {
+            // Room for a header section over the limit, so the decoder can refuse it.
+            need: limits.max_header_bytes + 1,
+        };
+        while !input.is_empty() {
+            if let Some(total) = admitted_len {
+                if input.data().len() < total {
+                    next = Next::Read { need: total };
                     break;
                 }
+            }
+            service.head_parsed();
+            let head = match decode_head(input.data(), limits) {
+                Ok(Some(head)) => head,
+                Ok(None) => break,
                 Err(error) => {
                     body.clear();
                     body.extend_from_slice(error.message().as_bytes());
@@ -98,70 +239,123 @@ pub async fn serve_connection<S: Service>(
                     let head = ResponseHead::text(error.status());
                     write_response(&mut output, &head, &body, Connection::Close, false);
                     tracing::debug!(status = error.status().code(), reason = %error.message(), "refused request");
-                    close = true;
-                    refused = true;
+                    next = Next::CloseAfterRefusal;
+                    break;
+                }
+            };
+            let total = head.total_len();
+            if admitted_len.is_none() {
+                body.clear();
+                if let Some(refusal) = service.admit(&head, &mut body) {
+                    write_response(&mut output, &refusal, &body, Connection::Close, false);
+                    tracing::debug!(
+                        status = refusal.status.code(),
+                        "refused request before its body"
+                    );
+                    next = Next::CloseAfterRefusal;
                     break;
                 }
             }
+            let Some(request) = head.with_body(input.data()) else {
+                admitted_len = Some(total);
+                if head.expect_continue && !continue_sent {
+                    write_continue(&mut output);
+                    continue_sent = true;
+                }
+                next = Next::Read { need: total };
+                break;
+            };
+            body.clear();
+            let response = turn.wait(service.handle(&request, &mut body)).await;
+            let close = !request.keep_alive;
+            let connection = match (close, request.http10) {
+                (true, _) => Connection::Close,
+                (false, true) => Connection::KeepAlive,
+                (false, false) => Connection::Persistent,
+            };
+            let omit_body = request.method == Method::Head;
+            write_head(&mut output, &response, body.len(), connection);
+            if !omit_body && body.len() >= DIRECT_WRITE_BYTES {
+                stream.write_all(&output).await?;
+                output.clear();
+                stream.write_all(&body).await?;
+            } else if !omit_body {
+                output.extend_from_slice(&body);
+            }
+            input.consume(total);
+            admitted_len = None;
+            continue_sent = false;
+            // The clock restarts for the next request, whose bytes may already be here: time
+            // spent answering this one is not charged to it.
+            request_started = None;
+            if close {
+                next = Next::Close;
+                break;
+            }
+            if output.len() >= MAX_PENDING_OUTPUT_BYTES {
+                stream.write_all(&output).await?;
+                output.clear();
+            }
+            // Socket reads and writes complete without ever returning `Pending` while data or
+            // buffer space is there, so a pipelining client would otherwise keep this shard.
+            turn.done().await;
         }
         if !output.is_empty() {
             stream.write_all(&output).await?;
             output.clear();
         }
-        if close {
-            if refused {
+        let need = match next {
+            Next::Read { need } => need,
+            Next::Close => return Ok(()),
+            Next::CloseAfterRefusal => {
                 linger(stream).await;
+                return Ok(());
             }
-            return Ok(());
-        }
+        };
 
-        // Make room for the next read.
-        if start == end {
-            start = 0;
-            end = 0;
-            if input.len() > RETAINED_BUFFER_BYTES {
-                input = vec![0u8; INITIAL_READ_BYTES];
-            }
+        input.compact();
+        if input.is_empty() {
             if body.capacity() > RETAINED_BUFFER_BYTES {
                 body = Vec::with_capacity(1024);
             }
             if output.capacity() > RETAINED_BUFFER_BYTES {
                 output = Vec::with_capacity(1024);
             }
-        } else if start > 0 {
-            input.copy_within(start..end, 0);
-            end -= start;
-            start = 0;
         }
-        let target_len = match wanted {
-            // The whole request's size is known: read it in as few calls as possible.
-            Some(total) => total,
-            None if end == input.len() => (input.len() * 2).min(max_buffer_bytes),
-            None => input.len(),
-        };
-        if target_len > input.len() {
-            input.resize(target_len, 0);
+        if input.make_room(need).is_err() {
+            tracing::debug!(
+                used_bytes = budget.used_bytes(),
+                "read budget spent; refusing a request"
+            );
+            let refusal = ResponseHead::text(Status::ServiceUnavailable);
+            write_response(
+                &mut output,
+                &refusal,
+                b"the server is buffering too many request bodies; retry shortly\n",
+                Connection::Close,
+                false,
+            );
+            if stream.write_all(&output).await.is_ok() {
+                linger(stream).await;
+            }
+            return Ok(());
         }
         // A partial request is on the clock; between requests the idle timeout applies.
-        let timeout = if start < end {
-            let started = *request_started.get_or_insert_with(Instant::now);
-            timeouts.request.saturating_sub(started.elapsed())
-        } else {
+        let timeout = if input.is_empty() {
             request_started = None;
             timeouts.idle
+        } else {
+            let started = *request_started.get_or_insert_with(Instant::now);
+            timeouts.request.saturating_sub(started.elapsed())
         };
         if timeout.is_zero() {
             return request_timed_out(stream, &mut output).await;
         }
         stream.set_read_timeout(Some(timeout))?;
-        debug_assert!(
-            end < input.len(),
-            "decode refuses requests larger than the buffer cap"
-        );
 
-        let read = match stream.read(&mut input[end..]).await {
+        let read = match turn.wait(stream.read(input.spare())).await {
             Ok(read) => read,
-            Err(error) if error.kind() == io::ErrorKind::TimedOut && start < end => {
+            Err(error) if error.kind() == io::ErrorKind::TimedOut && !input.is_empty() => {
                 return request_timed_out(stream, &mut output).await;
             }
             Err(error) => return Err(error),
@@ -169,7 +363,7 @@ pub async fn serve_connection<S: Service>(
         if read == 0 {
             return Ok(());
         }
-        end += read;
+        input.end += read;
     }
 }
 
@@ -211,14 +405,63 @@ async fn linger(stream: &mut TcpStream) {
     let deadline = std::time::Instant::now() + Duration::from_millis(LINGER_MS);
     let mut scratch = [0u8; 4096];
     let mut discarded = 0;
+    let mut turn = Turn::new();
     while discarded < LINGER_BYTES {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
             return;
         }
-        match stream.read(&mut scratch).await {
+        match turn.wait(stream.read(&mut scratch)).await {
             Ok(0) | Err(_) => return,
             Ok(n) => discarded += n,
         }
+        // A client pouring bytes in must not keep the shard while we discard them.
+        turn.done().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffer_grows_by_doubling_up_to_the_cap_and_charges_the_budget() {
+        let budget = ReadBudget::new(100_000);
+        let mut buffer = ReadBuffer::new(&budget);
+        buffer.end = INITIAL_READ_BYTES;
+        assert!(buffer.make_room(50_000).is_ok());
+        assert_eq!(buffer.bytes.len(), 2 * INITIAL_READ_BYTES);
+        assert_eq!(budget.used_bytes(), INITIAL_READ_BYTES);
+        buffer.end = buffer.bytes.len();
+        assert!(buffer.make_room(20_000).is_ok());
+        assert_eq!(
+            buffer.bytes.len(),
+            20_000,
+            "capped at what the request needs"
+        );
+        assert_eq!(budget.used_bytes(), 20_000 - INITIAL_READ_BYTES);
+        drop(buffer);
+        assert_eq!(
+            budget.used_bytes(),
+            0,
+            "a closed connection gives it all back"
+        );
+    }
+
+    #[test]
+    fn growth_past_the_budget_is_refused_and_idle_buffers_shrink() {
+        let budget = ReadBudget::new(INITIAL_READ_BYTES);
+        let mut first = ReadBuffer::new(&budget);
+        first.end = INITIAL_READ_BYTES;
+        assert!(first.make_room(1 << 20).is_ok());
+        let mut second = ReadBuffer::new(&budget);
+        second.end = INITIAL_READ_BYTES;
+        assert!(second.make_room(1 << 20).is_err(), "budget spent");
+        assert_eq!(second.bytes.len(), INITIAL_READ_BYTES);
+        first.end = first.bytes.len();
+        first.start = first.end;
+        first.compact();
+        assert_eq!(first.bytes.len(), INITIAL_READ_BYTES);
+        assert_eq!(budget.used_bytes(), 0);
     }
 }

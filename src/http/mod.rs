@@ -5,13 +5,23 @@ pub mod conn;
 pub mod request;
 pub mod response;
 
-pub use conn::{refuse_connection, serve_connection, Timeouts};
-pub use request::{Headers, Limits, Method, Request};
+pub use conn::{refuse_connection, serve_connection, ConnectionContext, ReadBudget, Timeouts};
+pub use request::{Head, Headers, Limits, Method, Request};
 pub use response::{ResponseHead, Status};
 
 /// What the server runs for each decoded request.
 #[allow(async_fn_in_trait)]
 pub trait Service {
+    /// Decides from the head alone, as soon as the header section is complete and before any
+    /// of the body is buffered, whether the request is refused. `Some` is the refusal: its body
+    /// goes into `body` (which arrives empty), it is sent, and the connection is closed without
+    /// reading the request body. Authentication belongs here, so an unauthenticated client
+    /// cannot make the server hold a body.
+    fn admit(&self, head: &Head<'_>, body: &mut Vec<u8>) -> Option<ResponseHead>;
+
     /// Handles `request`, writing the response body (if any) into `body`, which arrives empty.
     async fn handle(&self, request: &Request<'_>, body: &mut Vec<u8>) -> ResponseHead;
+
+    /// Called each time a header section is parsed, for the metrics.
+    fn head_parsed(&self) {}
 }

@@ -66,6 +66,44 @@ pub struct Request<'b> {
     pub body: &'b [u8],
 }
 
+/// A request whose header section is complete; its body may still be arriving. Everything
+/// the server decides before reading a body (routing, authentication) is decided from this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head<'b> {
+    pub method: Method,
+    /// The path without the query string.
+    pub path: &'b str,
+    pub keep_alive: bool,
+    pub http10: bool,
+    pub headers: Headers<'b>,
+    /// The client waits for `100 Continue` before sending its body (HTTP/1.1 only).
+    pub expect_continue: bool,
+    /// Bytes of the request line and headers, including the blank line.
+    pub header_len: usize,
+    /// Bytes of the body, from Content-Length (0 without one).
+    pub body_len: usize,
+}
+
+impl<'b> Head<'b> {
+    /// The whole request's size in bytes.
+    pub fn total_len(&self) -> usize {
+        self.header_len + self.body_len
+    }
+
+    /// The request, once `buf` (the same buffer the head was decoded from) holds all of it.
+    pub fn with_body(&self, buf: &'b [u8]) -> Option<Request<'b>> {
+        let body = buf.get(self.header_len..self.total_len())?;
+        Some(Request {
+            method: self.method,
+            path: self.path,
+            keep_alive: self.keep_alive,
+            http10: self.http10,
+            headers: self.headers,
+            body,
+        })
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Decoded<'b> {
     Complete {
@@ -73,8 +111,7 @@ pub enum Decoded<'b> {
         consumed: usize,
     },
     /// More bytes are needed. `total_len` is the whole request's size once the headers are
-    /// known (so the reader can reserve room), and `expect_continue` asks for a
-    /// `100 Continue` before the client sends its body.
+    /// known, and `expect_continue` asks for a `100 Continue` before the client sends its body.
     Partial {
         total_len: Option<usize>,
         expect_continue: bool,
@@ -122,6 +159,27 @@ impl HttpError {
 
 /// Decodes the first request in `buf`, if it is complete.
 pub fn decode<'b>(buf: &'b [u8], limits: &Limits) -> Result<Decoded<'b>, HttpError> {
+    let Some(head) = decode_head(buf, limits)? else {
+        return Ok(Decoded::Partial {
+            total_len: None,
+            expect_continue: false,
+        });
+    };
+    Ok(match head.with_body(buf) {
+        Some(request) => Decoded::Complete {
+            request,
+            consumed: head.total_len(),
+        },
+        None => Decoded::Partial {
+            total_len: Some(head.total_len()),
+            expect_continue: head.expect_continue,
+        },
+    })
+}
+
+/// Decodes the header section at the start of `buf`: `None` until it is complete. The body
+/// need not have arrived; the limits are checked against what the headers announce.
+pub fn decode_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Head<'b>>, HttpError> {
     let mut header_slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut header_slots);
     let header_len = match parsed.parse(buf) {
@@ -130,10 +188,7 @@ pub fn decode<'b>(buf: &'b [u8], limits: &Limits) -> Result<Decoded<'b>, HttpErr
             if buf.len() > limits.max_header_bytes {
                 return Err(HttpError::HeadersTooLarge);
             }
-            return Ok(Decoded::Partial {
-                total_len: None,
-                expect_continue: false,
-            });
+            return Ok(None);
         }
         Err(httparse::Error::TooManyHeaders) => return Err(HttpError::TooManyHeaders),
         Err(httparse::Error::Version) => {
@@ -150,11 +205,13 @@ pub fn decode<'b>(buf: &'b [u8], limits: &Limits) -> Result<Decoded<'b>, HttpErr
     };
     let method = Method::parse(method);
     let path = target.split_once('?').map_or(target, |(path, _)| path);
+    let http10 = minor == 0;
 
     let mut headers = Headers::default();
     let mut content_length: Option<usize> = None;
     let mut chunked = false;
-    let mut close = minor == 0;
+    // `close` in any Connection header wins over `keep-alive` in the same or another one.
+    let (mut asked_close, mut asked_keep_alive) = (false, false);
     let mut expect_continue = false;
     for header in parsed.headers.iter() {
         let name = header.name;
@@ -169,15 +226,17 @@ pub fn decode<'b>(buf: &'b [u8], limits: &Limits) -> Result<Decoded<'b>, HttpErr
             chunked = true;
         } else if name.eq_ignore_ascii_case("connection") {
             for token in value.split(|b| *b == b',').map(trim_ows) {
-                if token.eq_ignore_ascii_case(b"close") {
-                    close = true;
-                } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    close = false;
-                }
+                asked_close |= token.eq_ignore_ascii_case(b"close");
+                asked_keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if name.eq_ignore_ascii_case("expect") {
-            expect_continue = value.eq_ignore_ascii_case(b"100-continue");
+            // HTTP/1.0 has no 100 Continue (RFC 9110 10.1.1): its clients send the body anyway.
+            expect_continue = !http10 && value.eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case("host") {
+            // Two Hosts would let a proxy and this server disagree on the target (RFC 9112 3.2).
+            if headers.host.is_some() {
+                return Err(HttpError::Malformed("more than one Host header"));
+            }
             headers.host = Some(value);
         } else if name.eq_ignore_ascii_case("origin") {
             headers.origin = Some(value);
@@ -213,24 +272,17 @@ pub fn decode<'b>(buf: &'b [u8], limits: &Limits) -> Result<Decoded<'b>, HttpErr
             max_body_bytes: limits.max_body_bytes,
         });
     }
-    let total_len = header_len + body_len;
-    if buf.len() < total_len {
-        return Ok(Decoded::Partial {
-            total_len: Some(total_len),
-            expect_continue,
-        });
-    }
-    Ok(Decoded::Complete {
-        request: Request {
-            method,
-            path,
-            keep_alive: !close,
-            http10: minor == 0,
-            headers,
-            body: &buf[header_len..total_len],
-        },
-        consumed: total_len,
-    })
+    let keep_alive = !asked_close && (!http10 || asked_keep_alive);
+    Ok(Some(Head {
+        method,
+        path,
+        keep_alive,
+        http10,
+        headers,
+        expect_continue,
+        header_len,
+        body_len,
+    }))
 }
 
 /// Strips optional whitespace (spaces and tabs, RFC 9110 OWS) from both ends.
@@ -269,6 +321,10 @@ mod tests {
     const LIMITS: Limits = Limits {
         max_header_bytes: 1024,
         max_body_bytes: 64,
+    };
+    const LIMITS_LARGE: Limits = Limits {
+        max_header_bytes: 1024,
+        max_body_bytes: 4096,
     };
 
     fn complete(buf: &[u8]) -> (Request<'_>, usize) {
@@ -362,6 +418,54 @@ mod tests {
                 .0
                 .keep_alive
         );
+    }
+
+    #[test]
+    fn close_wins_over_keep_alive_in_any_connection_header() {
+        for raw in [
+            &b"GET / HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nConnection: close, keep-alive\r\n\r\n",
+            b"GET / HTTP/1.1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n",
+            b"GET / HTTP/1.0\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n",
+        ] {
+            assert!(
+                !complete(raw).0.keep_alive,
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn http10_expect_continue_is_ignored() {
+        let raw = b"POST /mcp HTTP/1.0\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n";
+        assert_eq!(
+            decode(raw, &LIMITS),
+            Ok(Decoded::Partial {
+                total_len: Some(raw.len() + 10),
+                expect_continue: false
+            })
+        );
+    }
+
+    #[test]
+    fn two_host_headers_are_refused() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n";
+        let error = decode(raw, &LIMITS).expect_err("two hosts");
+        assert_eq!(error.status(), crate::http::Status::BadRequest);
+        assert!(error.message().contains("Host"), "{}", error.message());
+    }
+
+    #[test]
+    fn head_is_known_before_the_body_arrives() {
+        let raw = b"POST /mcp HTTP/1.1\r\nAuthorization: Bearer x\r\nContent-Length: 1000\r\n\r\n{";
+        let head = decode_head(raw, &LIMITS_LARGE)
+            .expect("valid")
+            .expect("complete head");
+        assert_eq!(head.headers.authorization, Some(&b"Bearer x"[..]));
+        assert_eq!(head.body_len, 1000);
+        assert_eq!(head.total_len(), raw.len() - 1 + 1000);
+        assert!(head.with_body(raw).is_none(), "the body has not arrived");
     }
 
     #[test]

@@ -127,11 +127,20 @@ pub fn write_response(
     connection: Connection,
     omit_body: bool,
 ) {
+    write_head(out, head, body.len(), connection);
+    if !omit_body {
+        out.extend_from_slice(body);
+    }
+}
+
+/// Appends the status line and headers of a response whose body is `body_len` bytes; the
+/// caller sends the body (a large one straight from its own buffer, without copying it).
+pub fn write_head(out: &mut Vec<u8>, head: &ResponseHead, body_len: usize, connection: Connection) {
     out.extend_from_slice(head.status.status_line());
     out.extend_from_slice(b"Server: allman\r\nDate: ");
     with_http_date(|date| out.extend_from_slice(date.as_bytes()));
     out.extend_from_slice(b"\r\nContent-Length: ");
-    push_decimal(out, body.len());
+    push_decimal(out, body_len);
     out.extend_from_slice(b"\r\n");
     if let Some(content_type) = head.content_type {
         out.extend_from_slice(b"Content-Type: ");
@@ -150,9 +159,6 @@ pub fn write_response(
         Connection::Close => out.extend_from_slice(b"Connection: close\r\n"),
     }
     out.extend_from_slice(b"\r\n");
-    if !omit_body {
-        out.extend_from_slice(body);
-    }
 }
 
 /// `HTTP/1.1 100 Continue`, sent when a client waits for it before sending its body.

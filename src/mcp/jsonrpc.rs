@@ -1,6 +1,6 @@
 //! JSON-RPC 2.0 framing: classifying one incoming message and writing responses.
 
-use super::json::{as_str, present};
+use crate::json::{as_str, present};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -152,6 +152,11 @@ pub fn open_result(out: &mut Vec<u8>, id: &RawValue) {
     out.extend_from_slice(b",\"result\":");
 }
 
+/// The length [`open_result`] writes for `id`.
+pub fn open_result_len(id: &RawValue) -> usize {
+    r#"{"jsonrpc":"2.0","id":,"result":"#.len() + id.get().len()
+}
+
 pub fn close_result(out: &mut Vec<u8>) {
     out.push(b'}');
 }
@@ -162,13 +167,21 @@ pub fn write_error(out: &mut Vec<u8>, id: Option<&RawValue>, error: &RpcError) {
     out.extend_from_slice(b",\"error\":{\"code\":");
     out.extend_from_slice(error.code.to_string().as_bytes());
     out.extend_from_slice(b",\"message\":");
-    super::json::write_str(out, &error.message);
+    crate::json::write_str(out, &error.message);
     out.extend_from_slice(b"}}");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_result_len_matches_what_is_written() {
+        let id = RawValue::from_string("\"abc\"".into()).expect("json");
+        let mut out = Vec::new();
+        open_result(&mut out, &id);
+        assert_eq!(open_result_len(&id), out.len());
+    }
 
     fn code_of(text: &str) -> i32 {
         match classify(text) {

@@ -1,15 +1,14 @@
 //! MCP over JSON-RPC 2.0: one POSTed body in, one JSON body (or nothing) out.
 //! Lifecycle (`initialize`, `ping`, notifications), `tools/list`, `tools/call` and batches.
 
-pub mod json;
 pub mod jsonrpc;
 pub mod transport;
 
-use crate::tools::{self, ParseFailure, ToolError, ToolOutput, Toolbox};
-use json::{as_str, present, write_str};
+use crate::json::{as_str, present, write_str};
+use crate::tools::{self, OutputBudget, ParseFailure, ToolError, ToolOutput, Toolbox};
 use jsonrpc::{
-    classify, close_result, open_result, write_error, Message, RpcError, INVALID_PARAMS,
-    INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR,
+    classify, close_result, open_result, open_result_len, write_error, Message, RpcError,
+    INVALID_PARAMS, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR,
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -22,9 +21,31 @@ pub const LATEST_VERSION: &str = SUPPORTED_VERSIONS[0];
 /// Messages per batch. A larger batch is refused whole, so one HTTP request cannot occupy a
 /// shard for long.
 pub const MAX_BATCH_LEN: usize = 256;
-/// Once a batch's response passes this size, its remaining requests are answered with an
-/// error instead of being run, so one HTTP request cannot build an unbounded response.
+/// A batch's response stays within this size: each request gets what is left (keeping room
+/// for a short error answer to each later one), and once too little is left the remaining
+/// requests are answered with an error instead of being run.
 pub const MAX_BATCH_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// One response (one page of an inbox, one set of search hits) stays within this size, as
+/// sent: the one exception is a single message larger than this on its own, which is sent
+/// alone so that an inbox can always be emptied.
+pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// Room a batch keeps for each request not yet run: enough for a short error answer (ids
+/// are echoed besides, and they are bounded by the request's own size).
+const BATCH_ANSWER_RESERVE_BYTES: usize = 256;
+/// A batch request is run only if at least this much room is left for its answer (the
+/// largest fixed answer, `tools/list`, is a few KiB).
+const MIN_BATCH_ANSWER_BYTES: usize = 16 * 1024;
+/// The bytes of a tool result besides its JSON (counted by the tool): the content wrapper,
+/// the `structuredContent` key and object, `isError`.
+const TOOL_RESULT_FRAME_BYTES: usize = 96;
+
+/// Where the response being written may end (`out.len()` at most `end`), and whether the
+/// request's first item may pass it (see [`OutputBudget::at_least_one`]).
+#[derive(Debug, Clone, Copy)]
+struct ResponseLimit {
+    end: usize,
+    at_least_one: bool,
+}
 
 /// What the HTTP layer should answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +97,11 @@ pub async fn handle_body(
         }
     }
     if !is_batch {
-        return match handle_message(text, tools, out).await {
+        let limit = ResponseLimit {
+            end: out.len() + MAX_RESPONSE_BYTES,
+            at_least_one: true,
+        };
+        return match handle_message(text, tools, out, limit).await {
             Written::Response => Outcome::Reply,
             Written::Refusal => Outcome::Refused,
             Written::Nothing => Outcome::Accepted,
@@ -105,16 +130,22 @@ pub async fn handle_body(
     }
     out.push(b'[');
     let mut wrote_any = false;
-    for item in items {
+    let count = items.len();
+    let mut turn = shards::Turn::new();
+    for (index, item) in items.into_iter().enumerate() {
         let mark = out.len();
         if wrote_any {
             out.push(b',');
         }
-        if out.len() > MAX_BATCH_RESPONSE_BYTES {
-            // Not run: answering it could grow the response without bound.
+        let kept_for_rest = (count - index - 1) * BATCH_ANSWER_RESERVE_BYTES;
+        let end = (MAX_BATCH_RESPONSE_BYTES - 1)
+            .saturating_sub(kept_for_rest)
+            .min(out.len() + MAX_RESPONSE_BYTES);
+        if end < out.len() + MIN_BATCH_ANSWER_BYTES {
+            // Not run: answering it could grow the response past the bound.
             if let Ok(Message::Request { id, .. }) = classify(item.get()) {
                 let message = format!(
-                    "not run: the batch response passed {MAX_BATCH_RESPONSE_BYTES} bytes; send the rest in another request"
+                    "not run: the batch response is near {MAX_BATCH_RESPONSE_BYTES} bytes; send the rest in another request"
                 );
                 write_error(
                     out,
@@ -127,10 +158,16 @@ pub async fn handle_body(
             }
             continue;
         }
-        match handle_message(item.get(), tools, out).await {
+        let limit = ResponseLimit {
+            end,
+            at_least_one: !wrote_any,
+        };
+        match handle_message(item.get(), tools, out, limit).await {
             Written::Response | Written::Refusal => wrote_any = true,
             Written::Nothing => out.truncate(mark),
         }
+        // Up to MAX_BATCH_LEN tool calls in one request: let the shard serve others between.
+        turn.done().await;
     }
     if !wrote_any {
         out.clear();
@@ -168,7 +205,12 @@ enum Written {
     Nothing,
 }
 
-async fn handle_message(text: &str, tools: &Toolbox, out: &mut Vec<u8>) -> Written {
+async fn handle_message(
+    text: &str,
+    tools: &Toolbox,
+    out: &mut Vec<u8>,
+    limit: ResponseLimit,
+) -> Written {
     match classify(text) {
         Err(refusal) => {
             write_error(out, refusal.id, &refusal.error);
@@ -198,7 +240,7 @@ async fn handle_message(text: &str, tools: &Toolbox, out: &mut Vec<u8>) -> Writt
                     out.extend_from_slice(tools::list_json().as_bytes());
                     Ok(())
                 }
-                "tools/call" => call_tool(id, params, tools, out).await,
+                "tools/call" => call_tool(id, params, tools, out, limit).await,
                 other => Err(RpcError::new(
                     METHOD_NOT_FOUND,
                     format!("method not found: {other}"),
@@ -286,6 +328,7 @@ async fn call_tool(
     params: Option<&RawValue>,
     tools: &Toolbox,
     out: &mut Vec<u8>,
+    limit: ResponseLimit,
 ) -> Result<(), RpcError> {
     let invalid = |message: String| RpcError::new(INVALID_PARAMS, message);
     // Objects only: serde would also read these structs from arrays, by position.
@@ -303,7 +346,16 @@ async fn call_tool(
     let outcome = match tools::parse(&name, params.arguments) {
         Err(ParseFailure::UnknownTool) => return Err(invalid(format!("unknown tool: {name}"))),
         Err(ParseFailure::Arguments(error)) => Err(error),
-        Ok(call) => tools.run(call).await,
+        Ok(call) => {
+            // What is left for the result's JSON once the JSON-RPC envelope around it (which
+            // echoes the id) and the result's own frame are written.
+            let envelope = open_result_len(id) + 1 + TOOL_RESULT_FRAME_BYTES;
+            let budget = OutputBudget {
+                bytes: limit.end.saturating_sub(out.len() + envelope),
+                at_least_one: limit.at_least_one,
+            };
+            tools.run(call, budget).await
+        }
     };
     let micros = started.elapsed().as_micros() as u64;
     tools
@@ -385,6 +437,14 @@ mod tests {
         assert_eq!(value["capabilities"], serde_json::json!({"tools": {}}));
         assert_eq!(value["serverInfo"]["name"], "allman");
         assert_eq!(value["serverInfo"]["version"], env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn the_result_frame_fits_its_reserve() {
+        // The longest frame: an array result (wrapped under a key) with an empty JSON.
+        let mut out = Vec::new();
+        write_tool_result(&mut out, &Ok(ToolOutput::Search(String::new())));
+        assert!(out.len() <= TOOL_RESULT_FRAME_BYTES, "{}", out.len());
     }
 
     #[test]

@@ -71,12 +71,15 @@ impl Indexer {
     }
 
     pub fn run(mut self, inbox: Inbox<SearchDoc>) {
+        let hooks = TestHooks::from_env();
         loop {
+            hooks.pause();
             let deadline = self
                 .first_uncommitted_at
                 .map(|first| first + self.commit_interval);
             match inbox.recv(deadline) {
                 Some(Work::Item(doc)) => {
+                    hooks.check(&doc);
                     self.add(doc);
                     if self.uncommitted >= MAX_BATCH_DOCS {
                         self.commit();
@@ -150,6 +153,51 @@ impl Indexer {
                 tracing::error!(%error, pending = self.uncommitted, "search commit failed");
                 self.first_uncommitted_at = Some(Instant::now() + RETRY_AFTER_FAILURE);
             }
+        }
+    }
+}
+
+/// Fault injection for the integration tests (`tests/helpers.rs`), compiled into debug builds
+/// only and inert unless its environment variables are set:
+/// - `ALLMAN_TEST_PAUSE_INDEXER=<path>`: the indexer takes no document while `<path>` exists
+///   (a stalled indexer, to fill the search feed).
+/// - `ALLMAN_TEST_PANIC_SUBJECT=<subject>`: indexing a message with this subject panics the
+///   indexer (a helper thread that dies).
+#[derive(Debug, Default)]
+struct TestHooks {
+    #[cfg(debug_assertions)]
+    pause_file: Option<std::path::PathBuf>,
+    #[cfg(debug_assertions)]
+    panic_subject: Option<String>,
+}
+
+impl TestHooks {
+    #[cfg(debug_assertions)]
+    fn from_env() -> Self {
+        TestHooks {
+            pause_file: std::env::var_os("ALLMAN_TEST_PAUSE_INDEXER").map(Into::into),
+            panic_subject: std::env::var("ALLMAN_TEST_PANIC_SUBJECT").ok(),
+        }
+    }
+
+    #[cfg(not(debug_assertions))]
+    fn from_env() -> Self {
+        TestHooks::default()
+    }
+
+    fn pause(&self) {
+        #[cfg(debug_assertions)]
+        if let Some(path) = &self.pause_file {
+            while path.exists() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+
+    fn check(&self, _doc: &SearchDoc) {
+        #[cfg(debug_assertions)]
+        if self.panic_subject.as_deref() == Some(_doc.envelope.subject()) {
+            panic!("test hook: the indexer was told to fail");
         }
     }
 }

@@ -11,7 +11,8 @@ mod schema;
 
 pub use indexer::SearchDoc;
 
-use crate::feed::{self, Outbox};
+use crate::feed::{self, FeedCounters, FeedLimits, Outbox};
+use crate::lifecycle::{supervise, Event};
 use crate::metrics::SearchMetrics;
 use crate::oneshot;
 use crossbeam_channel::Sender;
@@ -34,6 +35,8 @@ pub struct SearchConfig {
     pub core: usize,
     /// Documents in flight from the shards to the indexer before shards hold new ones back.
     pub queue_depth: usize,
+    /// Bytes of message text held or in flight to the indexer before senders wait.
+    pub queue_bytes: usize,
     /// Longest wait between a document's arrival and its commit.
     pub commit_interval_ms: u64,
 }
@@ -97,6 +100,9 @@ enum QueryWork {
 struct QueryJob {
     text: String,
     limit: usize,
+    /// The hits' JSON is cut (lowest-ranked first) so that the tool result carrying it (twice:
+    /// once escaped as text, once as structured content) stays within this many bytes.
+    max_result_bytes: usize,
     reply: oneshot::Sender<Result<String, QueryError>>,
 }
 
@@ -108,8 +114,13 @@ pub struct SearchHandle {
 }
 
 impl SearchHandle {
-    /// Runs a query on the query thread.
-    pub async fn query(&self, text: &str, limit: usize) -> Result<String, QueryError> {
+    /// Runs a query on the query thread; see [`QueryJob::max_result_bytes`].
+    pub async fn query(
+        &self,
+        text: &str,
+        limit: usize,
+        max_result_bytes: usize,
+    ) -> Result<String, QueryError> {
         if self.queries_waiting.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED_QUERIES {
             self.queries_waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(QueryError::Busy);
@@ -118,6 +129,7 @@ impl SearchHandle {
         let job = QueryJob {
             text: text.to_string(),
             limit,
+            max_result_bytes,
             reply,
         };
         if self.queries.send(QueryWork::Job(job)).is_err() {
@@ -143,17 +155,25 @@ pub struct SearchService {
 }
 
 /// Opens (recreates) the index and starts the indexer and query threads, both pinned to
-/// `config.core`.
+/// `config.core`. If either thread dies while serving, `events` is told why.
 pub fn start(
     config: &SearchConfig,
     metrics: Arc<SearchMetrics>,
+    events: &std::sync::mpsc::Sender<Event>,
 ) -> Result<SearchService, SearchError> {
     let index = schema::create_index(&config.index_path)?;
 
     // Unbounded channels with our own counters: crossbeam's bounded try_send can spin for
     // milliseconds when the receiver is descheduled, which would stall a shard.
-    let (docs, doc_rx) =
-        feed::channel(config.queue_depth, "search", Arc::clone(&metrics.in_flight));
+    let limits = FeedLimits {
+        depth: config.queue_depth,
+        max_bytes: config.queue_bytes,
+    };
+    let counters = FeedCounters {
+        in_flight: Arc::clone(&metrics.in_flight),
+        pending_bytes: Arc::clone(&metrics.pending_bytes),
+    };
+    let (docs, doc_rx) = feed::channel(limits, "search indexer", counters);
     let (queries, query_rx) = crossbeam_channel::unbounded();
     let queries_waiting = Arc::new(AtomicUsize::new(0));
 
@@ -164,6 +184,7 @@ pub fn start(
     let writer_index = index.clone();
     let path = config.index_path.clone();
     let (opened_tx, opened) = std::sync::mpsc::channel();
+    let indexer_events = events.clone();
     let indexer = std::thread::Builder::new()
         .name("allman-index".into())
         .spawn(move || {
@@ -182,7 +203,9 @@ pub fn start(
                 Ok((reader, writer)) => {
                     let _ = opened_tx.send(Ok(reader.clone()));
                     let interval = std::time::Duration::from_millis(commit_interval_ms);
-                    indexer::Indexer::new(writer, reader, metrics, interval).run(doc_rx);
+                    supervise("search indexer", &indexer_events, move || {
+                        indexer::Indexer::new(writer, reader, metrics, interval).run(doc_rx)
+                    });
                 }
                 Err(error) => {
                     let _ = opened_tx.send(Err(index_error(&path, error)));
@@ -201,11 +224,14 @@ pub fn start(
         }
     };
     let searcher = query::QueryRunner::new(&index, reader, Arc::clone(&queries_waiting));
+    let query_events = events.clone();
     let query = std::thread::Builder::new()
         .name("allman-query".into())
         .spawn(move || {
             crate::cores::pin_current_thread(core);
-            searcher.run(query_rx);
+            supervise("search query", &query_events, move || {
+                searcher.run(query_rx)
+            });
         })
         .map_err(SearchError::Thread)?;
     Ok(SearchService {

@@ -3,6 +3,7 @@
 
 use super::schema::fields_of;
 use super::{QueryError, QueryWork};
+use crate::json::quoted_len;
 use crossbeam_channel::Receiver;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,9 +11,6 @@ use tantivy::collector::TopDocs;
 use tantivy::query::QueryParser;
 use tantivy::schema::{document::Document, Schema};
 use tantivy::{Index, IndexReader, TantivyDocument};
-
-/// JSON text of one search result at most; hits beyond it (the lowest-ranked) are left out.
-const MAX_SEARCH_RESULT_BYTES: usize = 8 * 1024 * 1024;
 
 pub struct QueryRunner {
     reader: IndexReader,
@@ -40,14 +38,21 @@ impl QueryRunner {
             let QueryWork::Job(job) = item else {
                 return;
             };
-            let result = self.search(&job.text, job.limit);
+            let result = self.search(&job.text, job.limit, job.max_result_bytes);
             self.queries_waiting.fetch_sub(1, Ordering::AcqRel);
             job.reply.send(result);
         }
     }
 
-    /// The hits, best first, as a JSON array of named documents (every field an array).
-    pub fn search(&self, text: &str, limit: usize) -> Result<String, QueryError> {
+    /// The hits, best first, as a JSON array of named documents (every field an array). Hits
+    /// are added while the array, counted as sent (raw plus escaped), stays within
+    /// `max_result_bytes`; the best hit is always included.
+    pub fn search(
+        &self,
+        text: &str,
+        limit: usize,
+        max_result_bytes: usize,
+    ) -> Result<String, QueryError> {
         let query = self
             .parser
             .parse_query(text)
@@ -57,20 +62,27 @@ impl QueryRunner {
             .search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())
             .map_err(|e| QueryError::Unavailable(e.to_string()))?;
         let mut out = String::from("[");
+        // `[]`, raw and escaped with its quotes.
+        let mut sent_bytes = 2 + 4;
         for (index, (_score, address)) in hits.into_iter().enumerate() {
-            // Bounds the reply (it is carried twice in the tool result): the best hits fit.
-            if out.len() >= MAX_SEARCH_RESULT_BYTES {
-                break;
-            }
             let document: TantivyDocument = searcher
                 .doc(address)
                 .map_err(|e| QueryError::Unavailable(e.to_string()))?;
+            let json = document.to_json(&self.schema);
+            // The hit, raw and escaped (its quotes are not added: it sits inside the array's),
+            // plus its comma in both forms.
+            let cost = json.len() + quoted_len(&json) - 2 + 2;
+            if index > 0 && sent_bytes + cost > max_result_bytes {
+                break;
+            }
+            sent_bytes += cost;
             if index > 0 {
                 out.push(',');
             }
-            out.push_str(&document.to_json(&self.schema));
+            out.push_str(&json);
         }
         out.push(']');
+        debug_assert!(out.len() + quoted_len(&out) <= sent_bytes);
         Ok(out)
     }
 }

@@ -1,7 +1,7 @@
 //! Reading tool arguments one field at a time, so each error names the argument at fault.
 
 use super::ToolError;
-use crate::mcp::json::{as_str, is_null};
+use crate::json::{as_str, is_null};
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 

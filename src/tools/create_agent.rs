@@ -7,7 +7,7 @@ use super::{
 };
 use crate::audit::ProfileEvent;
 use crate::clock::now_ms;
-use crate::mcp::json::{present, write_str, write_uuid};
+use crate::json::{present, write_str, write_uuid};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use shards::{AgentProfile, RegisterMode, Registration, Reply, Request};
@@ -62,7 +62,8 @@ pub fn project_id_of(project_key: &str) -> Uuid {
 
 pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolError> {
     let project_id = project_id_of(&args.project_key);
-    tools.audit.wait_for_room().await;
+    // Room for the profile on its way to the git writer, taken before anything changes.
+    let charge = tools.audit.reserve(profile_bytes(&args)).await?;
     for attempt in 0..MAX_NAME_ATTEMPTS {
         let (name, mode) = match &args.name_hint {
             Some(hint) => (hint.to_string(), RegisterMode::Upsert),
@@ -99,7 +100,7 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
                     profile: profile.clone(),
                     created,
                 };
-                tools.audit.submit(event);
+                tools.audit.submit(event, charge);
                 return Ok(ToolOutput::Agent(profile));
             }
             Reply::NameTaken {
@@ -116,6 +117,16 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
         }
     }
     Err(ToolError::NamesExhausted)
+}
+
+/// What a profile costs the git feed's byte budget: its text plus the fixed fields.
+fn profile_bytes(args: &Args<'_>) -> usize {
+    const FIXED_FIELDS_BYTES: usize = 128;
+    FIXED_FIELDS_BYTES
+        + MAX_AGENT_NAME_BYTES
+        + args.project_key.len()
+        + args.program.as_deref().map_or(0, str::len)
+        + args.model.as_deref().map_or(0, str::len)
 }
 
 /// A shard answered a request with the wrong kind of reply: a bug in this server, never

@@ -8,7 +8,7 @@ mod search_messages;
 mod send_message;
 
 use crate::audit::ProfileEvent;
-use crate::feed::Feed;
+use crate::feed::{Feed, HelperStopped};
 use crate::ids::IdGenerator;
 use crate::metrics::{Metrics, ShardMetrics};
 use crate::search::{SearchDoc, SearchHandle};
@@ -79,14 +79,30 @@ pub fn parse<'a>(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToolError {
     MissingArgument(&'static str),
-    InvalidArgument { name: &'static str, problem: String },
+    InvalidArgument {
+        name: &'static str,
+        problem: String,
+    },
     UnknownAgent(String),
     UnknownRecipients(Vec<Box<str>>),
     InboxFull(Vec<Box<str>>),
-    NameTaken { name: String, project_id: Uuid },
+    NameTaken {
+        name: String,
+        project_id: Uuid,
+    },
     NamesExhausted,
     SearchUnavailable(String),
     Unavailable(CallError),
+    HelperStopped(HelperStopped),
+    /// A message with more text than an inbox can ever hold (`--max-inbox-bytes`).
+    MessageTooLarge {
+        bytes: usize,
+        max_inbox_bytes: usize,
+    },
+    /// The next message of a drain does not fit in what is left of a batch's response.
+    PageDoesNotFit {
+        left: usize,
+    },
 }
 
 impl fmt::Display for ToolError {
@@ -130,16 +146,49 @@ impl fmt::Display for ToolError {
             }
             ToolError::SearchUnavailable(reason) => write!(f, "{reason}"),
             ToolError::Unavailable(error) => write!(f, "server unavailable: {error}"),
+            ToolError::HelperStopped(error) => write!(f, "server unavailable: {error}"),
+            ToolError::MessageTooLarge {
+                bytes,
+                max_inbox_bytes,
+            } => write!(
+                f,
+                "message too large: from_agent, subject and body add up to {bytes} bytes, and \
+                 an inbox holds at most {max_inbox_bytes} (the server's --max-inbox-bytes); \
+                 nothing was delivered"
+            ),
+            ToolError::PageDoesNotFit { left } => write!(
+                f,
+                "not drained: the next message does not fit in what is left of this batch's \
+                 response ({left} messages wait); call get_inbox in a request of its own"
+            ),
         }
     }
 }
 
 impl std::error::Error for ToolError {}
 
+impl From<HelperStopped> for ToolError {
+    fn from(error: HelperStopped) -> Self {
+        ToolError::HelperStopped(error)
+    }
+}
+
 impl From<CallError> for ToolError {
     fn from(error: CallError) -> Self {
         ToolError::Unavailable(error)
     }
+}
+
+/// How much of the response one tool result may fill, set by the MCP layer from the page and
+/// batch bounds. The unit is bytes of the result's JSON counted in both forms it is sent in
+/// (escaped inside the `text` content, and raw as `structuredContent`), so the bound holds for
+/// the bytes actually sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutputBudget {
+    pub bytes: usize,
+    /// The first item (message, hit) is sent even if it alone is larger: set when nothing
+    /// else shares the response, so that an oversized message can still be drained.
+    pub at_least_one: bool,
 }
 
 /// A successful tool result, serialised after the shards have answered.
@@ -221,12 +270,16 @@ impl Toolbox {
         &self.metrics.shards[self.shard.id()]
     }
 
-    pub async fn run(&self, call: ToolCall<'_>) -> Result<ToolOutput, ToolError> {
+    pub async fn run(
+        &self,
+        call: ToolCall<'_>,
+        budget: OutputBudget,
+    ) -> Result<ToolOutput, ToolError> {
         match call {
             ToolCall::CreateAgent(args) => create_agent::run(self, args).await,
             ToolCall::SendMessage(args) => send_message::run(self, args).await,
-            ToolCall::GetInbox(args) => get_inbox::run(self, args).await,
-            ToolCall::SearchMessages(args) => search_messages::run(self, args).await,
+            ToolCall::GetInbox(args) => get_inbox::run(self, args, budget).await,
+            ToolCall::SearchMessages(args) => search_messages::run(self, args, budget).await,
         }
     }
 }

@@ -2,8 +2,8 @@
 //! field an array of values. The query runs on the search query thread, never on a shard.
 
 use super::args::{object, required_str};
-use super::{ToolError, ToolOutput, Toolbox};
-use crate::mcp::json::{is_null, present};
+use super::{OutputBudget, ToolError, ToolOutput, Toolbox};
+use crate::json::{is_null, present};
 use crate::search::{QueryError, DEFAULT_SEARCH_LIMIT, MAX_SEARCH_LIMIT};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -53,8 +53,17 @@ pub fn parse(arguments: Option<&RawValue>) -> Result<Args<'_>, ToolError> {
     Ok(Args { query, limit })
 }
 
-pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolError> {
-    match tools.search.query(&args.query, args.limit).await {
+pub async fn run(
+    tools: &Toolbox,
+    args: Args<'_>,
+    budget: OutputBudget,
+) -> Result<ToolOutput, ToolError> {
+    // The best hit is always sent: a search result, unlike a drain, can be asked again.
+    match tools
+        .search
+        .query(&args.query, args.limit, budget.bytes)
+        .await
+    {
         Ok(hits) => Ok(ToolOutput::Search(hits)),
         Err(QueryError::Syntax(reason)) => Err(ToolError::InvalidArgument {
             name: "query",

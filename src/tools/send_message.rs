@@ -8,14 +8,17 @@
 
 use super::args::{object, optional_parsed, optional_str, required_str, string_array};
 use super::create_agent::unreachable_reply;
+use super::get_inbox::page_weight;
 use super::{ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES, MAX_RECIPIENTS};
 use crate::clock::now_ms;
-use crate::mcp::json::{present, write_uuid};
+use crate::feed::{Charge, Feed};
+use crate::json::{present, write_uuid};
 use crate::search::SearchDoc;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use shards::{Delivery, Envelope, Reply, Request, Ticket};
+use shards::{CallError, Delivery, Envelope, Reply, Request, Shard, SharedEnvelope, Ticket};
 use std::borrow::Cow;
+use std::rc::Rc;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -63,115 +66,169 @@ pub fn parse(arguments: Option<&RawValue>) -> Result<Args<'_>, ToolError> {
 }
 
 pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolError> {
-    let shard = tools.shard();
-    tools.search_docs.wait_for_room().await;
-    let sender_project = sender_project(tools, &args.from_agent).await?;
-
-    // Recipients grouped by owner shard, in first-seen order.
-    let mut groups: Vec<(usize, Vec<Box<str>>)> =
-        Vec::with_capacity(shard.count().min(args.to.len()));
-    for name in &args.to {
-        let owner = shard.owner_of(name);
-        match groups.iter_mut().find(|(o, _)| *o == owner) {
-            Some((_, names)) => names.push((**name).into()),
-            None => groups.push((owner, vec![(**name).into()])),
-        }
-    }
-
-    // Several owners: hold a place in every inbox before any is delivered to, so that a send
-    // is all or nothing even when an inbox is at its cap. Submitting all requests before
-    // awaiting any runs them on their shards in parallel.
-    let reserved = groups.len() > 1;
     // The size the inbox byte caps count: the text the envelope will hold.
     let payload_bytes = args.from_agent.len() + args.subject.len() + args.body.len();
-    if reserved {
-        let mut tickets: Vec<Ticket<'_>> = Vec::with_capacity(groups.len());
-        for (owner, names) in &groups {
-            let request = Request::Reserve {
-                names: names.clone(),
-                bytes: payload_bytes,
-            };
-            tickets.push(shard.submit(*owner, request).await?);
-        }
-        let mut granted: Vec<usize> = Vec::with_capacity(groups.len());
-        // Refusals from every owner, so the error names every recipient at fault.
-        let (mut unknown, mut full): (Vec<Box<str>>, Vec<Box<str>>) = (Vec::new(), Vec::new());
-        for (ticket, (owner, _)) in tickets.into_iter().zip(&groups) {
-            match ticket.await {
-                Reply::Delivered(Delivery::Enqueued { .. }) => granted.push(*owner),
-                Reply::Delivered(Delivery::UnknownRecipients(names)) => unknown.extend(names),
-                Reply::Delivered(Delivery::InboxFull(names)) => full.extend(names),
-                other => unreachable_reply("Reserve", &other),
-            }
-        }
-        let refusal = if !unknown.is_empty() {
-            Some(refused_error(
-                &args.to,
-                Delivery::UnknownRecipients(unknown),
-            ))
-        } else if !full.is_empty() {
-            Some(refused_error(&args.to, Delivery::InboxFull(full)))
-        } else {
-            None
-        };
-        if let Some(error) = refusal {
-            let mut releases: Vec<Ticket<'_>> = Vec::with_capacity(granted.len());
-            for (owner, names) in groups.iter().filter(|(o, _)| granted.contains(o)) {
-                let request = Request::Release {
-                    names: names.clone(),
-                    bytes: payload_bytes,
-                };
-                releases.push(shard.submit(*owner, request).await?);
-            }
-            for ticket in releases {
-                ticket.await;
-            }
-            return Err(error);
-        }
+    let max_inbox_bytes = tools.shard().inbox_limits().bytes;
+    if payload_bytes > max_inbox_bytes {
+        return Err(ToolError::MessageTooLarge {
+            bytes: payload_bytes,
+            max_inbox_bytes,
+        });
     }
+    let recipients: Vec<Box<str>> = args.to.iter().map(|name| (**name).into()).collect();
+    // Room in the search feed, taken before anything is delivered: a send waits here (and its
+    // client with it) while the indexer is behind, instead of memory growing.
+    let index_bytes = payload_bytes + recipients.iter().map(|name| name.len()).sum::<usize>();
+    let charge = tools.search_docs.reserve(index_bytes).await?;
+    let sender_project = sender_project(tools, &args.from_agent).await?;
 
     let now = now_ms();
     let id = tools.ids.borrow_mut().uuid_v7(now);
-    let envelope = Arc::new(Envelope::new(
+    let weight = page_weight(&args.from_agent, &args.subject, &args.body);
+    let envelope = Envelope::new(
         id,
         args.project_id.unwrap_or(sender_project),
         now,
         &args.from_agent,
         &args.subject,
         &args.body,
-    ));
-    let mut tickets: Vec<Ticket<'_>> = Vec::with_capacity(groups.len());
-    let recipients: Vec<Box<str>> = args.to.iter().map(|name| (**name).into()).collect();
-    for (owner, names) in groups {
+    )
+    .with_weight(weight);
+    let plan = Plan {
+        groups: group_by_owner(tools.shard(), &recipients),
+        envelope: Arc::new(envelope),
+        recipients,
+        charge,
+    };
+    let only_here = plan.groups.len() == 1 && plan.groups[0].0 == tools.shard().id();
+    let delivery = deliver(Rc::clone(&tools.shard), Rc::clone(&tools.search_docs), plan);
+    if only_here {
+        // One synchronous step on this shard: nothing can interrupt it halfway.
+        return delivery.await.map(|id| ToolOutput::Sent { id });
+    }
+    // Steps on other shards run to the end as a task of their own, even if this request is
+    // dropped (its connection gone, the server stopping): a reservation is then never leaked
+    // and a delivery never left half done.
+    match glommio::spawn_local(delivery).detach().await {
+        Some(outcome) => outcome.map(|id| ToolOutput::Sent { id }),
+        None => Err(ToolError::Unavailable(CallError::PeerClosed {
+            owner: tools.shard().id(),
+        })),
+    }
+}
+
+/// A message ready to deliver: everything the delivery needs, owned, so it can outlive the
+/// request that made it.
+struct Plan {
+    /// Recipients grouped by owner shard, in first-seen order.
+    groups: Vec<(usize, Vec<Box<str>>)>,
+    envelope: SharedEnvelope,
+    /// Every recipient in request order (duplicates removed).
+    recipients: Vec<Box<str>>,
+    /// The search feed's room for this message.
+    charge: Charge,
+}
+
+fn group_by_owner(shard: &Shard, recipients: &[Box<str>]) -> Vec<(usize, Vec<Box<str>>)> {
+    let mut groups: Vec<(usize, Vec<Box<str>>)> =
+        Vec::with_capacity(shard.count().min(recipients.len()));
+    for name in recipients {
+        let owner = shard.owner_of(name);
+        match groups.iter_mut().find(|(o, _)| *o == owner) {
+            Some((_, names)) => names.push(name.clone()),
+            None => groups.push((owner, vec![name.clone()])),
+        }
+    }
+    groups
+}
+
+/// All or nothing: with one owner, its delivery checks and enqueues in one step; with several,
+/// a place is reserved in every inbox first. Indexed only once delivered everywhere, so search
+/// never shows mail that was refused.
+async fn deliver(
+    shard: Rc<Shard>,
+    search_docs: Rc<Feed<SearchDoc>>,
+    plan: Plan,
+) -> Result<Uuid, ToolError> {
+    let reserved = plan.groups.len() > 1;
+    if reserved {
+        reserve_all(&shard, &plan).await?;
+    }
+    let mut tickets: Vec<Ticket<'_>> = Vec::with_capacity(plan.groups.len());
+    for (owner, names) in &plan.groups {
         let request = Request::Deliver {
-            names,
-            envelope: Arc::clone(&envelope),
+            names: names.clone(),
+            envelope: Arc::clone(&plan.envelope),
             reserved,
         };
-        tickets.push(shard.submit(owner, request).await?);
+        tickets.push(shard.submit(*owner, request).await?);
     }
     let mut delivered = 0;
     for ticket in tickets {
         match ticket.await {
             Reply::Delivered(Delivery::Enqueued { count }) => delivered += count,
             // With one owner the delivery itself checks (all or nothing). With several, places
-            // were reserved above and agents are never deleted, so this cannot happen.
-            Reply::Delivered(refused) => return Err(refused_error(&args.to, refused)),
+            // were reserved and agents are never deleted, so this cannot happen.
+            Reply::Delivered(refused) => return Err(refused_error(&plan.recipients, refused)),
             other => unreachable_reply("Deliver", &other),
         }
     }
     debug_assert_eq!(
         delivered,
-        args.to.len(),
+        plan.recipients.len(),
         "every distinct recipient gets one copy"
     );
-    // Indexed only once delivered everywhere: search never shows mail that was refused.
-    tools.search_docs.submit(SearchDoc {
-        envelope,
-        to: recipients,
-    });
-    tracing::debug!(from = %args.from_agent, recipients = delivered, "message delivered");
-    Ok(ToolOutput::Sent { id })
+    let id = plan.envelope.id;
+    tracing::debug!(from = %plan.envelope.from(), recipients = delivered, "message delivered");
+    let doc = SearchDoc {
+        envelope: plan.envelope,
+        to: plan.recipients,
+    };
+    search_docs.submit(doc, plan.charge);
+    Ok(id)
+}
+
+/// Holds a place in every recipient's inbox on every owner, in parallel. If any owner refuses,
+/// the places granted by the others are released and the error names every recipient at fault.
+async fn reserve_all(shard: &Shard, plan: &Plan) -> Result<(), ToolError> {
+    let bytes = plan.envelope.payload_len();
+    let mut tickets: Vec<Ticket<'_>> = Vec::with_capacity(plan.groups.len());
+    for (owner, names) in &plan.groups {
+        let request = Request::Reserve {
+            names: names.clone(),
+            bytes,
+        };
+        tickets.push(shard.submit(*owner, request).await?);
+    }
+    let mut granted: Vec<usize> = Vec::with_capacity(plan.groups.len());
+    let (mut unknown, mut full): (Vec<Box<str>>, Vec<Box<str>>) = (Vec::new(), Vec::new());
+    for (ticket, (owner, _)) in tickets.into_iter().zip(&plan.groups) {
+        match ticket.await {
+            Reply::Delivered(Delivery::Enqueued { .. }) => granted.push(*owner),
+            Reply::Delivered(Delivery::UnknownRecipients(names)) => unknown.extend(names),
+            Reply::Delivered(Delivery::InboxFull(names)) => full.extend(names),
+            other => unreachable_reply("Reserve", &other),
+        }
+    }
+    let refusal = if !unknown.is_empty() {
+        Delivery::UnknownRecipients(unknown)
+    } else if !full.is_empty() {
+        Delivery::InboxFull(full)
+    } else {
+        return Ok(());
+    };
+    let mut releases: Vec<Ticket<'_>> = Vec::with_capacity(granted.len());
+    for (owner, names) in plan.groups.iter().filter(|(o, _)| granted.contains(o)) {
+        let request = Request::Release {
+            names: names.clone(),
+            bytes,
+        };
+        releases.push(shard.submit(*owner, request).await?);
+    }
+    for ticket in releases {
+        ticket.await;
+    }
+    Err(refused_error(&plan.recipients, refusal))
 }
 
 /// The sender's project, from this shard's cache or from the sender's owner.
@@ -200,7 +257,7 @@ async fn sender_project(tools: &Toolbox, from_agent: &str) -> Result<Uuid, ToolE
 }
 
 /// The tool error for a refused delivery or reservation.
-fn refused_error(to: &[Cow<'_, str>], refused: Delivery) -> ToolError {
+fn refused_error(to: &[Box<str>], refused: Delivery) -> ToolError {
     match refused {
         Delivery::UnknownRecipients(names) => {
             ToolError::UnknownRecipients(in_request_order(to, names))
@@ -211,10 +268,10 @@ fn refused_error(to: &[Cow<'_, str>], refused: Delivery) -> ToolError {
 }
 
 /// Unknown names in the order the client listed them, so error messages are deterministic.
-fn in_request_order(to: &[Cow<'_, str>], unknown: Vec<Box<str>>) -> Vec<Box<str>> {
+fn in_request_order(to: &[Box<str>], unknown: Vec<Box<str>>) -> Vec<Box<str>> {
     to.iter()
-        .filter(|name| unknown.iter().any(|u| **u == ***name))
-        .map(|name| (**name).into())
+        .filter(|name| unknown.contains(name))
+        .cloned()
         .collect()
 }
 
@@ -298,7 +355,7 @@ mod tests {
 
     #[test]
     fn unknown_names_keep_request_order() {
-        let to = vec![Cow::Borrowed("x"), Cow::Borrowed("y"), Cow::Borrowed("z")];
+        let to: Vec<Box<str>> = vec!["x".into(), "y".into(), "z".into()];
         let got = in_request_order(&to, vec!["z".into(), "x".into()]);
         assert_eq!(got, vec![Box::<str>::from("x"), "z".into()]);
     }

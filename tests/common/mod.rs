@@ -31,6 +31,11 @@ impl Server {
     }
 
     pub fn start_with(args: &[&str]) -> Server {
+        Server::start_with_env(args, &[])
+    }
+
+    /// Starts a server with extra environment variables (e.g. the debug-build test hooks).
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = std::env::temp_dir().join(format!(
             "allman-test-{}-{}",
             std::process::id(),
@@ -38,17 +43,22 @@ impl Server {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("create test dir");
-        Server::start_in(&dir, args)
+        Server::start_in_with_env(&dir, args, env)
     }
 
     /// Starts a server whose index and repository live under `dir` (kept across restarts).
     pub fn start_in(dir: &std::path::Path, args: &[&str]) -> Server {
+        Server::start_in_with_env(dir, args, &[])
+    }
+
+    fn start_in_with_env(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = dir.to_path_buf();
         let mut child = Command::new(env!("CARGO_BIN_EXE_allman"))
             .arg("--port")
             .arg("0")
             .args(args)
-            .env("RUST_LOG", "allman=warn")
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "allman=warn,glommio=warn")
             .env("INDEX_PATH", dir.join("index"))
             .env("REPO_ROOT", dir.join("repo"))
             .stdout(Stdio::piped())
@@ -420,4 +430,12 @@ pub fn names_on_same_shard(prefix: &str, shard_count: usize) -> (String, String)
         }
     }
     panic!("no name on the same shard");
+}
+
+/// The value of the sample named exactly `series` (with its labels) in a /metrics text.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+        .and_then(|line| line.rsplit_once(' '))
+        .and_then(|(_, value)| value.parse().ok())
 }

@@ -1,4 +1,5 @@
-//! Small helpers for reading borrowed JSON values and writing JSON by hand into reused buffers.
+//! Small helpers for reading borrowed JSON values and writing JSON by hand into reused buffers,
+//! below every layer that speaks JSON (MCP, the tools, search).
 
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
@@ -36,6 +37,39 @@ pub fn write_str(out: &mut Vec<u8>, text: &str) {
     let _ = serde_json::to_writer(&mut *out, text);
 }
 
+/// The length of `text` written by [`write_str`] (quotes included), without writing it.
+pub fn quoted_len(text: &str) -> usize {
+    2 + text.bytes().map(escaped_byte_len).sum::<usize>()
+}
+
+/// The length of `text` after [`write_str`] and then [`write_str`] again on that result (a
+/// tool result's JSON carried as a `text` string), without writing either.
+pub fn twice_quoted_len(text: &str) -> usize {
+    // The outer quotes of the inner literal become \" (2 + 2), plus the new outer quotes.
+    6 + text.bytes().map(twice_escaped_byte_len).sum::<usize>()
+}
+
+/// Bytes serde_json writes for one byte of a string: `"` and `\` and the short control escapes
+/// take 2, other control characters `\u00XX` take 6; the rest (UTF-8 included) is copied.
+fn escaped_byte_len(byte: u8) -> usize {
+    match byte {
+        b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+        0x00..=0x1f => 6,
+        _ => 1,
+    }
+}
+
+/// Escaping an escape again: `\"` becomes `\\\"` (4), `\n` becomes `\\n` (3), `\u0001` becomes
+/// `\\u0001` (7).
+fn twice_escaped_byte_len(byte: u8) -> usize {
+    match byte {
+        b'"' | b'\\' => 4,
+        b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 3,
+        0x00..=0x1f => 7,
+        _ => 1,
+    }
+}
+
 pub fn write_uuid(out: &mut Vec<u8>, id: &Uuid) {
     let mut buffer = Uuid::encode_buffer();
     out.push(b'"');
@@ -61,6 +95,27 @@ mod tests {
         assert_eq!(as_str(&raw("\"\\u00e9\"")).as_deref(), Some("é"));
         assert_eq!(as_str(&raw("12")), None);
         assert_eq!(as_str(&raw("null")), None);
+    }
+
+    #[test]
+    fn escaped_lengths_match_what_is_written() {
+        let mut every_byte = String::new();
+        for code in 0u32..0x80 {
+            every_byte.push(char::from_u32(code).expect("ascii"));
+        }
+        for text in [
+            "",
+            "plain",
+            "q\"\\\n\r\t\u{8}\u{c}\u{1}\u{1f}é→",
+            &every_byte,
+        ] {
+            let mut once = Vec::new();
+            write_str(&mut once, text);
+            assert_eq!(quoted_len(text), once.len(), "{text:?}");
+            let mut twice = Vec::new();
+            write_str(&mut twice, std::str::from_utf8(&once).expect("utf8"));
+            assert_eq!(twice_quoted_len(text), twice.len(), "{text:?}");
+        }
     }
 
     #[test]

@@ -1,0 +1,332 @@
+//! Hostile clients against a real server: no client may stall a shard or make the server
+//! commit memory it has not earned.
+
+mod common;
+
+use common::{wait_with_deadline, Client, Server};
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+const PING: &str = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+
+/// A connection that pipelines `request` as fast as the server takes it and reads (and
+/// discards) every answer, until `stop` is raised.
+struct Flood {
+    writer: JoinHandle<()>,
+    reader: JoinHandle<()>,
+}
+
+impl Flood {
+    fn start(addr: SocketAddr, request: &[u8], stop: &Arc<AtomicBool>) -> Flood {
+        let stream = TcpStream::connect(addr).expect("connect");
+        let mut write_half = stream.try_clone().expect("clone");
+        let mut read_half = stream;
+        let burst = request.repeat(64);
+        let writer_stop = Arc::clone(stop);
+        let writer = std::thread::spawn(move || {
+            write_half
+                .set_write_timeout(Some(Duration::from_millis(200)))
+                .expect("timeout");
+            while !writer_stop.load(Ordering::Relaxed) {
+                match write_half.write(&burst) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = write_half.shutdown(Shutdown::Write);
+        });
+        let reader_stop = Arc::clone(stop);
+        let reader = std::thread::spawn(move || {
+            read_half
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .expect("timeout");
+            let mut sink = vec![0u8; 64 * 1024];
+            loop {
+                match read_half.read(&mut sink) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(_) if reader_stop.load(Ordering::Relaxed) => break,
+                    Err(_) => {}
+                }
+            }
+        });
+        Flood { writer, reader }
+    }
+
+    fn join(self) {
+        self.writer.join().expect("writer");
+        self.reader.join().expect("reader");
+    }
+}
+
+fn post_request(body: &str) -> Vec<u8> {
+    format!(
+        "POST /mcp HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Probes with `ping` on a fresh connection while two connections flood the only shard;
+/// returns the slowest probe.
+fn slowest_probe_under_flood(server: &Server, flood_request: &[u8]) -> Duration {
+    let stop = Arc::new(AtomicBool::new(false));
+    let floods: Vec<Flood> = (0..2)
+        .map(|_| Flood::start(server.addr, flood_request, &stop))
+        .collect();
+    // Let the floods fill the pipes first.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut slowest = Duration::ZERO;
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        let started = Instant::now();
+        let mut probe = Client::connect(server.addr);
+        let response = probe.post("/mcp", PING.as_bytes());
+        assert_eq!(response.status, 200);
+        slowest = slowest.max(started.elapsed());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for flood in floods {
+        flood.join();
+    }
+    eprintln!("slowest probe under the flood: {slowest:?}");
+    slowest
+}
+
+#[test]
+fn a_pipelining_flood_of_health_checks_cannot_stall_the_shard() {
+    let server = Server::start_with(&["--shards", "1"]);
+    let slowest = slowest_probe_under_flood(&server, b"GET /health HTTP/1.1\r\n\r\n");
+    assert!(
+        slowest < Duration::from_millis(50),
+        "a fresh connection's ping took {slowest:?} under the flood"
+    );
+}
+
+#[test]
+fn a_pipelining_flood_of_local_sends_cannot_stall_the_shard() {
+    let server = Server::start_with(&["--shards", "1"]);
+    server.client().create_agent("p", "Flooder");
+    let send = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"send_message","arguments":{"from_agent":"Flooder","to":["Flooder"],"body":"x"}}}"#;
+    let slowest = slowest_probe_under_flood(&server, &post_request(send));
+    assert!(
+        slowest < Duration::from_millis(50),
+        "a fresh connection's ping took {slowest:?} under the flood"
+    );
+}
+
+#[test]
+fn sigterm_during_a_flood_exits_zero_within_the_grace() {
+    let mut server = Server::start_with(&["--shards", "1", "--shutdown-grace-ms", "2000"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let floods: Vec<Flood> = (0..2)
+        .map(|_| Flood::start(server.addr, b"GET /health HTTP/1.1\r\n\r\n", &stop))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let signalled = Instant::now();
+    server.signal(libc::SIGTERM);
+    let mut child = server.take_child();
+    let status = wait_with_deadline(&mut child, Duration::from_secs(30));
+    let took = signalled.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for flood in floods {
+        flood.join();
+    }
+    assert!(status.success(), "exit status {status:?}");
+    // The grace, plus the search and git flushes after it.
+    assert!(
+        took < Duration::from_millis(2000 + 3000),
+        "stopped after {took:?}"
+    );
+}
+
+/// Resident memory of the server process, from /proc.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS");
+    kib * 1024
+}
+
+/// Opens `count` connections that each send the head of a POST announcing a 1 MiB body and one
+/// byte of it, and returns them with the server's RSS once all are in.
+fn announce_large_bodies(server: &Server, count: usize, headers: &str) -> (Vec<TcpStream>, u64) {
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n{headers}Content-Length: 1048576\r\n\r\n{{"
+    );
+    let mut streams = Vec::with_capacity(count);
+    for _ in 0..count {
+        let mut stream = TcpStream::connect(server.addr).expect("connect");
+        stream.write_all(head.as_bytes()).expect("write");
+        streams.push(stream);
+    }
+    // Give the shards time to read every head (a metric would not show a buffer's size).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut open = 0.0;
+    while Instant::now() < deadline {
+        let text = server.client().get("/metrics").text();
+        open = common::metric(&text, "allman_open_connections").unwrap_or(0.0);
+        if open as usize > count {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(open as usize > count, "only {open} connections open");
+    std::thread::sleep(Duration::from_millis(300));
+    (streams, rss_bytes(server.pid()))
+}
+
+const RSS_BOUND_BYTES: u64 = 100 * 1024 * 1024;
+
+#[test]
+fn announced_bodies_cost_no_memory_before_authentication() {
+    let server = Server::start_with(&["--shards", "2", "--token", "s3cret"]);
+    let (streams, rss) = announce_large_bodies(&server, 1000, "");
+    assert!(
+        rss < RSS_BOUND_BYTES,
+        "RSS {} MiB with 1,000 unauthenticated announcements",
+        rss >> 20
+    );
+    // Each is refused with 401 at once, its body never read.
+    for mut stream in streams {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).expect("an answer");
+        assert_eq!(&head, b"HTTP/1.1 401");
+    }
+}
+
+#[test]
+fn without_a_token_buffers_grow_only_with_the_bytes_that_arrive() {
+    let server = Server::start_with(&["--shards", "2"]);
+    let (streams, rss) = announce_large_bodies(&server, 1000, "");
+    assert!(
+        rss < RSS_BOUND_BYTES,
+        "RSS {} MiB with 1,000 announced 1 MiB bodies of which 1 byte arrived",
+        rss >> 20
+    );
+    drop(streams);
+}
+
+#[test]
+fn a_trickled_body_is_not_reparsed_on_every_read() {
+    let server = Server::start_with(&["--shards", "1"]);
+    let parses = |server: &Server| {
+        let text = server.client().get("/metrics").text();
+        common::metric(&text, "allman_http_head_parses_total").expect("parse counter")
+    };
+    let mut client = server.client();
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(400)
+    );
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let before = parses(&server);
+    client.send_raw(head.as_bytes());
+    // A few bytes per write, each after the server has had time to read the last.
+    for chunk in body.as_bytes().chunks(4) {
+        client.send_raw(chunk);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(client.read_response().status, 200);
+    let after = parses(&server);
+    // This request's head is parsed when it arrives and once more when the body is complete;
+    // the /metrics request before the count is taken adds one. Re-parsing per read would
+    // add about a hundred.
+    assert!(
+        after - before <= 4.0,
+        "{} head parses for one trickled request",
+        after - before
+    );
+}
+
+#[test]
+fn past_the_read_budget_a_request_gets_503_and_others_proceed() {
+    let server = Server::start_with(&[
+        "--shards",
+        "1",
+        "--max-body-bytes",
+        "150000",
+        "--read-buffer-budget-bytes",
+        "200000",
+    ]);
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(140_000)
+    );
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    // The first holds most of its body (about 140 KB of the budget)...
+    let mut first = server.client();
+    first.send_raw(head.as_bytes());
+    first.send_raw(&body.as_bytes()[..130_000]);
+    std::thread::sleep(Duration::from_millis(300));
+    // ...so a second growing past the rest is refused.
+    let mut second = server.client();
+    second.send_raw(head.as_bytes());
+    let _ = second.stream.write_all(&body.as_bytes()[..100_000]);
+    let refused = second.read_response();
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.header("connection"), Some("close"));
+    // The first completes, and its buffer returns to the budget for the next.
+    first.send_raw(&body.as_bytes()[130_000..]);
+    assert_eq!(first.read_response().status, 200);
+    let mut third = server.client();
+    assert_eq!(third.post("/mcp", body.as_bytes()).status, 200);
+}
+
+#[test]
+fn close_wins_over_keep_alive_in_any_connection_header() {
+    let server = Server::start();
+    let mut client = server.client();
+    client.send_raw(b"GET /health HTTP/1.1\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n");
+    let response = client.read_response();
+    assert_eq!(response.header("connection"), Some("close"));
+    assert!(client.is_closed_by_server());
+}
+
+#[test]
+fn http10_expect_continue_gets_no_100() {
+    let server = Server::start();
+    let mut client = server.client();
+    let head = format!(
+        "POST /mcp HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        PING.len()
+    );
+    client.send_raw(head.as_bytes());
+    // An HTTP/1.0 client sends its body without waiting; we must not interleave a 100.
+    std::thread::sleep(Duration::from_millis(100));
+    client.send_raw(PING.as_bytes());
+    let mut raw = Vec::new();
+    client.stream.read_to_end(&mut raw).expect("read");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(!text.contains("100 Continue"), "{text}");
+}
+
+#[test]
+fn two_host_headers_are_a_400() {
+    let server = Server::start();
+    let mut client = server.client();
+    client.send_raw(b"GET /health HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n");
+    let response = client.read_response();
+    assert_eq!(response.status, 400);
+    assert!(response.text().contains("Host"), "{}", response.text());
+}

@@ -1,0 +1,102 @@
+//! The search and git helper threads: their feeds are bounded in bytes, and a helper that dies
+//! stops the server instead of leaving requests waiting on a queue nobody drains.
+//!
+//! These use fault-injection hooks compiled into debug builds only (see
+//! `src/search/indexer.rs`).
+#![cfg(debug_assertions)]
+
+mod common;
+
+use common::{wait_with_deadline, Server};
+use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn pending_bytes(server: &Server) -> f64 {
+    let text = server.client().get("/metrics").text();
+    common::metric(&text, "allman_search_pending_bytes").expect("pending bytes gauge")
+}
+
+#[test]
+fn a_stalled_indexer_makes_senders_wait_within_the_byte_budget_and_loses_nothing() {
+    let pause = std::env::temp_dir().join(format!("allman-pause-{}", std::process::id()));
+    std::fs::write(&pause, b"").expect("pause file");
+    let server = Server::start_with_env(
+        &["--shards", "2", "--search-queue-bytes", "4096"],
+        &[("ALLMAN_TEST_PAUSE_INDEXER", pause.to_str().expect("utf8"))],
+    );
+    server.client().create_agent("p", "Stalled");
+    // About 1 KB of text each: four fit in the 4 KiB budget, the fifth waits.
+    let body = format!("budgetword {}", "b".repeat(1000));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let senders: Vec<_> = (0..4)
+        .map(|_| {
+            let mut client = server.client();
+            let answered = Arc::clone(&answered);
+            let body = body.clone();
+            std::thread::spawn(move || {
+                for _ in 0..10 {
+                    client.send("Stalled", &["Stalled"], "s", &body);
+                    answered.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        answered.load(Ordering::SeqCst) <= 4,
+        "{} sends answered while the indexer took nothing",
+        answered.load(Ordering::SeqCst)
+    );
+    let pending = pending_bytes(&server);
+    assert!(pending <= 4096.0, "{pending} bytes pending");
+    assert!(pending >= 3000.0, "the budget fills first: {pending}");
+
+    std::fs::remove_file(&pause).expect("unpause");
+    for sender in senders {
+        sender.join().expect("sender");
+    }
+    assert_eq!(answered.load(Ordering::SeqCst), 40);
+    // Nothing was lost: every message is delivered and, soon, searchable.
+    assert_eq!(server.client().inbox("Stalled").len(), 40);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let hits = server.client().call_ok(
+            "search_messages",
+            json!({"query": "budgetword", "limit": 100}),
+        );
+        let found = hits.as_array().expect("hits").len();
+        if found == 40 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only {found} of 40 searchable");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(pending_bytes(&server), 0.0);
+}
+
+#[test]
+fn a_dead_indexer_stops_the_server_with_its_cause_and_no_request_hangs() {
+    let mut server = Server::start_with_env(
+        &["--shards", "2"],
+        &[("ALLMAN_TEST_PANIC_SUBJECT", "fail-the-indexer")],
+    );
+    let mut client = server.client();
+    client
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    client.create_agent("p", "Doomed");
+    client.send("Doomed", &["Doomed"], "fail-the-indexer", "x");
+    let mut child = server.take_child();
+    let status = wait_with_deadline(&mut child, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    assert!(
+        server.wait_for_log("search indexer", Duration::from_secs(5)),
+        "the log names the helper"
+    );
+    assert!(server.wait_for_log("told to fail", Duration::from_secs(5)));
+    // The connection is closed, not left waiting.
+    assert!(client.is_closed_by_server());
+}
