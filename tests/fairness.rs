@@ -7,11 +7,21 @@ use common::{wait_with_deadline, Client, Server};
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 const PING: &str = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+/// A health check padded with a 4 KB header: the shard spends its time parsing input while
+/// its answers stay small, so the flood's bytes are always waiting and its answers never fill
+/// the socket (a full socket would make the connection wait, and yield, on its own).
+fn padded_health() -> Vec<u8> {
+    format!(
+        "GET /health HTTP/1.1\r\nHost: localhost\r\nX-Pad: {}\r\n\r\n",
+        "p".repeat(4000)
+    )
+    .into_bytes()
+}
 
 /// A connection that pipelines `request` as fast as the server takes it and reads (and
 /// discards) every answer, until `stop` is raised.
@@ -25,7 +35,7 @@ impl Flood {
         let stream = TcpStream::connect(addr).expect("connect");
         let mut write_half = stream.try_clone().expect("clone");
         let mut read_half = stream;
-        let burst = request.repeat(64);
+        let burst = request.repeat((256 * 1024 / request.len()).max(1));
         let writer_stop = Arc::clone(stop);
         let writer = std::thread::spawn(move || {
             write_half
@@ -46,7 +56,7 @@ impl Flood {
             read_half
                 .set_read_timeout(Some(Duration::from_millis(200)))
                 .expect("timeout");
-            let mut sink = vec![0u8; 64 * 1024];
+            let mut sink = vec![0u8; 1024 * 1024];
             loop {
                 match read_half.read(&mut sink) {
                     Ok(0) => break,
@@ -65,19 +75,35 @@ impl Flood {
     }
 }
 
-fn post_request(body: &str) -> Vec<u8> {
+/// A POST of `body` padded the same way as [`padded_health`].
+fn padded_post(body: &str) -> Vec<u8> {
     format!(
-        "POST /mcp HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /mcp HTTP/1.1\r\nContent-Type: application/json\r\nX-Pad: {}\r\nContent-Length: {}\r\n\r\n{body}",
+        "p".repeat(4000),
         body.len()
     )
     .into_bytes()
 }
 
-/// Probes with `ping` on a fresh connection while two connections flood the only shard;
+/// The floods and the thousand-connection tests run one at a time: each loads both cores, and
+/// a probe's latency should measure the server, not the other tests' clients.
+static HEAVY: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Flooding connections: two keep a shard's input full from a release-built client
+/// (`bench/src/bin/hostile.rs`); this debug-built client needs four to do the same.
+const FLOODS: usize = 4;
+
+/// Probes with `ping` on a fresh connection while `FLOODS` connections flood the only shard;
 /// returns the slowest probe.
 fn slowest_probe_under_flood(server: &Server, flood_request: &[u8]) -> Duration {
     let stop = Arc::new(AtomicBool::new(false));
-    let floods: Vec<Flood> = (0..2)
+    let floods: Vec<Flood> = (0..FLOODS)
         .map(|_| Flood::start(server.addr, flood_request, &stop))
         .collect();
     // Let the floods fill the pipes first.
@@ -102,8 +128,9 @@ fn slowest_probe_under_flood(server: &Server, flood_request: &[u8]) -> Duration 
 
 #[test]
 fn a_pipelining_flood_of_health_checks_cannot_stall_the_shard() {
+    let _heavy = one_at_a_time();
     let server = Server::start_with(&["--shards", "1"]);
-    let slowest = slowest_probe_under_flood(&server, b"GET /health HTTP/1.1\r\n\r\n");
+    let slowest = slowest_probe_under_flood(&server, &padded_health());
     assert!(
         slowest < Duration::from_millis(50),
         "a fresh connection's ping took {slowest:?} under the flood"
@@ -112,10 +139,11 @@ fn a_pipelining_flood_of_health_checks_cannot_stall_the_shard() {
 
 #[test]
 fn a_pipelining_flood_of_local_sends_cannot_stall_the_shard() {
+    let _heavy = one_at_a_time();
     let server = Server::start_with(&["--shards", "1"]);
     server.client().create_agent("p", "Flooder");
     let send = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"send_message","arguments":{"from_agent":"Flooder","to":["Flooder"],"body":"x"}}}"#;
-    let slowest = slowest_probe_under_flood(&server, &post_request(send));
+    let slowest = slowest_probe_under_flood(&server, &padded_post(send));
     assert!(
         slowest < Duration::from_millis(50),
         "a fresh connection's ping took {slowest:?} under the flood"
@@ -124,10 +152,11 @@ fn a_pipelining_flood_of_local_sends_cannot_stall_the_shard() {
 
 #[test]
 fn sigterm_during_a_flood_exits_zero_within_the_grace() {
+    let _heavy = one_at_a_time();
     let mut server = Server::start_with(&["--shards", "1", "--shutdown-grace-ms", "2000"]);
     let stop = Arc::new(AtomicBool::new(false));
-    let floods: Vec<Flood> = (0..2)
-        .map(|_| Flood::start(server.addr, b"GET /health HTTP/1.1\r\n\r\n", &stop))
+    let floods: Vec<Flood> = (0..FLOODS)
+        .map(|_| Flood::start(server.addr, &padded_health(), &stop))
         .collect();
     std::thread::sleep(Duration::from_millis(300));
     let signalled = Instant::now();
@@ -190,6 +219,7 @@ const RSS_BOUND_BYTES: u64 = 100 * 1024 * 1024;
 
 #[test]
 fn announced_bodies_cost_no_memory_before_authentication() {
+    let _heavy = one_at_a_time();
     let server = Server::start_with(&["--shards", "2", "--token", "s3cret"]);
     let (streams, rss) = announce_large_bodies(&server, 1000, "");
     assert!(
@@ -210,6 +240,7 @@ fn announced_bodies_cost_no_memory_before_authentication() {
 
 #[test]
 fn without_a_token_buffers_grow_only_with_the_bytes_that_arrive() {
+    let _heavy = one_at_a_time();
     let server = Server::start_with(&["--shards", "2"]);
     let (streams, rss) = announce_large_bodies(&server, 1000, "");
     assert!(
@@ -296,7 +327,7 @@ fn past_the_read_budget_a_request_gets_503_and_others_proceed() {
 fn close_wins_over_keep_alive_in_any_connection_header() {
     let server = Server::start();
     let mut client = server.client();
-    client.send_raw(b"GET /health HTTP/1.1\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n");
+    client.send_raw(b"GET /health HTTP/1.1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n");
     let response = client.read_response();
     assert_eq!(response.header("connection"), Some("close"));
     assert!(client.is_closed_by_server());

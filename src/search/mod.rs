@@ -73,6 +73,8 @@ pub enum QueryError {
     Busy,
     /// The search threads have stopped (shutdown) or failed.
     Unavailable(String),
+    /// Even the best hit does not fit in what is left of a batch's response.
+    DoesNotFit,
 }
 
 impl fmt::Display for QueryError {
@@ -84,6 +86,11 @@ impl fmt::Display for QueryError {
                 "search is busy ({MAX_QUEUED_QUERIES} queries waiting); retry shortly"
             ),
             QueryError::Unavailable(reason) => write!(f, "search unavailable: {reason}"),
+            QueryError::DoesNotFit => write!(
+                f,
+                "not searched: the best hit does not fit in what is left of this batch's \
+                 response; search in a request of its own"
+            ),
         }
     }
 }
@@ -103,6 +110,8 @@ struct QueryJob {
     /// The hits' JSON is cut (lowest-ranked first) so that the tool result carrying it (twice:
     /// once escaped as text, once as structured content) stays within this many bytes.
     max_result_bytes: usize,
+    /// The best hit is sent even if it alone is larger (nothing else shares the response).
+    at_least_one: bool,
     reply: oneshot::Sender<Result<String, QueryError>>,
 }
 
@@ -120,6 +129,7 @@ impl SearchHandle {
         text: &str,
         limit: usize,
         max_result_bytes: usize,
+        at_least_one: bool,
     ) -> Result<String, QueryError> {
         if self.queries_waiting.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED_QUERIES {
             self.queries_waiting.fetch_sub(1, Ordering::AcqRel);
@@ -130,6 +140,7 @@ impl SearchHandle {
             text: text.to_string(),
             limit,
             max_result_bytes,
+            at_least_one,
             reply,
         };
         if self.queries.send(QueryWork::Job(job)).is_err() {

@@ -38,7 +38,7 @@ impl QueryRunner {
             let QueryWork::Job(job) = item else {
                 return;
             };
-            let result = self.search(&job.text, job.limit, job.max_result_bytes);
+            let result = self.search(&job.text, job.limit, job.max_result_bytes, job.at_least_one);
             self.queries_waiting.fetch_sub(1, Ordering::AcqRel);
             job.reply.send(result);
         }
@@ -46,12 +46,13 @@ impl QueryRunner {
 
     /// The hits, best first, as a JSON array of named documents (every field an array). Hits
     /// are added while the array, counted as sent (raw plus escaped), stays within
-    /// `max_result_bytes`; the best hit is always included.
+    /// `max_result_bytes`; with `at_least_one` the best hit is always included.
     pub fn search(
         &self,
         text: &str,
         limit: usize,
         max_result_bytes: usize,
+        at_least_one: bool,
     ) -> Result<String, QueryError> {
         let query = self
             .parser
@@ -72,8 +73,12 @@ impl QueryRunner {
             // The hit, raw and escaped (its quotes are not added: it sits inside the array's),
             // plus its comma in both forms.
             let cost = json.len() + quoted_len(&json) - 2 + 2;
-            if index > 0 && sent_bytes + cost > max_result_bytes {
-                break;
+            if sent_bytes + cost > max_result_bytes {
+                match (index, at_least_one) {
+                    (0, false) => return Err(QueryError::DoesNotFit),
+                    (0, true) => {}
+                    _ => break,
+                }
             }
             sent_bytes += cost;
             if index > 0 {

@@ -58,10 +58,9 @@ pub async fn run(
     args: Args<'_>,
     budget: OutputBudget,
 ) -> Result<ToolOutput, ToolError> {
-    // The best hit is always sent: a search result, unlike a drain, can be asked again.
     match tools
         .search
-        .query(&args.query, args.limit, budget.bytes)
+        .query(&args.query, args.limit, budget.bytes, budget.at_least_one)
         .await
     {
         Ok(hits) => Ok(ToolOutput::Search(hits)),
