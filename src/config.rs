@@ -40,7 +40,7 @@ OPTIONS (each also settable by the environment variable shown; flags win):
     -h, --help                    print this help
 
 ENVIRONMENT:
-    RUST_LOG                      log filter, e.g. allman=info or allman=debug (default allman=info)
+    RUST_LOG                      log filter, e.g. allman=info or allman=debug (default allman=info,glommio=warn)
 ";
 
 /// Largest header section accepted; beyond it the request gets 431.
