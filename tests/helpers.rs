@@ -27,8 +27,10 @@ fn a_stalled_indexer_makes_senders_wait_within_the_byte_budget_and_loses_nothing
         &[("ALLMAN_TEST_PAUSE_INDEXER", pause.to_str().expect("utf8"))],
     );
     server.client().create_agent("p", "Stalled");
-    // About 1 KB of text each: four fit in the 4 KiB budget, the fifth waits.
+    // Each send charges its text and its recipients' names: 7 ("Stalled") + 1 ("s") + 1011
+    // (body) + 7 (the recipient) = 1026 bytes. Three fit in 4096; a fourth would overshoot.
     let body = format!("budgetword {}", "b".repeat(1000));
+    const CHARGE: usize = 7 + 1 + 1011 + 7;
     let answered = Arc::new(AtomicUsize::new(0));
     let senders: Vec<_> = (0..4)
         .map(|_| {
@@ -44,14 +46,12 @@ fn a_stalled_indexer_makes_senders_wait_within_the_byte_budget_and_loses_nothing
         })
         .collect();
     std::thread::sleep(Duration::from_millis(1000));
-    assert!(
-        answered.load(Ordering::SeqCst) <= 4,
-        "{} sends answered while the indexer took nothing",
-        answered.load(Ordering::SeqCst)
+    assert_eq!(
+        answered.load(Ordering::SeqCst),
+        4096 / CHARGE,
+        "sends answered while the indexer took nothing"
     );
-    let pending = pending_bytes(&server);
-    assert!(pending <= 4096.0, "{pending} bytes pending");
-    assert!(pending >= 3000.0, "the budget fills first: {pending}");
+    assert_eq!(pending_bytes(&server), (4096 / CHARGE * CHARGE) as f64);
 
     std::fs::remove_file(&pause).expect("unpause");
     for sender in senders {

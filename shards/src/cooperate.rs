@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 /// connection is served within a few slices under any flood; large enough that the timer
 /// costs nothing measurable (one per half millisecond of continuous work).
 pub const RUN_SLICE: Duration = Duration::from_micros(500);
-/// The pause: any positive time makes the task wait for the reactor's next timer pass.
+/// The first pause tried: any time still ahead when the timer is first polled makes the task
+/// wait for the reactor's next timer pass.
 const STEP_ASIDE: Duration = Duration::from_micros(1);
 
 /// One loop's share of the executor. Call [`Turn::done`] after each unit of work.
@@ -48,9 +49,14 @@ impl Turn {
     /// runs its other tasks; then starts a new slice.
     pub async fn done(&mut self) {
         if self.is_over() {
-            glommio::timer::sleep(STEP_ASIDE).await;
+            step_aside().await;
             self.started = Instant::now();
         }
+    }
+
+    /// Starts a new slice without stepping aside (the loop just waited anyway).
+    pub fn restart(&mut self) {
+        self.started = Instant::now();
     }
 
     /// Awaits `future`. If it had to wait (it was not ready at once), the executor ran other
@@ -64,5 +70,20 @@ impl Turn {
         let output = future.await;
         self.started = Instant::now();
         output
+    }
+}
+
+/// Sleeps until the reactor's next timer pass. A timer whose time has already come when it is
+/// first polled completes at once, without yielding (a slow clock read, or the thread
+/// descheduled in between, can make 1 µs pass), so the pause doubles until one really waits.
+async fn step_aside() {
+    let mut pause = STEP_ASIDE;
+    loop {
+        let mut timer = std::pin::pin!(glommio::timer::sleep(pause));
+        if futures_lite::future::poll_once(&mut timer).await.is_none() {
+            timer.await;
+            return;
+        }
+        pause = pause.saturating_mul(2);
     }
 }

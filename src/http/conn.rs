@@ -6,7 +6,7 @@
 //! ([`Service::admit`]) before any of its body is buffered, and growth past the first
 //! [`INITIAL_READ_BYTES`] is charged to the shard's [`ReadBudget`].
 
-use super::request::{decode_head, Limits, Method};
+use super::request::{decode_head, Limits, Method, Request};
 use super::response::{write_continue, write_head, write_response, Connection, ResponseHead};
 use super::{Service, Status};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -182,6 +182,14 @@ pub struct ConnectionContext<'a, S> {
     pub budget: &'a ReadBudget,
 }
 
+impl<S> Clone for ConnectionContext<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for ConnectionContext<'_, S> {}
+
 /// What the read loop does after the requests in the buffer have been handled.
 enum Next {
     /// Read more bytes; `need` is the most the request being read may still take (its
@@ -199,110 +207,13 @@ pub async fn serve_connection<S: Service>(
     stream: &mut TcpStream,
     context: &ConnectionContext<'_, S>,
 ) -> io::Result<()> {
-    let ConnectionContext {
-        service,
-        limits,
-        timeouts,
-        budget,
-    } = *context;
-    stream.set_write_timeout(Some(timeouts.idle))?;
-    let mut request_started: Option<Instant> = None;
-    let mut input = ReadBuffer::new(budget);
-    let mut output: Vec<u8> = Vec::with_capacity(1024);
-    let mut body: Vec<u8> = Vec::with_capacity(1024);
-    // The size of the request at the front of `input` once its head has been admitted: its
-    // body is still arriving, and the head is not parsed again until all of it is here.
-    let mut admitted_len: Option<usize> = None;
-    let mut continue_sent = false;
-    let mut turn = Turn::new();
-
+    stream.set_write_timeout(Some(context.timeouts.idle))?;
+    let mut session = Session::new(*context);
     loop {
-        let mut next = Next::Read {
-            // Room for a header section over the limit, so the decoder can refuse it.
-            need: limits.max_header_bytes + 1,
-        };
-        while !input.is_empty() {
-            if let Some(total) = admitted_len {
-                if input.data().len() < total {
-                    next = Next::Read { need: total };
-                    break;
-                }
-            }
-            service.head_parsed();
-            let head = match decode_head(input.data(), limits) {
-                Ok(Some(head)) => head,
-                Ok(None) => break,
-                Err(error) => {
-                    body.clear();
-                    body.extend_from_slice(error.message().as_bytes());
-                    body.push(b'\n');
-                    let head = ResponseHead::text(error.status());
-                    write_response(&mut output, &head, &body, Connection::Close, false);
-                    tracing::debug!(status = error.status().code(), reason = %error.message(), "refused request");
-                    next = Next::CloseAfterRefusal;
-                    break;
-                }
-            };
-            let total = head.total_len();
-            if admitted_len.is_none() {
-                body.clear();
-                if let Some(refusal) = service.admit(&head, &mut body) {
-                    write_response(&mut output, &refusal, &body, Connection::Close, false);
-                    tracing::debug!(
-                        status = refusal.status.code(),
-                        "refused request before its body"
-                    );
-                    next = Next::CloseAfterRefusal;
-                    break;
-                }
-            }
-            let Some(request) = head.with_body(input.data()) else {
-                admitted_len = Some(total);
-                if head.expect_continue && !continue_sent {
-                    write_continue(&mut output);
-                    continue_sent = true;
-                }
-                next = Next::Read { need: total };
-                break;
-            };
-            body.clear();
-            let response = turn.wait(service.handle(&request, &mut body)).await;
-            let close = !request.keep_alive;
-            let connection = match (close, request.http10) {
-                (true, _) => Connection::Close,
-                (false, true) => Connection::KeepAlive,
-                (false, false) => Connection::Persistent,
-            };
-            let omit_body = request.method == Method::Head;
-            write_head(&mut output, &response, body.len(), connection);
-            if !omit_body && body.len() >= DIRECT_WRITE_BYTES {
-                stream.write_all(&output).await?;
-                output.clear();
-                stream.write_all(&body).await?;
-            } else if !omit_body {
-                output.extend_from_slice(&body);
-            }
-            input.consume(total);
-            admitted_len = None;
-            continue_sent = false;
-            // The clock restarts for the next request, whose bytes may already be here: time
-            // spent answering this one is not charged to it.
-            request_started = None;
-            if close {
-                next = Next::Close;
-                break;
-            }
-            if output.len() >= MAX_PENDING_OUTPUT_BYTES {
-                stream.write_all(&output).await?;
-                output.clear();
-            }
-            // Socket reads and writes complete without ever returning `Pending` while data or
-            // buffer space is there, so a pipelining client would otherwise keep this shard.
-            turn.done().await;
-        }
-        if !output.is_empty() {
-            stream.write_all(&output).await?;
-            output.clear();
+        let next = session.answer_buffered(stream).await?;
+        if !session.output.is_empty() {
+            stream.write_all(&session.output).await?;
+            session.output.clear();
         }
         let need = match next {
             Next::Read { need } => need,
@@ -312,58 +223,228 @@ pub async fn serve_connection<S: Service>(
                 return Ok(());
             }
         };
-
-        input.compact();
-        if input.is_empty() {
-            if body.capacity() > RETAINED_BUFFER_BYTES {
-                body = Vec::with_capacity(1024);
-            }
-            if output.capacity() > RETAINED_BUFFER_BYTES {
-                output = Vec::with_capacity(1024);
-            }
+        session.make_ready_to_read();
+        if session.input.make_room(need).is_err() {
+            return session.refuse_over_budget(stream).await;
         }
-        if input.make_room(need).is_err() {
-            tracing::debug!(
-                used_bytes = budget.used_bytes(),
-                "read budget spent; refusing a request"
-            );
-            let refusal = ResponseHead::text(Status::ServiceUnavailable);
-            write_response(
-                &mut output,
-                &refusal,
-                b"the server is buffering too many request bodies; retry shortly\n",
-                Connection::Close,
-                false,
-            );
-            if stream.write_all(&output).await.is_ok() {
-                linger(stream).await;
-            }
-            return Ok(());
-        }
-        // A partial request is on the clock; between requests the idle timeout applies.
-        let timeout = if input.is_empty() {
-            request_started = None;
-            timeouts.idle
-        } else {
-            let started = *request_started.get_or_insert_with(Instant::now);
-            timeouts.request.saturating_sub(started.elapsed())
+        let Some(timeout) = session.read_timeout() else {
+            return request_timed_out(stream, &mut session.output).await;
         };
-        if timeout.is_zero() {
-            return request_timed_out(stream, &mut output).await;
-        }
         stream.set_read_timeout(Some(timeout))?;
-
-        let read = match turn.wait(stream.read(input.spare())).await {
-            Ok(read) => read,
-            Err(error) if error.kind() == io::ErrorKind::TimedOut && !input.is_empty() => {
-                return request_timed_out(stream, &mut output).await;
+        match session.turn.wait(stream.read(session.input.spare())).await {
+            Ok(0) => return Ok(()),
+            Ok(read) => {
+                session.input.end += read;
+                // A body pouring in fills the buffer read after read without waiting.
+                session.turn.done().await;
+            }
+            Err(error) if error.kind() == io::ErrorKind::TimedOut && !session.input.is_empty() => {
+                return request_timed_out(stream, &mut session.output).await;
             }
             Err(error) => return Err(error),
-        };
-        if read == 0 {
-            return Ok(());
         }
-        input.end += read;
+    }
+}
+
+/// One connection's state between reads. Buffers are reused across requests.
+struct Session<'a, S> {
+    context: ConnectionContext<'a, S>,
+    input: ReadBuffer<'a>,
+    /// Responses not written yet (pipelined answers go out in one write).
+    output: Vec<u8>,
+    /// The body of the response being built.
+    body: Vec<u8>,
+    /// The size of the request at the front of `input` once its head has been admitted: its
+    /// body is still arriving, and the head is not parsed again until all of it is here.
+    admitted_len: Option<usize>,
+    continue_sent: bool,
+    /// When the first byte of the request being read arrived (the request timeout's clock).
+    request_started: Option<Instant>,
+    turn: Turn,
+}
+
+impl<'a, S: Service> Session<'a, S> {
+    fn new(context: ConnectionContext<'a, S>) -> Self {
+        Session {
+            context,
+            input: ReadBuffer::new(context.budget),
+            output: Vec::with_capacity(1024),
+            body: Vec::with_capacity(1024),
+            admitted_len: None,
+            continue_sent: false,
+            request_started: None,
+            turn: Turn::new(),
+        }
+    }
+
+    /// Decodes and answers every complete request in the buffer, in order, and says what to
+    /// do next. Refusals are written to `output` here; answers too, unless they are large.
+    async fn answer_buffered(&mut self, stream: &mut TcpStream) -> io::Result<Next> {
+        let ConnectionContext {
+            service, limits, ..
+        } = self.context;
+        while !self.input.is_empty() {
+            if let Some(total) = self.admitted_len {
+                if self.input.data().len() < total {
+                    return Ok(Next::Read { need: total });
+                }
+            }
+            service.head_parsed();
+            let head = match decode_head(self.input.data(), limits) {
+                Ok(Some(head)) => head,
+                Ok(None) => break,
+                Err(error) => {
+                    let mut reason = error.message();
+                    reason.push('\n');
+                    let response = ResponseHead::text(error.status());
+                    write_response(
+                        &mut self.output,
+                        &response,
+                        reason.as_bytes(),
+                        Connection::Close,
+                        false,
+                    );
+                    tracing::debug!(status = error.status().code(), %reason, "refused request");
+                    return Ok(Next::CloseAfterRefusal);
+                }
+            };
+            let total = head.total_len();
+            if self.admitted_len.is_none() {
+                self.body.clear();
+                if let Some(refusal) = service.admit(&head, &mut self.body) {
+                    write_response(
+                        &mut self.output,
+                        &refusal,
+                        &self.body,
+                        Connection::Close,
+                        false,
+                    );
+                    tracing::debug!(
+                        status = refusal.status.code(),
+                        "refused request before its body"
+                    );
+                    return Ok(Next::CloseAfterRefusal);
+                }
+            }
+            let Some(request) = head.with_body(self.input.data()) else {
+                self.admitted_len = Some(total);
+                if head.expect_continue && !self.continue_sent {
+                    write_continue(&mut self.output);
+                    self.continue_sent = true;
+                }
+                return Ok(Next::Read { need: total });
+            };
+            let answer = Answer {
+                body: &mut self.body,
+                output: &mut self.output,
+                turn: &mut self.turn,
+            };
+            let close = answer.send(stream, service, &request).await?;
+            self.input.consume(total);
+            self.admitted_len = None;
+            self.continue_sent = false;
+            // The clock restarts for the next request, whose bytes may already be here: time
+            // spent answering this one is not charged to it.
+            self.request_started = None;
+            if close {
+                return Ok(Next::Close);
+            }
+            // Socket reads and writes complete without ever returning `Pending` while data or
+            // buffer space is there, so a pipelining client would otherwise keep this shard.
+            self.turn.done().await;
+        }
+        Ok(Next::Read {
+            // Room for a header section over the limit, so the decoder can refuse it.
+            need: limits.max_header_bytes + 1,
+        })
+    }
+
+    /// Compacts the input, and between requests gives back response buffers that grew.
+    fn make_ready_to_read(&mut self) {
+        self.input.compact();
+        if self.input.is_empty() {
+            if self.body.capacity() > RETAINED_BUFFER_BYTES {
+                self.body = Vec::with_capacity(1024);
+            }
+            if self.output.capacity() > RETAINED_BUFFER_BYTES {
+                self.output = Vec::with_capacity(1024);
+            }
+        }
+    }
+
+    /// How long the next read may wait: the idle timeout between requests, what is left of
+    /// the request timeout within one. `None` once the request timeout has passed.
+    fn read_timeout(&mut self) -> Option<Duration> {
+        let timeouts = self.context.timeouts;
+        if self.input.is_empty() {
+            self.request_started = None;
+            return Some(timeouts.idle);
+        }
+        let started = *self.request_started.get_or_insert_with(Instant::now);
+        Some(timeouts.request.saturating_sub(started.elapsed())).filter(|left| !left.is_zero())
+    }
+
+    /// The shard's read budget cannot hold this request: 503, then close.
+    async fn refuse_over_budget(&mut self, stream: &mut TcpStream) -> io::Result<()> {
+        tracing::debug!(
+            used_bytes = self.context.budget.used_bytes(),
+            "read budget spent; refusing a request"
+        );
+        let refusal = ResponseHead::text(Status::ServiceUnavailable);
+        write_response(
+            &mut self.output,
+            &refusal,
+            b"the server is buffering too many request bodies; retry shortly\n",
+            Connection::Close,
+            false,
+        );
+        if stream.write_all(&self.output).await.is_ok() {
+            linger(stream).await;
+        }
+        Ok(())
+    }
+}
+
+/// The buffers one answer is written with (borrowed apart from the request, which borrows
+/// the input).
+struct Answer<'s> {
+    body: &'s mut Vec<u8>,
+    output: &'s mut Vec<u8>,
+    turn: &'s mut Turn,
+}
+
+impl Answer<'_> {
+    /// Handles `request` and queues (or, when large, writes) its response. Returns whether
+    /// the connection closes after it.
+    async fn send<S: Service>(
+        self,
+        stream: &mut TcpStream,
+        service: &S,
+        request: &Request<'_>,
+    ) -> io::Result<bool> {
+        self.body.clear();
+        let response = self.turn.wait(service.handle(request, self.body)).await;
+        let close = !request.keep_alive;
+        let connection = match (close, request.http10) {
+            (true, _) => Connection::Close,
+            (false, true) => Connection::KeepAlive,
+            (false, false) => Connection::Persistent,
+        };
+        write_head(self.output, &response, self.body.len(), connection);
+        if request.method == Method::Head {
+            // The head announces the body's length; the body is not sent.
+        } else if self.body.len() >= DIRECT_WRITE_BYTES {
+            stream.write_all(self.output).await?;
+            self.output.clear();
+            stream.write_all(self.body).await?;
+        } else {
+            self.output.extend_from_slice(self.body);
+        }
+        if self.output.len() >= MAX_PENDING_OUTPUT_BYTES {
+            stream.write_all(self.output).await?;
+            self.output.clear();
+        }
+        Ok(close)
     }
 }
 

@@ -35,6 +35,8 @@ const BATCH_ANSWER_RESERVE_BYTES: usize = 256;
 /// A batch request is run only if at least this much room is left for its answer (the
 /// largest fixed answer, `tools/list`, is a few KiB).
 const MIN_BATCH_ANSWER_BYTES: usize = 16 * 1024;
+/// Longest method name echoed in a "method not found" error.
+const MAX_ECHOED_METHOD_BYTES: usize = 128;
 /// The bytes of a tool result besides its JSON (counted by the tool): the content wrapper,
 /// the `structuredContent` key and object, `isError`.
 const TOOL_RESULT_FRAME_BYTES: usize = 96;
@@ -177,6 +179,15 @@ pub async fn handle_body(
     Outcome::Reply
 }
 
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn truncated(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Compared as bytes: SDK clients send this header on every request, so no allocation here.
 /// (The HTTP decoder has already trimmed surrounding whitespace.)
 fn is_supported_version(header: &[u8]) -> bool {
@@ -243,7 +254,10 @@ async fn handle_message(
                 "tools/call" => call_tool(id, params, tools, out, limit).await,
                 other => Err(RpcError::new(
                     METHOD_NOT_FOUND,
-                    format!("method not found: {other}"),
+                    format!(
+                        "method not found: {}",
+                        truncated(other, MAX_ECHOED_METHOD_BYTES)
+                    ),
                 )),
             };
             match result {

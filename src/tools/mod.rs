@@ -118,24 +118,18 @@ impl fmt::Display for ToolError {
                     "unknown agent '{name}': register it first with create_agent"
                 )
             }
-            ToolError::UnknownRecipients(names) => {
-                let list: Vec<&str> = names.iter().map(|n| &**n).collect();
-                write!(
-                    f,
-                    "unknown recipient(s): {}; nothing was delivered",
-                    list.join(", ")
-                )
-            }
-            ToolError::InboxFull(names) => {
-                let list: Vec<&str> = names.iter().map(|n| &**n).collect();
-                write!(
-                    f,
-                    "inbox full: {} (an inbox holds at most the server's --max-inbox-messages \
-                     messages and --max-inbox-bytes of text until drained with get_inbox); \
-                     nothing was delivered",
-                    list.join(", ")
-                )
-            }
+            ToolError::UnknownRecipients(names) => write!(
+                f,
+                "unknown recipient(s): {}; nothing was delivered",
+                NameList(names)
+            ),
+            ToolError::InboxFull(names) => write!(
+                f,
+                "inbox full: {} (an inbox holds at most the server's --max-inbox-messages \
+                 messages and --max-inbox-bytes of text until drained with get_inbox); \
+                 nothing was delivered",
+                NameList(names)
+            ),
             ToolError::NameTaken { name, project_id } => write!(
                 f,
                 "agent name '{name}' is already registered in another project ({project_id}); \
@@ -166,6 +160,28 @@ impl fmt::Display for ToolError {
 }
 
 impl std::error::Error for ToolError {}
+
+/// Names listed in an error: at most `MAX_NAMES_LISTED`, then how many more, so that an
+/// error answer stays small whatever the request held (it is not counted in any page).
+struct NameList<'a>(&'a [Box<str>]);
+
+/// Names an error lists before it counts the rest.
+const MAX_NAMES_LISTED: usize = 16;
+
+impl fmt::Display for NameList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (index, name) in self.0.iter().take(MAX_NAMES_LISTED).enumerate() {
+            if index > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(name)?;
+        }
+        if self.0.len() > MAX_NAMES_LISTED {
+            write!(f, " and {} more", self.0.len() - MAX_NAMES_LISTED)?;
+        }
+        Ok(())
+    }
+}
 
 impl From<HelperStopped> for ToolError {
     fn from(error: HelperStopped) -> Self {
@@ -371,6 +387,15 @@ mod tests {
                 "agent_name"
             )))
         ));
+    }
+
+    #[test]
+    fn error_name_lists_are_capped() {
+        let names: Vec<Box<str>> = (0..40).map(|i| format!("n{i}").into()).collect();
+        let text = ToolError::UnknownRecipients(names).to_string();
+        assert!(text.starts_with("unknown recipient(s): n0, n1,"), "{text}");
+        assert!(text.contains("n15 and 24 more;"), "{text}");
+        assert!(!text.contains("n16,"), "{text}");
     }
 
     #[test]
