@@ -12,6 +12,7 @@
 //! is full, and the bytes are given back when the helper receives the item. Checking and
 //! charging are one atomic step, so concurrent producers on several shards cannot overshoot.
 
+use crate::metrics::FeedGauges;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -51,13 +52,6 @@ pub struct FeedLimits {
     pub max_bytes: usize,
 }
 
-/// The counters a feed shares with the metrics.
-#[derive(Debug, Clone, Default)]
-pub struct FeedCounters {
-    pub in_flight: Arc<AtomicUsize>,
-    pub pending_bytes: Arc<AtomicUsize>,
-}
-
 /// The helper thread behind a feed has stopped: nothing will ever drain it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HelperStopped {
@@ -73,7 +67,7 @@ impl fmt::Display for HelperStopped {
 /// The sending end, shared by all shards. Cheap to clone; `Send`.
 pub struct Outbox<T> {
     tx: Sender<Message<T>>,
-    counters: FeedCounters,
+    counters: FeedGauges,
     limits: FeedLimits,
     /// Cleared when the helper's [`Inbox`] is dropped (it exited or panicked).
     alive: Arc<AtomicBool>,
@@ -97,7 +91,7 @@ impl<T> Clone for Outbox<T> {
 /// stopped, so producers get an error instead of waiting for room that never comes.
 pub struct Inbox<T> {
     rx: Receiver<Message<T>>,
-    counters: FeedCounters,
+    counters: FeedGauges,
     alive: Arc<AtomicBool>,
 }
 
@@ -111,7 +105,7 @@ impl<T> Drop for Inbox<T> {
 pub fn channel<T>(
     limits: FeedLimits,
     actor: &'static str,
-    counters: FeedCounters,
+    counters: FeedGauges,
 ) -> (Outbox<T>, Inbox<T>) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let alive = Arc::new(AtomicBool::new(true));
@@ -339,8 +333,8 @@ impl<T: 'static> Feed<T> {
 mod tests {
     use super::*;
 
-    fn test_channel(depth: usize, max_bytes: usize) -> (Outbox<u32>, Inbox<u32>, FeedCounters) {
-        let counters = FeedCounters::default();
+    fn test_channel(depth: usize, max_bytes: usize) -> (Outbox<u32>, Inbox<u32>, FeedGauges) {
+        let counters = FeedGauges::default();
         let (outbox, inbox) = channel(FeedLimits { depth, max_bytes }, "test", counters.clone());
         (outbox, inbox, counters)
     }

@@ -129,10 +129,8 @@ pub struct SearchMetrics {
     /// Time from the first document of a batch arriving to its commit being searchable: the
     /// worst visibility lag within that batch.
     pub commit_lag: Latency,
-    /// Documents sent by shards and not yet taken by the indexer.
-    pub in_flight: Arc<AtomicUsize>,
-    /// Bytes of message text on their way to the indexer: held by shards or in flight.
-    pub pending_bytes: Arc<AtomicUsize>,
+    /// The feed from the shards to the indexer (documents, message text).
+    pub feed: FeedGauges,
 }
 
 /// Counters of the git audit thread.
@@ -142,8 +140,16 @@ pub struct AuditMetrics {
     pub failures: AtomicU64,
     /// Profiles written to no commit yet.
     pub pending: AtomicU64,
+    /// The feed from the shards to the git writer (profiles, their text).
+    pub feed: FeedGauges,
+}
+
+/// What a feed to a helper thread holds (see `crate::feed`), kept by the feed itself.
+#[derive(Debug, Clone, Default)]
+pub struct FeedGauges {
+    /// Items sent by the shards and not yet received by the helper.
     pub in_flight: Arc<AtomicUsize>,
-    /// Bytes of profile text on their way to the git writer: held by shards or in flight.
+    /// Bytes of those items, and of items held back or about to be produced, across shards.
     pub pending_bytes: Arc<AtomicUsize>,
 }
 
@@ -305,13 +311,13 @@ impl Metrics {
             &mut out,
             "allman_search_pending_documents",
             "documents on their way to the indexer",
-            self.search.in_flight.load(Ordering::Relaxed) as u64,
+            self.search.feed.in_flight.load(Ordering::Relaxed) as u64,
         );
         gauge(
             &mut out,
             "allman_search_pending_bytes",
             "message text on its way to the indexer, held or in flight (bounded by --search-queue-bytes)",
-            self.search.pending_bytes.load(Ordering::Relaxed) as u64,
+            self.search.feed.pending_bytes.load(Ordering::Relaxed) as u64,
         );
         header(
             &mut out,
@@ -339,7 +345,7 @@ impl Metrics {
             self.audit.failures.load(Ordering::Relaxed),
         );
         let pending = self.audit.pending.load(Ordering::Relaxed)
-            + self.audit.in_flight.load(Ordering::Relaxed) as u64;
+            + self.audit.feed.in_flight.load(Ordering::Relaxed) as u64;
         gauge(
             &mut out,
             "allman_git_pending_events",
@@ -350,7 +356,7 @@ impl Metrics {
             &mut out,
             "allman_git_pending_bytes",
             "profile text on its way to the git writer, held or in flight (bounded by --audit-queue-bytes)",
-            self.audit.pending_bytes.load(Ordering::Relaxed) as u64,
+            self.audit.feed.pending_bytes.load(Ordering::Relaxed) as u64,
         );
         out
     }

@@ -6,9 +6,9 @@
 //! drives the tool layer directly, so the request future can be dropped after each of its
 //! steps: the network cannot time a drop that precisely.
 
-use allman::feed::{self, Feed, FeedCounters, FeedLimits};
+use allman::feed::{self, Feed, FeedLimits};
 use allman::lifecycle::Notify;
-use allman::metrics::{Metrics, SearchMetrics};
+use allman::metrics::{FeedGauges, Metrics, SearchMetrics};
 use allman::search::{self, SearchConfig};
 use allman::tools::{self, OutputBudget, ToolOutput, Toolbox};
 use glommio::{LocalExecutorBuilder, Placement};
@@ -161,7 +161,7 @@ fn a_multi_owner_send_dropped_at_any_step_is_all_or_nothing_and_leaks_nothing() 
             max_bytes: 1 << 20,
         },
         "git writer",
-        FeedCounters::default(),
+        FeedGauges::default(),
     );
     let metrics = Arc::new(Metrics::new(SHARDS, search_metrics, Arc::default()));
     let mesh = MeshPair::new(SHARDS, 64);

@@ -79,6 +79,17 @@ impl Histogram {
         }
     }
 
+    /// `p50 X ms, p99 Y ms, max Z ms` with `decimals` digits, for one-line reports.
+    pub fn summary_ms(&self, decimals: usize) -> String {
+        let ms = |us: u64| us as f64 / 1000.0;
+        format!(
+            "p50 {:.decimals$} ms, p99 {:.decimals$} ms, max {:.decimals$} ms",
+            ms(self.percentile(50.0)),
+            ms(self.percentile(99.0)),
+            ms(self.max())
+        )
+    }
+
     /// The value at percentile `p` (0-100), in microseconds.
     pub fn percentile(&self, p: f64) -> u64 {
         if self.total == 0 {

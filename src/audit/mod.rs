@@ -6,7 +6,7 @@
 
 mod writer;
 
-use crate::feed::{self, FeedCounters, FeedLimits, Outbox};
+use crate::feed::{self, FeedLimits, Outbox};
 use crate::lifecycle::{supervise, Event};
 use crate::metrics::AuditMetrics;
 use shards::AgentProfile;
@@ -76,11 +76,7 @@ pub fn start(
         depth: config.queue_depth,
         max_bytes: config.queue_bytes,
     };
-    let counters = FeedCounters {
-        in_flight: Arc::clone(&metrics.in_flight),
-        pending_bytes: Arc::clone(&metrics.pending_bytes),
-    };
-    let (events, inbox) = feed::channel(limits, "git writer", counters);
+    let (events, inbox) = feed::channel(limits, "git writer", metrics.feed.clone());
     let lifecycle = lifecycle.clone();
     let writer_metrics = Arc::clone(&metrics);
     let core = config.core;

@@ -11,7 +11,7 @@ mod schema;
 
 pub use indexer::SearchDoc;
 
-use crate::feed::{self, FeedCounters, FeedLimits, Outbox};
+use crate::feed::{self, FeedLimits, Outbox};
 use crate::lifecycle::{supervise, Event};
 use crate::metrics::SearchMetrics;
 use crate::oneshot;
@@ -180,11 +180,7 @@ pub fn start(
         depth: config.queue_depth,
         max_bytes: config.queue_bytes,
     };
-    let counters = FeedCounters {
-        in_flight: Arc::clone(&metrics.in_flight),
-        pending_bytes: Arc::clone(&metrics.pending_bytes),
-    };
-    let (docs, doc_rx) = feed::channel(limits, "search indexer", counters);
+    let (docs, doc_rx) = feed::channel(limits, "search indexer", metrics.feed.clone());
     let (queries, query_rx) = crossbeam_channel::unbounded();
     let queries_waiting = Arc::new(AtomicUsize::new(0));
 

@@ -167,11 +167,9 @@ fn flood(args: &Args, addr: std::net::SocketAddr) {
         let _ = thread.join();
     }
     println!(
-        "probes {} (failed {failed}) under {floods} flooding connections: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "probes {} (failed {failed}) under {floods} flooding connections: {}",
         latencies.count(),
-        latencies.percentile(50.0) as f64 / 1000.0,
-        latencies.percentile(99.0) as f64 / 1000.0,
-        latencies.max() as f64 / 1000.0
+        latencies.summary_ms(2)
     );
 }
 

@@ -252,11 +252,9 @@ fn main() -> ExitCode {
     );
     let lag_json = |label: &str, lag: &Histogram| {
         println!(
-            "visibility lag ({label}, {} probes): p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+            "visibility lag ({label}, {} probes): {}",
             lag.count(),
-            lag.percentile(50.0) as f64 / 1000.0,
-            lag.percentile(99.0) as f64 / 1000.0,
-            lag.max() as f64 / 1000.0
+            lag.summary_ms(1)
         );
         json!({"probes": lag.count(), "p50_us": lag.percentile(50.0), "p99_us": lag.percentile(99.0), "max_us": lag.max()})
     };
