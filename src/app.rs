@@ -64,13 +64,15 @@ impl Service for App {
             }
             _ => None,
         }?;
-        self.tools.shard_metrics().http_response(refusal.status);
+        self.tools
+            .shard_metrics()
+            .http_response(refusal.status.code());
         Some(refusal)
     }
 
     async fn handle(&self, request: &Request<'_>, body: &mut Vec<u8>) -> ResponseHead {
         let head = self.route(request, body).await;
-        self.tools.shard_metrics().http_response(head.status);
+        self.tools.shard_metrics().http_response(head.status.code());
         head
     }
 

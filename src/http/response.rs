@@ -22,6 +22,25 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, for tables that list them.
+    pub const ALL: [Status; 15] = [
+        Status::Continue,
+        Status::Ok,
+        Status::Accepted,
+        Status::BadRequest,
+        Status::Unauthorized,
+        Status::Forbidden,
+        Status::NotFound,
+        Status::MethodNotAllowed,
+        Status::NotAcceptable,
+        Status::RequestTimeout,
+        Status::LengthRequired,
+        Status::PayloadTooLarge,
+        Status::UnsupportedMediaType,
+        Status::HeaderFieldsTooLarge,
+        Status::ServiceUnavailable,
+    ];
+
     pub fn code(self) -> u16 {
         match self {
             Status::Continue => 100,
@@ -229,6 +248,33 @@ mod tests {
         assert!(text.contains("\r\nConnection: close\r\n"));
         assert!(text.contains("\r\nContent-Length: 4\r\n"));
         assert!(text.ends_with("\r\n\r\n"), "HEAD sends no body: {text}");
+    }
+
+    #[test]
+    fn every_status_is_counted_in_the_metrics() {
+        let codes: Vec<u16> = Status::ALL.iter().map(|s| s.code()).collect();
+        assert_eq!(codes, crate::metrics::STATUS_CODES);
+        // ALL lists every variant once: a new variant must be added there (and to the metrics).
+        for status in Status::ALL {
+            let listed = match status {
+                Status::Continue
+                | Status::Ok
+                | Status::Accepted
+                | Status::BadRequest
+                | Status::Unauthorized
+                | Status::Forbidden
+                | Status::NotFound
+                | Status::MethodNotAllowed
+                | Status::NotAcceptable
+                | Status::RequestTimeout
+                | Status::LengthRequired
+                | Status::PayloadTooLarge
+                | Status::UnsupportedMediaType
+                | Status::HeaderFieldsTooLarge
+                | Status::ServiceUnavailable => true,
+            };
+            assert!(listed);
+        }
     }
 
     #[test]

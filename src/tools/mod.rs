@@ -390,6 +390,15 @@ mod tests {
     }
 
     #[test]
+    fn invented_names_are_valid_agent_names() {
+        let mut ids = IdGenerator::new(3);
+        for attempt in 0..MAX_NAME_ATTEMPTS {
+            let name = ids.agent_name(attempt);
+            assert!(valid_agent_name(&name), "{name}");
+        }
+    }
+
+    #[test]
     fn error_name_lists_are_capped() {
         let names: Vec<Box<str>> = (0..40).map(|i| format!("n{i}").into()).collect();
         let text = ToolError::UnknownRecipients(names).to_string();

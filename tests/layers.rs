@@ -1,0 +1,138 @@
+//! Data flows one way: a module of `src/` may use only modules of a lower layer (or its own).
+//! This reads every `crate::<module>` path in `src/` and fails on one that points up or
+//! sideways, so the layering the docs describe cannot drift.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Each top-level module of `src/` and its layer, lowest first. Leaves (used by anyone) are 0.
+const LAYERS: &[(&str, u8)] = &[
+    // Leaves: plain helpers every layer may use.
+    ("clock", 0),
+    ("cores", 0),
+    ("json", 0),
+    ("ids", 0),
+    ("metrics", 0),
+    ("lifecycle", 0),
+    ("oneshot", 0),
+    ("config", 0),
+    // Handing work to the helper threads.
+    ("feed", 1),
+    // Bytes <-> requests; the helper threads (search, git).
+    ("http", 2),
+    ("search", 2),
+    ("audit", 2),
+    // Arguments in, shard requests out.
+    ("tools", 3),
+    // JSON-RPC and the MCP transport rules.
+    ("mcp", 4),
+    // Routes, then the executors that run them.
+    ("app", 5),
+    ("server", 6),
+    // Drives the decoders for the fuzz targets.
+    ("fuzzing", 7),
+];
+
+fn layer_of(module: &str) -> Option<u8> {
+    LAYERS
+        .iter()
+        .find(|(name, _)| *name == module)
+        .map(|(_, layer)| *layer)
+}
+
+/// The top-level module a file of `src/` belongs to (`src/http/conn.rs` -> `http`).
+fn module_of(relative: &Path) -> String {
+    let first = relative
+        .components()
+        .next()
+        .and_then(|c| c.as_os_str().to_str())
+        .unwrap_or_default();
+    first.trim_end_matches(".rs").to_string()
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read src") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Every `crate::name` in `text` (code only: line comments are skipped).
+fn crate_paths(text: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or_default();
+        let mut rest = code;
+        while let Some(at) = rest.find("crate::") {
+            let after = &rest[at + "crate::".len()..];
+            let name: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            found.push((number + 1, name));
+            rest = after;
+        }
+    }
+    found
+}
+
+#[test]
+fn no_module_uses_a_layer_above_its_own() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut violations = Vec::new();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for file in &files {
+        let relative = file.strip_prefix(&src).expect("under src");
+        let module = module_of(relative);
+        if module == "main" || module == "lib" {
+            continue; // start-up and the crate root may use everything
+        }
+        let own = layer_of(&module).unwrap_or_else(|| {
+            panic!(
+                "{module} (src/{}) has no layer in LAYERS",
+                relative.display()
+            )
+        });
+        let text = std::fs::read_to_string(file).expect("read");
+        for (line, used) in crate_paths(&text) {
+            *seen.entry(format!("{module} -> {used}")).or_default() += 1;
+            if used == module {
+                continue;
+            }
+            let Some(theirs) = layer_of(&used) else {
+                violations.push(format!(
+                    "src/{}:{line}: unknown module {used}",
+                    relative.display()
+                ));
+                continue;
+            };
+            if theirs >= own {
+                violations.push(format!(
+                    "src/{}:{line}: {module} (layer {own}) uses {used} (layer {theirs})",
+                    relative.display()
+                ));
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "modules using a layer that is not below theirs:\n{}",
+        violations.join("\n")
+    );
+    // The scan must see the real dependencies, or it proves nothing.
+    assert!(seen.contains_key("tools -> feed"), "{seen:?}");
+    assert!(seen.contains_key("server -> app"), "{seen:?}");
+}
+
+#[test]
+fn the_scan_sees_paths_and_skips_comments() {
+    let found = crate_paths("use crate::http::Status; // crate::tools\nlet x = crate::json::f();");
+    let names: Vec<&str> = found.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(names, vec!["http", "json"]);
+}
