@@ -2,52 +2,38 @@
 //! the HTTP layer.
 
 use crate::http::{Head, Method, Request, ResponseHead, Service, Status};
-use crate::mcp::jsonrpc::{write_error, RpcError};
-use crate::mcp::transport::{self, TransportPolicy, TRANSPORT_ERROR};
+use crate::mcp::transport::{self, TransportPolicy};
 use crate::mcp::{self, Outcome};
 use crate::metrics::Metrics;
 use crate::tools::Toolbox;
 use std::rc::Rc;
+use std::sync::Arc;
 
 pub struct App {
     tools: Toolbox,
     policy: Rc<TransportPolicy>,
+    /// Every shard's counters, rendered by `GET /metrics`.
+    metrics: Arc<Metrics>,
 }
 
 impl App {
-    pub fn new(tools: Toolbox, policy: Rc<TransportPolicy>) -> Self {
-        App { tools, policy }
-    }
-
-    pub fn metrics(&self) -> &Metrics {
-        self.tools.metrics()
+    pub fn new(tools: Toolbox, policy: Rc<TransportPolicy>, metrics: Arc<Metrics>) -> Self {
+        App {
+            tools,
+            policy,
+            metrics,
+        }
     }
 
     async fn post_mcp(&self, request: &Request<'_>, body: &mut Vec<u8>) -> ResponseHead {
         // The transport rules were checked on the head (`admit`) before the body was read.
-        let version = request.headers.mcp_protocol_version;
-        match mcp::handle_body(request.body, version, &self.tools, body).await {
+        match mcp::handle_body(request.body, &request.headers, &self.tools, body).await {
             Outcome::Reply => ResponseHead::json(Status::Ok),
             Outcome::Refused => ResponseHead::json(Status::BadRequest),
             Outcome::Accepted => ResponseHead::new(Status::Accepted),
         }
     }
-
-    /// The transport rules for `POST /mcp` (Host, Origin, token, media types): decided by the
-    /// headers alone. The protocol-version rule waits for the body, because `initialize` is
-    /// exempt from it.
-    fn admit_mcp(&self, head: &Head<'_>, body: &mut Vec<u8>) -> Option<ResponseHead> {
-        let refusal = transport::check(&head.headers, &self.policy).err()?;
-        write_error(body, None, &RpcError::new(TRANSPORT_ERROR, refusal.message));
-        let response = ResponseHead::json(refusal.status);
-        Some(match refusal.status {
-            Status::Unauthorized => response.with_headers(BEARER_CHALLENGE),
-            _ => response,
-        })
-    }
 }
-
-const BEARER_CHALLENGE: &[(&str, &str)] = &[("WWW-Authenticate", "Bearer realm=\"allman\"")];
 
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const ALLOW_HEALTH: &[(&str, &str)] = &[("Allow", "GET, HEAD")];
@@ -56,7 +42,7 @@ const ALLOW_MCP: &[(&str, &str)] = &[("Allow", "POST")];
 impl Service for App {
     fn admit(&self, head: &Head<'_>, body: &mut Vec<u8>) -> Option<ResponseHead> {
         let refusal = match (head.path, head.method) {
-            ("/mcp", Method::Post) => self.admit_mcp(head, body),
+            ("/mcp", Method::Post) => transport::admit(&head.headers, &self.policy, body),
             // No other route reads a body: refuse one instead of buffering it.
             _ if head.body_len > 0 => {
                 body.extend_from_slice(b"this route takes no request body\n");
@@ -85,7 +71,7 @@ impl App {
     async fn route(&self, request: &Request<'_>, body: &mut Vec<u8>) -> ResponseHead {
         match (request.path, request.method) {
             ("/metrics", Method::Get | Method::Head) => {
-                body.extend_from_slice(self.metrics().render().as_bytes());
+                body.extend_from_slice(self.metrics.render().as_bytes());
                 ResponseHead::text(Status::Ok).with_content_type(PROMETHEUS_TEXT)
             }
             ("/metrics", _) => {

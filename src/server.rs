@@ -250,13 +250,13 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
         Arc::clone(&metrics),
     );
     let policy = Rc::new(context.settings.transport.clone());
-    let app = Rc::new(App::new(toolbox, policy));
+    let app = Rc::new(App::new(toolbox, policy, Arc::clone(&metrics)));
     let connections = Rc::new(RefCell::new(Connections::default()));
     let budget = Rc::new(ReadBudget::new(context.settings.read_buffer_budget_bytes));
     glommio::spawn_local(publish_shard_gauges(
         Rc::clone(&shard),
         Rc::clone(&budget),
-        metrics,
+        Arc::clone(&metrics),
     ))
     .detach();
     let settings = Rc::new(context.settings);
@@ -264,6 +264,7 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
 
     let acceptor = Acceptor {
         app,
+        metrics,
         connections: Rc::clone(&connections),
         settings: Rc::clone(&settings),
         budget,
@@ -304,6 +305,7 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
 /// What the accept loop hands to each connection it starts.
 struct Acceptor {
     app: Rc<App>,
+    metrics: Arc<Metrics>,
     connections: Rc<RefCell<Connections>>,
     settings: Rc<ShardSettings>,
     budget: Rc<ReadBudget>,
@@ -338,8 +340,7 @@ impl Acceptor {
         let open = &self.open_connections;
         if open.fetch_add(1, Ordering::AcqRel) >= self.settings.max_connections {
             open.fetch_sub(1, Ordering::AcqRel);
-            self.app
-                .metrics()
+            self.metrics
                 .refused_connections
                 .fetch_add(1, Ordering::Relaxed);
             glommio::spawn_local(async move {

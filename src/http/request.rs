@@ -40,16 +40,31 @@ impl Method {
     }
 }
 
-/// The headers the server acts on; others are accepted and ignored.
+/// A request's header fields as received, looked up by name without case; values come
+/// trimmed of surrounding whitespace. Borrows the request's bytes: nothing is copied, and
+/// HTTP knows nothing of which fields a service reads.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Headers<'b> {
-    pub host: Option<&'b [u8]>,
-    pub origin: Option<&'b [u8]>,
-    pub accept: Option<&'b [u8]>,
-    pub content_type: Option<&'b [u8]>,
-    pub authorization: Option<&'b [u8]>,
-    pub mcp_session_id: Option<&'b [u8]>,
-    pub mcp_protocol_version: Option<&'b [u8]>,
+    /// The header lines that follow the request line (`Name: value`, CRLF or LF ended).
+    section: &'b [u8],
+}
+
+impl<'b> Headers<'b> {
+    /// Headers over `section`: the lines after the request line, as the decoder validated them.
+    pub fn from_section(section: &'b [u8]) -> Self {
+        Headers { section }
+    }
+
+    /// The value of the first field named `name` (ASCII case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&'b [u8]> {
+        self.section.split(|b| *b == b'\n').find_map(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let colon = line.iter().position(|b| *b == b':')?;
+            line[..colon]
+                .eq_ignore_ascii_case(name.as_bytes())
+                .then(|| trim_ows(&line[colon + 1..]))
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,7 +222,13 @@ pub fn decode_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Head<'b>
     let path = target.split_once('?').map_or(target, |(path, _)| path);
     let http10 = minor == 0;
 
-    let mut headers = Headers::default();
+    // The lines after the request line (httparse accepted them, so each is `Name: value`).
+    let after_request_line = buf[..header_len]
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(header_len, |newline| newline + 1);
+    let headers = Headers::from_section(&buf[after_request_line..header_len]);
+    let mut seen_host = false;
     let mut content_length: Option<usize> = None;
     let mut chunked = false;
     // `close` in any Connection header wins over `keep-alive` in the same or another one.
@@ -234,22 +255,10 @@ pub fn decode_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Head<'b>
             expect_continue = !http10 && value.eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case("host") {
             // Two Hosts would let a proxy and this server disagree on the target (RFC 9112 3.2).
-            if headers.host.is_some() {
+            if seen_host {
                 return Err(HttpError::Malformed("more than one Host header"));
             }
-            headers.host = Some(value);
-        } else if name.eq_ignore_ascii_case("origin") {
-            headers.origin = Some(value);
-        } else if name.eq_ignore_ascii_case("accept") {
-            headers.accept = Some(value);
-        } else if name.eq_ignore_ascii_case("content-type") {
-            headers.content_type = Some(value);
-        } else if name.eq_ignore_ascii_case("authorization") {
-            headers.authorization = Some(value);
-        } else if name.eq_ignore_ascii_case("mcp-session-id") {
-            headers.mcp_session_id = Some(value);
-        } else if name.eq_ignore_ascii_case("mcp-protocol-version") {
-            headers.mcp_protocol_version = Some(value);
+            seen_host = true;
         }
     }
     if chunked {
@@ -343,8 +352,12 @@ mod tests {
         assert_eq!(request.method, Method::Get);
         assert_eq!(request.path, "/health");
         assert!(request.keep_alive);
-        assert_eq!(request.headers.host, Some(&b"localhost:8000"[..]));
-        assert_eq!(request.headers.origin, Some(&b"http://localhost"[..]));
+        assert_eq!(request.headers.get("host"), Some(&b"localhost:8000"[..]));
+        assert_eq!(
+            request.headers.get("ORIGIN"),
+            Some(&b"http://localhost"[..])
+        );
+        assert_eq!(request.headers.get("accept"), None);
         assert!(request.body.is_empty());
     }
 
@@ -355,7 +368,7 @@ mod tests {
         assert_eq!(request.body, b"hello");
         assert_eq!(consumed, raw.len() - 3);
         assert_eq!(
-            request.headers.mcp_protocol_version,
+            request.headers.get("mcp-protocol-version"),
             Some(&b"2025-06-18"[..])
         );
     }
@@ -462,7 +475,7 @@ mod tests {
         let head = decode_head(raw, &LIMITS_LARGE)
             .expect("valid")
             .expect("complete head");
-        assert_eq!(head.headers.authorization, Some(&b"Bearer x"[..]));
+        assert_eq!(head.headers.get("authorization"), Some(&b"Bearer x"[..]));
         assert_eq!(head.body_len, 1000);
         assert_eq!(head.total_len(), raw.len() - 1 + 1000);
         assert!(head.with_body(raw).is_none(), "the body has not arrived");

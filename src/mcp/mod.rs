@@ -4,6 +4,7 @@
 pub mod jsonrpc;
 pub mod transport;
 
+use crate::http::Headers;
 use crate::json::{as_str, present, write_str};
 use crate::tools::{self, OutputBudget, ParseFailure, ToolError, ToolOutput, Toolbox};
 use jsonrpc::{
@@ -60,12 +61,11 @@ pub enum Outcome {
     Accepted,
 }
 
-/// Handles one POSTed body, writing the response JSON into `out`. `version_header` is the
-/// request's `MCP-Protocol-Version`: absent means 2025-03-26; one we do not speak refuses
-/// everything but `initialize` (which is how a client learns what we speak).
+/// Handles one POSTed body, writing the response JSON into `out`. The headers were admitted
+/// by [`transport::admit`]; the protocol-version rule, which needs the body, runs here.
 pub async fn handle_body(
     body: &[u8],
-    version_header: Option<&[u8]>,
+    headers: &Headers<'_>,
     tools: &Toolbox,
     out: &mut Vec<u8>,
 ) -> Outcome {
@@ -78,25 +78,9 @@ pub async fn handle_body(
         return Outcome::Refused;
     };
     let is_batch = text.trim_start().starts_with('[');
-    if let Some(version) = version_header.filter(|v| !is_supported_version(v)) {
-        let refused_id = if is_batch {
-            // A batch is refused if any message in it would be.
-            serde_json::from_str::<Vec<&RawValue>>(text)
-                .ok()
-                .and_then(|items| items.iter().find_map(|item| version_applies(item.get())))
-                .map(|_| None)
-        } else {
-            version_applies(text)
-        };
-        if let Some(id) = refused_id {
-            let message = format!(
-                "unsupported MCP-Protocol-Version {:?}; this server speaks {}",
-                String::from_utf8_lossy(version),
-                SUPPORTED_VERSIONS.join(", ")
-            );
-            write_error(out, id, &RpcError::new(transport::TRANSPORT_ERROR, message));
-            return Outcome::Refused;
-        }
+    if let Some(refusal) = transport::refuse_version(headers, text, is_batch) {
+        write_error(out, refusal.id, &refusal.error);
+        return Outcome::Refused;
     }
     if !is_batch {
         let limit = ResponseLimit {
@@ -186,28 +170,6 @@ fn truncated(text: &str, max: usize) -> &str {
         end -= 1;
     }
     &text[..end]
-}
-
-/// Compared as bytes: SDK clients send this header on every request, so no allocation here.
-/// (The HTTP decoder has already trimmed surrounding whitespace.)
-fn is_supported_version(header: &[u8]) -> bool {
-    SUPPORTED_VERSIONS.iter().any(|v| v.as_bytes() == header)
-}
-
-/// Methods this server implements; a request for any other gets -32601 whatever its version.
-const METHODS: [&str; 4] = ["initialize", "ping", "tools/list", "tools/call"];
-
-/// Whether a bad version header refuses this single message, and with which id. It does not
-/// for `initialize` (how a client learns our versions) nor for a method we do not have: a
-/// newer client probing e.g. `server/discover` must get a plain -32601 so it falls back.
-fn version_applies(text: &str) -> Option<Option<&RawValue>> {
-    match classify(text) {
-        Ok(Message::Request { id, method, .. }) => {
-            (method != "initialize" && METHODS.contains(&&*method)).then_some(Some(id))
-        }
-        Ok(Message::Notification { .. }) => Some(None),
-        Ok(Message::Response) | Err(_) => None,
-    }
 }
 
 enum Written {

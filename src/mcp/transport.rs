@@ -1,8 +1,13 @@
-//! Streamable HTTP transport rules that apply before a body is read as JSON-RPC: who may
-//! talk to `/mcp` (Host, Origin, bearer token) and in which media types.
+//! The Streamable HTTP transport rules, all in one place: who may talk to `/mcp` (Host,
+//! Origin, bearer token) and in which media types, decided on the headers before the body is
+//! read ([`admit`]); and which protocol versions are spoken ([`refuse_version`]), which needs
+//! the body because `initialize` is exempt.
 
+use super::jsonrpc::{classify, write_error, Message, RpcError};
+use super::SUPPORTED_VERSIONS;
 use crate::http::request::trim_ows;
-use crate::http::{Headers, Status};
+use crate::http::{Headers, ResponseHead, Status};
+use serde_json::value::RawValue;
 
 /// Refusals carry a JSON-RPC error body with this code (the implementation-defined server
 /// error range), so that JSON clients can read the reason.
@@ -35,10 +40,28 @@ fn refuse(status: Status, message: impl Into<String>) -> Result<(), Refusal> {
     })
 }
 
+const BEARER_CHALLENGE: &[(&str, &str)] = &[("WWW-Authenticate", "Bearer realm=\"allman\"")];
+
+/// The answer to a `POST /mcp` whose headers break a transport rule: its head, with a JSON-RPC
+/// error (code [`TRANSPORT_ERROR`]) written into `body`. `None` admits the request.
+pub fn admit(
+    headers: &Headers<'_>,
+    policy: &TransportPolicy,
+    body: &mut Vec<u8>,
+) -> Option<ResponseHead> {
+    let refusal = check(headers, policy).err()?;
+    write_error(body, None, &RpcError::new(TRANSPORT_ERROR, refusal.message));
+    let head = ResponseHead::json(refusal.status);
+    Some(match refusal.status {
+        Status::Unauthorized => head.with_headers(BEARER_CHALLENGE),
+        _ => head,
+    })
+}
+
 /// Checks everything about a `POST /mcp` that the headers decide.
 pub fn check(headers: &Headers<'_>, policy: &TransportPolicy) -> Result<(), Refusal> {
     if policy.check_host {
-        if let Some(host) = headers.host {
+        if let Some(host) = headers.get("host") {
             if !host_allowed(host, policy) {
                 return refuse(
                     Status::Forbidden,
@@ -47,7 +70,7 @@ pub fn check(headers: &Headers<'_>, policy: &TransportPolicy) -> Result<(), Refu
             }
         }
     }
-    if let Some(origin) = headers.origin {
+    if let Some(origin) = headers.get("origin") {
         if !origin_allowed(origin, policy) {
             return refuse(
                 Status::Forbidden,
@@ -59,11 +82,11 @@ pub fn check(headers: &Headers<'_>, policy: &TransportPolicy) -> Result<(), Refu
         }
     }
     if let Some(token) = &policy.token {
-        if !bearer_matches(headers.authorization, token) {
+        if !bearer_matches(headers.get("authorization"), token) {
             return refuse(Status::Unauthorized, "missing or wrong bearer token");
         }
     }
-    if let Some(content_type) = headers.content_type {
+    if let Some(content_type) = headers.get("content-type") {
         if !media_type_is(content_type, b"application/json") {
             return refuse(
                 Status::UnsupportedMediaType,
@@ -71,7 +94,7 @@ pub fn check(headers: &Headers<'_>, policy: &TransportPolicy) -> Result<(), Refu
             );
         }
     }
-    if let Some(accept) = headers.accept {
+    if let Some(accept) = headers.get("accept") {
         if !accepts_json(accept) {
             return refuse(
                 Status::NotAcceptable,
@@ -80,6 +103,63 @@ pub fn check(headers: &Headers<'_>, policy: &TransportPolicy) -> Result<(), Refu
         }
     }
     Ok(())
+}
+
+/// A message refused for its `MCP-Protocol-Version`, and the id to answer it with.
+pub struct VersionRefusal<'a> {
+    pub id: Option<&'a RawValue>,
+    pub error: RpcError,
+}
+
+/// Methods this server implements; a request for any other gets -32601 whatever its version.
+const IMPLEMENTED_METHODS: [&str; 4] = ["initialize", "ping", "tools/list", "tools/call"];
+
+/// The refusal of a body sent under an `MCP-Protocol-Version` this server does not speak.
+/// Missing means 2025-03-26. `initialize` is never refused (it is how a client learns our
+/// versions), nor is a method we do not have: a newer client probing `server/discover` must
+/// get a plain -32601 so it falls back. A batch is refused whole if any message in it would be.
+pub fn refuse_version<'a>(
+    headers: &Headers<'_>,
+    text: &'a str,
+    is_batch: bool,
+) -> Option<VersionRefusal<'a>> {
+    let version = headers
+        .get("mcp-protocol-version")
+        .filter(|v| !is_supported_version(v))?;
+    let id = if is_batch {
+        serde_json::from_str::<Vec<&RawValue>>(text)
+            .ok()
+            .and_then(|items| items.iter().find_map(|item| version_applies(item.get())))
+            .map(|_| None)?
+    } else {
+        version_applies(text)?
+    };
+    let message = format!(
+        "unsupported MCP-Protocol-Version {:?}; this server speaks {}",
+        String::from_utf8_lossy(version),
+        SUPPORTED_VERSIONS.join(", ")
+    );
+    Some(VersionRefusal {
+        id,
+        error: RpcError::new(TRANSPORT_ERROR, message),
+    })
+}
+
+/// Compared as bytes: SDK clients send this header on every request, so no allocation here.
+/// (The HTTP decoder has already trimmed surrounding whitespace.)
+fn is_supported_version(header: &[u8]) -> bool {
+    SUPPORTED_VERSIONS.iter().any(|v| v.as_bytes() == header)
+}
+
+/// Whether a bad version header refuses this single message, and with which id.
+fn version_applies(text: &str) -> Option<Option<&RawValue>> {
+    match classify(text) {
+        Ok(Message::Request { id, method, .. }) => {
+            (method != "initialize" && IMPLEMENTED_METHODS.contains(&&*method)).then_some(Some(id))
+        }
+        Ok(Message::Notification { .. }) => Some(None),
+        Ok(Message::Response) | Err(_) => None,
+    }
 }
 
 /// `host[:port]` or `[v6]:port`, without the port.
@@ -177,23 +257,15 @@ fn accepts_json(accept: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn headers<'a>(pairs: &[(&str, &'a [u8])]) -> Headers<'a> {
-        let mut headers = Headers::default();
-        for (name, value) in pairs {
-            match *name {
-                "host" => headers.host = Some(value),
-                "origin" => headers.origin = Some(value),
-                "authorization" => headers.authorization = Some(value),
-                "content-type" => headers.content_type = Some(value),
-                "accept" => headers.accept = Some(value),
-                other => panic!("unknown header {other}"),
-            }
-        }
-        headers
-    }
-
     fn status(pairs: &[(&str, &[u8])], policy: &TransportPolicy) -> Option<u16> {
-        check(&headers(pairs), policy)
+        let mut section = Vec::new();
+        for (name, value) in pairs {
+            section.extend_from_slice(name.as_bytes());
+            section.extend_from_slice(b": ");
+            section.extend_from_slice(value);
+            section.extend_from_slice(b"\r\n");
+        }
+        check(&Headers::from_section(&section), policy)
             .err()
             .map(|r| r.status.code())
     }

@@ -2,8 +2,8 @@
 
 use super::args::{object, optional_str, required_str};
 use super::{
-    valid_agent_name, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES, MAX_LABEL_BYTES,
-    MAX_NAME_ATTEMPTS, MAX_PROJECT_KEY_BYTES,
+    unreachable_reply, valid_agent_name, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES,
+    MAX_LABEL_BYTES, MAX_NAME_ATTEMPTS, MAX_PROJECT_KEY_BYTES,
 };
 use crate::audit::ProfileEvent;
 use crate::clock::now_ms;
@@ -127,12 +127,6 @@ fn profile_bytes(args: &Args<'_>) -> usize {
         + args.project_key.len()
         + args.program.as_deref().map_or(0, str::len)
         + args.model.as_deref().map_or(0, str::len)
-}
-
-/// A shard answered a request with the wrong kind of reply: a bug in this server, never
-/// something a client can cause.
-pub(super) fn unreachable_reply(request: &str, reply: &Reply) -> ! {
-    panic!("shard answered {request} with {reply:?}")
 }
 
 pub fn write_json(out: &mut Vec<u8>, profile: &AgentProfile) {

@@ -7,8 +7,9 @@
 //! it is sent ([`page_weight`]), and the owner shard sums those costs while it drains.
 
 use super::args::{object, required_str};
-use super::create_agent::unreachable_reply;
-use super::{OutputBudget, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES};
+use super::{
+    unreachable_reply, OutputBudget, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES,
+};
 use crate::clock::write_rfc3339_ms;
 use crate::json::{present, quoted_len, twice_quoted_len, write_str, write_uuid};
 use serde::Deserialize;

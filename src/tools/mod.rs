@@ -13,7 +13,7 @@ use crate::ids::IdGenerator;
 use crate::metrics::{Metrics, ShardMetrics};
 use crate::search::{SearchDoc, SearchHandle};
 use serde_json::value::RawValue;
-use shards::{AgentProfile, CallError, Shard, SharedEnvelope};
+use shards::{AgentProfile, CallError, Reply, Shard, SharedEnvelope};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
@@ -276,11 +276,6 @@ impl Toolbox {
         &self.shard
     }
 
-    /// All shards' metrics (for `/metrics`).
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
     /// This shard's counters.
     pub fn shard_metrics(&self) -> &ShardMetrics {
         &self.metrics.shards[self.shard.id()]
@@ -298,6 +293,12 @@ impl Toolbox {
             ToolCall::SearchMessages(args) => search_messages::run(self, args, budget).await,
         }
     }
+}
+
+/// A shard answered a request with the wrong kind of reply: a bug in this server, never
+/// something a client can cause.
+pub(super) fn unreachable_reply(request: &str, reply: &Reply) -> ! {
+    panic!("shard answered {request} with {reply:?}")
 }
 
 /// This shard's cache of agent name -> project id. Sound without invalidation because agents

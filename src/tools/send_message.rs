@@ -7,9 +7,10 @@
 //! `get_inbox` that follows it always sees it.
 
 use super::args::{object, optional_parsed, optional_str, required_str, string_array};
-use super::create_agent::unreachable_reply;
 use super::get_inbox::page_weight;
-use super::{ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES, MAX_RECIPIENTS};
+use super::{
+    unreachable_reply, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES, MAX_RECIPIENTS,
+};
 use crate::clock::now_ms;
 use crate::feed::{Charge, Feed};
 use crate::json::{present, write_uuid};
