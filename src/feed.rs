@@ -65,19 +65,19 @@ impl fmt::Display for HelperStopped {
 }
 
 /// The sending end, shared by all shards. Cheap to clone; `Send`.
-pub struct Outbox<T> {
+pub struct Producer<T> {
     tx: Sender<Message<T>>,
     counters: FeedGauges,
     limits: FeedLimits,
-    /// Cleared when the helper's [`Inbox`] is dropped (it exited or panicked).
+    /// Cleared when the helper's [`Consumer`] is dropped (it exited or panicked).
     alive: Arc<AtomicBool>,
     /// Which helper this feeds, for the logs.
     actor: &'static str,
 }
 
-impl<T> Clone for Outbox<T> {
+impl<T> Clone for Producer<T> {
     fn clone(&self) -> Self {
-        Outbox {
+        Producer {
             tx: self.tx.clone(),
             counters: self.counters.clone(),
             limits: self.limits,
@@ -89,13 +89,13 @@ impl<T> Clone for Outbox<T> {
 
 /// The helper thread's end. Dropping it (the helper returned or panicked) marks the feed
 /// stopped, so producers get an error instead of waiting for room that never comes.
-pub struct Inbox<T> {
+pub struct Consumer<T> {
     rx: Receiver<Message<T>>,
     counters: FeedGauges,
     alive: Arc<AtomicBool>,
 }
 
-impl<T> Drop for Inbox<T> {
+impl<T> Drop for Consumer<T> {
     fn drop(&mut self) {
         self.alive.store(false, Ordering::Release);
     }
@@ -106,14 +106,14 @@ pub fn channel<T>(
     limits: FeedLimits,
     actor: &'static str,
     counters: FeedGauges,
-) -> (Outbox<T>, Inbox<T>) {
+) -> (Producer<T>, Consumer<T>) {
     let (tx, rx) = crossbeam_channel::unbounded();
     let alive = Arc::new(AtomicBool::new(true));
     let limits = FeedLimits {
         depth: limits.depth.max(1),
         max_bytes: limits.max_bytes,
     };
-    let outbox = Outbox {
+    let producer = Producer {
         tx,
         counters: counters.clone(),
         limits,
@@ -121,8 +121,8 @@ pub fn channel<T>(
         actor,
     };
     (
-        outbox,
-        Inbox {
+        producer,
+        Consumer {
             rx,
             counters,
             alive,
@@ -152,7 +152,7 @@ impl Drop for Charge {
     }
 }
 
-impl<T> Outbox<T> {
+impl<T> Producer<T> {
     /// Asks the helper to finish and exit once everything sent before is done.
     pub fn shutdown(&self) {
         let _ = self.tx.send(Message::Shutdown);
@@ -204,7 +204,7 @@ impl<T> Outbox<T> {
     }
 }
 
-impl<T> Inbox<T> {
+impl<T> Consumer<T> {
     /// Waits for the next item, until `deadline` if one is given. A disconnected channel
     /// (every sender gone) reads as `Shutdown`.
     pub fn recv(&self, deadline: Option<Instant>) -> Option<Work<T>> {
@@ -226,9 +226,9 @@ impl<T> Inbox<T> {
     }
 }
 
-/// One shard's side of an [`Outbox`]: never blocks, never drops.
+/// One shard's side of an [`Producer`]: never blocks, never drops.
 pub struct Feed<T> {
-    outbox: Outbox<T>,
+    producer: Producer<T>,
     /// Items (with their charged bytes) waiting for the helper to catch up, in order.
     held: RefCell<VecDeque<(T, usize)>>,
     retrying: Cell<bool>,
@@ -237,9 +237,9 @@ pub struct Feed<T> {
 }
 
 impl<T: 'static> Feed<T> {
-    pub fn new(outbox: Outbox<T>) -> Rc<Self> {
+    pub fn new(producer: Producer<T>) -> Rc<Self> {
         Rc::new(Feed {
-            outbox,
+            producer,
             held: RefCell::new(VecDeque::new()),
             retrying: Cell::new(false),
             held_total: Cell::new(0),
@@ -252,13 +252,13 @@ impl<T: 'static> Feed<T> {
     /// Fails only if the helper thread has stopped.
     pub async fn reserve(&self, bytes: usize) -> Result<Charge, HelperStopped> {
         loop {
-            if !self.outbox.is_alive() {
+            if !self.producer.is_alive() {
                 return Err(HelperStopped {
-                    actor: self.outbox.actor,
+                    actor: self.producer.actor,
                 });
             }
             if self.held.borrow().len() < MAX_HELD_ITEMS {
-                if let Some(charge) = self.outbox.try_charge(bytes) {
+                if let Some(charge) = self.producer.try_charge(bytes) {
                     return Ok(charge);
                 }
             }
@@ -272,7 +272,7 @@ impl<T: 'static> Feed<T> {
         let bytes = charge.into_bytes();
         // Once anything is held, later items queue behind it to keep order.
         let held = if self.held.borrow().is_empty() {
-            match self.outbox.try_send(item, bytes) {
+            match self.producer.try_send(item, bytes) {
                 Ok(()) => return,
                 Err(held) => held,
             }
@@ -283,8 +283,8 @@ impl<T: 'static> Feed<T> {
         self.held_total.set(self.held_total.get() + 1);
         if !self.retrying.replace(true) {
             tracing::warn!(
-                actor = self.outbox.actor,
-                in_flight = self.outbox.counters.in_flight.load(Ordering::Relaxed),
+                actor = self.producer.actor,
+                in_flight = self.producer.counters.in_flight.load(Ordering::Relaxed),
                 "helper thread is behind; holding items on this shard"
             );
             glommio::spawn_local(Rc::clone(self).retry_held()).detach();
@@ -299,14 +299,14 @@ impl<T: 'static> Feed<T> {
                 let Some((item, bytes)) = self.held.borrow_mut().pop_front() else {
                     break;
                 };
-                if let Err(held) = self.outbox.try_send(item, bytes) {
+                if let Err(held) = self.producer.try_send(item, bytes) {
                     self.held.borrow_mut().push_front(held);
                     break;
                 }
             }
             if self.held.borrow().is_empty() {
                 tracing::info!(
-                    actor = self.outbox.actor,
+                    actor = self.producer.actor,
                     held_total = self.held_total.get(),
                     "helper thread caught up"
                 );
@@ -320,11 +320,11 @@ impl<T: 'static> Feed<T> {
     pub fn flush_all(&self) {
         let held: Vec<(T, usize)> = self.held.borrow_mut().drain(..).collect();
         for (item, bytes) in held {
-            self.outbox
+            self.producer
                 .counters
                 .in_flight
                 .fetch_add(1, Ordering::AcqRel);
-            self.outbox.send_counted(item, bytes);
+            self.producer.send_counted(item, bytes);
         }
     }
 }
@@ -333,43 +333,44 @@ impl<T: 'static> Feed<T> {
 mod tests {
     use super::*;
 
-    fn test_channel(depth: usize, max_bytes: usize) -> (Outbox<u32>, Inbox<u32>, FeedGauges) {
+    fn test_channel(depth: usize, max_bytes: usize) -> (Producer<u32>, Consumer<u32>, FeedGauges) {
         let counters = FeedGauges::default();
-        let (outbox, inbox) = channel(FeedLimits { depth, max_bytes }, "test", counters.clone());
-        (outbox, inbox, counters)
+        let (producer, consumer) =
+            channel(FeedLimits { depth, max_bytes }, "test", counters.clone());
+        (producer, consumer, counters)
     }
 
     #[test]
     fn in_flight_count_bounds_sends_and_receipt_frees_room() {
-        let (outbox, inbox, _) = test_channel(2, usize::MAX);
-        assert!(outbox.try_send(1, 0).is_ok());
-        assert!(outbox.try_send(2, 0).is_ok());
-        assert_eq!(outbox.try_send(3, 0), Err((3, 0)));
-        assert!(matches!(inbox.recv(None), Some(Work::Item(1))));
-        assert!(outbox.try_send(3, 0).is_ok());
-        assert!(matches!(inbox.recv(None), Some(Work::Item(2))));
-        assert!(matches!(inbox.recv(None), Some(Work::Item(3))));
+        let (producer, consumer, _) = test_channel(2, usize::MAX);
+        assert!(producer.try_send(1, 0).is_ok());
+        assert!(producer.try_send(2, 0).is_ok());
+        assert_eq!(producer.try_send(3, 0), Err((3, 0)));
+        assert!(matches!(consumer.recv(None), Some(Work::Item(1))));
+        assert!(producer.try_send(3, 0).is_ok());
+        assert!(matches!(consumer.recv(None), Some(Work::Item(2))));
+        assert!(matches!(consumer.recv(None), Some(Work::Item(3))));
         let soon = Instant::now() + Duration::from_millis(1);
-        assert!(inbox.recv(Some(soon)).is_none(), "timeout reads as None");
-        outbox.shutdown();
-        assert!(matches!(inbox.recv(None), Some(Work::Shutdown)));
-        drop(outbox);
+        assert!(consumer.recv(Some(soon)).is_none(), "timeout reads as None");
+        producer.shutdown();
+        assert!(matches!(consumer.recv(None), Some(Work::Shutdown)));
+        drop(producer);
         assert!(
-            matches!(inbox.recv(None), Some(Work::Shutdown)),
+            matches!(consumer.recv(None), Some(Work::Shutdown)),
             "disconnect reads as Shutdown"
         );
     }
 
     #[test]
     fn bytes_are_charged_up_to_the_bound_and_given_back_on_receipt_or_drop() {
-        let (outbox, inbox, counters) = test_channel(100, 10);
-        let first = outbox.try_charge(6).expect("fits");
-        assert!(outbox.try_charge(5).is_none(), "6 + 5 > 10");
-        let second = outbox.try_charge(4).expect("6 + 4 fits exactly");
+        let (producer, consumer, counters) = test_channel(100, 10);
+        let first = producer.try_charge(6).expect("fits");
+        assert!(producer.try_charge(5).is_none(), "6 + 5 > 10");
+        let second = producer.try_charge(4).expect("6 + 4 fits exactly");
         assert_eq!(counters.pending_bytes.load(Ordering::Relaxed), 10);
         drop(second);
         assert_eq!(counters.pending_bytes.load(Ordering::Relaxed), 6);
-        outbox
+        producer
             .try_send(7, first.into_bytes())
             .unwrap_or_else(|_| panic!("room"));
         assert_eq!(
@@ -377,34 +378,34 @@ mod tests {
             6,
             "in flight still counts"
         );
-        assert!(matches!(inbox.recv(None), Some(Work::Item(7))));
+        assert!(matches!(consumer.recv(None), Some(Work::Item(7))));
         assert_eq!(counters.pending_bytes.load(Ordering::Relaxed), 0);
     }
 
     #[test]
     fn an_item_larger_than_the_budget_passes_only_alone() {
-        let (outbox, _inbox, counters) = test_channel(100, 10);
-        let small = outbox.try_charge(1).expect("fits");
-        assert!(outbox.try_charge(50).is_none());
+        let (producer, _inbox, counters) = test_channel(100, 10);
+        let small = producer.try_charge(1).expect("fits");
+        assert!(producer.try_charge(50).is_none());
         drop(small);
-        let large = outbox.try_charge(50).expect("alone");
+        let large = producer.try_charge(50).expect("alone");
         assert_eq!(counters.pending_bytes.load(Ordering::Relaxed), 50);
-        assert!(outbox.try_charge(1).is_none(), "nothing else meanwhile");
+        assert!(producer.try_charge(1).is_none(), "nothing else meanwhile");
         drop(large);
     }
 
     #[test]
     fn concurrent_producers_never_overshoot_the_byte_bound() {
-        let (outbox, _inbox, counters) = test_channel(100, 1000);
+        let (producer, _inbox, counters) = test_channel(100, 1000);
         let peak = Arc::new(AtomicUsize::new(0));
         let threads: Vec<_> = (0..4)
             .map(|_| {
-                let outbox = outbox.clone();
+                let producer = producer.clone();
                 let peak = Arc::clone(&peak);
                 let pending = Arc::clone(&counters.pending_bytes);
                 std::thread::spawn(move || {
                     for _ in 0..20_000 {
-                        if let Some(charge) = outbox.try_charge(7) {
+                        if let Some(charge) = producer.try_charge(7) {
                             peak.fetch_max(pending.load(Ordering::Relaxed), Ordering::Relaxed);
                             drop(charge);
                         }
@@ -421,9 +422,9 @@ mod tests {
 
     #[test]
     fn a_dropped_inbox_marks_the_feed_stopped() {
-        let (outbox, inbox, _) = test_channel(1, 10);
-        assert!(outbox.is_alive());
-        drop(inbox);
-        assert!(!outbox.is_alive());
+        let (producer, consumer, _) = test_channel(1, 10);
+        assert!(producer.is_alive());
+        drop(consumer);
+        assert!(!producer.is_alive());
     }
 }

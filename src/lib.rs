@@ -4,11 +4,11 @@
 //! Data flows one way: socket → [`http`] → [`mcp`] → [`tools`] → shards (the `shards` crate)
 //! → reply; [`search`] and [`audit`] are helper threads fed through [`feed`].
 
-pub mod app;
 pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod cores;
+pub mod executors;
 pub mod feed;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -19,6 +19,6 @@ pub mod lifecycle;
 pub mod mcp;
 pub mod metrics;
 pub mod oneshot;
+pub mod routes;
 pub mod search;
-pub mod server;
 pub mod tools;

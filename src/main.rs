@@ -1,7 +1,7 @@
 //! allman: start-up and shutdown, in order. Read this file as the table of contents.
 
 use allman::metrics::{AuditMetrics, Metrics, SearchMetrics};
-use allman::{audit, config, cores, lifecycle, search, server};
+use allman::{audit, config, cores, executors, lifecycle, search};
 use std::sync::Arc;
 
 use config::{Config, ConfigError};
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
     };
 
     // 6. The shards. Each reports ready once it has joined the mesh and holds the socket.
-    let helpers = server::Helpers {
+    let helpers = executors::Helpers {
         metrics: Arc::new(Metrics::new(
             config.shard_count(),
             search_metrics,
@@ -109,8 +109,8 @@ fn main() -> ExitCode {
         search_docs: search.docs(),
         audit: audit.events(),
     };
-    let shards = match server::start(&config, &listener, &helpers, &events_tx) {
-        Ok(shards) => shards,
+    let executors = match executors::start(&config, &listener, &helpers, &events_tx) {
+        Ok(executors) => executors,
         Err(error) => {
             eprintln!("allman: cannot start the shard threads: {error}");
             return ExitCode::FAILURE;
@@ -125,7 +125,7 @@ fn main() -> ExitCode {
                 reason,
                 executor_started: false,
             } => {
-                let detail = shards.executor_error(slot);
+                let detail = executors.executor_error(slot);
                 format!("shard {slot} (core {core}) failed to start: {reason}: {detail}\n{STARTUP_HINT}")
             }
             StartupFailure::Shard {
@@ -169,7 +169,7 @@ fn main() -> ExitCode {
     }
 
     // 8. Orderly stop: every shard drains its connections, then all exit together.
-    shards.stop(|shard_count| {
+    executors.stop(|shard_count| {
         let deadline = Duration::from_millis(config.shutdown_grace_ms + 2_000);
         let mut drained = 0;
         while drained < shard_count {

@@ -15,7 +15,7 @@ pub mod state;
 pub use cooperate::Turn;
 pub use envelope::{Envelope, SharedEnvelope};
 pub use protocol::{
-    AgentProfile, Delivery, DrainedPage, RegisterMode, Registration, Reply, Request,
+    AgentProfile, DrainedPage, RegisterMode, Registration, Reply, Request, Undeliverable,
 };
 pub use routing::owner_of;
 pub use runtime::{CallError, MeshPair, Shard, ShardStats, Ticket};

@@ -88,8 +88,11 @@ pub enum Reply {
         project_id: Uuid,
     },
     Agent(Option<Uuid>),
-    /// The answer to `Reserve` (`Enqueued` means the places are held) and to `Deliver`.
-    Delivered(Delivery),
+    /// The answer to `Reserve`: a place held for each of this many names, or why none was.
+    Reserved(Result<usize, Undeliverable>),
+    /// The answer to `Deliver`: enqueued once for each of this many distinct names, or why
+    /// nothing was.
+    Delivered(Result<usize, Undeliverable>),
     Released,
     /// `None`: no such agent.
     Drained(Option<DrainedPage>),
@@ -102,12 +105,11 @@ pub struct DrainedPage {
     pub left: usize,
 }
 
+/// Why a message cannot go to these recipients: nothing was reserved or enqueued for any.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Delivery {
-    /// Enqueued once per distinct name.
-    Enqueued { count: usize },
-    /// Nothing was enqueued because these names are unknown.
+pub enum Undeliverable {
+    /// These names are not registered.
     UnknownRecipients(Vec<Box<str>>),
-    /// Nothing was enqueued because these inboxes are at their cap.
+    /// These inboxes are at their cap.
     InboxFull(Vec<Box<str>>),
 }

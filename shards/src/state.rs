@@ -3,7 +3,7 @@
 
 use crate::envelope::SharedEnvelope;
 use crate::protocol::{
-    AgentProfile, Delivery, DrainedPage, RegisterMode, Registration, Reply, Request,
+    AgentProfile, DrainedPage, RegisterMode, Registration, Reply, Request, Undeliverable,
 };
 use crate::routing::owner_of;
 use std::collections::{HashMap, VecDeque};
@@ -81,7 +81,7 @@ impl ShardState {
                 self.assert_owned(&name);
                 Reply::Agent(self.agents.get(&name).map(|a| a.profile.project_id))
             }
-            Request::Reserve { names, bytes } => Reply::Delivered(self.reserve(&names, bytes)),
+            Request::Reserve { names, bytes } => Reply::Reserved(self.reserve(&names, bytes)),
             Request::Release { names, bytes } => {
                 self.release(&names, bytes);
                 Reply::Released
@@ -160,7 +160,7 @@ impl ShardState {
 
     /// Why `names` cannot all take one more message of `bytes` now, if they cannot. Collected
     /// only when something is wrong, so the common path allocates nothing.
-    fn refusal(&self, names: &[Box<str>], bytes: usize) -> Option<Delivery> {
+    fn refusal(&self, names: &[Box<str>], bytes: usize) -> Option<Undeliverable> {
         for name in names {
             self.assert_owned(name);
         }
@@ -170,7 +170,7 @@ impl ShardState {
             .cloned()
             .collect();
         if !unknown.is_empty() {
-            return Some(Delivery::UnknownRecipients(unknown));
+            return Some(Undeliverable::UnknownRecipients(unknown));
         }
         let full: Vec<Box<str>> = names
             .iter()
@@ -181,12 +181,12 @@ impl ShardState {
             })
             .cloned()
             .collect();
-        (!full.is_empty()).then_some(Delivery::InboxFull(full))
+        (!full.is_empty()).then_some(Undeliverable::InboxFull(full))
     }
 
-    fn reserve(&mut self, names: &[Box<str>], bytes: usize) -> Delivery {
+    fn reserve(&mut self, names: &[Box<str>], bytes: usize) -> Result<usize, Undeliverable> {
         if let Some(refusal) = self.refusal(names, bytes) {
-            return refusal;
+            return Err(refusal);
         }
         for name in names {
             if let Some(agent) = self.agents.get_mut(name) {
@@ -194,7 +194,7 @@ impl ShardState {
                 agent.reserved_bytes += bytes;
             }
         }
-        Delivery::Enqueued { count: names.len() }
+        Ok(names.len())
     }
 
     fn release(&mut self, names: &[Box<str>], bytes: usize) {
@@ -215,7 +215,7 @@ impl ShardState {
         names: &[Box<str>],
         envelope: SharedEnvelope,
         reserved: bool,
-    ) -> Delivery {
+    ) -> Result<usize, Undeliverable> {
         let bytes = envelope.payload_len();
         debug_assert!(
             names
@@ -228,7 +228,7 @@ impl ShardState {
             // Agents are never deleted, so a reserved name still exists.
             self.release(names, bytes);
         } else if let Some(refusal) = self.refusal(names, bytes) {
-            return refusal;
+            return Err(refusal);
         }
         let mut count = 0;
         for name in names {
@@ -240,7 +240,7 @@ impl ShardState {
             }
         }
         self.queued_messages += count;
-        Delivery::Enqueued { count }
+        Ok(count)
     }
 
     /// The oldest messages of `name` while their weights add up to at most `max_weight`
@@ -437,7 +437,7 @@ mod tests {
         });
         assert_eq!(
             reply,
-            Reply::Delivered(Delivery::UnknownRecipients(names(&["ghost"])))
+            Reply::Delivered(Err(Undeliverable::UnknownRecipients(names(&["ghost"]))))
         );
         assert_eq!(state.queued_messages(), 0);
         assert_eq!(
@@ -501,21 +501,18 @@ mod tests {
                 reserved: false,
             })
         };
-        assert_eq!(
-            deliver(&mut state, 1),
-            Reply::Delivered(Delivery::Enqueued { count: 2 })
-        );
+        assert_eq!(deliver(&mut state, 1), Reply::Delivered(Ok(2)));
         // One place left each; a reservation takes b's.
         assert_eq!(
             state.handle(Request::Reserve {
                 names: names(&["b"]),
                 bytes: 6
             }),
-            Reply::Delivered(Delivery::Enqueued { count: 1 })
+            Reply::Reserved(Ok(1))
         );
         assert_eq!(
             deliver(&mut state, 2),
-            Reply::Delivered(Delivery::InboxFull(names(&["b"]))),
+            Reply::Delivered(Err(Undeliverable::InboxFull(names(&["b"])))),
             "all or nothing: a gets nothing either"
         );
         assert_eq!(state.queued_messages(), 2);
@@ -523,21 +520,15 @@ mod tests {
             names: names(&["b"]),
             bytes: 6,
         });
-        assert_eq!(
-            deliver(&mut state, 3),
-            Reply::Delivered(Delivery::Enqueued { count: 2 })
-        );
+        assert_eq!(deliver(&mut state, 3), Reply::Delivered(Ok(2)));
         assert_eq!(
             deliver(&mut state, 4),
-            Reply::Delivered(Delivery::InboxFull(names(&["a", "b"])))
+            Reply::Delivered(Err(Undeliverable::InboxFull(names(&["a", "b"]))))
         );
         // Draining makes room again.
         drain_all(&mut state, "a");
         drain_all(&mut state, "b");
-        assert_eq!(
-            deliver(&mut state, 5),
-            Reply::Delivered(Delivery::Enqueued { count: 2 })
-        );
+        assert_eq!(deliver(&mut state, 5), Reply::Delivered(Ok(2)));
     }
 
     #[test]
@@ -560,13 +551,13 @@ mod tests {
             envelope: envelope(1),
             reserved: true,
         });
-        assert_eq!(reply, Reply::Delivered(Delivery::Enqueued { count: 1 }));
+        assert_eq!(reply, Reply::Delivered(Ok(1)));
         assert_eq!(
             state.handle(Request::Reserve {
                 names: names(&["a"]),
                 bytes: 6
             }),
-            Reply::Delivered(Delivery::InboxFull(names(&["a"]))),
+            Reply::Reserved(Err(Undeliverable::InboxFull(names(&["a"])))),
             "the delivered message now fills the inbox"
         );
     }
@@ -591,14 +582,11 @@ mod tests {
             })
         };
         for n in 0..3 {
-            assert_eq!(
-                deliver(&mut state, n),
-                Reply::Delivered(Delivery::Enqueued { count: 1 })
-            );
+            assert_eq!(deliver(&mut state, n), Reply::Delivered(Ok(1)));
         }
         assert_eq!(
             deliver(&mut state, 3),
-            Reply::Delivered(Delivery::InboxFull(names(&["a"])))
+            Reply::Delivered(Err(Undeliverable::InboxFull(names(&["a"]))))
         );
         // Weighed by text length (the default), a page of at most 13 holds two messages; the
         // third stays queued, in order.
@@ -622,9 +610,6 @@ mod tests {
         // A page smaller than one message is empty unless at least one is asked for.
         assert_eq!(drain(&mut state, 1, false), (vec![], 1));
         assert_eq!(drain(&mut state, 1, true), (vec![2], 0));
-        assert_eq!(
-            deliver(&mut state, 4),
-            Reply::Delivered(Delivery::Enqueued { count: 1 })
-        );
+        assert_eq!(deliver(&mut state, 4), Reply::Delivered(Ok(1)));
     }
 }

@@ -9,8 +9,8 @@
 //! real shards.
 
 use shards::{
-    owner_of, Delivery, DrainedPage, Envelope, InboxLimits, RegisterMode, Registration, Reply,
-    Request, ShardState,
+    owner_of, DrainedPage, Envelope, InboxLimits, RegisterMode, Registration, Reply, Request,
+    ShardState, Undeliverable,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -205,9 +205,9 @@ impl Run {
             "enqueued"
         };
         let got = match &reply {
-            Reply::Delivered(Delivery::UnknownRecipients(_)) => "unknown",
-            Reply::Delivered(Delivery::InboxFull(_)) => "full",
-            Reply::Delivered(Delivery::Enqueued { count }) => {
+            Reply::Delivered(Err(Undeliverable::UnknownRecipients(_))) => "unknown",
+            Reply::Delivered(Err(Undeliverable::InboxFull(_))) => "full",
+            Reply::Delivered(Ok(count)) => {
                 assert_eq!(*count, recipients.len(), "{}", self.context);
                 "enqueued"
             }
@@ -232,14 +232,14 @@ impl Run {
             return;
         }
         let mut granted: Vec<usize> = Vec::new();
-        let mut refused: Option<Delivery> = None;
+        let mut refused: Option<Undeliverable> = None;
         for (owner, names) in &groups {
             match self.cluster[*owner].handle(Request::Reserve {
                 names: names.clone(),
                 bytes: 1,
             }) {
-                Reply::Delivered(Delivery::Enqueued { .. }) => granted.push(*owner),
-                Reply::Delivered(refusal) => {
+                Reply::Reserved(Ok(_)) => granted.push(*owner),
+                Reply::Reserved(Err(refusal)) => {
                     refused.get_or_insert(refusal);
                 }
                 other => panic!("{}: reserve answered {other:?}", self.context),
@@ -251,9 +251,8 @@ impl Run {
         );
         match &refused {
             None => assert!(!unknown && !full, "{}: granted wrongly", self.context),
-            Some(Delivery::UnknownRecipients(_)) => assert!(unknown, "{}", self.context),
-            Some(Delivery::InboxFull(_)) => assert!(full, "{}", self.context),
-            Some(other) => panic!("{}: {other:?}", self.context),
+            Some(Undeliverable::UnknownRecipients(_)) => assert!(unknown, "{}", self.context),
+            Some(Undeliverable::InboxFull(_)) => assert!(full, "{}", self.context),
         }
         if refused.is_some() {
             for (owner, names) in groups.into_iter().filter(|(o, _)| granted.contains(o)) {
@@ -287,12 +286,7 @@ impl Run {
             envelope: Arc::clone(&envelope),
             reserved: true,
         });
-        assert_eq!(
-            reply,
-            Reply::Delivered(Delivery::Enqueued { count }),
-            "{}",
-            self.context
-        );
+        assert_eq!(reply, Reply::Delivered(Ok(count)), "{}", self.context);
         for name in names {
             let agent = self.model.agents.get_mut(&*name).expect("reserved");
             agent.reserved -= 1;

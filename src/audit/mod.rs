@@ -6,7 +6,7 @@
 
 mod writer;
 
-use crate::feed::{self, FeedLimits, Outbox};
+use crate::feed::{self, FeedLimits, Producer};
 use crate::lifecycle::{supervise, Event};
 use crate::metrics::AuditMetrics;
 use shards::AgentProfile;
@@ -58,7 +58,7 @@ impl std::error::Error for AuditError {}
 
 /// The running writer thread, as the main thread sees it.
 pub struct AuditService {
-    events: Outbox<ProfileEvent>,
+    events: Producer<ProfileEvent>,
     thread: JoinHandle<()>,
     metrics: Arc<AuditMetrics>,
 }
@@ -115,7 +115,7 @@ pub fn start(
 
 impl AuditService {
     /// Where shards send profiles.
-    pub fn events(&self) -> Outbox<ProfileEvent> {
+    pub fn events(&self) -> Producer<ProfileEvent> {
         self.events.clone()
     }
 

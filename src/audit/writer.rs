@@ -2,7 +2,7 @@
 
 use super::ProfileEvent;
 use crate::clock::{now_ms, rfc3339_ms_string};
-use crate::feed::{Inbox, Work};
+use crate::feed::{Consumer, Work};
 use crate::metrics::AuditMetrics;
 use gix::objs::tree::EntryKind;
 use serde::Serialize;
@@ -60,9 +60,9 @@ impl Writer {
         }
     }
 
-    pub fn run(mut self, inbox: Inbox<ProfileEvent>) {
+    pub fn run(mut self, queue: Consumer<ProfileEvent>) {
         loop {
-            match inbox.recv(self.commit_due) {
+            match queue.recv(self.commit_due) {
                 Some(Work::Item(event)) => {
                     self.add(event);
                     // A full batch commits at once, unless commits are failing: then the

@@ -2,7 +2,7 @@
 //! each commit so new mail becomes searchable.
 
 use super::schema::{fields_of, Fields};
-use crate::feed::{Inbox, Work};
+use crate::feed::{Consumer, Work};
 use crate::metrics::SearchMetrics;
 use shards::SharedEnvelope;
 use std::sync::atomic::Ordering;
@@ -70,14 +70,14 @@ impl Indexer {
         }
     }
 
-    pub fn run(mut self, inbox: Inbox<SearchDoc>) {
+    pub fn run(mut self, queue: Consumer<SearchDoc>) {
         let hooks = TestHooks::from_env();
         loop {
             hooks.pause();
             let deadline = self
                 .first_uncommitted_at
                 .map(|first| first + self.commit_interval);
-            match inbox.recv(deadline) {
+            match queue.recv(deadline) {
                 Some(Work::Item(doc)) => {
                     hooks.check(&doc);
                     self.add(doc);

@@ -11,7 +11,7 @@ mod schema;
 
 pub use indexer::SearchDoc;
 
-use crate::feed::{self, FeedLimits, Outbox};
+use crate::feed::{self, FeedLimits, Producer};
 use crate::lifecycle::{supervise, Event};
 use crate::metrics::SearchMetrics;
 use crate::oneshot;
@@ -160,7 +160,7 @@ impl SearchHandle {
 /// The running search threads, as the main thread sees them.
 pub struct SearchService {
     handle: SearchHandle,
-    docs: Outbox<SearchDoc>,
+    docs: Producer<SearchDoc>,
     indexer: JoinHandle<()>,
     query: JoinHandle<()>,
 }
@@ -258,7 +258,7 @@ impl SearchService {
     }
 
     /// Where shards send the documents to index.
-    pub fn docs(&self) -> Outbox<SearchDoc> {
+    pub fn docs(&self) -> Producer<SearchDoc> {
         self.docs.clone()
     }
 

@@ -17,7 +17,7 @@ use crate::json::{present, write_uuid};
 use crate::search::SearchDoc;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use shards::{CallError, Delivery, Envelope, Reply, Request, Shard, SharedEnvelope, Ticket};
+use shards::{CallError, Envelope, Reply, Request, Shard, SharedEnvelope, Ticket, Undeliverable};
 use std::borrow::Cow;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -167,10 +167,10 @@ async fn deliver(
     let mut delivered = 0;
     for ticket in tickets {
         match ticket.await {
-            Reply::Delivered(Delivery::Enqueued { count }) => delivered += count,
+            Reply::Delivered(Ok(count)) => delivered += count,
             // With one owner the delivery itself checks (all or nothing). With several, places
             // were reserved and agents are never deleted, so this cannot happen.
-            Reply::Delivered(refused) => return Err(refused_error(&plan.recipients, refused)),
+            Reply::Delivered(Err(refused)) => return Err(refused_error(&plan.recipients, refused)),
             other => unreachable_reply("Deliver", &other),
         }
     }
@@ -205,16 +205,16 @@ async fn reserve_all(shard: &Shard, plan: &Plan) -> Result<(), ToolError> {
     let (mut unknown, mut full): (Vec<Box<str>>, Vec<Box<str>>) = (Vec::new(), Vec::new());
     for (ticket, (owner, _)) in tickets.into_iter().zip(&plan.groups) {
         match ticket.await {
-            Reply::Delivered(Delivery::Enqueued { .. }) => granted.push(*owner),
-            Reply::Delivered(Delivery::UnknownRecipients(names)) => unknown.extend(names),
-            Reply::Delivered(Delivery::InboxFull(names)) => full.extend(names),
+            Reply::Reserved(Ok(_)) => granted.push(*owner),
+            Reply::Reserved(Err(Undeliverable::UnknownRecipients(names))) => unknown.extend(names),
+            Reply::Reserved(Err(Undeliverable::InboxFull(names))) => full.extend(names),
             other => unreachable_reply("Reserve", &other),
         }
     }
     let refusal = if !unknown.is_empty() {
-        Delivery::UnknownRecipients(unknown)
+        Undeliverable::UnknownRecipients(unknown)
     } else if !full.is_empty() {
-        Delivery::InboxFull(full)
+        Undeliverable::InboxFull(full)
     } else {
         return Ok(());
     };
@@ -258,13 +258,12 @@ async fn sender_project(tools: &Toolbox, from_agent: &str) -> Result<Uuid, ToolE
 }
 
 /// The tool error for a refused delivery or reservation.
-fn refused_error(to: &[Box<str>], refused: Delivery) -> ToolError {
+fn refused_error(to: &[Box<str>], refused: Undeliverable) -> ToolError {
     match refused {
-        Delivery::UnknownRecipients(names) => {
+        Undeliverable::UnknownRecipients(names) => {
             ToolError::UnknownRecipients(in_request_order(to, names))
         }
-        Delivery::InboxFull(names) => ToolError::InboxFull(in_request_order(to, names)),
-        Delivery::Enqueued { .. } => unreachable!("an enqueue is not a refusal"),
+        Undeliverable::InboxFull(names) => ToolError::InboxFull(in_request_order(to, names)),
     }
 }
 

@@ -1,14 +1,14 @@
 //! The shard executors: one pinned glommio executor per shard, each accepting on the shared
 //! listening socket and serving its connections itself, and the orderly stop.
 
-use crate::app::App;
 use crate::audit::ProfileEvent;
 use crate::config::{Config, MAX_HEADER_BYTES};
-use crate::feed::{Feed, Outbox};
+use crate::feed::{Feed, Producer};
 use crate::http::{self, refuse_connection, serve_connection, ConnectionContext, ReadBudget};
 use crate::lifecycle::{Event, Notify};
 use crate::mcp::transport::TransportPolicy;
 use crate::metrics::Metrics;
+use crate::routes::Routes;
 use crate::search::{SearchDoc, SearchHandle};
 use crate::tools::Toolbox;
 use glommio::net::TcpListener;
@@ -24,7 +24,7 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Memory glommio registers per executor for direct file I/O. Shards do no file I/O, and a
+/// Memory glommio registers per executor for direct file I/O. Executors do no file I/O, and a
 /// small value keeps start-up working where locked memory is scarce (`ulimit -l`).
 const IO_MEMORY_BYTES: usize = 512 * 1024;
 /// Poll interval while waiting for connections to finish during shutdown.
@@ -41,8 +41,8 @@ const STALL_THRESHOLD_MS: u64 = 50;
 pub struct Helpers {
     pub metrics: Arc<Metrics>,
     pub search: SearchHandle,
-    pub search_docs: Outbox<SearchDoc>,
-    pub audit: Outbox<ProfileEvent>,
+    pub search_docs: Producer<SearchDoc>,
+    pub audit: Producer<ProfileEvent>,
 }
 
 /// Settings every shard reads.
@@ -60,7 +60,7 @@ struct ShardSettings {
 }
 
 /// The running shards, as seen from the main thread.
-pub struct Shards {
+pub struct Executors {
     stops: Vec<Notify>,
     exits: Vec<Notify>,
     handles: Vec<glommio::ExecutorJoinHandle<()>>,
@@ -73,7 +73,7 @@ pub fn start(
     listener: &std::net::TcpListener,
     helpers: &Helpers,
     events: &Sender<Event>,
-) -> std::io::Result<Shards> {
+) -> std::io::Result<Executors> {
     let mesh = MeshPair::new(config.shard_count(), config.cross_shard_queue_depth);
     let settings = ShardSettings {
         limits: http::Limits {
@@ -99,7 +99,7 @@ pub fn start(
         },
     };
     let open_connections = Arc::clone(&helpers.metrics.open_connections);
-    let mut shards = Shards {
+    let mut shards = Executors {
         stops: Vec::new(),
         exits: Vec::new(),
         handles: Vec::new(),
@@ -148,7 +148,7 @@ pub fn start(
     Ok(shards)
 }
 
-impl Shards {
+impl Executors {
     /// Stop accepting, let in-flight requests finish, then stop the shards.
     /// `wait_drained` receives events until every shard has reported `Drained`.
     pub fn stop(self, wait_drained: impl FnOnce(usize)) {
@@ -250,7 +250,7 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
         Arc::clone(&metrics),
     );
     let policy = Rc::new(context.settings.transport.clone());
-    let app = Rc::new(App::new(toolbox, policy, Arc::clone(&metrics)));
+    let routes = Rc::new(Routes::new(toolbox, policy, Arc::clone(&metrics)));
     let connections = Rc::new(RefCell::new(Connections::default()));
     let budget = Rc::new(ReadBudget::new(context.settings.read_buffer_budget_bytes));
     glommio::spawn_local(publish_shard_gauges(
@@ -263,7 +263,7 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
     reporter.send(Event::Ready { shard: shard.id() });
 
     let acceptor = Acceptor {
-        app,
+        routes,
         metrics,
         connections: Rc::clone(&connections),
         settings: Rc::clone(&settings),
@@ -304,7 +304,7 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
 
 /// What the accept loop hands to each connection it starts.
 struct Acceptor {
-    app: Rc<App>,
+    routes: Rc<Routes>,
     metrics: Arc<Metrics>,
     connections: Rc<RefCell<Connections>>,
     settings: Rc<ShardSettings>,
@@ -357,7 +357,7 @@ impl Acceptor {
             key,
             open_connections: Arc::clone(open),
         };
-        let app = Rc::clone(&self.app);
+        let routes = Rc::clone(&self.routes);
         let settings = Rc::clone(&self.settings);
         let budget = Rc::clone(&self.budget);
         glommio::spawn_local(async move {
@@ -365,7 +365,7 @@ impl Acceptor {
             // Small request/response exchanges: send each batch of responses immediately.
             let _ = stream.set_nodelay(true);
             let context = ConnectionContext {
-                service: &*app,
+                service: &*routes,
                 limits: &settings.limits,
                 timeouts: settings.timeouts,
                 budget: &budget,

@@ -9,16 +9,16 @@ use crate::tools::Toolbox;
 use std::rc::Rc;
 use std::sync::Arc;
 
-pub struct App {
+pub struct Routes {
     tools: Toolbox,
     policy: Rc<TransportPolicy>,
     /// Every shard's counters, rendered by `GET /metrics`.
     metrics: Arc<Metrics>,
 }
 
-impl App {
+impl Routes {
     pub fn new(tools: Toolbox, policy: Rc<TransportPolicy>, metrics: Arc<Metrics>) -> Self {
-        App {
+        Routes {
             tools,
             policy,
             metrics,
@@ -39,7 +39,7 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 const ALLOW_HEALTH: &[(&str, &str)] = &[("Allow", "GET, HEAD")];
 const ALLOW_MCP: &[(&str, &str)] = &[("Allow", "POST")];
 
-impl Service for App {
+impl Service for Routes {
     fn admit(&self, head: &Head<'_>, body: &mut Vec<u8>) -> Option<ResponseHead> {
         let refusal = match (head.path, head.method) {
             ("/mcp", Method::Post) => transport::admit(&head.headers, &self.policy, body),
@@ -67,7 +67,7 @@ impl Service for App {
     }
 }
 
-impl App {
+impl Routes {
     async fn route(&self, request: &Request<'_>, body: &mut Vec<u8>) -> ResponseHead {
         match (request.path, request.method) {
             ("/metrics", Method::Get | Method::Head) => {
