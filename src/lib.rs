@@ -18,7 +18,7 @@ pub mod json;
 pub mod lifecycle;
 pub mod mcp;
 pub mod metrics;
-pub mod oneshot;
 pub mod routes;
 pub mod search;
 pub mod tools;
+pub mod wake;

@@ -1,62 +1,6 @@
-//! Start-up and shutdown signalling between the main thread and the shard threads.
+//! What the shard and helper threads tell the main thread, and how a helper's end is noticed.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
-
-/// A one-shot flag that a plain thread raises and one executor task awaits. The waiting task
-/// is woken through its `Waker`, which is safe to call from any thread.
-#[derive(Clone, Default)]
-pub struct Notify {
-    inner: Arc<NotifyInner>,
-}
-
-#[derive(Default)]
-struct NotifyInner {
-    fired: AtomicBool,
-    waker: Mutex<Option<Waker>>,
-}
-
-impl Notify {
-    pub fn fire(&self) {
-        self.inner.fired.store(true, Ordering::SeqCst);
-        let waker = self.waker_slot().take();
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-    }
-
-    /// A panic while holding this lock cannot leave the slot half-written.
-    fn waker_slot(&self) -> std::sync::MutexGuard<'_, Option<Waker>> {
-        self.inner
-            .waker
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    pub fn is_fired(&self) -> bool {
-        self.inner.fired.load(Ordering::SeqCst)
-    }
-
-    /// Resolves once `fire` has been called. Meant for a single waiting task.
-    pub async fn wait(&self) {
-        std::future::poll_fn(|cx| self.poll_fired(cx)).await
-    }
-
-    fn poll_fired(&self, cx: &mut Context<'_>) -> Poll<()> {
-        if self.is_fired() {
-            return Poll::Ready(());
-        }
-        *self.waker_slot() = Some(cx.waker().clone());
-        // Checked again after storing the waker so a fire in between is not missed.
-        if self.is_fired() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    }
-}
 
 /// What shard threads tell the main thread.
 #[derive(Debug)]

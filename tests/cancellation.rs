@@ -7,10 +7,10 @@
 //! steps: the network cannot time a drop that precisely.
 
 use allman::feed::{self, Feed, FeedLimits};
-use allman::lifecycle::Notify;
 use allman::metrics::{FeedGauges, Metrics, SearchMetrics};
 use allman::search::{self, SearchConfig};
 use allman::tools::{self, OutputBudget, ToolOutput, Toolbox};
+use allman::wake::Notify;
 use glommio::{LocalExecutorBuilder, Placement};
 use serde_json::value::RawValue;
 use shards::{owner_of, InboxLimits, MeshPair, Shard};

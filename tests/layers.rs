@@ -14,7 +14,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("ids", 0),
     ("metrics", 0),
     ("lifecycle", 0),
-    ("oneshot", 0),
+    ("wake", 0),
     ("config", 0),
     // Handing work to the helper threads.
     ("feed", 1),

@@ -43,7 +43,7 @@ pub enum Message<'a> {
 
 /// A message that could not be classified; `id` is echoed when it was readable.
 #[derive(Debug)]
-pub struct Refusal<'a> {
+pub struct InvalidMessage<'a> {
     pub id: Option<&'a RawValue>,
     pub error: RpcError,
 }
@@ -66,7 +66,7 @@ struct Fields<'a> {
 
 /// Classifies one JSON text. Malformed JSON is a parse error; well-formed JSON that is not a
 /// valid JSON-RPC message is an invalid request.
-pub fn classify(text: &str) -> Result<Message<'_>, Refusal<'_>> {
+pub fn classify(text: &str) -> Result<Message<'_>, InvalidMessage<'_>> {
     // serde would read a struct from an array by position; a message must be an object.
     if !text.trim_start().starts_with('{') {
         let error = match serde_json::from_str::<serde::de::IgnoredAny>(text) {
@@ -76,7 +76,7 @@ pub fn classify(text: &str) -> Result<Message<'_>, Refusal<'_>> {
             ),
             Err(error) => RpcError::new(PARSE_ERROR, format!("parse error: {error}")),
         };
-        return Err(Refusal { id: None, error });
+        return Err(InvalidMessage { id: None, error });
     }
     let fields: Fields<'_> = serde_json::from_str(text).map_err(|error| {
         let code = if error.is_data() {
@@ -89,7 +89,7 @@ pub fn classify(text: &str) -> Result<Message<'_>, Refusal<'_>> {
         } else {
             format!("invalid request: expected a JSON-RPC 2.0 object ({error})")
         };
-        Refusal {
+        InvalidMessage {
             id: None,
             error: RpcError::new(code, message),
         }
@@ -97,11 +97,11 @@ pub fn classify(text: &str) -> Result<Message<'_>, Refusal<'_>> {
     classify_fields(fields)
 }
 
-fn classify_fields(fields: Fields<'_>) -> Result<Message<'_>, Refusal<'_>> {
+fn classify_fields(fields: Fields<'_>) -> Result<Message<'_>, InvalidMessage<'_>> {
     let id = match fields.id {
         Some(id) if is_valid_id(id) => Some(id),
         Some(_) => {
-            return Err(Refusal {
+            return Err(InvalidMessage {
                 id: None,
                 error: RpcError::new(
                     INVALID_REQUEST,
@@ -111,7 +111,7 @@ fn classify_fields(fields: Fields<'_>) -> Result<Message<'_>, Refusal<'_>> {
         }
         None => None,
     };
-    let invalid = |message: &'static str| Refusal {
+    let invalid = |message: &'static str| InvalidMessage {
         id,
         error: RpcError::new(INVALID_REQUEST, message),
     };

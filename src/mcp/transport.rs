@@ -28,13 +28,13 @@ pub struct TransportPolicy {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub struct HeaderRefusal {
     pub status: Status,
     pub message: String,
 }
 
-fn refuse(status: Status, message: impl Into<String>) -> Result<(), Refusal> {
-    Err(Refusal {
+fn refuse(status: Status, message: impl Into<String>) -> Result<(), HeaderRefusal> {
+    Err(HeaderRefusal {
         status,
         message: message.into(),
     })
@@ -59,7 +59,7 @@ pub fn admit(
 }
 
 /// Checks everything about a `POST /mcp` that the headers decide.
-pub fn check(headers: &Headers<'_>, policy: &TransportPolicy) -> Result<(), Refusal> {
+pub fn check(headers: &Headers<'_>, policy: &TransportPolicy) -> Result<(), HeaderRefusal> {
     if policy.check_host {
         if let Some(host) = headers.get("host") {
             if !host_allowed(host, policy) {

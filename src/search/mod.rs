@@ -14,7 +14,7 @@ pub use indexer::SearchDoc;
 use crate::feed::{self, FeedLimits, Producer};
 use crate::lifecycle::{supervise, Event};
 use crate::metrics::SearchMetrics;
-use crate::oneshot;
+use crate::wake;
 use crossbeam_channel::Sender;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -112,7 +112,7 @@ struct QueryJob {
     max_result_bytes: usize,
     /// The best hit is sent even if it alone is larger (nothing else shares the response).
     at_least_one: bool,
-    reply: oneshot::Sender<Result<String, QueryError>>,
+    reply: wake::Sender<Result<String, QueryError>>,
 }
 
 /// What shards hold to reach the search threads. Cheap to clone; `Send`.
@@ -135,7 +135,7 @@ impl SearchHandle {
             self.queries_waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(QueryError::Busy);
         }
-        let (reply, answer) = oneshot::channel();
+        let (reply, answer) = wake::channel();
         let job = QueryJob {
             text: text.to_string(),
             limit,
