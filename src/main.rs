@@ -15,6 +15,9 @@ use std::time::Duration;
 
 /// Backlog of the listening socket: absorbs a burst of connects from a large swarm.
 const LISTEN_BACKLOG: i32 = 1024;
+/// How long stopping waits for the shards' drained reports beyond their own grace period:
+/// time to close connections and flush the feeds after the grace ends.
+const DRAIN_REPORT_SLACK_MS: u64 = 2_000;
 /// How long start-up waits for every shard to report ready.
 const STARTUP_TIMEOUT_MS: u64 = 30_000;
 
@@ -170,7 +173,7 @@ fn main() -> ExitCode {
 
     // 8. Orderly stop: every shard drains its connections, then all exit together.
     executors.stop(|shard_count| {
-        let deadline = Duration::from_millis(config.shutdown_grace_ms + 2_000);
+        let deadline = Duration::from_millis(config.shutdown_grace_ms + DRAIN_REPORT_SLACK_MS);
         let mut drained = 0;
         while drained < shard_count {
             match events.recv_timeout(deadline) {

@@ -111,13 +111,17 @@ pub fn string_array<'a>(
         .collect()
 }
 
+/// Longest text parsed into a value (a UUID is 36 bytes): longer is a typo or an attack, and is
+/// refused before parsing.
+const MAX_PARSED_TEXT_BYTES: usize = 256;
+
 /// Parses `T` from a JSON string argument with `FromStr` semantics.
 pub fn optional_parsed<T: std::str::FromStr>(
     name: &'static str,
     raw: Option<&RawValue>,
     expected: &'static str,
 ) -> Result<Option<T>, ToolError> {
-    optional_str(name, raw, 256)?
+    optional_str(name, raw, MAX_PARSED_TEXT_BYTES)?
         .map(|text| {
             text.parse().map_err(|_| ToolError::InvalidArgument {
                 name,

@@ -152,7 +152,7 @@ pub fn definition() -> serde_json::Value {
             "type": "object",
             "properties": {
                 "project_key": {"type": "string", "minLength": 1, "description": "Identifies the project, e.g. its repository path. project_id = UUIDv5(DNS, project_key)."},
-                "name_hint": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$", "description": "The agent name to use."},
+                "name_hint": {"type": "string", "pattern": format!("^[A-Za-z0-9_-]{{1,{MAX_AGENT_NAME_BYTES}}}$"), "description": "The agent name to use."},
                 "program": {"type": "string", "description": "The agent program, e.g. claude-code."},
                 "model": {"type": "string", "description": "The model behind the agent."}
             },
