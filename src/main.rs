@@ -40,35 +40,81 @@ fn main() -> ExitCode {
     };
     init_logging();
     log_panics();
+    match run(&config) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("allman: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
+/// Start-up, serving and the orderly stop, in order. An error is a start-up failure.
+fn run(config: &Config) -> Result<ExitCode, String> {
     // 2. The one listening socket, bound exclusively (no SO_REUSEPORT): a second server on
     //    the same port fails here instead of silently splitting the traffic.
-    let listener = match bind(&config) {
-        Ok(listener) => listener,
-        Err(error) => {
-            let addr = SocketAddr::new(config.bind, config.port);
-            eprintln!("allman: cannot listen on {addr}: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let local_addr = match listener.local_addr() {
-        Ok(addr) => addr,
-        Err(error) => {
-            eprintln!("allman: cannot read the bound address: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let addr = SocketAddr::new(config.bind, config.port);
+    let listener = bind(config).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the bound address: {e}"))?;
 
     // 3. Signals go to one thread. Blocked here first, so every thread started later
     //    (Tantivy's included) inherits the mask and none is killed by SIGTERM.
     let (events_tx, events) = mpsc::channel();
-    if let Err(error) = watch_signals(events_tx.clone()) {
-        eprintln!("allman: cannot install signal handling: {error}");
-        return ExitCode::FAILURE;
+    watch_signals(events_tx.clone()).map_err(|e| format!("cannot install signal handling: {e}"))?;
+
+    // 4-5. The search threads and the git writer, on their cores. An unusable INDEX_PATH or
+    //      REPO_ROOT stops start-up here.
+    let (search, audit, helpers) = start_helpers(config, &events_tx)?;
+
+    // 6. The shards. Each reports ready once it has joined the mesh and holds the socket.
+    let executors = executors::start(config, &listener, &helpers, &events_tx)
+        .map_err(|e| format!("cannot start the shard threads: {e}"))?;
+    drop(listener);
+    if let Err(failure) = wait_ready(&events, config.shard_count()) {
+        eprintln!("allman: {}", failure.describe(executors));
+        // Other shards may be waiting in the mesh for the one that failed; do not join them.
+        std::process::exit(1);
+    }
+    log_started(config, local_addr);
+
+    // 7. Serve until a signal, or until a shard or a helper thread dies (fatal, never a
+    //    silent hang: nothing would drain its queue).
+    if !serve_until_signal(&events) {
+        return Ok(ExitCode::FAILURE);
     }
 
-    // 4. The search threads (indexer and queries), on the index core. An unusable
-    //    INDEX_PATH stops start-up here.
+    // 8. Orderly stop: every shard drains its connections, then all exit together.
+    executors.stop(|shard_count| wait_drained(&events, shard_count, config.shutdown_grace_ms));
+
+    // 9. Every shard has handed over what it held: commit the last batches and stop.
+    drop(helpers);
+    search.shutdown();
+    let unwritten = audit.shutdown();
+    if unwritten > 0 {
+        tracing::error!(
+            unwritten,
+            "agent profiles could not be committed to the git audit trail"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the search threads and the git writer, and gathers the ends every shard gets.
+fn start_helpers(
+    config: &Config,
+    events: &mpsc::Sender<Event>,
+) -> Result<
+    (
+        search::SearchService,
+        audit::AuditService,
+        executors::Helpers,
+    ),
+    String,
+> {
     let search_config = search::SearchConfig {
         index_path: config.index_path.clone(),
         core: config.index_core,
@@ -77,15 +123,8 @@ fn main() -> ExitCode {
         commit_interval_ms: config.search_commit_ms,
     };
     let search_metrics = Arc::new(SearchMetrics::default());
-    let search = match search::start(&search_config, Arc::clone(&search_metrics), &events_tx) {
-        Ok(search) => search,
-        Err(error) => {
-            eprintln!("allman: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-
-    // 5. The git audit writer, on the git core. An unusable REPO_ROOT stops start-up here.
+    let search = search::start(&search_config, Arc::clone(&search_metrics), events)
+        .map_err(|e| e.to_string())?;
     let audit_config = audit::AuditConfig {
         repo_root: config.repo_root.clone(),
         core: config.git_core,
@@ -93,70 +132,26 @@ fn main() -> ExitCode {
         queue_bytes: config.audit_queue_bytes,
     };
     let audit_metrics = Arc::new(AuditMetrics::default());
-    let audit = match audit::start(&audit_config, Arc::clone(&audit_metrics), &events_tx) {
-        Ok(audit) => audit,
-        Err(error) => {
-            eprintln!("allman: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-
-    // 6. The shards. Each reports ready once it has joined the mesh and holds the socket.
+    let audit = audit::start(&audit_config, Arc::clone(&audit_metrics), events)
+        .map_err(|e| e.to_string())?;
+    let metrics = Metrics::new(config.shard_count(), search_metrics, audit_metrics);
     let helpers = executors::Helpers {
-        metrics: Arc::new(Metrics::new(
-            config.shard_count(),
-            search_metrics,
-            audit_metrics,
-        )),
+        metrics: Arc::new(metrics),
         search: search.handle(),
         search_docs: search.docs(),
         audit: audit.events(),
     };
-    let executors = match executors::start(&config, &listener, &helpers, &events_tx) {
-        Ok(executors) => executors,
-        Err(error) => {
-            eprintln!("allman: cannot start the shard threads: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    drop(listener);
-    if let Err(failure) = wait_ready(&events, config.shard_count()) {
-        let message = match failure {
-            StartupFailure::Shard {
-                slot,
-                core,
-                reason,
-                executor_started: false,
-            } => {
-                let detail = executors.executor_error(slot);
-                format!("shard {slot} (core {core}) failed to start: {reason}: {detail}\n{STARTUP_HINT}")
-            }
-            StartupFailure::Shard {
-                slot, core, reason, ..
-            } => {
-                format!("shard {slot} (core {core}) failed to start: {reason}")
-            }
-            StartupFailure::TimedOut => format!(
-                "the shards did not report ready within {STARTUP_TIMEOUT_MS} ms\n{STARTUP_HINT}"
-            ),
-            StartupFailure::Helper { helper, cause } => {
-                format!("the {helper} thread stopped during start-up: {cause}")
-            }
-            StartupFailure::Interrupted => "interrupted during start-up".to_string(),
-        };
-        eprintln!("allman: {message}");
-        // Other shards may be waiting in the mesh for the one that failed; do not join them.
-        std::process::exit(1);
-    }
-    log_started(&config, local_addr);
+    Ok((search, audit, helpers))
+}
 
-    // 7. Serve until a signal, or until a shard or a helper thread dies (fatal, never a
-    //    silent hang: nothing would drain its queue).
+/// Waits for a signal (true) or a fatal event: a shard or a helper thread that stopped, which
+/// ends the process here.
+fn serve_until_signal(events: &Receiver<Event>) -> bool {
     loop {
         match events.recv() {
             Ok(Event::Signal(signal)) => {
                 tracing::info!(signal, "stopping: finishing in-flight requests");
-                break;
+                return true;
             }
             Ok(Event::Exited { slot, core } | Event::Failed { slot, core, .. }) => {
                 tracing::error!(shard = slot, core, "a shard stopped unexpectedly; exiting");
@@ -167,45 +162,32 @@ fn main() -> ExitCode {
                 std::process::exit(1);
             }
             Ok(_) => {}
-            Err(_) => return ExitCode::FAILURE,
+            Err(_) => return false,
         }
     }
+}
 
-    // 8. Orderly stop: every shard drains its connections, then all exit together.
-    executors.stop(|shard_count| {
-        let deadline = Duration::from_millis(config.shutdown_grace_ms + DRAIN_REPORT_SLACK_MS);
-        let mut drained = 0;
-        while drained < shard_count {
-            match events.recv_timeout(deadline) {
-                Ok(Event::Drained { shard }) => {
-                    tracing::debug!(shard, "shard drained");
-                    drained += 1;
-                }
-                Ok(_) => {}
-                Err(_) => {
-                    tracing::error!(
-                        drained,
-                        shard_count,
-                        "shards did not drain in time; exiting"
-                    );
-                    std::process::exit(1);
-                }
+/// Waits until every shard has reported `Drained`; past the grace (and a slack), exits 1.
+fn wait_drained(events: &Receiver<Event>, shard_count: usize, shutdown_grace_ms: u64) {
+    let deadline = Duration::from_millis(shutdown_grace_ms + DRAIN_REPORT_SLACK_MS);
+    let mut drained = 0;
+    while drained < shard_count {
+        match events.recv_timeout(deadline) {
+            Ok(Event::Drained { shard }) => {
+                tracing::debug!(shard, "shard drained");
+                drained += 1;
+            }
+            Ok(_) => {}
+            Err(_) => {
+                tracing::error!(
+                    drained,
+                    shard_count,
+                    "shards did not drain in time; exiting"
+                );
+                std::process::exit(1);
             }
         }
-    });
-    // 9. Every shard has handed over what it held: commit the last batches and stop.
-    drop(helpers);
-    search.shutdown();
-    let unwritten = audit.shutdown();
-    if unwritten > 0 {
-        tracing::error!(
-            unwritten,
-            "agent profiles could not be committed to the git audit trail"
-        );
-        return ExitCode::FAILURE;
     }
-    tracing::info!("stopped");
-    ExitCode::SUCCESS
 }
 
 const STARTUP_HINT: &str = "\
@@ -237,6 +219,34 @@ enum StartupFailure {
     },
     TimedOut,
     Interrupted,
+}
+
+impl StartupFailure {
+    /// What to print. `executors` is consumed: an executor that never started is joined for
+    /// its error (its thread has ended); the others are never joined.
+    fn describe(self, executors: executors::Executors) -> String {
+        match self {
+            StartupFailure::Shard {
+                slot,
+                core,
+                reason,
+                executor_started: false,
+            } => {
+                let detail = executors.executor_error(slot);
+                format!("shard {slot} (core {core}) failed to start: {reason}: {detail}\n{STARTUP_HINT}")
+            }
+            StartupFailure::Shard {
+                slot, core, reason, ..
+            } => format!("shard {slot} (core {core}) failed to start: {reason}"),
+            StartupFailure::TimedOut => format!(
+                "the shards did not report ready within {STARTUP_TIMEOUT_MS} ms\n{STARTUP_HINT}"
+            ),
+            StartupFailure::Helper { helper, cause } => {
+                format!("the {helper} thread stopped during start-up: {cause}")
+            }
+            StartupFailure::Interrupted => "interrupted during start-up".to_string(),
+        }
+    }
 }
 
 fn wait_ready(events: &Receiver<Event>, shard_count: usize) -> Result<(), StartupFailure> {

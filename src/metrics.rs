@@ -160,189 +160,146 @@ impl Metrics {
     /// Renders every metric in the Prometheus text exposition format (0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8 * 1024);
-        let sum = |f: &dyn Fn(&ShardMetrics) -> u64| self.shards.iter().map(f).sum::<u64>();
+        self.render_requests(&mut out);
+        self.render_tools(&mut out);
+        self.render_shards(&mut out);
+        self.render_search(&mut out);
+        self.render_git(&mut out);
+        out
+    }
 
-        header(
-            &mut out,
-            "allman_http_responses_total",
-            "counter",
-            "HTTP responses by status code",
-        );
+    /// A counter summed over every shard.
+    fn sum(&self, count: impl Fn(&ShardMetrics) -> &AtomicU64) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| count(s).load(Ordering::Relaxed))
+            .sum()
+    }
+
+    fn render_requests(&self, out: &mut String) {
+        let name = "allman_http_responses_total";
+        header(out, name, "counter", "HTTP responses by status code");
         for (index, code) in STATUS_CODES.iter().enumerate() {
-            let count = sum(&|s| s.http_responses[index].load(Ordering::Relaxed));
-            let _ = writeln!(
-                out,
-                "allman_http_responses_total{{code=\"{code}\"}} {count}"
-            );
+            let count = self.sum(|s| &s.http_responses[index]);
+            let _ = writeln!(out, "{name}{{code=\"{code}\"}} {count}");
         }
-        counter(
-            &mut out,
-            "allman_http_head_parses_total",
-            "HTTP header sections parsed",
-            sum(&|s| s.head_parses.load(Ordering::Relaxed)),
-        );
-        header(
-            &mut out,
-            "allman_rpc_requests_total",
-            "counter",
-            "JSON-RPC messages by method",
-        );
+        let parses = self.sum(|s| &s.head_parses);
+        let help = "HTTP header sections parsed";
+        counter(out, "allman_http_head_parses_total", help, parses);
+        let name = "allman_rpc_requests_total";
+        header(out, name, "counter", "JSON-RPC messages by method");
         for (index, method) in METHODS.iter().enumerate() {
-            let count = sum(&|s| s.rpc_methods[index].load(Ordering::Relaxed));
-            let _ = writeln!(
-                out,
-                "allman_rpc_requests_total{{method=\"{method}\"}} {count}"
-            );
+            let count = self.sum(|s| &s.rpc_methods[index]);
+            let _ = writeln!(out, "{name}{{method=\"{method}\"}} {count}");
         }
-        header(
-            &mut out,
-            "allman_tool_calls_total",
-            "counter",
-            "tools/call by tool and outcome (error = isError)",
-        );
+    }
+
+    fn render_tools(&self, out: &mut String) {
+        let name = "allman_tool_calls_total";
+        let help = "tools/call by tool and outcome (error = isError)";
+        header(out, name, "counter", help);
         for (index, tool) in TOOLS.iter().enumerate() {
-            let ok = sum(&|s| s.tool_ok[index].load(Ordering::Relaxed));
-            let error = sum(&|s| s.tool_error[index].load(Ordering::Relaxed));
-            let _ = writeln!(
-                out,
-                "allman_tool_calls_total{{tool=\"{tool}\",outcome=\"ok\"}} {ok}"
-            );
-            let _ = writeln!(
-                out,
-                "allman_tool_calls_total{{tool=\"{tool}\",outcome=\"error\"}} {error}"
-            );
+            let ok = self.sum(|s| &s.tool_ok[index]);
+            let error = self.sum(|s| &s.tool_error[index]);
+            let _ = writeln!(out, "{name}{{tool=\"{tool}\",outcome=\"ok\"}} {ok}");
+            let _ = writeln!(out, "{name}{{tool=\"{tool}\",outcome=\"error\"}} {error}");
         }
-        header(
-            &mut out,
-            "allman_tool_duration_seconds",
-            "histogram",
-            "tools/call latency on the server",
-        );
+        let name = "allman_tool_duration_seconds";
+        header(out, name, "histogram", "tools/call latency on the server");
         for (index, tool) in TOOLS.iter().enumerate() {
             let latencies: Vec<&Latency> =
                 self.shards.iter().map(|s| &s.tool_latency[index]).collect();
-            histogram(
-                &mut out,
-                "allman_tool_duration_seconds",
-                &format!("tool=\"{tool}\","),
-                &latencies,
-            );
+            histogram(out, name, &format!("tool=\"{tool}\","), &latencies);
         }
-        header(
-            &mut out,
-            "allman_shard_agents",
-            "gauge",
-            "agents owned, per shard",
-        );
-        self.per_shard(&mut out, "allman_shard_agents", |s| {
-            s.agents.load(Ordering::Relaxed)
-        });
-        header(
-            &mut out,
-            "allman_shard_queued_messages",
-            "gauge",
-            "messages waiting in inboxes, per shard",
-        );
-        self.per_shard(&mut out, "allman_shard_queued_messages", |s| {
-            s.queued_messages.load(Ordering::Relaxed)
-        });
-        header(
-            &mut out,
-            "allman_shard_cross_shard_in_flight",
-            "gauge",
-            "cross-shard calls sent and not yet answered, per shard",
-        );
-        self.per_shard(&mut out, "allman_shard_cross_shard_in_flight", |s| {
-            s.cross_shard_in_flight.load(Ordering::Relaxed)
-        });
+    }
 
-        header(
-            &mut out,
-            "allman_shard_read_buffer_bytes",
-            "gauge",
-            "request bytes buffered beyond each connection's first 8 KiB, per shard (bounded by --read-buffer-budget-bytes)",
-        );
-        self.per_shard(&mut out, "allman_shard_read_buffer_bytes", |s| {
-            s.read_buffer_bytes.load(Ordering::Relaxed)
-        });
-
+    fn render_shards(&self, out: &mut String) {
+        type Field = fn(&ShardMetrics) -> &AtomicU64;
+        let gauges: [(&str, &str, Field); 4] = [
+            ("allman_shard_agents", "agents owned, per shard", |s| &s.agents),
+            (
+                "allman_shard_queued_messages",
+                "messages waiting in inboxes, per shard",
+                |s| &s.queued_messages,
+            ),
+            (
+                "allman_shard_cross_shard_in_flight",
+                "cross-shard calls sent and not yet answered, per shard",
+                |s| &s.cross_shard_in_flight,
+            ),
+            (
+                "allman_shard_read_buffer_bytes",
+                "request bytes buffered beyond each connection's first 8 KiB, per shard (bounded by --read-buffer-budget-bytes)",
+                |s| &s.read_buffer_bytes,
+            ),
+        ];
+        for (name, help, field) in gauges {
+            header(out, name, "gauge", help);
+            self.per_shard(out, name, |s| field(s).load(Ordering::Relaxed));
+        }
+        let open = self.open_connections.load(Ordering::Relaxed) as u64;
         gauge(
-            &mut out,
+            out,
             "allman_open_connections",
             "open client connections",
-            self.open_connections.load(Ordering::Relaxed) as u64,
+            open,
         );
-        counter(
-            &mut out,
-            "allman_refused_connections_total",
-            "connections refused with 503 over --max-connections",
-            self.refused_connections.load(Ordering::Relaxed),
-        );
+        let refused = self.refused_connections.load(Ordering::Relaxed);
+        let help = "connections refused with 503 over --max-connections";
+        counter(out, "allman_refused_connections_total", help, refused);
+    }
 
+    fn render_search(&self, out: &mut String) {
+        let search = &self.search;
+        let load = |value: &AtomicU64| value.load(Ordering::Relaxed);
+        let help = "messages committed to the search index";
         counter(
-            &mut out,
+            out,
             "allman_search_indexed_total",
-            "messages committed to the search index",
-            self.search.indexed.load(Ordering::Relaxed),
+            help,
+            load(&search.indexed),
         );
+        let help = "search index commits";
         counter(
-            &mut out,
+            out,
             "allman_search_commits_total",
-            "search index commits",
-            self.search.commits.load(Ordering::Relaxed),
+            help,
+            load(&search.commits),
         );
-        gauge(
-            &mut out,
-            "allman_search_pending_documents",
-            "documents on their way to the indexer",
-            self.search.feed.in_flight.load(Ordering::Relaxed) as u64,
-        );
-        gauge(
-            &mut out,
-            "allman_search_pending_bytes",
-            "message text on its way to the indexer, held or in flight (bounded by --search-queue-bytes)",
-            self.search.feed.pending_bytes.load(Ordering::Relaxed) as u64,
-        );
-        header(
-            &mut out,
-            "allman_search_commit_lag_seconds",
-            "histogram",
-            "from a batch's first document to its commit being searchable",
-        );
-        histogram(
-            &mut out,
-            "allman_search_commit_lag_seconds",
-            "",
-            &[&self.search.commit_lag],
-        );
+        let help = "documents on their way to the indexer";
+        let documents = search.feed.in_flight.load(Ordering::Relaxed) as u64;
+        gauge(out, "allman_search_pending_documents", help, documents);
+        let help = "message text on its way to the indexer, held or in flight (bounded by --search-queue-bytes)";
+        let bytes = search.feed.pending_bytes.load(Ordering::Relaxed) as u64;
+        gauge(out, "allman_search_pending_bytes", help, bytes);
+        let name = "allman_search_commit_lag_seconds";
+        let help = "from a batch's first document to its commit being searchable";
+        header(out, name, "histogram", help);
+        histogram(out, name, "", &[&search.commit_lag]);
+    }
 
+    fn render_git(&self, out: &mut String) {
+        let audit = &self.audit;
+        let load = |value: &AtomicU64| value.load(Ordering::Relaxed);
         counter(
-            &mut out,
+            out,
             "allman_git_commits_total",
             "git audit commits",
-            self.audit.commits.load(Ordering::Relaxed),
+            load(&audit.commits),
         );
+        let help = "failed git audit commits (retried)";
         counter(
-            &mut out,
+            out,
             "allman_git_failures_total",
-            "failed git audit commits (retried)",
-            self.audit.failures.load(Ordering::Relaxed),
+            help,
+            load(&audit.failures),
         );
-        let pending = self.audit.pending.load(Ordering::Relaxed)
-            + self.audit.feed.in_flight.load(Ordering::Relaxed) as u64;
-        gauge(
-            &mut out,
-            "allman_git_pending_events",
-            "agent profiles not committed yet",
-            pending,
-        );
-        gauge(
-            &mut out,
-            "allman_git_pending_bytes",
-            "profile text on its way to the git writer, held or in flight (bounded by --audit-queue-bytes)",
-            self.audit.feed.pending_bytes.load(Ordering::Relaxed) as u64,
-        );
-        out
+        let pending = load(&audit.pending) + audit.feed.in_flight.load(Ordering::Relaxed) as u64;
+        let help = "agent profiles not committed yet";
+        gauge(out, "allman_git_pending_events", help, pending);
+        let help = "profile text on its way to the git writer, held or in flight (bounded by --audit-queue-bytes)";
+        let bytes = audit.feed.pending_bytes.load(Ordering::Relaxed) as u64;
+        gauge(out, "allman_git_pending_bytes", help, bytes);
     }
 
     fn per_shard(&self, out: &mut String, name: &str, value: impl Fn(&ShardMetrics) -> u64) {
