@@ -228,70 +228,92 @@ pub fn decode_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Head<'b>
         .position(|b| *b == b'\n')
         .map_or(header_len, |newline| newline + 1);
     let headers = Headers::from_section(&buf[after_request_line..header_len]);
-    let mut seen_host = false;
-    let mut content_length: Option<usize> = None;
-    let mut chunked = false;
-    // `close` in any Connection header wins over `keep-alive` in the same or another one.
-    let (mut asked_close, mut asked_keep_alive) = (false, false);
-    let mut expect_continue = false;
-    for header in parsed.headers.iter() {
-        let name = header.name;
-        let value = trim_ows(header.value);
-        if name.eq_ignore_ascii_case("content-length") {
-            let length = parse_content_length(value)?;
-            if content_length.is_some_and(|seen| seen != length) {
-                return Err(HttpError::Malformed("conflicting Content-Length headers"));
-            }
-            content_length = Some(length);
-        } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = true;
-        } else if name.eq_ignore_ascii_case("connection") {
-            for token in value.split(|b| *b == b',').map(trim_ows) {
-                asked_close |= token.eq_ignore_ascii_case(b"close");
-                asked_keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
-        } else if name.eq_ignore_ascii_case("expect") {
-            // HTTP/1.0 has no 100 Continue (RFC 9110 10.1.1): its clients send the body anyway.
-            expect_continue = !http10 && value.eq_ignore_ascii_case(b"100-continue");
-        } else if name.eq_ignore_ascii_case("host") {
-            // Two Hosts would let a proxy and this server disagree on the target (RFC 9112 3.2).
-            if seen_host {
-                return Err(HttpError::Malformed("more than one Host header"));
-            }
-            seen_host = true;
-        }
-    }
-    if chunked {
-        // Both framings at once is a request-smuggling shape; chunked alone we do not decode.
-        return Err(if content_length.is_some() {
-            HttpError::Malformed("both Transfer-Encoding and Content-Length")
-        } else {
-            HttpError::ChunkedNotSupported
-        });
-    }
-    let body_len = match (content_length, method) {
-        (Some(length), _) => length,
-        (None, Method::Post | Method::Put | Method::Patch) => {
-            return Err(HttpError::LengthRequired)
-        }
-        (None, _) => 0,
-    };
-    if body_len > limits.max_body_bytes {
-        return Err(HttpError::PayloadTooLarge {
-            max_body_bytes: limits.max_body_bytes,
-        });
-    }
-    let keep_alive = !asked_close && (!http10 || asked_keep_alive);
+    let framing = Framing::read(parsed.headers, http10)?;
+    let body_len = framing.body_len(method, limits)?;
     Ok(Some(Head {
         method,
         path,
-        keep_alive,
+        // `close` in any Connection header wins over `keep-alive` in the same or another one.
+        keep_alive: !framing.asked_close && (!http10 || framing.asked_keep_alive),
         http10,
         headers,
-        expect_continue,
+        expect_continue: framing.expect_continue,
         header_len,
         body_len,
     }))
+}
+
+/// What the header fields say about the body's framing and the connection: the fields HTTP
+/// itself acts on.
+#[derive(Debug, Default)]
+struct Framing {
+    content_length: Option<usize>,
+    chunked: bool,
+    asked_close: bool,
+    asked_keep_alive: bool,
+    expect_continue: bool,
+}
+
+impl Framing {
+    fn read(fields: &[httparse::Header<'_>], http10: bool) -> Result<Framing, HttpError> {
+        let mut framing = Framing::default();
+        let mut seen_host = false;
+        for field in fields {
+            let name = field.name;
+            let value = trim_ows(field.value);
+            if name.eq_ignore_ascii_case("content-length") {
+                let length = parse_content_length(value)?;
+                if framing.content_length.is_some_and(|seen| seen != length) {
+                    return Err(HttpError::Malformed("conflicting Content-Length headers"));
+                }
+                framing.content_length = Some(length);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                framing.chunked = true;
+            } else if name.eq_ignore_ascii_case("connection") {
+                for token in value.split(|b| *b == b',').map(trim_ows) {
+                    framing.asked_close |= token.eq_ignore_ascii_case(b"close");
+                    framing.asked_keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                }
+            } else if name.eq_ignore_ascii_case("expect") {
+                // HTTP/1.0 has no 100 Continue (RFC 9110 10.1.1): its clients send the body.
+                framing.expect_continue = !http10 && value.eq_ignore_ascii_case(b"100-continue");
+            } else if name.eq_ignore_ascii_case("host") {
+                // Two Hosts would let a proxy and this server disagree on the target
+                // (RFC 9112 3.2).
+                if seen_host {
+                    return Err(HttpError::Malformed("more than one Host header"));
+                }
+                seen_host = true;
+            }
+        }
+        Ok(framing)
+    }
+
+    /// The body's length, within the limit.
+    fn body_len(&self, method: Method, limits: &Limits) -> Result<usize, HttpError> {
+        if self.chunked {
+            // Both framings at once is a request-smuggling shape; chunked alone we do not
+            // decode.
+            return Err(if self.content_length.is_some() {
+                HttpError::Malformed("both Transfer-Encoding and Content-Length")
+            } else {
+                HttpError::ChunkedNotSupported
+            });
+        }
+        let body_len = match (self.content_length, method) {
+            (Some(length), _) => length,
+            (None, Method::Post | Method::Put | Method::Patch) => {
+                return Err(HttpError::LengthRequired)
+            }
+            (None, _) => 0,
+        };
+        if body_len > limits.max_body_bytes {
+            return Err(HttpError::PayloadTooLarge {
+                max_body_bytes: limits.max_body_bytes,
+            });
+        }
+        Ok(body_len)
+    }
 }
 
 /// Strips optional whitespace (spaces and tabs, RFC 9110 OWS) from both ends.

@@ -93,27 +93,35 @@ pub async fn handle_body(
             Written::Nothing => Outcome::Accepted,
         };
     }
-    let items: Vec<&RawValue> = match serde_json::from_str(text) {
+    let items = match batch_items(text) {
         Ok(items) => items,
         Err(error) => {
-            let code = if error.is_data() {
-                INVALID_REQUEST
-            } else {
-                PARSE_ERROR
-            };
-            write_error(
-                out,
-                None,
-                &RpcError::new(code, format!("parse error: {error}")),
-            );
+            write_error(out, None, &error);
             return Outcome::Refused;
         }
     };
+    handle_batch(items, tools, out).await
+}
+
+/// The messages of a batch, or why the batch is refused whole.
+fn batch_items(text: &str) -> Result<Vec<&RawValue>, RpcError> {
+    let items: Vec<&RawValue> = serde_json::from_str(text).map_err(|error| {
+        let code = if error.is_data() {
+            INVALID_REQUEST
+        } else {
+            PARSE_ERROR
+        };
+        RpcError::new(code, format!("parse error: {error}"))
+    })?;
     if items.is_empty() || items.len() > MAX_BATCH_LEN {
         let message = format!("invalid request: a batch holds 1 to {MAX_BATCH_LEN} messages");
-        write_error(out, None, &RpcError::new(INVALID_REQUEST, message));
-        return Outcome::Refused;
+        return Err(RpcError::new(INVALID_REQUEST, message));
     }
+    Ok(items)
+}
+
+/// Answers a batch's messages in order, within the batch's response bound.
+async fn handle_batch(items: Vec<&RawValue>, tools: &Toolbox, out: &mut Vec<u8>) -> Outcome {
     out.push(b'[');
     let mut wrote_any = false;
     let count = items.len();
