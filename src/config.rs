@@ -4,44 +4,103 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-pub const HELP: &str = "\
-allman - a thread-per-core MCP agent mail server
+/// A setting's default: a value the parser reads like any other, one worked out at start
+/// (from the usable cores), or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultValue {
+    Fixed(&'static str),
+    Computed(&'static str),
+    None,
+}
 
-USAGE:
-    allman [OPTIONS]
+/// One setting, written once: its flag, environment variable, value name, default and help.
+/// The parser, `--help` and (through a test) the README's table all come from [`SETTINGS`].
+#[derive(Debug)]
+pub struct Setting {
+    /// The flag without `--`.
+    pub flag: &'static str,
+    pub env: &'static str,
+    /// How the value is named in `--help`, e.g. `<N>`.
+    pub value: &'static str,
+    pub default: DefaultValue,
+    pub help: &'static str,
+}
 
-OPTIONS (each also settable by the environment variable shown; flags win):
-    --port <PORT>                 TCP port to listen on; 0 picks a free one   [ALLMAN_PORT, default 8000]
-    --bind <ADDR>                 address to bind                              [ALLMAN_BIND, default 127.0.0.1]
-    --shards <N>                  number of shards (one executor each)         [ALLMAN_SHARDS, default: usable cores]
-    --shard-cores <LIST>          cores for the shards, e.g. 0,1,2 or 0-3      [ALLMAN_SHARD_CORES, default: usable cores in order]
-    --index-core <CPU>            core for the search indexer and query threads [ALLMAN_INDEX_CORE, default: last usable core]
-    --git-core <CPU>              core for the git audit thread                [ALLMAN_GIT_CORE, default: last usable core]
-    --max-body-bytes <N>          largest accepted request body                [ALLMAN_MAX_BODY_BYTES, default 1048576]
-    --max-connections <N>         open connections across all shards           [ALLMAN_MAX_CONNECTIONS, default 10000]
-    --read-buffer-budget-bytes <N> request bytes one shard buffers beyond each connection's first 8 KiB; past it a request gets 503 [ALLMAN_READ_BUFFER_BUDGET_BYTES, default 268435456]
-    --idle-timeout-ms <MS>        close a connection idle this long            [ALLMAN_IDLE_TIMEOUT_MS, default 120000]
-    --search-queue-depth <N>      messages in flight to the indexer before shards hold them back [ALLMAN_SEARCH_QUEUE_DEPTH, default 65536]
-    --search-queue-bytes <N>      message text held or in flight to the indexer, across shards, before sends wait [ALLMAN_SEARCH_QUEUE_BYTES, default 268435456]
-    --search-commit-ms <MS>       commit the search index at most this long after new mail arrives [ALLMAN_SEARCH_COMMIT_MS, default 10]
-    --audit-queue-depth <N>       agent profiles in flight to the git writer before shards hold them back [ALLMAN_AUDIT_QUEUE_DEPTH, default 65536]
-    --audit-queue-bytes <N>       profile text held or in flight to the git writer, across shards, before registrations wait [ALLMAN_AUDIT_QUEUE_BYTES, default 268435456]
-    --shutdown-grace-ms <MS>      on SIGINT/SIGTERM, wait this long for in-flight requests [ALLMAN_SHUTDOWN_GRACE_MS, default 10000]
-    --allowed-origins <LIST>      Origins allowed on /mcp besides localhost ones, comma-separated [ALLMAN_ALLOWED_ORIGINS]
-    --allowed-hosts <LIST>        Host names allowed on /mcp besides local ones (checked when bound to loopback) [ALLMAN_ALLOWED_HOSTS]
-    --token <TOKEN>               require Authorization: Bearer <TOKEN> on /mcp (/health stays open) [ALLMAN_TOKEN]
-    --request-timeout-ms <MS>     a request must arrive whole this soon after its first byte, else 408 [ALLMAN_REQUEST_TIMEOUT_MS, default 10000]
-    --max-inbox-messages <N>      messages one inbox holds; a send to a full inbox is refused [ALLMAN_MAX_INBOX_MESSAGES, default 10000]
-    --max-inbox-bytes <N>         text bytes one inbox holds; a send that would exceed it is refused [ALLMAN_MAX_INBOX_BYTES, default 67108864]
-    --cross-shard-queue-depth <N> requests queued per direction between two shards; callers wait beyond it [ALLMAN_CROSS_SHARD_QUEUE_DEPTH, default 1024]
-    --spin-us <US>                busy-poll this long before an idle shard sleeps [ALLMAN_SPIN_US, default 0]
-    --index-path <DIR>            search index directory                       [INDEX_PATH, default allman_index]
-    --repo-root <DIR>             git audit repository                         [REPO_ROOT, default allman_repo]
-    -h, --help                    print this help
+const fn setting(
+    flag: &'static str,
+    env: &'static str,
+    value: &'static str,
+    default: DefaultValue,
+    help: &'static str,
+) -> Setting {
+    Setting {
+        flag,
+        env,
+        value,
+        default,
+        help,
+    }
+}
 
-ENVIRONMENT:
-    RUST_LOG                      log filter, e.g. allman=info or allman=debug (default allman=info,glommio=warn)
-";
+use DefaultValue::{Computed, Fixed};
+
+/// Every setting, in `--help` order.
+pub const SETTINGS: &[Setting] = &[
+    setting("port", "ALLMAN_PORT", "<PORT>", Fixed("8000"), "TCP port to listen on; 0 picks a free one"),
+    setting("bind", "ALLMAN_BIND", "<ADDR>", Fixed("127.0.0.1"), "address to bind"),
+    setting("shards", "ALLMAN_SHARDS", "<N>", Computed("usable cores"), "number of shards (one executor each)"),
+    setting("shard-cores", "ALLMAN_SHARD_CORES", "<LIST>", Computed("usable cores in order"), "cores for the shards, e.g. 0,1,2 or 0-3"),
+    setting("index-core", "ALLMAN_INDEX_CORE", "<CPU>", Computed("last usable core"), "core for the search indexer and query threads"),
+    setting("git-core", "ALLMAN_GIT_CORE", "<CPU>", Computed("last usable core"), "core for the git audit thread"),
+    setting("max-body-bytes", "ALLMAN_MAX_BODY_BYTES", "<N>", Fixed("1048576"), "largest accepted request body"),
+    setting("max-connections", "ALLMAN_MAX_CONNECTIONS", "<N>", Fixed("10000"), "open connections across all shards"),
+    setting("read-buffer-budget-bytes", "ALLMAN_READ_BUFFER_BUDGET_BYTES", "<N>", Fixed("268435456"), "request bytes one shard buffers beyond each connection's first 8 KiB; past it a request gets 503"),
+    setting("idle-timeout-ms", "ALLMAN_IDLE_TIMEOUT_MS", "<MS>", Fixed("120000"), "close a connection idle this long"),
+    setting("search-queue-depth", "ALLMAN_SEARCH_QUEUE_DEPTH", "<N>", Fixed("65536"), "messages in flight to the indexer before shards hold them back"),
+    setting("search-queue-bytes", "ALLMAN_SEARCH_QUEUE_BYTES", "<N>", Fixed("268435456"), "message text held or in flight to the indexer, across shards, before sends wait"),
+    setting("search-commit-ms", "ALLMAN_SEARCH_COMMIT_MS", "<MS>", Fixed("10"), "commit the search index at most this long after new mail arrives"),
+    setting("audit-queue-depth", "ALLMAN_AUDIT_QUEUE_DEPTH", "<N>", Fixed("65536"), "agent profiles in flight to the git writer before shards hold them back"),
+    setting("audit-queue-bytes", "ALLMAN_AUDIT_QUEUE_BYTES", "<N>", Fixed("268435456"), "profile text held or in flight to the git writer, across shards, before registrations wait"),
+    setting("shutdown-grace-ms", "ALLMAN_SHUTDOWN_GRACE_MS", "<MS>", Fixed("10000"), "on SIGINT/SIGTERM, wait this long for in-flight requests"),
+    setting("allowed-origins", "ALLMAN_ALLOWED_ORIGINS", "<LIST>", DefaultValue::None, "Origins allowed on /mcp besides localhost ones, comma-separated"),
+    setting("allowed-hosts", "ALLMAN_ALLOWED_HOSTS", "<LIST>", DefaultValue::None, "Host names allowed on /mcp besides local ones (checked when bound to loopback)"),
+    setting("token", "ALLMAN_TOKEN", "<TOKEN>", DefaultValue::None, "require Authorization: Bearer <TOKEN> on /mcp (/health stays open)"),
+    setting("request-timeout-ms", "ALLMAN_REQUEST_TIMEOUT_MS", "<MS>", Fixed("10000"), "a request must arrive whole this soon after its first byte, else 408"),
+    setting("max-inbox-messages", "ALLMAN_MAX_INBOX_MESSAGES", "<N>", Fixed("10000"), "messages one inbox holds; a send to a full inbox is refused"),
+    setting("max-inbox-bytes", "ALLMAN_MAX_INBOX_BYTES", "<N>", Fixed("67108864"), "text bytes one inbox holds; a send that would exceed it is refused"),
+    setting("cross-shard-queue-depth", "ALLMAN_CROSS_SHARD_QUEUE_DEPTH", "<N>", Fixed("1024"), "requests queued per direction between two shards; callers wait beyond it"),
+    setting("spin-us", "ALLMAN_SPIN_US", "<US>", Fixed("0"), "busy-poll this long before an idle shard sleeps"),
+    setting("index-path", "INDEX_PATH", "<DIR>", Fixed("allman_index"), "search index directory"),
+    setting("repo-root", "REPO_ROOT", "<DIR>", Fixed("allman_repo"), "git audit repository"),
+];
+
+/// The log filter when `RUST_LOG` is not set: allman's own logs, plus glommio's warnings
+/// (debug builds report stalled shards there).
+pub const DEFAULT_LOG_FILTER: &str = "allman=info,glommio=warn";
+
+/// `allman --help`, from [`SETTINGS`].
+pub fn help() -> String {
+    use fmt::Write as _;
+    let mut out = String::from(
+        "allman - a thread-per-core MCP agent mail server\n\nUSAGE:\n    allman [OPTIONS]\n\n\
+         OPTIONS (each also settable by the environment variable shown; flags win):\n",
+    );
+    for s in SETTINGS {
+        let flag = format!("--{} {}", s.flag, s.value);
+        let default = match s.default {
+            Fixed(value) => format!(", default {value}"),
+            Computed(how) => format!(", default: {how}"),
+            DefaultValue::None => String::new(),
+        };
+        let _ = writeln!(out, "    {flag:<30}{} [{}{default}]", s.help, s.env);
+    }
+    let _ = write!(
+        out,
+        "    {:<30}print this help\n\nENVIRONMENT:\n    {:<30}log filter, e.g. allman=info or allman=debug (default {DEFAULT_LOG_FILTER})\n",
+        "-h, --help", "RUST_LOG"
+    );
+    out
+}
 
 /// Largest header section accepted; beyond it the request gets 431.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -112,126 +171,65 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// One setting: its flag (without `--`) and its environment variable.
-struct Setting {
-    flag: &'static str,
-    env: &'static str,
-}
-
-const SETTINGS: &[Setting] = &[
-    Setting {
-        flag: "port",
-        env: "ALLMAN_PORT",
-    },
-    Setting {
-        flag: "bind",
-        env: "ALLMAN_BIND",
-    },
-    Setting {
-        flag: "shards",
-        env: "ALLMAN_SHARDS",
-    },
-    Setting {
-        flag: "shard-cores",
-        env: "ALLMAN_SHARD_CORES",
-    },
-    Setting {
-        flag: "index-core",
-        env: "ALLMAN_INDEX_CORE",
-    },
-    Setting {
-        flag: "git-core",
-        env: "ALLMAN_GIT_CORE",
-    },
-    Setting {
-        flag: "max-body-bytes",
-        env: "ALLMAN_MAX_BODY_BYTES",
-    },
-    Setting {
-        flag: "max-connections",
-        env: "ALLMAN_MAX_CONNECTIONS",
-    },
-    Setting {
-        flag: "idle-timeout-ms",
-        env: "ALLMAN_IDLE_TIMEOUT_MS",
-    },
-    Setting {
-        flag: "request-timeout-ms",
-        env: "ALLMAN_REQUEST_TIMEOUT_MS",
-    },
-    Setting {
-        flag: "max-inbox-messages",
-        env: "ALLMAN_MAX_INBOX_MESSAGES",
-    },
-    Setting {
-        flag: "max-inbox-bytes",
-        env: "ALLMAN_MAX_INBOX_BYTES",
-    },
-    Setting {
-        flag: "cross-shard-queue-depth",
-        env: "ALLMAN_CROSS_SHARD_QUEUE_DEPTH",
-    },
-    Setting {
-        flag: "spin-us",
-        env: "ALLMAN_SPIN_US",
-    },
-    Setting {
-        flag: "search-queue-depth",
-        env: "ALLMAN_SEARCH_QUEUE_DEPTH",
-    },
-    Setting {
-        flag: "audit-queue-depth",
-        env: "ALLMAN_AUDIT_QUEUE_DEPTH",
-    },
-    Setting {
-        flag: "search-queue-bytes",
-        env: "ALLMAN_SEARCH_QUEUE_BYTES",
-    },
-    Setting {
-        flag: "audit-queue-bytes",
-        env: "ALLMAN_AUDIT_QUEUE_BYTES",
-    },
-    Setting {
-        flag: "read-buffer-budget-bytes",
-        env: "ALLMAN_READ_BUFFER_BUDGET_BYTES",
-    },
-    Setting {
-        flag: "search-commit-ms",
-        env: "ALLMAN_SEARCH_COMMIT_MS",
-    },
-    Setting {
-        flag: "shutdown-grace-ms",
-        env: "ALLMAN_SHUTDOWN_GRACE_MS",
-    },
-    Setting {
-        flag: "allowed-origins",
-        env: "ALLMAN_ALLOWED_ORIGINS",
-    },
-    Setting {
-        flag: "allowed-hosts",
-        env: "ALLMAN_ALLOWED_HOSTS",
-    },
-    Setting {
-        flag: "token",
-        env: "ALLMAN_TOKEN",
-    },
-    Setting {
-        flag: "index-path",
-        env: "INDEX_PATH",
-    },
-    Setting {
-        flag: "repo-root",
-        env: "REPO_ROOT",
-    },
-];
-
-/// Parses flags (`--name value` or `--name=value`) over environment values.
-/// `usable_cores` is the CPU set this process may run on, in order.
+/// Parses flags (`--name value` or `--name=value`) over environment values over the defaults
+/// in [`SETTINGS`]. `usable_cores` is the CPU set this process may run on, in order.
 pub fn parse(
     args: impl IntoIterator<Item = String>,
     env: impl Fn(&str) -> Option<String>,
     usable_cores: &[usize],
 ) -> Result<Config, ConfigError> {
+    let values = read_values(args, env)?;
+    let get = |flag: &str| -> Option<&str> {
+        let index = SETTINGS.iter().position(|s| s.flag == flag)?;
+        values[index].as_deref()
+    };
+    let usable = if usable_cores.is_empty() {
+        &[0][..]
+    } else {
+        usable_cores
+    };
+    let last_core = *usable.last().unwrap_or(&0);
+    let config = Config {
+        port: number(&get, "port")?,
+        bind: {
+            let text = get("bind").unwrap_or_default();
+            text.parse()
+                .map_err(|_| invalid("bind", text, "not an IP address".into()))?
+        },
+        shard_cores: shard_cores(&get, usable)?,
+        index_core: number_or(&get, "index-core", last_core)?,
+        git_core: number_or(&get, "git-core", last_core)?,
+        max_body_bytes: number(&get, "max-body-bytes")?,
+        max_connections: number(&get, "max-connections")?,
+        idle_timeout_ms: number(&get, "idle-timeout-ms")?,
+        request_timeout_ms: number(&get, "request-timeout-ms")?,
+        max_inbox_messages: number(&get, "max-inbox-messages")?,
+        max_inbox_bytes: number(&get, "max-inbox-bytes")?,
+        cross_shard_queue_depth: number(&get, "cross-shard-queue-depth")?,
+        spin_us: number(&get, "spin-us")?,
+        search_queue_depth: number(&get, "search-queue-depth")?,
+        search_queue_bytes: number(&get, "search-queue-bytes")?,
+        search_commit_ms: number(&get, "search-commit-ms")?,
+        audit_queue_depth: number(&get, "audit-queue-depth")?,
+        audit_queue_bytes: number(&get, "audit-queue-bytes")?,
+        read_buffer_budget_bytes: number(&get, "read-buffer-budget-bytes")?,
+        shutdown_grace_ms: number(&get, "shutdown-grace-ms")?,
+        allowed_origins: list(get("allowed-origins")),
+        allowed_hosts: list(get("allowed-hosts")),
+        token: get("token").filter(|t| !t.is_empty()).map(str::to_string),
+        index_path: get("index-path").unwrap_or_default().into(),
+        repo_root: get("repo-root").unwrap_or_default().into(),
+    };
+    validate(&config, usable)?;
+    Ok(config)
+}
+
+/// Each setting's text, in [`SETTINGS`] order: the flag's, else the environment's, else the
+/// default value (`None` for computed defaults and settings without one).
+fn read_values(
+    args: impl IntoIterator<Item = String>,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<Option<String>>, ConfigError> {
     let mut values: Vec<Option<String>> = SETTINGS.iter().map(|s| env(s.env)).collect();
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -256,21 +254,25 @@ pub fn parse(
         };
         values[index] = Some(value);
     }
-    let get = |flag: &str| -> Option<&str> {
-        let index = SETTINGS.iter().position(|s| s.flag == flag)?;
-        values[index].as_deref()
-    };
+    for (value, setting) in values.iter_mut().zip(SETTINGS) {
+        if let (None, Fixed(default)) = (&value, setting.default) {
+            *value = Some(default.to_string());
+        }
+    }
+    Ok(values)
+}
 
-    let usable = if usable_cores.is_empty() {
-        &[0][..]
-    } else {
-        usable_cores
-    };
-    let shard_cores = match (get("shard-cores"), get("shards")) {
+/// The shards' cores: `--shard-cores`, else `--shards` of the usable cores (round-robin),
+/// else every usable core.
+fn shard_cores<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    usable: &[usize],
+) -> Result<Vec<usize>, ConfigError> {
+    Ok(match (get("shard-cores"), get("shards")) {
         (Some(list), shards) => {
             let cores = parse_core_list(list)?;
             if let Some(shards) = shards {
-                let count: usize = number("shards", shards)?;
+                let count: usize = parse_number("shards", shards)?;
                 if count != cores.len() {
                     return Err(invalid(
                         "shards",
@@ -282,7 +284,7 @@ pub fn parse(
             cores
         }
         (None, Some(shards)) => {
-            let count: usize = number("shards", shards)?;
+            let count: usize = parse_number("shards", shards)?;
             if count == 0 || count > MAX_SHARDS {
                 return Err(invalid(
                     "shards",
@@ -294,42 +296,7 @@ pub fn parse(
             (0..count).map(|i| usable[i % usable.len()]).collect()
         }
         (None, None) => usable.iter().copied().take(MAX_SHARDS).collect(),
-    };
-    let last_core = *usable.last().unwrap_or(&0);
-    let config = Config {
-        port: number_or(&get, "port", 8000)?,
-        bind: match get("bind") {
-            Some(v) => v
-                .parse()
-                .map_err(|_| invalid("bind", v, "not an IP address".into()))?,
-            None => IpAddr::from([127, 0, 0, 1]),
-        },
-        shard_cores,
-        index_core: number_or(&get, "index-core", last_core)?,
-        git_core: number_or(&get, "git-core", last_core)?,
-        max_body_bytes: number_or(&get, "max-body-bytes", 1024 * 1024)?,
-        max_connections: number_or(&get, "max-connections", 10_000)?,
-        idle_timeout_ms: number_or(&get, "idle-timeout-ms", 120_000)?,
-        request_timeout_ms: number_or(&get, "request-timeout-ms", 10_000)?,
-        max_inbox_messages: number_or(&get, "max-inbox-messages", 10_000)?,
-        max_inbox_bytes: number_or(&get, "max-inbox-bytes", 64 * 1024 * 1024)?,
-        cross_shard_queue_depth: number_or(&get, "cross-shard-queue-depth", 1024)?,
-        spin_us: number_or(&get, "spin-us", 0)?,
-        search_queue_depth: number_or(&get, "search-queue-depth", 65_536)?,
-        search_queue_bytes: number_or(&get, "search-queue-bytes", 256 * 1024 * 1024)?,
-        search_commit_ms: number_or(&get, "search-commit-ms", 10)?,
-        audit_queue_depth: number_or(&get, "audit-queue-depth", 65_536)?,
-        audit_queue_bytes: number_or(&get, "audit-queue-bytes", 256 * 1024 * 1024)?,
-        read_buffer_budget_bytes: number_or(&get, "read-buffer-budget-bytes", 256 * 1024 * 1024)?,
-        shutdown_grace_ms: number_or(&get, "shutdown-grace-ms", 10_000)?,
-        allowed_origins: list(get("allowed-origins")),
-        allowed_hosts: list(get("allowed-hosts")),
-        token: get("token").filter(|t| !t.is_empty()).map(str::to_string),
-        index_path: get("index-path").unwrap_or("allman_index").into(),
-        repo_root: get("repo-root").unwrap_or("allman_repo").into(),
-    };
-    validate(&config, usable)?;
-    Ok(config)
+    })
 }
 
 /// More shards than this is a typo, not a machine (each shard is a pinned thread).
@@ -349,105 +316,9 @@ const MAX_CONNECTIONS: usize = 1_000_000;
 const MAX_MEMORY_BYTES: usize = 1 << 40;
 
 fn validate(config: &Config, usable: &[usize]) -> Result<(), ConfigError> {
-    for (name, core) in config
-        .shard_cores
-        .iter()
-        .map(|c| ("shard-cores", *c))
-        .chain([
-            ("index-core", config.index_core),
-            ("git-core", config.git_core),
-        ])
-    {
-        if !usable.contains(&core) {
-            return Err(invalid(
-                name,
-                &core.to_string(),
-                format!("this process may only run on cores {usable:?}"),
-            ));
-        }
-    }
-    if config.max_body_bytes == 0 || config.max_body_bytes > MAX_BODY_BYTES_LIMIT {
-        return Err(invalid(
-            "max-body-bytes",
-            &config.max_body_bytes.to_string(),
-            format!("must be 1..={MAX_BODY_BYTES_LIMIT}"),
-        ));
-    }
-    if config.max_connections < config.shard_count() {
-        return Err(invalid(
-            "max-connections",
-            &config.max_connections.to_string(),
-            "must be at least one per shard".into(),
-        ));
-    }
-    for (name, value, max) in [
-        (
-            "search-queue-depth",
-            config.search_queue_depth,
-            MAX_QUEUE_ITEMS,
-        ),
-        (
-            "audit-queue-depth",
-            config.audit_queue_depth,
-            MAX_QUEUE_ITEMS,
-        ),
-        (
-            "cross-shard-queue-depth",
-            config.cross_shard_queue_depth,
-            MAX_QUEUE_ITEMS,
-        ),
-        (
-            "max-inbox-messages",
-            config.max_inbox_messages,
-            MAX_QUEUE_ITEMS,
-        ),
-        ("max-connections", config.max_connections, MAX_CONNECTIONS),
-        ("max-inbox-bytes", config.max_inbox_bytes, MAX_MEMORY_BYTES),
-        (
-            "search-queue-bytes",
-            config.search_queue_bytes,
-            MAX_MEMORY_BYTES,
-        ),
-        (
-            "audit-queue-bytes",
-            config.audit_queue_bytes,
-            MAX_MEMORY_BYTES,
-        ),
-        (
-            "read-buffer-budget-bytes",
-            config.read_buffer_budget_bytes,
-            MAX_MEMORY_BYTES,
-        ),
-    ] {
-        if value == 0 || value > max {
-            return Err(invalid(
-                name,
-                &value.to_string(),
-                format!("must be 1..={max}"),
-            ));
-        }
-    }
-    for (name, value_ms, min_ms) in [
-        ("request-timeout-ms", config.request_timeout_ms, 1),
-        ("idle-timeout-ms", config.idle_timeout_ms, 1),
-        ("shutdown-grace-ms", config.shutdown_grace_ms, 0),
-        ("search-commit-ms", config.search_commit_ms, 0),
-    ] {
-        if value_ms < min_ms || value_ms > MAX_DURATION_MS {
-            return Err(invalid(
-                name,
-                &value_ms.to_string(),
-                format!("must be {min_ms}..={MAX_DURATION_MS} (one day)"),
-            ));
-        }
-    }
-    if config.spin_us > MAX_SPIN_US {
-        return Err(invalid(
-            "spin-us",
-            &config.spin_us.to_string(),
-            format!("must be 0..={MAX_SPIN_US}"),
-        ));
-    }
+    validate_cores(config, usable)?;
+    validate_counts_and_sizes(config)?;
+    validate_durations(config)?;
     // A request of the largest allowed size must be able to arrive at all.
     let largest_request = config.max_body_bytes + MAX_HEADER_BYTES;
     if config.read_buffer_budget_bytes < largest_request {
@@ -458,6 +329,83 @@ fn validate(config: &Config, usable: &[usize]) -> Result<(), ConfigError> {
                 "must hold at least one request of --max-body-bytes plus headers ({largest_request})"
             ),
         ));
+    }
+    if config.max_connections < config.shard_count() {
+        return Err(invalid(
+            "max-connections",
+            &config.max_connections.to_string(),
+            "must be at least one per shard".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_cores(config: &Config, usable: &[usize]) -> Result<(), ConfigError> {
+    let helpers = [
+        ("index-core", config.index_core),
+        ("git-core", config.git_core),
+    ];
+    let shards = config.shard_cores.iter().map(|c| ("shard-cores", *c));
+    for (name, core) in shards.chain(helpers) {
+        if !usable.contains(&core) {
+            return Err(invalid(
+                name,
+                &core.to_string(),
+                format!("this process may only run on cores {usable:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every count and byte size lies in `1..=` its ceiling.
+fn validate_counts_and_sizes(config: &Config) -> Result<(), ConfigError> {
+    let c = config;
+    let bounded: [(&'static str, usize, usize); 10] = [
+        ("max-body-bytes", c.max_body_bytes, MAX_BODY_BYTES_LIMIT),
+        ("search-queue-depth", c.search_queue_depth, MAX_QUEUE_ITEMS),
+        ("audit-queue-depth", c.audit_queue_depth, MAX_QUEUE_ITEMS),
+        (
+            "cross-shard-queue-depth",
+            c.cross_shard_queue_depth,
+            MAX_QUEUE_ITEMS,
+        ),
+        ("max-inbox-messages", c.max_inbox_messages, MAX_QUEUE_ITEMS),
+        ("max-connections", c.max_connections, MAX_CONNECTIONS),
+        ("max-inbox-bytes", c.max_inbox_bytes, MAX_MEMORY_BYTES),
+        ("search-queue-bytes", c.search_queue_bytes, MAX_MEMORY_BYTES),
+        ("audit-queue-bytes", c.audit_queue_bytes, MAX_MEMORY_BYTES),
+        (
+            "read-buffer-budget-bytes",
+            c.read_buffer_budget_bytes,
+            MAX_MEMORY_BYTES,
+        ),
+    ];
+    for (name, value, max) in bounded {
+        if value == 0 || value > max {
+            let reason = format!("must be 1..={max}");
+            return Err(invalid(name, &value.to_string(), reason));
+        }
+    }
+    Ok(())
+}
+
+/// Every duration lies within one day, so `Instant` arithmetic cannot overflow.
+fn validate_durations(config: &Config) -> Result<(), ConfigError> {
+    for (name, value_ms, min_ms) in [
+        ("request-timeout-ms", config.request_timeout_ms, 1),
+        ("idle-timeout-ms", config.idle_timeout_ms, 1),
+        ("shutdown-grace-ms", config.shutdown_grace_ms, 0),
+        ("search-commit-ms", config.search_commit_ms, 0),
+    ] {
+        if value_ms < min_ms || value_ms > MAX_DURATION_MS {
+            let reason = format!("must be {min_ms}..={MAX_DURATION_MS} (one day)");
+            return Err(invalid(name, &value_ms.to_string(), reason));
+        }
+    }
+    if config.spin_us > MAX_SPIN_US {
+        let reason = format!("must be 0..={MAX_SPIN_US}");
+        return Err(invalid("spin-us", &config.spin_us.to_string(), reason));
     }
     Ok(())
 }
@@ -481,7 +429,18 @@ fn invalid(name: &'static str, value: &str, reason: String) -> ConfigError {
     }
 }
 
-/// The numeric setting `flag`, or `default` when it is not set.
+/// The numeric setting `flag`, whose default is in [`SETTINGS`].
+fn number<'a, T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    flag: &'static str,
+) -> Result<T, ConfigError>
+where
+    T::Err: fmt::Display,
+{
+    parse_number(flag, get(flag).unwrap_or_default())
+}
+
+/// The numeric setting `flag`, or `default` (worked out at start) when it is not set.
 fn number_or<'a, T: std::str::FromStr>(
     get: &impl Fn(&str) -> Option<&'a str>,
     flag: &'static str,
@@ -491,12 +450,12 @@ where
     T::Err: fmt::Display,
 {
     Ok(get(flag)
-        .map(|v| number(flag, v))
+        .map(|v| parse_number(flag, v))
         .transpose()?
         .unwrap_or(default))
 }
 
-fn number<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
+fn parse_number<T: std::str::FromStr>(name: &'static str, value: &str) -> Result<T, ConfigError>
 where
     T::Err: fmt::Display,
 {
@@ -512,14 +471,14 @@ pub fn parse_core_list(list: &str) -> Result<Vec<usize>, ConfigError> {
     for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part.split_once('-') {
             Some((first, last)) => {
-                let first: usize = number("shard-cores", first)?;
-                let last: usize = number("shard-cores", last)?;
+                let first: usize = parse_number("shard-cores", first)?;
+                let last: usize = parse_number("shard-cores", last)?;
                 if first > last || last - first >= MAX_SHARDS {
                     return Err(invalid("shard-cores", part, "not a valid range".into()));
                 }
                 cores.extend(first..=last);
             }
-            None => cores.push(number("shard-cores", part)?),
+            None => cores.push(parse_number("shard-cores", part)?),
         }
     }
     if cores.is_empty() || cores.len() > MAX_SHARDS {

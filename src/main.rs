@@ -30,7 +30,7 @@ fn main() -> ExitCode {
     ) {
         Ok(config) => config,
         Err(ConfigError::HelpRequested) => {
-            print!("{}", config::HELP);
+            print!("{}", config::help());
             return ExitCode::SUCCESS;
         }
         Err(error) => {
@@ -343,12 +343,9 @@ fn log_panics() {
     }));
 }
 
-/// allman's own logs, plus glommio's warnings (debug builds report stalled shards there).
-const DEFAULT_LOG_FILTER: &str = "allman=info,glommio=warn";
-
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(config::DEFAULT_LOG_FILTER));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
