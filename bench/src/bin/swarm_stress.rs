@@ -5,11 +5,12 @@
 
 use bench::accounting::Ledger;
 use bench::args::Args;
+use bench::client::CallError;
 use bench::client::McpClient;
 use bench::histogram::Histogram;
 use bench::http::Url;
 use bench::report::{phase_rows, print_table, write_json};
-use bench::workers::run_phase;
+use bench::workers::{run_phase, PhaseResult};
 use bench::Rng;
 use serde_json::json;
 use std::process::ExitCode;
@@ -46,22 +47,61 @@ struct StormMessage {
     token: String,
 }
 
+/// The swarm and its storm, decided up front so the ledger knows every message's recipients.
+struct Swarm {
+    url: Url,
+    concurrency: usize,
+    run: String,
+    project: String,
+    names: Arc<Vec<String>>,
+    storm: Arc<Vec<StormMessage>>,
+}
+
+/// What the phases measured, for the report.
+struct Results {
+    rows: Vec<serde_json::Value>,
+    storm_ids: Vec<(usize, String)>,
+    drained: Vec<(usize, Vec<String>)>,
+    search_found: Vec<bool>,
+    idle_lag: Histogram,
+    loaded_lag: Result<Histogram, String>,
+    errors: u64,
+    sample_errors: Vec<String>,
+}
+
 fn main() -> ExitCode {
     let args = Args::from_env(HELP);
-    let url = args.url();
+    let mut rng = Rng(args.get("seed", 1u64));
+    let swarm = plan(&args, &mut rng);
+    println!(
+        "swarm_stress: {} agents, {} storm messages, {} connections, {}",
+        swarm.names.len(),
+        swarm.storm.len(),
+        swarm.concurrency,
+        swarm.url.authority()
+    );
+    let sample: usize = args.get("search-sample", 200usize);
+    let probes: usize = args.get("lag-probes", 100usize);
+    let picks: Vec<usize> = (0..sample.min(swarm.storm.len()))
+        .map(|_| rng.below(swarm.storm.len()))
+        .collect();
+    match run_phases(&swarm, probes, picks) {
+        Ok(results) => report(&args, &swarm, results),
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The swarm's names and the storm: a fan-out from every tenth agent, every agent to each
+/// hub, and random pairs.
+fn plan(args: &Args, rng: &mut Rng) -> Swarm {
     let agents: usize = args.get("agents", 2000usize).max(2);
-    let concurrency: usize = args.get("concurrency", 64usize).max(1);
     let pairs: usize = args.get("pairs", 5usize);
     let fanout: usize = args.get("fanout", 10usize).clamp(1, agents);
     let hubs: usize = args.get("hubs", 4usize).min(agents);
-    let sample: usize = args.get("search-sample", 200usize);
-    let probes: usize = args.get("lag-probes", 100usize);
-    let mut rng = Rng(args.get("seed", 1u64));
     let run = bench::run_id();
-    let project = format!("swarm-{run}");
-    let names: Arc<Vec<String>> = Arc::new((0..agents).map(|i| format!("s{run}A{i}")).collect());
-
-    // The storm, decided up front so the ledger knows every message's recipients.
     let mut storm = Vec::new();
     for from in (0..agents).step_by(10) {
         let to: Vec<usize> = (0..fanout).map(|_| rng.below(agents)).collect();
@@ -75,106 +115,111 @@ fn main() -> ExitCode {
             storm.push((from, vec![rng.below(agents)]));
         }
     }
-    let storm: Arc<Vec<StormMessage>> = Arc::new(
-        storm
-            .into_iter()
-            .enumerate()
-            .map(|(i, (from, mut to))| {
-                to.sort_unstable();
-                to.dedup();
-                StormMessage {
-                    from,
-                    to,
-                    token: format!("tok{run}x{i}"),
-                }
-            })
-            .collect(),
-    );
+    let storm = storm
+        .into_iter()
+        .enumerate()
+        .map(|(i, (from, mut to))| {
+            to.sort_unstable();
+            to.dedup();
+            let token = format!("tok{run}x{i}");
+            StormMessage { from, to, token }
+        })
+        .collect();
+    Swarm {
+        url: args.url(),
+        concurrency: args.get("concurrency", 64usize).max(1),
+        project: format!("swarm-{run}"),
+        names: Arc::new((0..agents).map(|i| format!("s{run}A{i}")).collect()),
+        storm: Arc::new(storm),
+        run,
+    }
+}
 
-    println!(
-        "swarm_stress: {agents} agents, {} storm messages, {concurrency} connections, {}",
-        storm.len(),
-        url.authority()
-    );
-    let mut rows = Vec::new();
-    let mut failures: Vec<String> = Vec::new();
-
-    // Phase 1: register everyone.
+/// Register, measure idle lag, storm (with lag probes alongside), drain, search.
+fn run_phases(swarm: &Swarm, probes: usize, picks: Vec<usize>) -> Result<Results, String> {
+    let (url, concurrency) = (&swarm.url, swarm.concurrency);
+    let agents = swarm.names.len();
     let register = {
-        let (names, project) = (Arc::clone(&names), project.clone());
-        run_phase("1-register", &url, concurrency, agents, move |client, i| {
+        let (names, project) = (Arc::clone(&swarm.names), swarm.project.clone());
+        run_phase("1-register", url, concurrency, agents, move |client, i| {
             client.create_agent(&project, &names[i])
         })
-    };
-    let register = match register {
-        Ok(phase) => phase,
-        Err(error) => {
-            eprintln!("cannot run: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    rows.extend(phase_rows(&register));
-
-    // Visibility lag while idle.
-    let probe_agent = names[0].clone();
-    let idle_lag = match measure_lag(&url, &probe_agent, &run, "idle", probes, None) {
-        Ok(lag) => lag,
-        Err(error) => {
-            eprintln!("lag probe failed: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-
-    // Phase 2: the storm, with lag probes running alongside.
+    }
+    .map_err(|e| format!("cannot run: {e}"))?;
+    let probe_agent = swarm.names[0].clone();
+    let idle_lag = measure_lag(url, &probe_agent, &swarm.run, "idle", probes, None)
+        .map_err(|e| format!("lag probe failed: {e}"))?;
     let storming = Arc::new(AtomicBool::new(true));
     let loaded_probe = {
-        let (url, agent, run, storming) = (
-            url.clone(),
-            probe_agent.clone(),
-            run.clone(),
-            Arc::clone(&storming),
-        );
-        std::thread::spawn(move || measure_lag(&url, &agent, &run, "load", probes, Some(storming)))
+        let (url, run, storming) = (url.clone(), swarm.run.clone(), Arc::clone(&storming));
+        std::thread::spawn(move || {
+            measure_lag(&url, &probe_agent, &run, "load", probes, Some(storming))
+        })
     };
-    let storm_phase = {
-        let (names, storm) = (Arc::clone(&names), Arc::clone(&storm));
-        run_phase(
-            "2-storm",
-            &url,
-            concurrency,
-            storm.len(),
-            move |client, i| {
-                let message = &storm[i];
-                let to: Vec<&str> = message.to.iter().map(|r| names[*r].as_str()).collect();
-                let body = format!("storm body for {}", message.token);
-                client
-                    .send(
-                        &names[message.from],
-                        &to,
-                        &format!("storm {}", message.token),
-                        &body,
-                    )
-                    .map(|id| (i, id))
-            },
-        )
-    };
+    let storm = storm_phase(swarm);
     storming.store(false, Ordering::Relaxed);
     let loaded_lag = loaded_probe
         .join()
         .unwrap_or_else(|_| Err("probe thread panicked".into()));
-    let storm_phase = match storm_phase {
-        Ok(phase) => phase,
-        Err(error) => {
-            eprintln!("storm failed: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    rows.extend(phase_rows(&storm_phase));
+    let storm = storm.map_err(|e| format!("storm failed: {e}"))?;
+    let drain = drain_phase(swarm).map_err(|e| format!("drain failed: {e}"))?;
+    let search = search_phase(swarm, picks).map_err(|e| format!("search phase failed: {e}"))?;
+    let mut rows = phase_rows(&register);
+    rows.extend(phase_rows(&storm));
+    rows.extend(phase_rows(&drain));
+    rows.extend(phase_rows(&search));
+    let errors = register.stats.total_errors()
+        + storm.stats.total_errors()
+        + drain.stats.total_errors()
+        + search.stats.total_errors();
+    let sample_errors = [
+        register.sample_errors,
+        storm.sample_errors.clone(),
+        drain.sample_errors.clone(),
+        search.sample_errors.clone(),
+    ]
+    .concat();
+    Ok(Results {
+        rows,
+        storm_ids: storm.outputs,
+        drained: drain.outputs,
+        search_found: search.outputs,
+        idle_lag,
+        loaded_lag,
+        errors,
+        sample_errors,
+    })
+}
 
-    // Phase 3: drain every inbox and account.
-    let drain = {
-        let names = Arc::clone(&names);
-        run_phase("3-drain", &url, concurrency, agents, move |client, i| {
+fn storm_phase(swarm: &Swarm) -> Result<PhaseResult<(usize, String)>, CallError> {
+    let (names, storm) = (Arc::clone(&swarm.names), Arc::clone(&swarm.storm));
+    let jobs = storm.len();
+    run_phase(
+        "2-storm",
+        &swarm.url,
+        swarm.concurrency,
+        jobs,
+        move |client, i| {
+            let message = &storm[i];
+            let to: Vec<&str> = message.to.iter().map(|r| names[*r].as_str()).collect();
+            let subject = format!("storm {}", message.token);
+            let body = format!("storm body for {}", message.token);
+            client
+                .send(&names[message.from], &to, &subject, &body)
+                .map(|id| (i, id))
+        },
+    )
+}
+
+fn drain_phase(swarm: &Swarm) -> Result<PhaseResult<(usize, Vec<String>)>, CallError> {
+    let names = Arc::clone(&swarm.names);
+    let agents = names.len();
+    run_phase(
+        "3-drain",
+        &swarm.url,
+        swarm.concurrency,
+        agents,
+        move |client, i| {
             // Lag probes (subject "lag...") are not storm mail and are left out of the ledger.
             let ids: Vec<String> = client
                 .inbox(&names[i])?
@@ -183,73 +228,61 @@ fn main() -> ExitCode {
                 .filter_map(|m| m["id"].as_str().map(str::to_string))
                 .collect();
             Ok((i, ids))
-        })
-    };
-    let drain = match drain {
-        Ok(phase) => phase,
-        Err(error) => {
-            eprintln!("drain failed: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    rows.extend(phase_rows(&drain));
+        },
+    )
+}
+
+/// Each picked storm message must show up in search within `SEARCH_DEADLINE`.
+fn search_phase(swarm: &Swarm, picks: Vec<usize>) -> Result<PhaseResult<bool>, CallError> {
+    let (storm, picks) = (Arc::clone(&swarm.storm), Arc::new(picks));
+    let jobs = picks.len();
+    let concurrency = swarm.concurrency.min(8);
+    run_phase(
+        "4-search",
+        &swarm.url,
+        concurrency,
+        jobs,
+        move |client, i| {
+            let token = &storm[picks[i]].token;
+            let deadline = Instant::now() + SEARCH_DEADLINE;
+            loop {
+                if !client.search(token, 10)?.is_empty() {
+                    return Ok(true);
+                }
+                if Instant::now() > deadline {
+                    return Ok(false);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        },
+    )
+}
+
+/// Prints the table, delivery accounting, search and lag; writes `--json`; the exit status.
+fn report(args: &Args, swarm: &Swarm, results: Results) -> ExitCode {
     let mut ledger = Ledger::default();
-    for (i, id) in &storm_phase.outputs {
-        let to: Vec<&str> = storm[*i].to.iter().map(|r| names[*r].as_str()).collect();
+    for (i, id) in &results.storm_ids {
+        let to: Vec<&str> = swarm.storm[*i]
+            .to
+            .iter()
+            .map(|r| swarm.names[*r].as_str())
+            .collect();
         ledger.sent(id, &to);
     }
-    for (agent, ids) in &drain.outputs {
+    for (agent, ids) in &results.drained {
         for id in ids {
-            ledger.received(&names[*agent], id);
+            ledger.received(&swarm.names[*agent], id);
         }
     }
     let audit = ledger.audit();
-
-    // Phase 4: search finds storm messages.
-    let picks: Vec<usize> = (0..sample.min(storm.len()))
-        .map(|_| rng.below(storm.len()))
-        .collect();
-    let search = {
-        let (storm, picks) = (Arc::clone(&storm), Arc::new(picks));
-        run_phase(
-            "4-search",
-            &url,
-            concurrency.min(8),
-            picks.len(),
-            move |client, i| {
-                let token = &storm[picks[i]].token;
-                let deadline = Instant::now() + SEARCH_DEADLINE;
-                loop {
-                    if !client.search(token, 10)?.is_empty() {
-                        return Ok(true);
-                    }
-                    if Instant::now() > deadline {
-                        return Ok(false);
-                    }
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-            },
-        )
-    };
-    let search = match search {
-        Ok(phase) => phase,
-        Err(error) => {
-            eprintln!("search phase failed: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    rows.extend(phase_rows(&search));
-    let found = search.outputs.iter().filter(|found| **found).count();
-
-    print_table(&rows);
+    let found = results.search_found.iter().filter(|found| **found).count();
+    let sampled = results.search_found.len();
+    print_table(&results.rows);
     println!(
         "delivery: expected {} received {} lost {} duplicated {} unexpected {}",
         audit.expected, audit.received, audit.lost, audit.duplicated, audit.unexpected
     );
-    println!(
-        "search: {found}/{} storm messages found",
-        search.outputs.len()
-    );
+    println!("search: {found}/{sampled} storm messages found");
     let lag_json = |label: &str, lag: &Histogram| {
         println!(
             "visibility lag ({label}, {} probes): {}",
@@ -258,46 +291,36 @@ fn main() -> ExitCode {
         );
         json!({"probes": lag.count(), "p50_us": lag.percentile(50.0), "p99_us": lag.percentile(99.0), "max_us": lag.max()})
     };
-    let idle_json = lag_json("idle", &idle_lag);
-    let loaded_json = match &loaded_lag {
+    let mut failures: Vec<String> = Vec::new();
+    let idle_json = lag_json("idle", &results.idle_lag);
+    let loaded_json = match &results.loaded_lag {
         Ok(lag) => lag_json("under storm", lag),
         Err(error) => {
             failures.push(format!("lag probe under load: {error}"));
             json!(null)
         }
     };
-
-    let errors = register.stats.total_errors()
-        + storm_phase.stats.total_errors()
-        + drain.stats.total_errors()
-        + search.stats.total_errors();
-    for error in register
-        .sample_errors
-        .iter()
-        .chain(&storm_phase.sample_errors)
-        .chain(&drain.sample_errors)
-        .chain(&search.sample_errors)
-    {
+    for error in &results.sample_errors {
         eprintln!("error: {error}");
     }
-    if errors > 0 {
-        failures.push(format!("{errors} tool errors"));
+    if results.errors > 0 {
+        failures.push(format!("{} tool errors", results.errors));
     }
     if !audit.is_clean() {
         failures.push(format!("delivery {audit:?}"));
     }
-    if found < search.outputs.len() {
+    if found < sampled {
         failures.push(format!(
             "{} storm messages missing from search",
-            search.outputs.len() - found
+            sampled - found
         ));
     }
     let result = json!({
         "tool": "swarm_stress",
-        "config": {"url": url.authority(), "agents": agents, "storm_messages": storm.len(), "concurrency": concurrency},
-        "rows": rows,
+        "config": {"url": swarm.url.authority(), "agents": swarm.names.len(), "storm_messages": swarm.storm.len(), "concurrency": swarm.concurrency},
+        "rows": results.rows,
         "delivery": {"expected": audit.expected, "received": audit.received, "lost": audit.lost, "duplicated": audit.duplicated, "unexpected": audit.unexpected},
-        "search": {"sampled": search.outputs.len(), "found": found},
+        "search": {"sampled": sampled, "found": found},
         "visibility_lag": {"idle": idle_json, "under_load": loaded_json},
         "failures": failures,
     });
@@ -309,13 +332,12 @@ fn main() -> ExitCode {
     }
     if failures.is_empty() {
         println!("PASS: lost 0, duplicated 0, errors 0");
-        ExitCode::SUCCESS
-    } else {
-        for failure in &failures {
-            eprintln!("FAILED: {failure}");
-        }
-        ExitCode::FAILURE
+        return ExitCode::SUCCESS;
     }
+    for failure in &failures {
+        eprintln!("FAILED: {failure}");
+    }
+    ExitCode::FAILURE
 }
 
 /// Sends `probes` messages with unique tokens (probe agent to itself) and measures, for each,
