@@ -60,6 +60,34 @@ struct ShardSettings {
     transport: TransportPolicy,
 }
 
+impl ShardSettings {
+    fn from_config(config: &Config) -> Self {
+        ShardSettings {
+            limits: http::Limits {
+                max_header_bytes: MAX_HEADER_BYTES,
+                max_body_bytes: config.max_body_bytes,
+            },
+            timeouts: http::Timeouts {
+                idle: Duration::from_millis(config.idle_timeout_ms),
+                request: Duration::from_millis(config.request_timeout_ms),
+            },
+            max_connections: config.max_connections,
+            inbox_limits: InboxLimits {
+                messages: config.max_inbox_messages,
+                bytes: config.max_inbox_bytes,
+            },
+            shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
+            read_buffer_budget_bytes: config.read_buffer_budget_bytes,
+            transport: TransportPolicy {
+                allowed_origins: config.allowed_origins.clone(),
+                allowed_hosts: config.allowed_hosts.clone(),
+                check_host: config.bind.is_loopback(),
+                token: config.token.clone(),
+            },
+        }
+    }
+}
+
 /// The running shards, as seen from the main thread.
 pub struct Executors {
     stops: Vec<Notify>,
@@ -76,29 +104,7 @@ pub fn start(
     events: &Sender<Event>,
 ) -> std::io::Result<Executors> {
     let mesh = MeshPair::new(config.shard_count(), config.cross_shard_queue_depth);
-    let settings = ShardSettings {
-        limits: http::Limits {
-            max_header_bytes: MAX_HEADER_BYTES,
-            max_body_bytes: config.max_body_bytes,
-        },
-        timeouts: http::Timeouts {
-            idle: Duration::from_millis(config.idle_timeout_ms),
-            request: Duration::from_millis(config.request_timeout_ms),
-        },
-        max_connections: config.max_connections,
-        inbox_limits: InboxLimits {
-            messages: config.max_inbox_messages,
-            bytes: config.max_inbox_bytes,
-        },
-        shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
-        read_buffer_budget_bytes: config.read_buffer_budget_bytes,
-        transport: TransportPolicy {
-            allowed_origins: config.allowed_origins.clone(),
-            allowed_hosts: config.allowed_hosts.clone(),
-            check_host: config.bind.is_loopback(),
-            token: config.token.clone(),
-        },
-    };
+    let settings = ShardSettings::from_config(config);
     let open_connections = Arc::clone(&helpers.metrics.open_connections);
     let mut shards = Executors {
         stops: Vec::new(),
@@ -276,21 +282,7 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
         .await;
     drop(listener);
 
-    // Idle connections end now; busy ones finish the requests they have read, then end.
-    let open = connections.borrow().shutdown_reads();
-    tracing::info!(shard = shard.id(), open, "shard stopping");
-    let deadline = Instant::now() + settings.shutdown_grace;
-    while !connections.borrow().is_empty() && Instant::now() < deadline {
-        glommio::timer::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
-    }
-    let left = connections.borrow().len();
-    if left > 0 {
-        tracing::warn!(
-            shard = shard.id(),
-            left,
-            "connections still busy after the grace period"
-        );
-    }
+    finish_connections(shard.id(), &connections, settings.shutdown_grace).await;
     // No request runs here any more: whatever is held goes to the helper threads.
     search_feed.flush_all();
     audit_feed.flush_all();
@@ -301,6 +293,21 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
     search_feed.flush_all();
     audit_feed.flush_all();
     shard.close();
+}
+
+/// Ends idle connections at once and lets busy ones finish the requests they have read, for
+/// at most `grace`.
+async fn finish_connections(shard: usize, connections: &RefCell<Connections>, grace: Duration) {
+    let open = connections.borrow().shutdown_reads();
+    tracing::info!(shard, open, "shard stopping");
+    let deadline = Instant::now() + grace;
+    while !connections.borrow().is_empty() && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(DRAIN_POLL_MS)).await;
+    }
+    let left = connections.borrow().len();
+    if left > 0 {
+        tracing::warn!(shard, left, "connections still busy after the grace period");
+    }
 }
 
 /// What the accept loop hands to each connection it starts.

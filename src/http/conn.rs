@@ -297,33 +297,14 @@ impl<'a, S: Service> Session<'a, S> {
                     let mut reason = error.message();
                     reason.push('\n');
                     let response = ResponseHead::text(error.status());
-                    write_response(
-                        &mut self.output,
-                        &response,
-                        reason.as_bytes(),
-                        Connection::Close,
-                        false,
-                    );
-                    tracing::debug!(status = error.status().code(), %reason, "refused request");
-                    return Ok(Next::CloseAfterRefusal);
+                    return Ok(self.refuse(&response, Some(reason.as_bytes())));
                 }
             };
             let total = head.total_len();
             if self.admitted_len.is_none() {
                 self.body.clear();
                 if let Some(refusal) = service.admit(&head, &mut self.body) {
-                    write_response(
-                        &mut self.output,
-                        &refusal,
-                        &self.body,
-                        Connection::Close,
-                        false,
-                    );
-                    tracing::debug!(
-                        status = refusal.status.code(),
-                        "refused request before its body"
-                    );
-                    return Ok(Next::CloseAfterRefusal);
+                    return Ok(self.refuse(&refusal, None));
                 }
             }
             let Some(request) = head.with_body(self.input.data()) else {
@@ -357,6 +338,14 @@ impl<'a, S: Service> Session<'a, S> {
             // Room for a header section over the limit, so the decoder can refuse it.
             need: limits.max_header_bytes + 1,
         })
+    }
+
+    /// Queues a refusal, with `reason` as its body or else what `body` holds, and closes.
+    fn refuse(&mut self, response: &ResponseHead, reason: Option<&[u8]>) -> Next {
+        let body = reason.unwrap_or(&self.body);
+        write_response(&mut self.output, response, body, Connection::Close, false);
+        tracing::debug!(status = response.status.code(), "refused a request");
+        Next::CloseAfterRefusal
     }
 
     /// Compacts the input, and between requests gives back response buffers that grew.

@@ -184,54 +184,10 @@ pub fn start(
     let (queries, query_rx) = crossbeam_channel::unbounded();
     let queries_waiting = Arc::new(AtomicUsize::new(0));
 
-    // The writer and reader are built on the indexer thread once it is pinned, so Tantivy's
-    // own threads (segment updater, merges, warming) inherit the pin.
-    let core = config.core;
-    let commit_interval_ms = config.commit_interval_ms;
-    let writer_index = index.clone();
-    let path = config.index_path.clone();
-    let (opened_tx, opened) = std::sync::mpsc::channel();
-    let indexer_events = events.clone();
-    let indexer = std::thread::Builder::new()
-        .name("allman-index".into())
-        .spawn(move || {
-            crate::cores::pin_current_thread(core);
-            let parts = writer_index
-                .reader_builder()
-                .reload_policy(tantivy::ReloadPolicy::Manual)
-                .try_into()
-                .and_then(|reader| {
-                    let writer: tantivy::IndexWriter =
-                        writer_index.writer_with_num_threads(1, indexer::WRITER_HEAP_BYTES)?;
-                    writer.set_merge_policy(Box::new(indexer::merge_policy()));
-                    Ok((reader, writer))
-                });
-            match parts {
-                Ok((reader, writer)) => {
-                    let _ = opened_tx.send(Ok(reader.clone()));
-                    let interval = std::time::Duration::from_millis(commit_interval_ms);
-                    supervise("search indexer", &indexer_events, move || {
-                        indexer::Indexer::new(writer, reader, metrics, interval).run(doc_rx)
-                    });
-                }
-                Err(error) => {
-                    let _ = opened_tx.send(Err(index_error(&path, error)));
-                }
-            }
-        })
-        .map_err(SearchError::Thread)?;
-    let reader = match opened.recv() {
-        Ok(Ok(reader)) => reader,
-        Ok(Err(error)) => return Err(error),
-        Err(_) => {
-            return Err(index_error(
-                &config.index_path,
-                "the indexer thread ended while starting",
-            ))
-        }
-    };
+    let (indexer, reader) = spawn_indexer(config, &index, metrics, doc_rx, events)?;
     let searcher = query::QueryRunner::new(&index, reader, Arc::clone(&queries_waiting));
     let query_events = events.clone();
+    let core = config.core;
     let query = std::thread::Builder::new()
         .name("allman-query".into())
         .spawn(move || {
@@ -250,6 +206,59 @@ pub fn start(
         indexer,
         query,
     })
+}
+
+/// Starts `allman-index` and waits until it has opened the writer and the reader, whose
+/// reader it hands back for the query thread. Both are built on the indexer thread once it
+/// is pinned, so Tantivy's own threads (segment updater, merges, warming) inherit the pin.
+fn spawn_indexer(
+    config: &SearchConfig,
+    index: &tantivy::Index,
+    metrics: Arc<SearchMetrics>,
+    doc_rx: feed::Consumer<SearchDoc>,
+    events: &std::sync::mpsc::Sender<Event>,
+) -> Result<(JoinHandle<()>, tantivy::IndexReader), SearchError> {
+    let core = config.core;
+    let interval = std::time::Duration::from_millis(config.commit_interval_ms);
+    let writer_index = index.clone();
+    let path = config.index_path.clone();
+    let (opened_tx, opened) = std::sync::mpsc::channel();
+    let events = events.clone();
+    let indexer = std::thread::Builder::new()
+        .name("allman-index".into())
+        .spawn(move || {
+            crate::cores::pin_current_thread(core);
+            let parts = writer_index
+                .reader_builder()
+                .reload_policy(tantivy::ReloadPolicy::Manual)
+                .try_into()
+                .and_then(|reader| {
+                    let writer: tantivy::IndexWriter =
+                        writer_index.writer_with_num_threads(1, indexer::WRITER_HEAP_BYTES)?;
+                    writer.set_merge_policy(Box::new(indexer::merge_policy()));
+                    Ok((reader, writer))
+                });
+            match parts {
+                Ok((reader, writer)) => {
+                    let _ = opened_tx.send(Ok(reader.clone()));
+                    supervise("search indexer", &events, move || {
+                        indexer::Indexer::new(writer, reader, metrics, interval).run(doc_rx)
+                    });
+                }
+                Err(error) => {
+                    let _ = opened_tx.send(Err(index_error(&path, error)));
+                }
+            }
+        })
+        .map_err(SearchError::Thread)?;
+    match opened.recv() {
+        Ok(Ok(reader)) => Ok((indexer, reader)),
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(index_error(
+            &config.index_path,
+            "the indexer thread ended while starting",
+        )),
+    }
 }
 
 impl SearchService {
