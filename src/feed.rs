@@ -48,7 +48,8 @@ pub struct FeedLimits {
     /// Items sent to the helper and not yet received by it.
     pub depth: usize,
     /// Bytes held by shards or in flight, across all shards. An item larger than this on its
-    /// own is let through when the feed is empty, so it can never wait forever.
+    /// own is let through once nothing else is pending (waiters are not served in order, so
+    /// under a steady stream of small items it can wait long).
     pub max_bytes: usize,
 }
 

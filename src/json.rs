@@ -49,6 +49,15 @@ pub fn twice_quoted_len(text: &str) -> usize {
     6 + text.bytes().map(twice_escaped_byte_len).sum::<usize>()
 }
 
+/// `quoted_len(text) + twice_quoted_len(text)` in one pass over `text`: what a string costs
+/// in a tool result, which carries its JSON raw and again inside a `text` string.
+pub fn both_quoted_len(text: &str) -> usize {
+    8 + text
+        .bytes()
+        .map(|byte| escaped_byte_len(byte) + twice_escaped_byte_len(byte))
+        .sum::<usize>()
+}
+
 /// Bytes serde_json writes for one byte of a string: `"` and `\` and the short control escapes
 /// take 2, other control characters `\u00XX` take 6; the rest (UTF-8 included) is copied.
 fn escaped_byte_len(byte: u8) -> usize {
@@ -115,6 +124,7 @@ mod tests {
             let mut twice = Vec::new();
             write_str(&mut twice, std::str::from_utf8(&once).expect("utf8"));
             assert_eq!(twice_quoted_len(text), twice.len(), "{text:?}");
+            assert_eq!(both_quoted_len(text), once.len() + twice.len(), "{text:?}");
         }
     }
 

@@ -11,7 +11,7 @@ use super::{
     unreachable_reply, OutputBudget, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES,
 };
 use crate::clock::write_rfc3339_ms;
-use crate::json::{present, quoted_len, twice_quoted_len, write_str, write_uuid};
+use crate::json::{both_quoted_len, present, quoted_len, twice_quoted_len, write_str, write_uuid};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use shards::{Envelope, Reply, Request, SharedEnvelope};
@@ -65,7 +65,8 @@ pub async fn run(
 /// raw (`structuredContent`) and escaped (inside the `text` string), with a comma in each.
 pub fn page_weight(from: &str, subject: &str, body: &str) -> usize {
     let (frame_raw, frame_escaped) = entry_frame_bytes();
-    let field = |text: &str| quoted_len(text) + twice_quoted_len(text) - 2;
+    // Each field once quoted, and inside the text string without that string's own quotes.
+    let field = |text: &str| both_quoted_len(text) - 2;
     frame_raw + frame_escaped + 2 + field(from) + field(subject) + field(body)
 }
 
