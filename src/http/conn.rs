@@ -379,17 +379,8 @@ impl<'a, S: Service> Session<'a, S> {
             used_bytes = self.context.budget.used_bytes(),
             "read budget spent; refusing a request"
         );
-        let refusal = ResponseHead::text(Status::ServiceUnavailable);
-        write_response(
-            &mut self.output,
-            &refusal,
-            b"the server is buffering too many request bodies; retry shortly\n",
-            Connection::Close,
-            false,
-        );
-        if stream.write_all(&self.output).await.is_ok() {
-            linger(stream).await;
-        }
+        let reason = b"the server is buffering too many request bodies; retry shortly\n";
+        answer_and_close(stream, &mut self.output, Status::ServiceUnavailable, reason).await;
         Ok(())
     }
 }
@@ -441,29 +432,36 @@ impl Answer<'_> {
 /// then closes it the same careful way as any refusal.
 pub async fn refuse_connection(stream: &mut TcpStream, reason: &str) {
     let mut out = Vec::with_capacity(256);
-    let head = ResponseHead::text(Status::ServiceUnavailable);
-    write_response(&mut out, &head, reason.as_bytes(), Connection::Close, false);
-    if stream.write_all(&out).await.is_ok() {
-        linger(stream).await;
-    }
+    answer_and_close(
+        stream,
+        &mut out,
+        Status::ServiceUnavailable,
+        reason.as_bytes(),
+    )
+    .await;
 }
 
 /// The client took longer than the request timeout to send one request: 408, then close.
 async fn request_timed_out(stream: &mut TcpStream, output: &mut Vec<u8>) -> io::Result<()> {
-    output.clear();
-    let head = ResponseHead::text(Status::RequestTimeout);
-    write_response(
-        output,
-        &head,
-        b"request not completed in time\n",
-        Connection::Close,
-        false,
-    );
     tracing::debug!("request timed out");
+    let reason = b"request not completed in time\n";
+    answer_and_close(stream, output, Status::RequestTimeout, reason).await;
+    Ok(())
+}
+
+/// Appends a closing text response to `output` (behind any answers still in it), writes it,
+/// and lingers: how every refusal that ends a connection goes out.
+async fn answer_and_close(
+    stream: &mut TcpStream,
+    output: &mut Vec<u8>,
+    status: Status,
+    body: &[u8],
+) {
+    let head = ResponseHead::text(status);
+    write_response(output, &head, body, Connection::Close, false);
     if stream.write_all(output).await.is_ok() {
         linger(stream).await;
     }
-    Ok(())
 }
 
 /// Half-closes and drains what the client is still sending, bounded in bytes and time.
