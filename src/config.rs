@@ -48,8 +48,8 @@ use DefaultValue::{Computed, Fixed};
 pub const SETTINGS: &[Setting] = &[
     setting("port", "ALLMAN_PORT", "<PORT>", Fixed("8000"), "TCP port to listen on; 0 picks a free one"),
     setting("bind", "ALLMAN_BIND", "<ADDR>", Fixed("127.0.0.1"), "address to bind"),
-    setting("shards", "ALLMAN_SHARDS", "<N>", Computed("usable cores"), "number of shards (one executor each)"),
-    setting("shard-cores", "ALLMAN_SHARD_CORES", "<LIST>", Computed("usable cores in order"), "cores for the shards, e.g. 0,1,2 or 0-3"),
+    setting("shards", "ALLMAN_SHARDS", "<N>", Computed("usable cores - 1, at least 1"), "number of shards (one executor each)"),
+    setting("shard-cores", "ALLMAN_SHARD_CORES", "<LIST>", Computed("every usable core but the last"), "cores for the shards, e.g. 0,1,2 or 0-3"),
     setting("index-core", "ALLMAN_INDEX_CORE", "<CPU>", Computed("last usable core"), "core for the search indexer and query threads"),
     setting("git-core", "ALLMAN_GIT_CORE", "<CPU>", Computed("last usable core"), "core for the git audit thread"),
     setting("max-body-bytes", "ALLMAN_MAX_BODY_BYTES", "<N>", Fixed("1048576"), "largest accepted request body"),
@@ -92,11 +92,11 @@ pub fn help() -> String {
             Computed(how) => format!(", default: {how}"),
             DefaultValue::None => String::new(),
         };
-        let _ = writeln!(out, "    {flag:<30}{} [{}{default}]", s.help, s.env);
+        let _ = writeln!(out, "    {flag:<32}  {} [{}{default}]", s.help, s.env);
     }
     let _ = write!(
         out,
-        "    {:<30}print this help\n\nENVIRONMENT:\n    {:<30}log filter, e.g. allman=info or allman=debug (default {DEFAULT_LOG_FILTER})\n",
+        "    {:<32}  print this help\n\nENVIRONMENT:\n    {:<32}  log filter, e.g. allman=info or allman=debug (default {DEFAULT_LOG_FILTER})\n",
         "-h, --help", "RUST_LOG"
     );
     out
@@ -137,6 +137,14 @@ pub struct Config {
 impl Config {
     pub fn shard_count(&self) -> usize {
         self.shard_cores.len()
+    }
+
+    /// Whether a shard runs on the indexer's or the git writer's core (then commits, merges
+    /// and git writes take time from that shard).
+    pub fn helpers_share_a_shard_core(&self) -> bool {
+        self.shard_cores
+            .iter()
+            .any(|core| *core == self.index_core || *core == self.git_core)
     }
 }
 
@@ -188,7 +196,7 @@ pub fn parse(
     } else {
         usable_cores
     };
-    let last_core = *usable.last().unwrap_or(&0);
+    let helper_core = default_helper_core(usable);
     let config = Config {
         port: number(&get, "port")?,
         bind: {
@@ -197,8 +205,8 @@ pub fn parse(
                 .map_err(|_| invalid("bind", text, "not an IP address".into()))?
         },
         shard_cores: shard_cores(&get, usable)?,
-        index_core: number_or(&get, "index-core", last_core)?,
-        git_core: number_or(&get, "git-core", last_core)?,
+        index_core: number_or(&get, "index-core", helper_core)?,
+        git_core: number_or(&get, "git-core", helper_core)?,
         max_body_bytes: number(&get, "max-body-bytes")?,
         max_connections: number(&get, "max-connections")?,
         idle_timeout_ms: number(&get, "idle-timeout-ms")?,
@@ -262,8 +270,8 @@ fn read_values(
     Ok(values)
 }
 
-/// The shards' cores: `--shard-cores`, else `--shards` of the usable cores (round-robin),
-/// else every usable core.
+/// The shards' cores: `--shard-cores`, else `--shards` of the usable cores, else the
+/// default layout ([`default_shard_cores`]).
 fn shard_cores<'a>(
     get: &impl Fn(&str) -> Option<&'a str>,
     usable: &[usize],
@@ -292,11 +300,29 @@ fn shard_cores<'a>(
                     format!("must be 1..={MAX_SHARDS}"),
                 ));
             }
-            // More shards than cores is allowed (they share cores round-robin).
+            // The first `count` usable cores; more shards than cores share them round-robin.
             (0..count).map(|i| usable[i % usable.len()]).collect()
         }
-        (None, None) => usable.iter().copied().take(MAX_SHARDS).collect(),
+        (None, None) => default_shard_cores(usable),
     })
+}
+
+/// The default layout: with two or more usable cores, one shard on each but the last, which
+/// the helpers (indexer, its merges, git) get to themselves. A shard sharing a core with the
+/// indexer is preempted by every commit and merge and answers slower than the whole machine
+/// would without it (docs/BENCHMARKS.md). On one core, everything shares it.
+pub fn default_shard_cores(usable: &[usize]) -> Vec<usize> {
+    let shard_pool = match usable.len() {
+        0 => return vec![0],
+        1 => usable,
+        n => &usable[..n - 1],
+    };
+    shard_pool.iter().copied().take(MAX_SHARDS).collect()
+}
+
+/// The default core of the helper threads (indexer and git): the last usable one.
+pub fn default_helper_core(usable: &[usize]) -> usize {
+    usable.last().copied().unwrap_or(0)
 }
 
 /// More shards than this is a typo, not a machine (each shard is a pinned thread).
@@ -512,7 +538,7 @@ mod tests {
         let config = parse_with(&[], &[]).expect("defaults parse");
         assert_eq!(config.port, 8000);
         assert_eq!(config.bind.to_string(), "127.0.0.1");
-        assert_eq!(config.shard_cores, vec![0, 1, 2, 3]);
+        assert_eq!(config.shard_cores, vec![0, 1, 2]);
         assert_eq!(config.index_core, 3);
         assert_eq!(config.git_core, 3);
         assert_eq!(config.max_body_bytes, 1024 * 1024);
@@ -543,6 +569,66 @@ mod tests {
         let config = parse_with(&["--shard-cores", "1-2", "--git-core", "0"], &[]).expect("parses");
         assert_eq!(config.shard_cores, vec![1, 2]);
         assert_eq!(config.git_core, 0);
+    }
+
+    fn layout_on(usable: &[usize], args: &[&str]) -> (Vec<usize>, usize, usize) {
+        let config = parse(args.iter().map(|a| a.to_string()), |_| None, usable)
+            .unwrap_or_else(|e| panic!("{args:?} on {usable:?}: {e}"));
+        (config.shard_cores, config.index_core, config.git_core)
+    }
+
+    #[test]
+    fn by_default_the_last_core_is_left_to_the_helpers() {
+        assert_eq!(layout_on(&[0], &[]), (vec![0], 0, 0));
+        assert_eq!(layout_on(&[0, 1], &[]), (vec![0], 1, 1));
+        assert_eq!(layout_on(&[0, 1, 2], &[]), (vec![0, 1], 2, 2));
+        assert_eq!(layout_on(&[0, 1, 2, 3], &[]), (vec![0, 1, 2], 3, 3));
+        let all: Vec<usize> = (0..64).collect();
+        assert_eq!(layout_on(&all, &[]), ((0..63).collect(), 63, 63));
+        // An affinity mask with gaps (taskset -c 2,5,7): the layout follows the mask.
+        assert_eq!(layout_on(&[2, 5, 7], &[]), (vec![2, 5], 7, 7));
+        // No usable core reported at all: one shard on core 0.
+        assert_eq!(layout_on(&[], &[]), (vec![0], 0, 0));
+    }
+
+    #[test]
+    fn each_override_wins_over_the_default_layout() {
+        let four = [0, 1, 2, 3];
+        assert_eq!(layout_on(&four, &["--shards", "2"]), (vec![0, 1], 3, 3));
+        assert_eq!(
+            layout_on(&four, &["--shards", "4"]),
+            (vec![0, 1, 2, 3], 3, 3)
+        );
+        assert_eq!(layout_on(&[0, 1], &["--shards", "2"]), (vec![0, 1], 1, 1));
+        assert_eq!(
+            layout_on(&four, &["--shard-cores", "1-3"]),
+            (vec![1, 2, 3], 3, 3)
+        );
+        assert_eq!(
+            layout_on(&four, &["--index-core", "0"]),
+            (vec![0, 1, 2], 0, 3)
+        );
+        assert_eq!(
+            layout_on(&four, &["--git-core", "1"]),
+            (vec![0, 1, 2], 3, 1)
+        );
+        assert_eq!(
+            layout_on(
+                &four,
+                &[
+                    "--shard-cores",
+                    "0,1",
+                    "--index-core",
+                    "2",
+                    "--git-core",
+                    "3"
+                ]
+            ),
+            (vec![0, 1], 2, 3)
+        );
+        let env = |key: &str| (key == "ALLMAN_SHARDS").then(|| "3".to_string());
+        let config = parse(std::iter::empty(), env, &four).expect("parses");
+        assert_eq!(config.shard_cores, vec![0, 1, 2]);
     }
 
     #[test]
