@@ -1,6 +1,6 @@
 //! allman: start-up and shutdown, in order. Read this file as the table of contents.
 
-use allman::metrics::{AuditMetrics, Metrics, SearchMetrics};
+use allman::metrics::{AuditMetrics, CoreLayout, Metrics, SearchMetrics};
 use allman::{audit, config, cores, executors, lifecycle, search};
 use std::sync::Arc;
 
@@ -134,7 +134,12 @@ fn start_helpers(
     let audit_metrics = Arc::new(AuditMetrics::default());
     let audit = audit::start(&audit_config, Arc::clone(&audit_metrics), events)
         .map_err(|e| e.to_string())?;
-    let metrics = Metrics::new(config.shard_count(), search_metrics, audit_metrics);
+    let metrics =
+        Metrics::new(config.shard_count(), search_metrics, audit_metrics).with_layout(CoreLayout {
+            shard_cores: config.shard_cores.clone(),
+            index_core: config.index_core,
+            git_core: config.git_core,
+        });
     let helpers = executors::Helpers {
         metrics: Arc::new(metrics),
         search: search.handle(),
@@ -293,11 +298,15 @@ fn wait_ready(events: &Receiver<Event>, shard_count: usize) -> Result<(), Startu
 
 fn log_started(config: &Config, addr: SocketAddr) {
     tracing::info!(
-        %addr,
         shards = config.shard_count(),
         shard_cores = ?config.shard_cores,
         index_core = config.index_core,
         git_core = config.git_core,
+        helpers_share_a_shard_core = config.helpers_share_a_shard_core(),
+        "core layout"
+    );
+    tracing::info!(
+        %addr,
         max_body_bytes = config.max_body_bytes,
         max_connections = config.max_connections,
         idle_timeout_ms = config.idle_timeout_ms,

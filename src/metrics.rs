@@ -138,7 +138,16 @@ pub struct FeedGauges {
     pub pending_bytes: Arc<AtomicUsize>,
 }
 
+/// Which core each thread class runs on, as configured (for `/metrics`).
+#[derive(Debug, Clone, Default)]
+pub struct CoreLayout {
+    pub shard_cores: Vec<usize>,
+    pub index_core: usize,
+    pub git_core: usize,
+}
+
 pub struct Metrics {
+    pub layout: CoreLayout,
     pub shards: Box<[ShardMetrics]>,
     pub open_connections: Arc<AtomicUsize>,
     pub refused_connections: AtomicU64,
@@ -149,6 +158,7 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(shard_count: usize, search: Arc<SearchMetrics>, audit: Arc<AuditMetrics>) -> Self {
         Metrics {
+            layout: CoreLayout::default(),
             shards: (0..shard_count).map(|_| ShardMetrics::default()).collect(),
             open_connections: Arc::new(AtomicUsize::new(0)),
             refused_connections: AtomicU64::new(0),
@@ -157,9 +167,15 @@ impl Metrics {
         }
     }
 
+    pub fn with_layout(mut self, layout: CoreLayout) -> Self {
+        self.layout = layout;
+        self
+    }
+
     /// Renders every metric in the Prometheus text exposition format (0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8 * 1024);
+        self.render_layout(&mut out);
         self.render_requests(&mut out);
         self.render_tools(&mut out);
         self.render_shards(&mut out);
@@ -302,11 +318,103 @@ impl Metrics {
         gauge(out, "allman_git_pending_bytes", help, bytes);
     }
 
+    fn render_layout(&self, out: &mut String) {
+        let name = "allman_core_layout";
+        let help = "the core each shard and helper thread is pinned to (value: the core)";
+        header(out, name, "gauge", help);
+        for (shard, core) in self.layout.shard_cores.iter().enumerate() {
+            let _ = writeln!(out, "{name}{{role=\"shard\",shard=\"{shard}\"}} {core}");
+        }
+        let layout = &self.layout;
+        let _ = writeln!(out, "{name}{{role=\"index\"}} {}", layout.index_core);
+        let _ = writeln!(out, "{name}{{role=\"git\"}} {}", layout.git_core);
+        let name = "allman_thread_cpu_seconds_total";
+        let help = "CPU time (user + system) of this process's threads by class, from /proc; \
+                    threads that have exited (Tantivy's per-commit indexing workers) count as index";
+        header(out, name, "counter", help);
+        for (class, seconds) in thread_cpu_seconds() {
+            let _ = writeln!(out, "{name}{{class=\"{class}\"}} {seconds:.2}");
+        }
+    }
+
     fn per_shard(&self, out: &mut String, name: &str, value: impl Fn(&ShardMetrics) -> u64) {
         for (shard, metrics) in self.shards.iter().enumerate() {
             let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {}", value(metrics));
         }
     }
+}
+
+/// The classes of [`thread_cpu_seconds`], in the order it reports them.
+pub const THREAD_CLASSES: [&str; 6] = ["shard", "index", "merge", "query", "git", "other"];
+
+/// Most threads a scrape reads; allman runs a few dozen, so this only bounds a runaway.
+const MAX_THREADS_SCANNED: usize = 4096;
+
+/// The class of a thread, by the name allman or Tantivy gives it.
+fn thread_class(name: &str) -> usize {
+    let class = if name.starts_with("allman-shard") {
+        "shard"
+    } else if name.starts_with("merge_thread") {
+        "merge"
+    } else if name.starts_with("allman-index")
+        || name.starts_with("thrd-tantivy")
+        || name.starts_with("docstore")
+        || name.starts_with("segment_updater")
+    {
+        "index"
+    } else if name.starts_with("allman-query") {
+        "query"
+    } else if name.starts_with("allman-git") {
+        "git"
+    } else {
+        "other"
+    };
+    THREAD_CLASSES.iter().position(|c| *c == class).unwrap_or(5)
+}
+
+/// User plus system CPU seconds of this process by thread class. Read from procfs (kernel
+/// memory, no disk), one small file per thread. Threads that have exited are in the process
+/// total but no longer listed; in allman those are Tantivy's indexing workers (restarted at
+/// each commit), so the difference counts as `index`.
+pub fn thread_cpu_seconds() -> [(&'static str, f64); THREAD_CLASSES.len()] {
+    let mut ticks = [0u64; THREAD_CLASSES.len()];
+    let mut listed = 0u64;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten().take(MAX_THREADS_SCANNED) {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                continue;
+            };
+            if let Some((name, used)) = parse_task_stat(&stat) {
+                ticks[thread_class(name)] += used;
+                listed += used;
+            }
+        }
+    }
+    let total = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| parse_task_stat(&stat).map(|(_, used)| used))
+        .unwrap_or(listed);
+    ticks[1] += total.saturating_sub(listed);
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let mut out = [("", 0.0); THREAD_CLASSES.len()];
+    for (slot, (class, used)) in out.iter_mut().zip(THREAD_CLASSES.iter().zip(ticks)) {
+        *slot = (class, used as f64 / per_second);
+    }
+    out
+}
+
+/// A `/proc/.../stat` line's name (between the parentheses; it may hold spaces) and its
+/// user plus system time in clock ticks (fields 14 and 15).
+fn parse_task_stat(stat: &str) -> Option<(&str, u64)> {
+    let open = stat.find('(')?;
+    let close = stat.rfind(')')?;
+    let name = stat.get(open + 1..close)?;
+    let mut fields = stat.get(close + 1..)?.split_ascii_whitespace();
+    // After the name: state is field 3, so utime (14) is the 12th and stime the 13th.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((name, utime + stime))
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -388,6 +496,39 @@ mod tests {
         assert!(text.contains("allman_tool_duration_seconds_count{tool=\"send_message\"} 2\n"));
         assert!(text.contains("allman_rpc_requests_total{method=\"other\"} 1\n"));
         assert!(text.contains("allman_shard_agents{shard=\"1\"} 0\n"));
+    }
+
+    #[test]
+    fn task_stat_lines_parse_even_with_odd_names() {
+        let line = "4242 (merge_thread) 0) S 1 2 3 4 5 6 7 8 9 10 31 7 0 0 20 0 1";
+        assert_eq!(parse_task_stat(line), Some(("merge_thread) 0", 38)));
+        assert_eq!(parse_task_stat("4242 (x"), None);
+        assert_eq!(parse_task_stat("4242 (x) S 1 2"), None);
+        assert_eq!(THREAD_CLASSES[thread_class("allman-shard-3")], "shard");
+        assert_eq!(THREAD_CLASSES[thread_class("thrd-tantivy-in")], "index");
+        assert_eq!(THREAD_CLASSES[thread_class("merge_thread_0")], "merge");
+        assert_eq!(THREAD_CLASSES[thread_class("allman-git")], "git");
+        assert_eq!(THREAD_CLASSES[thread_class("tokio-whatever")], "other");
+    }
+
+    #[test]
+    fn the_layout_and_this_process_s_cpu_time_are_exported() {
+        let layout = CoreLayout {
+            shard_cores: vec![0, 2],
+            index_core: 3,
+            git_core: 3,
+        };
+        let metrics = Metrics::new(2, Arc::default(), Arc::default()).with_layout(layout);
+        let spin_until = std::time::Instant::now() + std::time::Duration::from_millis(30);
+        while std::time::Instant::now() < spin_until {
+            std::hint::spin_loop();
+        }
+        let text = metrics.render();
+        assert!(text.contains("allman_core_layout{role=\"shard\",shard=\"1\"} 2\n"));
+        assert!(text.contains("allman_core_layout{role=\"index\"} 3\n"));
+        let total: f64 = thread_cpu_seconds().iter().map(|(_, s)| s).sum();
+        assert!(total > 0.0, "this test spun for 30 ms of CPU");
+        assert!(text.contains("allman_thread_cpu_seconds_total{class=\"shard\"}"));
     }
 
     #[test]

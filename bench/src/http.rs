@@ -116,6 +116,17 @@ impl Connection {
         }
     }
 
+    /// GETs `path` on a connection of its own (closed after the answer).
+    pub fn get(url: &Url, path: &str) -> io::Result<Response> {
+        let mut connection = Connection::new(url);
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            url.host
+        );
+        connection.stream()?.write_all(request.as_bytes())?;
+        connection.read_response()
+    }
+
     fn post_once(
         &mut self,
         path: &str,

@@ -8,6 +8,7 @@ pub mod histogram;
 pub mod http;
 pub mod progress;
 pub mod report;
+pub mod server;
 pub mod sim;
 pub mod workers;
 

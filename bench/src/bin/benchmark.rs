@@ -4,6 +4,7 @@
 use bench::accounting::Ledger;
 use bench::args::Args;
 use bench::report::{phase_rows, print_table, regressions, write_json};
+use bench::server::Snapshot;
 use bench::workers::run_phase;
 use serde_json::json;
 use std::process::ExitCode;
@@ -36,12 +37,14 @@ fn main() -> ExitCode {
     let project = format!("bench-{run}");
     let names: Arc<Vec<String>> = Arc::new((0..agents).map(|i| format!("b{run}A{i}")).collect());
 
+    let before_register = Snapshot::take(&url);
     let register = {
         let (names, project) = (Arc::clone(&names), project.clone());
         run_phase("register", &url, concurrency, agents, move |client, i| {
             client.create_agent(&project, &names[i])
         })
     };
+    let before_send = Snapshot::take(&url);
     let send = {
         let names = Arc::clone(&names);
         run_phase("send", &url, concurrency, messages, move |client, i| {
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
             Ok((to.clone(), id))
         })
     };
+    let before_drain = Snapshot::take(&url);
     let drain = {
         let names = Arc::clone(&names);
         run_phase("drain", &url, concurrency, agents, move |client, i| {
@@ -67,6 +71,12 @@ fn main() -> ExitCode {
             Ok((names[i].clone(), ids))
         })
     };
+    let after_drain = Snapshot::take(&url);
+    let cpu = [
+        ("register", before_register.cpu_between(&before_send)),
+        ("send", before_send.cpu_between(&before_drain)),
+        ("drain", before_drain.cpu_between(&after_drain)),
+    ];
     let (register, send, drain) = match (register, send, drain) {
         (Ok(r), Ok(s), Ok(d)) => (r, s, d),
         (r, s, d) => {
@@ -96,6 +106,10 @@ fn main() -> ExitCode {
         url.authority()
     );
     print_table(&rows);
+    println!("server layout: {}", before_register.describe_layout());
+    for (phase, split) in &cpu {
+        println!("cpu {phase:<9} {}", split.describe());
+    }
     println!(
         "delivery: expected {} received {} lost {} duplicated {} unexpected {}",
         audit.expected, audit.received, audit.lost, audit.duplicated, audit.unexpected
@@ -116,6 +130,8 @@ fn main() -> ExitCode {
         "rows": rows,
         "delivery": {"expected": audit.expected, "received": audit.received, "lost": audit.lost, "duplicated": audit.duplicated, "unexpected": audit.unexpected},
         "errors": errors,
+        "layout": before_register.describe_layout(),
+        "cpu": cpu.iter().map(|(phase, split)| (phase.to_string(), split.to_json())).collect::<serde_json::Map<_, _>>(),
     });
     if let Some(path) = args.optional("json") {
         if let Err(error) = write_json(&path, &result) {

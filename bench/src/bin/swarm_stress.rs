@@ -10,6 +10,7 @@ use bench::client::McpClient;
 use bench::histogram::Histogram;
 use bench::http::Url;
 use bench::report::{phase_rows, print_table, write_json};
+use bench::server::{CpuSplit, Snapshot};
 use bench::workers::{run_phase, PhaseResult};
 use bench::Rng;
 use serde_json::json;
@@ -65,6 +66,9 @@ struct Results {
     search_found: Vec<bool>,
     idle_lag: Histogram,
     loaded_lag: Result<Histogram, String>,
+    /// Before the storm; describes the layout too.
+    before_storm: Snapshot,
+    storm_cpu: CpuSplit,
     errors: u64,
     sample_errors: Vec<String>,
 }
@@ -156,7 +160,9 @@ fn run_phases(swarm: &Swarm, probes: usize, picks: Vec<usize>) -> Result<Results
             measure_lag(&url, &probe_agent, &run, "load", probes, Some(storming))
         })
     };
+    let before_storm = Snapshot::take(url);
     let storm = storm_phase(swarm);
+    let storm_cpu = before_storm.cpu_between(&Snapshot::take(url));
     storming.store(false, Ordering::Relaxed);
     let loaded_lag = loaded_probe
         .join()
@@ -186,6 +192,8 @@ fn run_phases(swarm: &Swarm, probes: usize, picks: Vec<usize>) -> Result<Results
         search_found: search.outputs,
         idle_lag,
         loaded_lag,
+        before_storm,
+        storm_cpu,
         errors,
         sample_errors,
     })
@@ -278,6 +286,9 @@ fn report(args: &Args, swarm: &Swarm, results: Results) -> ExitCode {
     let found = results.search_found.iter().filter(|found| **found).count();
     let sampled = results.search_found.len();
     print_table(&results.rows);
+    let layout = results.before_storm.describe_layout();
+    println!("server layout: {layout}");
+    println!("cpu storm: {}", results.storm_cpu.describe());
     println!(
         "delivery: expected {} received {} lost {} duplicated {} unexpected {}",
         audit.expected, audit.received, audit.lost, audit.duplicated, audit.unexpected
@@ -322,6 +333,8 @@ fn report(args: &Args, swarm: &Swarm, results: Results) -> ExitCode {
         "delivery": {"expected": audit.expected, "received": audit.received, "lost": audit.lost, "duplicated": audit.duplicated, "unexpected": audit.unexpected},
         "search": {"sampled": sampled, "found": found},
         "visibility_lag": {"idle": idle_json, "under_load": loaded_json},
+        "layout": layout,
+        "cpu": {"storm": results.storm_cpu.to_json()},
         "failures": failures,
     });
     if let Some(path) = args.optional("json") {
