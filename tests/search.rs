@@ -99,6 +99,39 @@ fn documents_have_every_field_as_an_array_and_drained_mail_stays_searchable() {
 }
 
 #[test]
+fn a_document_is_found_by_each_indexed_field_and_carries_its_id_and_timestamp() {
+    let server = Server::start();
+    let mut client = server.client();
+    setup(&mut client, &["Indexer", "Reader"]);
+    let sent = client.send("Indexer", &["Reader"], "walrus ledger", "the narwhal audit");
+    let id = sent["id"].as_str().expect("id").to_string();
+    let inboxed = client.inbox("Reader");
+    let project = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_DNS, b"search").to_string();
+    for query in [
+        "walrus".to_string(),
+        "narwhal".to_string(),
+        "subject:ledger".to_string(),
+        "body:audit".to_string(),
+        "from:Indexer AND walrus".to_string(),
+        "to:Reader AND narwhal".to_string(),
+        format!("project_id:{project} AND walrus"),
+    ] {
+        let hits = search_until(&mut client, &query, 10, 1);
+        assert_eq!(hits.len(), 1, "{query}");
+        let doc = &hits[0];
+        assert_eq!(doc["id"], json!([id]), "{query}");
+        assert_eq!(doc["project_id"], json!([project]));
+        // The same RFC 3339 millisecond timestamp the inbox gave.
+        assert_eq!(doc["timestamp"], json!([inboxed[0]["timestamp"]]));
+    }
+    // Ids and timestamps are unique to a message: returned, never put in the term index.
+    for query in [format!("id:{id}"), "timestamp:x".to_string()] {
+        let message = client.call_err("search_messages", json!({"query": query}));
+        assert!(message.contains("not searchable"), "{message}");
+    }
+}
+
+#[test]
 fn limit_caps_results_and_best_matches_come_first() {
     let server = Server::start();
     let mut client = server.client();

@@ -8,7 +8,7 @@ use crossbeam_channel::Receiver;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tantivy::collector::TopDocs;
-use tantivy::query::QueryParser;
+use tantivy::query::{QueryParser, QueryParserError};
 use tantivy::schema::{document::Document, Schema};
 use tantivy::{Index, IndexReader, TantivyDocument};
 
@@ -54,10 +54,13 @@ impl QueryRunner {
         max_result_bytes: usize,
         at_least_one: bool,
     ) -> Result<String, QueryError> {
-        let query = self
-            .parser
-            .parse_query(text)
-            .map_err(|e| QueryError::Syntax(e.to_string()))?;
+        let query = self.parser.parse_query(text).map_err(|error| match error {
+            QueryParserError::FieldNotIndexed(field) => QueryError::Syntax(format!(
+                "{field} is returned with each hit but is not searchable; search by \
+                     from, to, project_id, subject or body"
+            )),
+            other => QueryError::Syntax(other.to_string()),
+        })?;
         let searcher = self.reader.searcher();
         let hits = searcher
             .search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())
