@@ -58,7 +58,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("idle-timeout-ms", "ALLMAN_IDLE_TIMEOUT_MS", "<MS>", Fixed("120000"), "close a connection idle this long"),
     setting("search-queue-depth", "ALLMAN_SEARCH_QUEUE_DEPTH", "<N>", Fixed("65536"), "messages in flight to the indexer before shards hold them back"),
     setting("search-queue-bytes", "ALLMAN_SEARCH_QUEUE_BYTES", "<N>", Fixed("268435456"), "message text held or in flight to the indexer, across shards, before sends wait"),
-    setting("search-commit-ms", "ALLMAN_SEARCH_COMMIT_MS", "<MS>", Fixed("10"), "commit the search index at most this long after new mail arrives"),
+    setting("search-commit-ms", "ALLMAN_SEARCH_COMMIT_MS", "<MS>", Fixed("10"), "commit the search index this long after new mail arrives (up to 5 times longer under sustained load)"),
     setting("audit-queue-depth", "ALLMAN_AUDIT_QUEUE_DEPTH", "<N>", Fixed("65536"), "agent profiles in flight to the git writer before shards hold them back"),
     setting("audit-queue-bytes", "ALLMAN_AUDIT_QUEUE_BYTES", "<N>", Fixed("268435456"), "profile text held or in flight to the git writer, across shards, before registrations wait"),
     setting("shutdown-grace-ms", "ALLMAN_SHUTDOWN_GRACE_MS", "<MS>", Fixed("10000"), "on SIGINT/SIGTERM, wait this long for in-flight requests"),

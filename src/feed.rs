@@ -213,6 +213,20 @@ impl<T> Consumer<T> {
             None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
             Some(deadline) => self.rx.recv_deadline(deadline),
         };
+        self.received(received)
+    }
+
+    /// The next item if one is waiting; `None` at once if not. Never registers as a waiter,
+    /// so producers need not wake this thread.
+    pub fn try_recv(&self) -> Option<Work<T>> {
+        let received = self.rx.try_recv().map_err(|error| match error {
+            crossbeam_channel::TryRecvError::Empty => RecvTimeoutError::Timeout,
+            crossbeam_channel::TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+        });
+        self.received(received)
+    }
+
+    fn received(&self, received: Result<Message<T>, RecvTimeoutError>) -> Option<Work<T>> {
         match received {
             Ok(Message::Item { item, bytes }) => {
                 self.counters.in_flight.fetch_sub(1, Ordering::AcqRel);
