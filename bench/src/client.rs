@@ -3,6 +3,7 @@
 
 use crate::histogram::Histogram;
 use crate::http::{Connection, Url};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -101,13 +102,15 @@ impl McpClient {
         let id = self.next_id;
         self.next_id += 1;
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let response = self.post_ok(body.to_string().as_bytes())?;
+        rpc_result(&response)
+    }
+
+    /// POSTs a JSON-RPC body to /mcp; anything but 200 is an error.
+    fn post_ok(&mut self, body: &[u8]) -> Result<Vec<u8>, CallError> {
         let response = self
             .connection
-            .post(
-                &self.path,
-                &[("MCP-Protocol-Version", "2025-11-25")],
-                body.to_string().as_bytes(),
-            )
+            .post(&self.path, &[("MCP-Protocol-Version", "2025-11-25")], body)
             .map_err(CallError::Io)?;
         if response.status != 200 {
             return Err(CallError::Http {
@@ -115,43 +118,43 @@ impl McpClient {
                 body: String::from_utf8_lossy(&response.body).into(),
             });
         }
-        let mut value: Value =
-            serde_json::from_slice(&response.body).map_err(|e| CallError::Json(e.to_string()))?;
-        if let Some(error) = value.get("error") {
-            return Err(CallError::Rpc(error.clone()));
-        }
-        Ok(value["result"].take())
+        Ok(response.body)
     }
 
     /// Calls a tool and returns its result JSON (the parsed `text` content).
     pub fn call(&mut self, tool: &str, arguments: Value) -> Result<Value, CallError> {
         let started = Instant::now();
         let result = self.call_untimed(tool, arguments);
+        self.record(tool, started, result.is_ok());
+        result
+    }
+
+    fn record(&mut self, tool: &str, started: Instant, ok: bool) {
         let micros = started.elapsed().as_micros() as u64;
-        self.stats
-            .latency
-            .entry(tool.to_string())
-            .or_default()
-            .record(micros);
-        if result.is_err() {
+        match self.stats.latency.get_mut(tool) {
+            Some(histogram) => histogram.record(micros),
+            None => {
+                let mut histogram = Histogram::default();
+                histogram.record(micros);
+                self.stats.latency.insert(tool.to_string(), histogram);
+            }
+        }
+        if !ok {
             *self.stats.errors.entry(tool.to_string()).or_default() += 1;
         }
-        result
     }
 
     fn call_untimed(&mut self, tool: &str, arguments: Value) -> Result<Value, CallError> {
         let result = self.rpc("tools/call", json!({"name": tool, "arguments": arguments}))?;
-        let text = result["content"][0]["text"].as_str().unwrap_or_default();
-        if result["isError"] == json!(true) {
-            return Err(CallError::Tool(text.to_string()));
-        }
-        serde_json::from_str(text).map_err(|e| CallError::Json(e.to_string()))
+        tool_text(&result)
     }
 
     pub fn create_agent(&mut self, project_key: &str, name: &str) -> Result<Value, CallError> {
         self.call("create_agent", json!({"project_key": project_key, "name_hint": name, "program": "allman-bench", "model": "none"}))
     }
 
+    /// `send_message`; the new message's id. The load tools' hottest call, so its request
+    /// is written directly and its reply parsed into a borrowing struct (no JSON trees).
     pub fn send(
         &mut self,
         from: &str,
@@ -159,11 +162,33 @@ impl McpClient {
         subject: &str,
         body: &str,
     ) -> Result<String, CallError> {
-        let sent = self.call(
-            "send_message",
-            json!({"from_agent": from, "to": to, "subject": subject, "body": body}),
-        )?;
-        Ok(sent["id"].as_str().unwrap_or_default().to_string())
+        let started = Instant::now();
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut request = String::with_capacity(160 + from.len() + subject.len() + body.len());
+        request.push_str(r#"{"jsonrpc":"2.0","id":"#);
+        request.push_str(&id.to_string());
+        request.push_str(
+            r#","method":"tools/call","params":{"name":"send_message","arguments":{"from_agent":"#,
+        );
+        push_json_string(&mut request, from);
+        request.push_str(r#","to":["#);
+        for (index, recipient) in to.iter().enumerate() {
+            if index > 0 {
+                request.push(',');
+            }
+            push_json_string(&mut request, recipient);
+        }
+        request.push_str(r#"],"subject":"#);
+        push_json_string(&mut request, subject);
+        request.push_str(r#","body":"#);
+        push_json_string(&mut request, body);
+        request.push_str("}}}");
+        let result = self
+            .post_ok(request.as_bytes())
+            .and_then(|reply| sent_id(&reply));
+        self.record("send_message", started, result.is_ok());
+        result
     }
 
     pub fn inbox(&mut self, agent: &str) -> Result<Vec<Value>, CallError> {
@@ -178,5 +203,97 @@ impl McpClient {
             Value::Array(hits) => Ok(hits),
             other => Err(CallError::Json(format!("hits are not an array: {other}"))),
         }
+    }
+}
+
+/// The `result` of a JSON-RPC response body, or its `error` as [`CallError::Rpc`].
+fn rpc_result(body: &[u8]) -> Result<Value, CallError> {
+    let mut value: Value =
+        serde_json::from_slice(body).map_err(|e| CallError::Json(e.to_string()))?;
+    if let Some(error) = value.get("error") {
+        return Err(CallError::Rpc(error.clone()));
+    }
+    Ok(value["result"].take())
+}
+
+/// A tool result's text content, parsed, or [`CallError::Tool`] when `isError` is set.
+fn tool_text(result: &Value) -> Result<Value, CallError> {
+    let text = result["content"][0]["text"].as_str().unwrap_or_default();
+    if result["isError"] == json!(true) {
+        return Err(CallError::Tool(text.to_string()));
+    }
+    serde_json::from_str(text).map_err(|e| CallError::Json(e.to_string()))
+}
+
+#[derive(Deserialize)]
+struct SendReply<'a> {
+    #[serde(borrow)]
+    result: Option<SendResult<'a>>,
+}
+
+#[derive(Deserialize)]
+struct SendResult<'a> {
+    #[serde(rename = "isError", default)]
+    is_error: bool,
+    #[serde(rename = "structuredContent", borrow)]
+    structured: Option<SentMessage<'a>>,
+}
+
+#[derive(Deserialize)]
+struct SentMessage<'a> {
+    id: &'a str,
+}
+
+/// The id in a `send_message` reply. Anything else (an RPC error, `isError`, a reply without
+/// structured content) is read the general way, for its error.
+fn sent_id(body: &[u8]) -> Result<String, CallError> {
+    if let Ok(SendReply {
+        result:
+            Some(SendResult {
+                is_error: false,
+                structured: Some(SentMessage { id }),
+            }),
+    }) = serde_json::from_slice(body)
+    {
+        return Ok(id.to_string());
+    }
+    let sent = tool_text(&rpc_result(body)?)?;
+    Ok(sent["id"].as_str().unwrap_or_default().to_string())
+}
+
+/// Appends `text` as a JSON string literal.
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_escaped_as_json() {
+        let mut out = String::new();
+        push_json_string(&mut out, "a\"b\\c\nd\u{1}é");
+        let back: String = serde_json::from_str(&out).expect("valid JSON");
+        assert_eq!(back, "a\"b\\c\nd\u{1}é");
+    }
+
+    #[test]
+    fn send_replies_give_the_id_or_the_error() {
+        let ok = br#"{"jsonrpc":"2.0","id":3,"result":{"content":[{"type":"text","text":"{\"id\":\"m1\",\"status\":\"sent\"}"}],"structuredContent":{"id":"m1","status":"sent"},"isError":false}}"#;
+        assert_eq!(sent_id(ok).expect("ok"), "m1");
+        let tool_error = br#"{"jsonrpc":"2.0","id":3,"result":{"content":[{"type":"text","text":"unknown recipient"}],"isError":true}}"#;
+        assert!(matches!(sent_id(tool_error), Err(CallError::Tool(m)) if m == "unknown recipient"));
+        let rpc_error = br#"{"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"bad"}}"#;
+        assert!(matches!(sent_id(rpc_error), Err(CallError::Rpc(_))));
     }
 }

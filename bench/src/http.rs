@@ -65,6 +65,8 @@ pub struct Connection {
     url: Url,
     stream: Option<TcpStream>,
     buffer: Vec<u8>,
+    /// The request being sent, kept to reuse its allocation.
+    request: Vec<u8>,
     /// Whether any byte of the current response has arrived.
     response_started: bool,
 }
@@ -75,6 +77,7 @@ impl Connection {
             url: url.clone(),
             stream: None,
             buffer: Vec::with_capacity(16 * 1024),
+            request: Vec::with_capacity(1024),
             response_started: false,
         }
     }
@@ -133,19 +136,24 @@ impl Connection {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> io::Result<Response> {
-        let mut request = format!(
+        use std::io::Write as _;
+        let mut request = std::mem::take(&mut self.request);
+        request.clear();
+        let _ = write!(
+            request,
             "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
              Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n",
             self.url.host,
             body.len()
-        )
-        .into_bytes();
+        );
         for (name, value) in headers {
-            request.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+            let _ = write!(request, "{name}: {value}\r\n");
         }
         request.extend_from_slice(b"\r\n");
         request.extend_from_slice(body);
-        self.stream()?.write_all(&request)?;
+        let written = self.stream().and_then(|stream| stream.write_all(&request));
+        self.request = request;
+        written?;
         self.read_response()
     }
 
@@ -167,7 +175,8 @@ impl Connection {
     fn read_response(&mut self) -> io::Result<Response> {
         loop {
             if let Some(end) = self.buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&self.buffer[..end]).into_owned();
+                let head = std::str::from_utf8(&self.buffer[..end])
+                    .map_err(|_| io::Error::other("response head is not UTF-8"))?;
                 let status: u16 = head
                     .split(' ')
                     .nth(1)
