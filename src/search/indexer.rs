@@ -1,6 +1,7 @@
 //! The indexer thread: adds documents and commits in batches, reloading the reader after
 //! each commit so new mail becomes searchable.
 
+use super::directory::UnsyncedDirectory;
 use super::schema::{fields_of, Fields};
 use crate::feed::{Consumer, Work};
 use crate::metrics::SearchMetrics;
@@ -70,6 +71,8 @@ pub struct SearchDoc {
 
 pub struct Indexer {
     writer: IndexWriter,
+    /// Where the index lives; its in-memory files go to disk at shutdown.
+    directory: UnsyncedDirectory,
     reader: IndexReader,
     fields: Fields,
     /// Documents handed to Tantivy since the last commit.
@@ -89,6 +92,7 @@ impl Indexer {
     pub fn new(
         writer: IndexWriter,
         reader: IndexReader,
+        directory: UnsyncedDirectory,
         metrics: Arc<SearchMetrics>,
         commit_interval: Duration,
     ) -> Self {
@@ -97,6 +101,7 @@ impl Indexer {
             fields_of(&writer.index().schema()).unwrap_or_else(|e| panic!("index schema: {e}"));
         Indexer {
             writer,
+            directory,
             reader,
             fields,
             uncommitted: 0,
@@ -137,9 +142,7 @@ impl Indexer {
                 }
                 Some(Work::Shutdown) => {
                     self.hand_off(&mut taken);
-                    self.commit();
-                    tracing::info!(indexed = self.indexed_total, "search index flushed");
-                    return;
+                    return self.finish();
                 }
                 // The queue is empty for now.
                 None => {
@@ -148,6 +151,20 @@ impl Indexer {
                 }
             }
         }
+    }
+
+    /// Commits what is left, lets merges finish and writes the in-memory files to disk, so
+    /// the index on disk is whole after a clean shutdown.
+    fn finish(mut self) {
+        self.commit();
+        let indexed = self.indexed_total;
+        if let Err(error) = self.writer.wait_merging_threads() {
+            tracing::error!(%error, "search merges did not finish");
+        }
+        if let Err(error) = self.directory.persist() {
+            tracing::error!(%error, "could not write the search index to disk");
+        }
+        tracing::info!(indexed, "search index flushed");
     }
 
     /// Commits if the open batch is due, else sleeps until the next poll.

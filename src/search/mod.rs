@@ -172,7 +172,7 @@ pub fn start(
     metrics: Arc<SearchMetrics>,
     events: &std::sync::mpsc::Sender<Event>,
 ) -> Result<SearchService, SearchError> {
-    let index = schema::create_index(&config.index_path)?;
+    let (index, directory) = schema::create_index(&config.index_path)?;
 
     // Unbounded channels with our own counters: crossbeam's bounded try_send can spin for
     // milliseconds when the receiver is descheduled, which would stall a shard.
@@ -184,7 +184,7 @@ pub fn start(
     let (queries, query_rx) = crossbeam_channel::unbounded();
     let queries_waiting = Arc::new(AtomicUsize::new(0));
 
-    let (indexer, reader) = spawn_indexer(config, &index, metrics, doc_rx, events)?;
+    let (indexer, reader) = spawn_indexer(config, &index, directory, metrics, doc_rx, events)?;
     let searcher = query::QueryRunner::new(&index, reader, Arc::clone(&queries_waiting));
     let query_events = events.clone();
     let core = config.core;
@@ -214,6 +214,7 @@ pub fn start(
 fn spawn_indexer(
     config: &SearchConfig,
     index: &tantivy::Index,
+    directory: directory::UnsyncedDirectory,
     metrics: Arc<SearchMetrics>,
     doc_rx: feed::Consumer<SearchDoc>,
     events: &std::sync::mpsc::Sender<Event>,
@@ -242,7 +243,8 @@ fn spawn_indexer(
                 Ok((reader, writer)) => {
                     let _ = opened_tx.send(Ok(reader.clone()));
                     supervise("search indexer", &events, move || {
-                        indexer::Indexer::new(writer, reader, metrics, interval).run(doc_rx)
+                        indexer::Indexer::new(writer, reader, directory, metrics, interval)
+                            .run(doc_rx)
                     });
                 }
                 Err(error) => {

@@ -69,7 +69,7 @@ pub fn fields_of(schema: &Schema) -> Result<Fields, tantivy::TantivyError> {
 /// would describe messages that no longer exist: it is deleted. A directory holding anything
 /// but Tantivy's own files is refused rather than wiped, and so is an index another process
 /// is writing (its writer lock is held).
-pub fn create_index(path: &Path) -> Result<Index, SearchError> {
+pub fn create_index(path: &Path) -> Result<(Index, UnsyncedDirectory), SearchError> {
     if path.exists() {
         for entry in std::fs::read_dir(path).map_err(|e| index_error(path, e))? {
             let entry = entry.map_err(|e| index_error(path, e))?;
@@ -101,7 +101,9 @@ pub fn create_index(path: &Path) -> Result<Index, SearchError> {
     std::fs::create_dir_all(path).map_err(|e| index_error(path, e))?;
     let (schema, _) = build();
     let directory = UnsyncedDirectory::open(path).map_err(|e| index_error(path, e))?;
-    Index::create(directory, schema, IndexSettings::default()).map_err(|e| index_error(path, e))
+    let index = Index::create(directory.clone(), schema, IndexSettings::default())
+        .map_err(|e| index_error(path, e))?;
+    Ok((index, directory))
 }
 
 #[cfg(test)]
