@@ -298,6 +298,31 @@ struct CallParams<'a> {
     arguments: Option<&'a RawValue>,
 }
 
+/// Parses one `tools/call` message the way a request's body is parsed, up to the tool's typed
+/// arguments, without running it. For `bench/`'s comparison of JSON parsers; `false` for any
+/// message a request would refuse.
+#[doc(hidden)]
+pub fn parse_tool_call(text: &str) -> bool {
+    let Ok(jsonrpc::Message::Request {
+        method,
+        params: Some(params),
+        ..
+    }) = jsonrpc::classify(text)
+    else {
+        return false;
+    };
+    if method != "tools/call" || !params.get().starts_with('{') {
+        return false;
+    }
+    let Ok(params) = serde_json::from_str::<CallParams<'_>>(params.get()) else {
+        return false;
+    };
+    match params.name.and_then(as_str) {
+        Some(name) => tools::parse(&name, params.arguments).is_ok(),
+        None => false,
+    }
+}
+
 thread_local! {
     /// Per-shard scratch for a tool result's JSON, which is written twice (as the `text` string
     /// and as `structuredContent`). Used only between awaits.
@@ -391,6 +416,25 @@ fn write_tool_result(out: &mut Vec<u8>, outcome: &Result<ToolOutput, ToolError>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tool_call_parses_as_a_request_would() {
+        let call = |arguments: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"get_inbox","arguments":{arguments}}}}}"#
+            )
+        };
+        assert!(parse_tool_call(&call(r#"{"agent_name":"BlueLake"}"#)));
+        assert!(
+            !parse_tool_call(&call(r#"{"agent_name":7}"#)),
+            "bad arguments"
+        );
+        assert!(!parse_tool_call(&call("[]")), "arguments must be an object");
+        assert!(!parse_tool_call(
+            r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#
+        ));
+        assert!(!parse_tool_call("{"));
+    }
 
     fn raw(text: &str) -> Box<RawValue> {
         RawValue::from_string(text.to_string()).expect("valid json")

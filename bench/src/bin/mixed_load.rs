@@ -199,10 +199,15 @@ impl WorkerPlan {
         let mut rng = Rng(self.seed);
         // Messages sent and not yet looked for: (sent at, sequence number).
         let mut unsearched: VecDeque<(Instant, u64)> = VecDeque::new();
-        let (mut sequence, mut next_drain) = (0u64, 0usize);
+        let (mut sequence, mut next_drain, mut window) = (0u64, 0usize, 0usize);
         while self.started.elapsed() < self.duration {
-            let window = ((self.started.elapsed().as_nanos() / self.window.as_nanos()) as usize)
+            let now_in = ((self.started.elapsed().as_nanos() / self.window.as_nanos()) as usize)
                 .min(self.windows - 1);
+            if now_in != window {
+                // The client's latency stats so far belong to the window that just ended.
+                result.windows[window].stats = std::mem::take(&mut client.stats);
+                window = now_in;
+            }
             for _ in 0..SENDS_PER_CYCLE {
                 let to = own[rng.below(own.len())];
                 let from = &self.names[rng.below(self.names.len())];
@@ -223,9 +228,8 @@ impl WorkerPlan {
                 Err(error) => note(&mut result.sample_errors, error),
             }
             self.search_one(&mut client, &mut unsearched, &mut result.windows[window]);
-            let stats = std::mem::take(&mut client.stats);
-            result.windows[window].stats.merge(&stats);
         }
+        result.windows[window].stats = client.stats;
         result
     }
 
