@@ -335,6 +335,8 @@ impl Metrics {
         for (class, seconds) in thread_cpu_seconds() {
             let _ = writeln!(out, "{name}{{class=\"{class}\"}} {seconds:.2}");
         }
+        let help = "resident set size of the process, from /proc/self/statm";
+        gauge(out, "allman_resident_memory_bytes", help, resident_bytes());
     }
 
     fn per_shard(&self, out: &mut String, name: &str, value: impl Fn(&ShardMetrics) -> u64) {
@@ -402,6 +404,17 @@ pub fn thread_cpu_seconds() -> [(&'static str, f64); THREAD_CLASSES.len()] {
         *slot = (class, used as f64 / per_second);
     }
     out
+}
+
+/// The process's resident set size in bytes (0 where procfs is unreadable).
+pub fn resident_bytes() -> u64 {
+    let pages: u64 = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|statm| statm.split_ascii_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf only reads a configuration value.
+    let page_bytes = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    pages * page_bytes
 }
 
 /// A `/proc/.../stat` line's name (between the parentheses; it may hold spaces) and its
@@ -526,6 +539,10 @@ mod tests {
         let text = metrics.render();
         assert!(text.contains("allman_core_layout{role=\"shard\",shard=\"1\"} 2\n"));
         assert!(text.contains("allman_core_layout{role=\"index\"} 3\n"));
+        assert!(
+            resident_bytes() > 1024 * 1024,
+            "a test process holds more than 1 MiB"
+        );
         let total: f64 = thread_cpu_seconds().iter().map(|(_, s)| s).sum();
         assert!(total > 0.0, "this test spun for 30 ms of CPU");
         assert!(text.contains("allman_thread_cpu_seconds_total{class=\"shard\"}"));

@@ -13,6 +13,8 @@ pub struct Snapshot {
     pub layout: BTreeMap<String, u64>,
     /// Thread class → CPU seconds since the server started.
     pub server_cpu_s: BTreeMap<String, f64>,
+    /// The server's resident set size, when it exports it.
+    pub server_rss_bytes: Option<u64>,
     pub client_cpu_s: f64,
 }
 
@@ -125,6 +127,8 @@ fn parse_metrics(text: &str) -> Snapshot {
                 None => role.to_string(),
             };
             snapshot.layout.insert(key, core);
+        } else if series == "allman_resident_memory_bytes" {
+            snapshot.server_rss_bytes = value.parse().ok();
         } else if series.starts_with("allman_thread_cpu_seconds_total{") {
             if let (Some(class), Ok(seconds)) = (label("class"), value.parse::<f64>()) {
                 snapshot.server_cpu_s.insert(class.to_string(), seconds);
@@ -159,8 +163,10 @@ mod tests {
             "# HELP x\nallman_core_layout{role=\"shard\",shard=\"0\"} 0\n\
              allman_core_layout{role=\"shard\",shard=\"1\"} 2\nallman_core_layout{role=\"index\"} 3\n\
              allman_core_layout{role=\"git\"} 3\nallman_thread_cpu_seconds_total{class=\"shard\"} 1.50\n\
-             allman_thread_cpu_seconds_total{class=\"merge\"} 0.25\nallman_other 7\n",
+             allman_thread_cpu_seconds_total{class=\"merge\"} 0.25\nallman_other 7\n\
+             allman_resident_memory_bytes 1048576\n",
         );
+        assert_eq!(before.server_rss_bytes, Some(1 << 20));
         assert_eq!(
             before.describe_layout(),
             "2 shard(s) on cores [0, 2], index on 3, git on 3"

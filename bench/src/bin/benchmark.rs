@@ -21,6 +21,7 @@ OPTIONS:
     --agents <N>             agents to register (default 100)
     --messages <N>           messages to send, each to one agent (default 1000)
     --concurrency <N>        connections, one thread each (default 16)
+    --body-bytes <N>         length of each message body (default 19: \"the quick brown fox\")
     --json <FILE>            also write the results as JSON
     --baseline <FILE>        compare with an earlier --json result; exit 3 on a regression
     --threshold-pct <PCT>    throughput drop or p99 rise that counts as a regression (default 10)
@@ -33,6 +34,13 @@ fn main() -> ExitCode {
     let agents: usize = args.get("agents", 100usize).max(1);
     let messages: usize = args.get("messages", 1000usize);
     let concurrency: usize = args.get("concurrency", 16usize).max(1);
+    let body: Arc<String> = Arc::new(match args.optional("body-bytes") {
+        None => "the quick brown fox".into(),
+        Some(_) => {
+            let bytes: usize = args.get("body-bytes", 0usize);
+            "the quick brown fox ".repeat(bytes / 20 + 1)[..bytes].to_string()
+        }
+    });
     let run = bench::run_id();
     let project = format!("bench-{run}");
     let names: Arc<Vec<String>> = Arc::new((0..agents).map(|i| format!("b{run}A{i}")).collect());
@@ -46,16 +54,11 @@ fn main() -> ExitCode {
     };
     let before_send = Snapshot::take(&url);
     let send = {
-        let names = Arc::clone(&names);
+        let (names, body) = (Arc::clone(&names), Arc::clone(&body));
         run_phase("send", &url, concurrency, messages, move |client, i| {
             let from = &names[i % names.len()];
             let to = &names[(i * 7 + 3) % names.len()];
-            let id = client.send(
-                from,
-                &[to],
-                &format!("benchmark message {i}"),
-                "the quick brown fox",
-            )?;
+            let id = client.send(from, &[to], &format!("benchmark message {i}"), &body)?;
             Ok((to.clone(), id))
         })
     };
@@ -110,6 +113,18 @@ fn main() -> ExitCode {
     for (phase, split) in &cpu {
         println!("cpu {phase:<9} {}", split.describe());
     }
+    // Everything sent is queued (nothing drained yet) when the drain phase starts.
+    let text_bytes: usize = (0..messages)
+        .map(|i| names[i % names.len()].len() + format!("benchmark message {i}").len() + body.len())
+        .sum();
+    let mib = |bytes: f64| bytes / (1024.0 * 1024.0);
+    if let Some(rss) = before_drain.server_rss_bytes {
+        println!(
+            "server RSS with every message queued: {:.0} MiB for {:.0} MiB of message text",
+            mib(rss as f64),
+            mib(text_bytes as f64)
+        );
+    }
     println!(
         "delivery: expected {} received {} lost {} duplicated {} unexpected {}",
         audit.expected, audit.received, audit.lost, audit.duplicated, audit.unexpected
@@ -131,6 +146,7 @@ fn main() -> ExitCode {
         "delivery": {"expected": audit.expected, "received": audit.received, "lost": audit.lost, "duplicated": audit.duplicated, "unexpected": audit.unexpected},
         "errors": errors,
         "layout": before_register.describe_layout(),
+        "queued": {"text_bytes": text_bytes, "server_rss_bytes": before_drain.server_rss_bytes},
         "cpu": cpu.iter().map(|(phase, split)| (phase.to_string(), split.to_json())).collect::<serde_json::Map<_, _>>(),
     });
     if let Some(path) = args.optional("json") {
