@@ -35,27 +35,34 @@ const COMMIT_SPACING: u32 = 4;
 /// The widest the commit wait may grow under load, in multiples of the configured interval:
 /// it bounds visibility lag during a storm (50 ms at the default 10 ms interval).
 const MAX_INTERVAL_WIDENING: u32 = 5;
+/// A batch smaller than this is committed after the plain interval, however recent the last
+/// commit: a few messages cost little to commit, and an agent waiting for its own message
+/// (or a probe) should not wait for spacing meant for storms.
+const SPACED_BATCH_DOCS: usize = 256;
 
-/// When the batch whose first document arrived at `first_uncommitted_at` is committed:
-/// `interval` after it at the earliest, later while the last commit (`last_took`, ended at
-/// `last_ended_at`) needs spacing, never later than `MAX_INTERVAL_WIDENING` intervals. At
-/// light load the last commit is long past, so new mail waits just `interval`.
+/// When the open batch (`batch_docs` documents, the first taken at `first_uncommitted_at`)
+/// is committed: `interval` after its first document at the earliest; for a batch of at least
+/// `SPACED_BATCH_DOCS`, later while the last commit (`last_took`, ended at `last_ended_at`)
+/// needs spacing, but never later than `MAX_INTERVAL_WIDENING` intervals.
 pub fn commit_deadline(
     first_uncommitted_at: Instant,
+    batch_docs: usize,
     interval: Duration,
     last_ended_at: Option<Instant>,
     last_took: Duration,
 ) -> Instant {
     let earliest = first_uncommitted_at + interval;
-    let spaced = last_ended_at.map_or(earliest, |ended| ended + last_took * COMMIT_SPACING);
+    let spaced = match last_ended_at {
+        Some(ended) if batch_docs >= SPACED_BATCH_DOCS => ended + last_took * COMMIT_SPACING,
+        _ => earliest,
+    };
     let latest = first_uncommitted_at + interval * MAX_INTERVAL_WIDENING;
     earliest.max(spaced).min(latest)
 }
 
 /// Frequent small commits make many small segments. Merging only once 16 have piled up (not
 /// Tantivy's 8) and treating segments under 50,000 documents as one level re-merges the same
-/// documents less often: merge CPU fell by about a fifth in our send benchmark, CPU that the
-/// index core otherwise takes from the shard sharing it.
+/// documents less often: merge CPU fell by about a fifth in our send benchmark.
 pub fn merge_policy() -> tantivy::indexer::LogMergePolicy {
     let mut policy = tantivy::indexer::LogMergePolicy::default();
     policy.set_min_num_segments(16);
@@ -173,8 +180,13 @@ impl Indexer {
             return;
         };
         let (ended, took) = self.last_commit.unzip();
-        let deadline =
-            commit_deadline(first, self.commit_interval, ended, took.unwrap_or_default());
+        let deadline = commit_deadline(
+            first,
+            self.uncommitted,
+            self.commit_interval,
+            ended,
+            took.unwrap_or_default(),
+        );
         let now = Instant::now();
         if now >= deadline {
             self.commit();
@@ -313,39 +325,33 @@ mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
+    const BIG: usize = SPACED_BATCH_DOCS;
 
     #[test]
     fn at_light_load_new_mail_waits_just_the_interval() {
         let first = Instant::now();
-        assert_eq!(
-            commit_deadline(first, 10 * MS, None, Duration::ZERO),
-            first + 10 * MS
-        );
+        let deadline = commit_deadline(first, 1, 10 * MS, None, Duration::ZERO);
+        assert_eq!(deadline, first + 10 * MS);
         // The last commit ended long ago: no spacing is owed.
         let long_ago = first - 1000 * MS;
-        assert_eq!(
-            commit_deadline(first, 10 * MS, Some(long_ago), 8 * MS),
-            first + 10 * MS
-        );
+        let deadline = commit_deadline(first, BIG, 10 * MS, Some(long_ago), 8 * MS);
+        assert_eq!(deadline, first + 10 * MS);
+        // A small batch right after a slow commit: no spacing either.
+        let deadline = commit_deadline(first, 3, 10 * MS, Some(first), 8 * MS);
+        assert_eq!(deadline, first + 10 * MS);
     }
 
     #[test]
     fn under_load_commits_are_spaced_by_their_cost_within_the_widest_wait() {
         let first = Instant::now();
         // A 6 ms commit that just ended: the next waits 24 ms after it.
-        assert_eq!(
-            commit_deadline(first, 10 * MS, Some(first), 6 * MS),
-            first + 24 * MS
-        );
+        let deadline = commit_deadline(first, BIG, 10 * MS, Some(first), 6 * MS);
+        assert_eq!(deadline, first + 24 * MS);
         // A 40 ms commit would ask for 160 ms; the wait stops at 5 intervals.
-        assert_eq!(
-            commit_deadline(first, 10 * MS, Some(first), 40 * MS),
-            first + 50 * MS
-        );
+        let deadline = commit_deadline(first, BIG, 10 * MS, Some(first), 40 * MS);
+        assert_eq!(deadline, first + 50 * MS);
         // A cheap commit never brings the deadline below the interval.
-        assert_eq!(
-            commit_deadline(first, 10 * MS, Some(first), MS),
-            first + 10 * MS
-        );
+        let deadline = commit_deadline(first, BIG, 10 * MS, Some(first), MS);
+        assert_eq!(deadline, first + 10 * MS);
     }
 }
