@@ -60,13 +60,14 @@ pub fn commit_deadline(
     earliest.max(spaced).min(latest)
 }
 
-/// Frequent small commits make many small segments. Merging only once 16 have piled up (not
-/// Tantivy's 8) and treating segments under 50,000 documents as one level re-merges the same
-/// documents less often: merge CPU fell by about a fifth in our send benchmark.
+/// Commits make segments of a few thousand documents. Merging only once 24 have piled up (not
+/// Tantivy's 8) and treating segments under 20,000 documents as one level re-merges the same
+/// documents less often. Under `mixed_load`, indexing plus merging took 5.1 s per 15 s
+/// window against 6.4 s with 16 and 50,000, and 8.1 s with 16 and 10,000 (docs/BENCHMARKS.md).
 pub fn merge_policy() -> tantivy::indexer::LogMergePolicy {
     let mut policy = tantivy::indexer::LogMergePolicy::default();
-    policy.set_min_num_segments(16);
-    policy.set_min_layer_size(50_000);
+    policy.set_min_num_segments(24);
+    policy.set_min_layer_size(20_000);
     policy
 }
 
