@@ -57,13 +57,33 @@ impl<'b> Headers<'b> {
 
     /// The value of the first field named `name` (ASCII case-insensitive).
     pub fn get(&self, name: &str) -> Option<&'b [u8]> {
-        self.section.split(|b| *b == b'\n').find_map(|line| {
+        let [value] = self.get_each([name]);
+        value
+    }
+
+    /// The value of the first field of each of `names`, in one pass over the section (the
+    /// transport checks read five on every request).
+    pub fn get_each<const N: usize>(&self, names: [&str; N]) -> [Option<&'b [u8]>; N] {
+        let mut values = [None; N];
+        let mut missing = N;
+        for line in self.section.split(|b| *b == b'\n') {
+            if missing == 0 {
+                break;
+            }
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let colon = line.iter().position(|b| *b == b':')?;
-            line[..colon]
-                .eq_ignore_ascii_case(name.as_bytes())
-                .then(|| trim_ows(&line[colon + 1..]))
-        })
+            let Some(colon) = line.iter().position(|b| *b == b':') else {
+                continue;
+            };
+            let field = &line[..colon];
+            for (value, name) in values.iter_mut().zip(names) {
+                if value.is_none() && field.eq_ignore_ascii_case(name.as_bytes()) {
+                    *value = Some(trim_ows(&line[colon + 1..]));
+                    missing -= 1;
+                    break;
+                }
+            }
+        }
+        values
     }
 }
 
@@ -380,6 +400,10 @@ mod tests {
             Some(&b"http://localhost"[..])
         );
         assert_eq!(request.headers.get("accept"), None);
+        let [origin, accept, host] = request.headers.get_each(["origin", "accept", "HOST"]);
+        assert_eq!(origin, request.headers.get("origin"));
+        assert_eq!(accept, None);
+        assert_eq!(host, Some(&b"localhost:8000"[..]));
         assert!(request.body.is_empty());
     }
 

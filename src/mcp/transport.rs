@@ -60,8 +60,10 @@ pub fn admit(
 
 /// Checks everything about a `POST /mcp` that the headers decide.
 pub fn check(headers: &Headers<'_>, policy: &TransportPolicy) -> Result<(), HeaderRefusal> {
+    let [host, origin, authorization, content_type, accept] =
+        headers.get_each(["host", "origin", "authorization", "content-type", "accept"]);
     if policy.check_host {
-        if let Some(host) = headers.get("host") {
+        if let Some(host) = host {
             if !host_allowed(host, policy) {
                 return refuse(
                     Status::Forbidden,
@@ -70,7 +72,7 @@ pub fn check(headers: &Headers<'_>, policy: &TransportPolicy) -> Result<(), Head
             }
         }
     }
-    if let Some(origin) = headers.get("origin") {
+    if let Some(origin) = origin {
         if !origin_allowed(origin, policy) {
             return refuse(
                 Status::Forbidden,
@@ -82,11 +84,11 @@ pub fn check(headers: &Headers<'_>, policy: &TransportPolicy) -> Result<(), Head
         }
     }
     if let Some(token) = &policy.token {
-        if !bearer_matches(headers.get("authorization"), token) {
+        if !bearer_matches(authorization, token) {
             return refuse(Status::Unauthorized, "missing or wrong bearer token");
         }
     }
-    if let Some(content_type) = headers.get("content-type") {
+    if let Some(content_type) = content_type {
         if !media_type_is(content_type, b"application/json") {
             return refuse(
                 Status::UnsupportedMediaType,
@@ -94,7 +96,7 @@ pub fn check(headers: &Headers<'_>, policy: &TransportPolicy) -> Result<(), Head
             );
         }
     }
-    if let Some(accept) = headers.get("accept") {
+    if let Some(accept) = accept {
         if !accepts_json(accept) {
             return refuse(
                 Status::NotAcceptable,
