@@ -141,11 +141,13 @@ impl Indexer {
                     hooks.check(&doc);
                     taken.push(UserOperation::Add(self.document(&doc)));
                     self.first_uncommitted_at.get_or_insert_with(Instant::now);
+                    // While documents keep coming the queue is never empty, so the deadline
+                    // is checked here too: lag stays bounded when the indexer is behind.
                     if taken.len() >= MAX_HANDOFF_DOCS {
                         self.hand_off(&mut taken);
-                    }
-                    if self.uncommitted >= MAX_BATCH_DOCS {
-                        self.commit();
+                        if self.uncommitted >= MAX_BATCH_DOCS || self.is_due() {
+                            self.commit();
+                        }
                     }
                 }
                 Some(Work::Shutdown) => {
@@ -175,19 +177,28 @@ impl Indexer {
         tracing::info!(indexed, "search index flushed");
     }
 
-    /// Commits if the open batch is due, else sleeps until the next poll.
-    fn commit_or_wait(&mut self) {
-        let Some(first) = self.first_uncommitted_at else {
-            return;
-        };
+    /// When the open batch is due for its commit (`None` when no batch is open).
+    fn deadline(&self) -> Option<Instant> {
+        let first = self.first_uncommitted_at?;
         let (ended, took) = self.last_commit.unzip();
-        let deadline = commit_deadline(
+        Some(commit_deadline(
             first,
             self.uncommitted,
             self.commit_interval,
             ended,
             took.unwrap_or_default(),
-        );
+        ))
+    }
+
+    fn is_due(&self) -> bool {
+        self.deadline().is_some_and(|due| Instant::now() >= due)
+    }
+
+    /// Commits if the open batch is due, else sleeps until the next poll.
+    fn commit_or_wait(&mut self) {
+        let Some(deadline) = self.deadline() else {
+            return;
+        };
         let now = Instant::now();
         if now >= deadline {
             self.commit();
