@@ -392,13 +392,9 @@ pub fn thread_cpu_seconds() -> [(&'static str, f64); THREAD_CLASSES.len()] {
             }
         }
     }
-    let total = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|stat| parse_task_stat(&stat).map(|(_, used)| used))
-        .unwrap_or(listed);
+    let total = process_cpu_ticks().unwrap_or(listed);
     ticks[1] += total.saturating_sub(listed);
-    // SAFETY: sysconf only reads a configuration value.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let per_second = clock_ticks_per_second();
     let mut out = [("", 0.0); THREAD_CLASSES.len()];
     for (slot, (class, used)) in out.iter_mut().zip(THREAD_CLASSES.iter().zip(ticks)) {
         *slot = (class, used as f64 / per_second);
@@ -415,6 +411,22 @@ pub fn resident_bytes() -> u64 {
     // SAFETY: sysconf only reads a configuration value.
     let page_bytes = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
     pages * page_bytes
+}
+
+/// User plus system CPU seconds of this whole process, exited threads included (0 where
+/// procfs is unreadable). The load tools in `bench/` read their own with it.
+pub fn process_cpu_seconds() -> f64 {
+    process_cpu_ticks().unwrap_or(0) as f64 / clock_ticks_per_second()
+}
+
+fn process_cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_task_stat(&stat).map(|(_, used)| used)
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a configuration value.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
 }
 
 /// A `/proc/.../stat` line's name (between the parentheses; it may hold spaces) and its

@@ -198,6 +198,15 @@ impl McpClient {
         }
     }
 
+    /// `get_inbox`: the ids of the messages drained, in order.
+    pub fn inbox_ids(&mut self, agent: &str) -> Result<Vec<String>, CallError> {
+        Ok(self
+            .inbox(agent)?
+            .iter()
+            .filter_map(|m| m["id"].as_str().map(str::to_string))
+            .collect())
+    }
+
     pub fn search(&mut self, query: &str, limit: usize) -> Result<Vec<Value>, CallError> {
         match self.call("search_messages", json!({"query": query, "limit": limit}))? {
             Value::Array(hits) => Ok(hits),

@@ -28,7 +28,7 @@ impl Snapshot {
             .map(|response| String::from_utf8_lossy(&response.body).into_owned())
             .unwrap_or_default();
         let mut snapshot = parse_metrics(&text);
-        snapshot.client_cpu_s = own_cpu_seconds();
+        snapshot.client_cpu_s = allman::metrics::process_cpu_seconds();
         snapshot
     }
 
@@ -136,21 +136,6 @@ fn parse_metrics(text: &str) -> Snapshot {
         }
     }
     snapshot
-}
-
-/// This process's user plus system CPU seconds (`/proc/self/stat`; 0 where unreadable).
-fn own_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    let Some(after_name) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-        return 0.0;
-    };
-    let mut fields = after_name.split_ascii_whitespace();
-    let utime: f64 = fields.nth(11).and_then(|f| f.parse().ok()).unwrap_or(0.0);
-    let stime: f64 = fields.next().and_then(|f| f.parse().ok()).unwrap_or(0.0);
-    // Linux reports these in USER_HZ, which is 100 on every architecture it supports.
-    (utime + stime) / 100.0
 }
 
 #[cfg(test)]

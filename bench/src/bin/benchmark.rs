@@ -66,12 +66,7 @@ fn main() -> ExitCode {
     let drain = {
         let names = Arc::clone(&names);
         run_phase("drain", &url, concurrency, agents, move |client, i| {
-            let messages = client.inbox(&names[i])?;
-            let ids: Vec<String> = messages
-                .iter()
-                .filter_map(|m| m["id"].as_str().map(str::to_string))
-                .collect();
-            Ok((names[i].clone(), ids))
+            Ok((names[i].clone(), client.inbox_ids(&names[i])?))
         })
     };
     let after_drain = Snapshot::take(&url);

@@ -223,8 +223,8 @@ impl WorkerPlan {
             }
             let agent = own[next_drain % own.len()];
             next_drain += 1;
-            match client.inbox(&self.names[agent]) {
-                Ok(messages) => result.drained.push((agent, ids_of(&messages))),
+            match client.inbox_ids(&self.names[agent]) {
+                Ok(ids) => result.drained.push((agent, ids)),
                 Err(error) => note(&mut result.sample_errors, error),
             }
             self.search_one(&mut client, &mut unsearched, &mut result.windows[window]);
@@ -262,13 +262,6 @@ impl WorkerPlan {
     }
 }
 
-fn ids_of(messages: &[serde_json::Value]) -> Vec<String> {
-    messages
-        .iter()
-        .filter_map(|m| m["id"].as_str().map(str::to_string))
-        .collect()
-}
-
 fn note(errors: &mut Vec<String>, error: CallError) {
     if errors.len() < 5 {
         errors.push(error.to_string());
@@ -281,11 +274,11 @@ fn drain_all(plan: &Plan) -> Result<Vec<(usize, Vec<String>)>, CallError> {
     let mut drained = Vec::new();
     for (agent, name) in plan.names.iter().enumerate() {
         loop {
-            let messages = client.inbox(name)?;
-            if messages.is_empty() {
+            let ids = client.inbox_ids(name)?;
+            if ids.is_empty() {
                 break;
             }
-            drained.push((agent, ids_of(&messages)));
+            drained.push((agent, ids));
         }
     }
     Ok(drained)
