@@ -2,7 +2,7 @@
 //! listening socket and serving its connections itself, and the orderly stop.
 
 use crate::audit::ProfileEvent;
-use crate::config::{Config, MAX_HEADER_BYTES};
+use crate::config::{Config, Durability, MAX_HEADER_BYTES};
 use crate::feed::{Feed, Producer};
 use crate::http::{self, refuse_connection, serve_connection, ConnectionContext, ReadBudget};
 use crate::lifecycle::Event;
@@ -10,11 +10,13 @@ use crate::mcp::transport::TransportPolicy;
 use crate::metrics::Metrics;
 use crate::routes::Routes;
 use crate::search::{SearchDoc, SearchHandle};
+use crate::storage::{self, StartKits};
 use crate::tools::Toolbox;
 use crate::wake::Notify;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
-use shards::{InboxLimits, MeshPair, Shard, Turn};
+use shards::log::journal::SegmentWriter;
+use shards::{MeshPair, Shard, Turn};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
@@ -41,6 +43,8 @@ const STALL_THRESHOLD_MS: u64 = 50;
 #[derive(Clone)]
 pub struct Helpers {
     pub metrics: Arc<Metrics>,
+    /// Each shard's recovered state and log.
+    pub kits: Arc<StartKits>,
     pub search: SearchHandle,
     pub search_docs: Producer<SearchDoc>,
     pub audit: Producer<ProfileEvent>,
@@ -52,7 +56,6 @@ struct ShardSettings {
     limits: http::Limits,
     timeouts: http::Timeouts,
     max_connections: usize,
-    inbox_limits: InboxLimits,
     /// How long a stopping shard waits for in-flight requests before it gives up on them.
     shutdown_grace: Duration,
     /// Request bytes the shard buffers beyond each connection's first read buffer.
@@ -72,10 +75,6 @@ impl ShardSettings {
                 request: Duration::from_millis(config.request_timeout_ms),
             },
             max_connections: config.max_connections,
-            inbox_limits: InboxLimits {
-                messages: config.max_inbox_messages,
-                bytes: config.max_inbox_bytes,
-            },
             shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
             read_buffer_budget_bytes: config.read_buffer_budget_bytes,
             transport: TransportPolicy {
@@ -232,22 +231,67 @@ struct ShardContext {
 }
 
 async fn run_shard(context: ShardContext, reporter: &Reporter) {
-    let shard = match Shard::join(context.mesh, context.settings.inbox_limits).await {
+    let failed = |reason: String| {
+        reporter.send(Event::Failed {
+            slot: reporter.slot,
+            core: reporter.core,
+            reason,
+            executor_started: true,
+        })
+    };
+    let kits = Arc::clone(&context.helpers.kits);
+    let mut log_start = None;
+    let joined = Shard::join_with(context.mesh, |id| {
+        let kit = kits.take(id)?;
+        let journal = kit.log.as_ref().map(|log| kits.journal(log));
+        log_start = kit.log;
+        Ok((kit.state, journal))
+    })
+    .await;
+    let shard = match joined {
         Ok(shard) => shard,
-        Err(error) => {
-            reporter.send(Event::Failed {
-                slot: reporter.slot,
-                core: reporter.core,
-                reason: error.to_string(),
-                executor_started: true,
-            });
-            return;
+        Err(error) => return failed(error.to_string()),
+    };
+    // The flusher writes this shard's log; a write error stops the server (exit 1) rather
+    // than acknowledge anything it could not log.
+    let flusher = match &log_start {
+        Some(log) => {
+            let count = shard.count() as u32;
+            // fsync mode writes around the page cache (the data goes to the device anyway);
+            // batch mode hands each batch to the page cache, which survives a crash of the
+            // process and costs no device round trip per group commit.
+            let direct_io = kits.mode == Durability::Fsync;
+            match SegmentWriter::create(&log.dir, shard.id() as u32, count, log.base, direct_io)
+                .await
+            {
+                Ok(writer) => {
+                    tracing::debug!(
+                        shard = shard.id(),
+                        direct_io = writer.is_direct(),
+                        "log open"
+                    );
+                    Some(glommio::spawn_local(write_log(Rc::clone(&shard), writer)))
+                }
+                Err(error) => {
+                    return failed(format!(
+                        "cannot open its log in {}: {error}",
+                        log.dir.display()
+                    ))
+                }
+            }
         }
+        None => None,
     };
     // SAFETY: `fd` is a listening socket this thread owns (a dup made for it in `start`).
     let listener = unsafe { TcpListener::from_raw_fd(context.fd) };
     let search_feed = Feed::new(context.helpers.search_docs);
     let audit_feed = Feed::new(context.helpers.audit);
+    shard.set_sink(storage::sink(
+        shard.id(),
+        log_start.is_some(),
+        Rc::clone(&search_feed),
+        Rc::clone(&audit_feed),
+    ));
     let metrics = Arc::clone(&context.helpers.metrics);
     let toolbox = Toolbox::new(
         Rc::clone(&shard),
@@ -289,10 +333,25 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
     reporter.send(Event::Drained { shard: shard.id() });
     // Keep answering other shards' requests until every shard has drained.
     context.exit.wait().await;
+    // Write and sync what is left of the log; its last emissions reach the feeds.
+    if let (Some(journal), Some(flusher)) = (shard.journal(), flusher) {
+        journal.close();
+        flusher.await;
+    }
     // A connection still busy after the grace period may have submitted more since.
     search_feed.flush_all();
     audit_feed.flush_all();
     shard.close();
+}
+
+/// Runs the shard's log flusher; if the log cannot be written, the server stops (exit 1):
+/// nothing it could not log is ever acknowledged.
+async fn write_log(shard: Rc<Shard>, writer: SegmentWriter) {
+    let id = shard.id();
+    if let Err(error) = shard.flush_log(writer).await {
+        tracing::error!(shard = id, %error, "cannot write the log; stopping");
+        std::process::exit(1);
+    }
 }
 
 /// Ends idle connections at once and lets busy ones finish the requests they have read, for
@@ -422,6 +481,15 @@ async fn publish_shard_gauges(shard: Rc<Shard>, budget: Rc<ReadBudget>, metrics:
             .store(stats.queued_messages as u64, Ordering::Relaxed);
         slot.cross_shard_in_flight
             .store(stats.in_flight as u64, Ordering::Relaxed);
+        if let Some(journal) = shard.journal() {
+            let log = *journal.stats.borrow();
+            slot.log_bytes.store(log.bytes_written, Ordering::Relaxed);
+            slot.log_records.store(log.records, Ordering::Relaxed);
+            slot.log_batches.store(log.batches, Ordering::Relaxed);
+            slot.log_syncs.store(log.syncs, Ordering::Relaxed);
+            slot.log_sync_micros
+                .store(log.sync_micros_total, Ordering::Relaxed);
+        }
         glommio::timer::sleep(Duration::from_millis(GAUGE_INTERVAL_MS)).await;
     }
 }

@@ -205,6 +205,18 @@ impl<T> Producer<T> {
     }
 }
 
+impl<T> Producer<T> {
+    /// Sends `item` from outside any shard (start-up: what recovery hands over again), past
+    /// the bounds: the helper starts on it before any request is served.
+    pub fn send_unbounded(&self, item: T, bytes: usize) {
+        self.counters.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.counters
+            .pending_bytes
+            .fetch_add(bytes, Ordering::AcqRel);
+        self.send_counted(item, bytes);
+    }
+}
+
 impl<T> Consumer<T> {
     /// Waits for the next item, until `deadline` if one is given. A disconnected channel
     /// (every sender gone) reads as `Shutdown`.
@@ -279,6 +291,22 @@ impl<T: 'static> Feed<T> {
             }
             glommio::timer::sleep(Duration::from_millis(RETRY_INTERVAL_MS)).await;
         }
+    }
+
+    /// Hands `item` to the helper now, charging its bytes without waiting: for items a shard
+    /// produces for a request that holds a [`Charge`] of its own until its reply (the owner
+    /// of a message hands its document over once the log record is durable). The item is
+    /// counted twice only until that reply, so the bound holds once requests are answered.
+    pub fn submit_owed(self: &Rc<Self>, item: T, bytes: usize) {
+        self.producer
+            .counters
+            .pending_bytes
+            .fetch_add(bytes, Ordering::AcqRel);
+        let charge = Charge {
+            bytes,
+            pending_bytes: Arc::clone(&self.producer.counters.pending_bytes),
+        };
+        self.submit(item, charge);
     }
 
     /// Hands `item` to the helper, or holds it here (in order) while the helper is behind.

@@ -2,7 +2,8 @@
 //! these modules, and the fuzz targets (`fuzz/`) drive the decoders directly.
 //!
 //! Data flows one way: socket → [`http`] → [`mcp`] → [`tools`] → shards (the `shards` crate)
-//! → reply; [`search`] and [`audit`] are helper threads fed through [`feed`].
+//! → reply; [`search`] and [`audit`] are helper threads fed through [`feed`]; [`storage`]
+//! recovers the shards' logs at start and hands each shard its state.
 
 pub mod audit;
 pub mod clock;
@@ -20,5 +21,6 @@ pub mod mcp;
 pub mod metrics;
 pub mod routes;
 pub mod search;
+pub mod storage;
 pub mod tools;
 pub mod wake;

@@ -1,7 +1,7 @@
 //! allman: start-up and shutdown, in order. Read this file as the table of contents.
 
 use allman::metrics::{AuditMetrics, CoreLayout, Metrics, SearchMetrics};
-use allman::{audit, config, cores, executors, lifecycle, search};
+use allman::{audit, config, cores, executors, lifecycle, search, storage};
 use std::sync::Arc;
 
 use config::{Config, ConfigError};
@@ -64,9 +64,13 @@ fn run(config: &Config) -> Result<ExitCode, String> {
     let (events_tx, events) = mpsc::channel();
     watch_signals(events_tx.clone()).map_err(|e| format!("cannot install signal handling: {e}"))?;
 
-    // 4-5. The search threads and the git writer, on their cores. An unusable INDEX_PATH or
-    //      REPO_ROOT stops start-up here.
-    let (search, audit, helpers) = start_helpers(config, &events_tx)?;
+    // 4. The data directory, locked: a second server on it stops here.
+    let data_dir = storage::DataDir::lock(&config.data_dir)?;
+
+    // 5. Recovery of every shard's log, then the search threads and the git writer on their
+    //    cores, handed what they had not finished. An unusable INDEX_PATH or REPO_ROOT, or a
+    //    corrupt log, stops start-up here.
+    let (search, audit, helpers) = start_helpers(config, &data_dir, &events_tx)?;
 
     // 6. The shards. Each reports ready once it has joined the mesh and holds the socket.
     let executors = executors::start(config, &listener, &helpers, &events_tx)
@@ -92,6 +96,7 @@ fn run(config: &Config) -> Result<ExitCode, String> {
     drop(helpers);
     search.shutdown();
     let unwritten = audit.shutdown();
+    drop(data_dir);
     if unwritten > 0 {
         tracing::error!(
             unwritten,
@@ -103,9 +108,11 @@ fn run(config: &Config) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Starts the search threads and the git writer, and gathers the ends every shard gets.
+/// Recovers the logs, starts the search threads and the git writer, hands them what they
+/// had not finished, and gathers the ends every shard gets.
 fn start_helpers(
     config: &Config,
+    data_dir: &storage::DataDir,
     events: &mpsc::Sender<Event>,
 ) -> Result<
     (
@@ -115,6 +122,27 @@ fn start_helpers(
     ),
     String,
 > {
+    let durable = config.durability != config::Durability::None;
+    let opened = search::open_index(&config.index_path, durable).map_err(|e| e.to_string())?;
+    if let Some(reason) = &opened.recreated_because {
+        tracing::warn!(
+            path = %config.index_path.display(),
+            %reason,
+            "the search index could not be kept; it is rebuilt from what the logs retain"
+        );
+    }
+    let index_progress = opened
+        .payload
+        .as_deref()
+        .and_then(search::Watermarks::from_text);
+    let git_progress = durable
+        .then(|| audit::read_progress(&config.repo_root))
+        .flatten();
+    let mut recovery = storage::recover(config, data_dir, index_progress, git_progress)?;
+    if let Some(report) = &recovery.report {
+        log_recovery(report);
+    }
+
     let search_config = search::SearchConfig {
         index_path: config.index_path.clone(),
         core: config.index_core,
@@ -123,8 +151,14 @@ fn start_helpers(
         commit_interval_ms: config.search_commit_ms,
     };
     let search_metrics = Arc::new(SearchMetrics::default());
-    let search = search::start(&search_config, Arc::clone(&search_metrics), events)
-        .map_err(|e| e.to_string())?;
+    let search = search::start(
+        &search_config,
+        opened,
+        recovery.index_progress.clone(),
+        Arc::clone(&search_metrics),
+        events,
+    )
+    .map_err(|e| e.to_string())?;
     let audit_config = audit::AuditConfig {
         repo_root: config.repo_root.clone(),
         core: config.git_core,
@@ -132,8 +166,17 @@ fn start_helpers(
         queue_bytes: config.audit_queue_bytes,
     };
     let audit_metrics = Arc::new(AuditMetrics::default());
-    let audit = audit::start(&audit_config, Arc::clone(&audit_metrics), events)
-        .map_err(|e| e.to_string())?;
+    let audit = audit::start(
+        &audit_config,
+        recovery.git_progress.clone(),
+        Arc::clone(&audit_metrics),
+        events,
+    )
+    .map_err(|e| e.to_string())?;
+    let (messages, profiles) = recovery.hand_over(&search.docs(), &audit.events());
+    if messages + profiles > 0 {
+        tracing::info!(messages, profiles, "handed to search and git again");
+    }
     let metrics =
         Metrics::new(config.shard_count(), search_metrics, audit_metrics).with_layout(CoreLayout {
             shard_cores: config.shard_cores.clone(),
@@ -142,11 +185,33 @@ fn start_helpers(
         });
     let helpers = executors::Helpers {
         metrics: Arc::new(metrics),
+        kits: recovery.kits,
         search: search.handle(),
         search_docs: search.docs(),
         audit: audit.events(),
     };
     Ok((search, audit, helpers))
+}
+
+fn log_recovery(report: &shards::log::recovery::Report) {
+    for (path, bytes) in &report.torn {
+        tracing::warn!(
+            file = %path.display(),
+            bytes,
+            "cut a torn write at the end of the log (a crash during a write; nothing acknowledged was in it)"
+        );
+    }
+    tracing::info!(
+        agents = report.agents,
+        queued_messages = report.queued_messages,
+        records = report.records,
+        bytes_read = report.bytes_read,
+        pending_delivered = report.delivered_pending,
+        pending_dropped = report.dropped_pending,
+        resharded_from = ?report.resharded_from,
+        took_ms = report.took.as_millis() as u64,
+        "recovered"
+    );
 }
 
 /// Waits for a signal (true) or a fatal event: a shard or a helper thread that stopped, which
@@ -325,6 +390,8 @@ fn log_started(config: &Config, addr: SocketAddr) {
         token_required = config.token.is_some(),
         allowed_origins = ?config.allowed_origins,
         audit_queue_depth = config.audit_queue_depth,
+        durability = %config.durability,
+        data_dir = %config.data_dir.display(),
         index_path = %config.index_path.display(),
         repo_root = %config.repo_root.display(),
         "allman started"

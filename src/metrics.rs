@@ -68,6 +68,12 @@ pub struct ShardMetrics {
     pub cross_shard_in_flight: AtomicU64,
     /// Request bytes buffered beyond each connection's first read buffer (the read budget).
     pub read_buffer_bytes: AtomicU64,
+    /// The shard's log (copied from its journal every second).
+    pub log_bytes: AtomicU64,
+    pub log_records: AtomicU64,
+    pub log_batches: AtomicU64,
+    pub log_syncs: AtomicU64,
+    pub log_sync_micros: AtomicU64,
 }
 
 impl ShardMetrics {
@@ -252,6 +258,43 @@ impl Metrics {
         for (name, help, field) in gauges {
             header(out, name, "gauge", help);
             self.per_shard(out, name, |s| field(s).load(Ordering::Relaxed));
+        }
+        let counters: [(&str, &str, Field); 4] = [
+            (
+                "allman_log_bytes_total",
+                "bytes written to the shard's log, padding included",
+                |s| &s.log_bytes,
+            ),
+            (
+                "allman_log_records_total",
+                "records written to the shard's log",
+                |s| &s.log_records,
+            ),
+            (
+                "allman_log_batches_total",
+                "group commits (writes) of the shard's log; records / batches is the batch size",
+                |s| &s.log_batches,
+            ),
+            (
+                "allman_log_syncs_total",
+                "fdatasync calls on the shard's log",
+                |s| &s.log_syncs,
+            ),
+        ];
+        for (name, help, field) in counters {
+            header(out, name, "counter", help);
+            self.per_shard(out, name, |s| field(s).load(Ordering::Relaxed));
+        }
+        let name = "allman_log_sync_seconds_total";
+        header(
+            out,
+            name,
+            "counter",
+            "time spent in fdatasync of the shard's log",
+        );
+        for (shard, metrics) in self.shards.iter().enumerate() {
+            let seconds = metrics.log_sync_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {seconds}");
         }
         let open = self.open_connections.load(Ordering::Relaxed) as u64;
         gauge(

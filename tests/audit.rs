@@ -159,6 +159,7 @@ fn an_unusable_repo_root_stops_start_up_with_a_clear_error() {
         .args(["--port", "0", "--shards", "1"])
         .env("REPO_ROOT", &dir)
         .env("INDEX_PATH", &index)
+        .env("DATA_DIR", dir.join("data"))
         .output()
         .expect("run");
     assert!(!output.status.success());

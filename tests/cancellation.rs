@@ -143,6 +143,7 @@ fn a_multi_owner_send_dropped_at_any_step_is_all_or_nothing_and_leaks_nothing() 
     let _ = std::fs::remove_dir_all(&dir);
     let (events, _events_rx) = std::sync::mpsc::channel();
     let search_metrics = Arc::new(SearchMetrics::default());
+    let index = search::open_index(&dir.join("index"), false).expect("index");
     let search = search::start(
         &SearchConfig {
             index_path: dir.join("index"),
@@ -151,6 +152,8 @@ fn a_multi_owner_send_dropped_at_any_step_is_all_or_nothing_and_leaks_nothing() 
             queue_bytes: 1 << 20,
             commit_interval_ms: 10,
         },
+        index,
+        None,
         Arc::clone(&search_metrics),
         &events,
     )

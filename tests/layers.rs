@@ -26,8 +26,9 @@ const LAYERS: &[(&str, u8)] = &[
     ("tools", 3),
     // JSON-RPC and the MCP transport rules.
     ("mcp", 4),
-    // Routes, then the executors that run them.
+    // Routes; the durable state each shard starts from.
     ("routes", 5),
+    ("storage", 5),
     ("executors", 6),
     // Drives the decoders for the fuzz targets.
     ("fuzzing", 7),

@@ -252,17 +252,25 @@ fn shutdown_commits_every_message_to_the_index() {
 }
 
 #[test]
-fn a_restart_starts_from_an_empty_index() {
+fn a_restart_keeps_the_index_and_without_durability_starts_empty() {
     let mut server = Server::start();
     let mut client = server.client();
     setup(&mut client, &["Old"]);
-    client.send("Old", &["Old"], "stale", "");
+    client.send("Old", &["Old"], "kept", "");
     assert!(server.terminate().success());
-    let restarted = Server::start_in(&server.dir, &["--shards", "2"]);
+    let mut restarted = Server::start_in(&server.dir, &["--shards", "2"]);
     let mut client = restarted.client();
+    assert_eq!(
+        search(&mut client, "kept", 10).len(),
+        1,
+        "mail of the last run is still found, exactly once"
+    );
+    assert!(restarted.terminate().success());
+    let memory_only = Server::start_in(&server.dir, &["--durability", "none"]);
+    let mut client = memory_only.client();
     assert!(
-        search(&mut client, "stale", 10).is_empty(),
-        "mail of the last run is gone"
+        search(&mut client, "kept", 10).is_empty(),
+        "with --durability none the index starts empty, like the mail"
     );
 }
 
@@ -275,6 +283,7 @@ fn an_unusable_index_path_stops_start_up_with_a_clear_error() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_allman"))
         .args(["--port", "0", "--shards", "1"])
         .env("INDEX_PATH", &dir)
+        .env("DATA_DIR", dir.join("data"))
         .output()
         .expect("run");
     assert!(!output.status.success());
@@ -291,6 +300,7 @@ fn a_second_server_on_the_same_index_path_is_refused() {
         .args(["--port", "0", "--shards", "1"])
         .env("INDEX_PATH", first.dir.join("index"))
         .env("REPO_ROOT", first.dir.join("other-repo"))
+        .env("DATA_DIR", first.dir.join("other-data"))
         .output()
         .expect("run");
     assert!(!output.status.success());

@@ -48,6 +48,44 @@ impl Envelope {
         }
     }
 
+    /// Rebuilds an envelope from its stored parts (see [`Envelope::text`]); `None` if the
+    /// lengths do not split `text` on character boundaries.
+    pub fn from_parts(
+        id: Uuid,
+        project_id: Uuid,
+        timestamp_ms: i64,
+        text: &str,
+        from_len: usize,
+        subject_len: usize,
+    ) -> Option<Self> {
+        let subject_end = from_len.checked_add(subject_len)?;
+        if subject_end > text.len()
+            || !text.is_char_boundary(from_len)
+            || !text.is_char_boundary(subject_end)
+        {
+            return None;
+        }
+        Some(Envelope {
+            id,
+            project_id,
+            timestamp_ms,
+            from_len,
+            subject_len,
+            weight: text.len(),
+            text: text.into(),
+        })
+    }
+
+    /// `from`, `subject` and `body` back to back; split by [`Envelope::split_lengths`].
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The byte lengths of `from` and `subject` within [`Envelope::text`].
+    pub fn split_lengths(&self) -> (usize, usize) {
+        (self.from_len, self.subject_len)
+    }
+
     /// Sets what the message costs in a drained page (see [`Envelope::weight`]).
     pub fn with_weight(mut self, weight: usize) -> Self {
         self.weight = weight;

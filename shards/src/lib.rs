@@ -7,6 +7,7 @@
 
 pub mod cooperate;
 pub mod envelope;
+pub mod log;
 pub mod protocol;
 pub mod routing;
 pub mod runtime;
@@ -19,4 +20,4 @@ pub use protocol::{
 };
 pub use routing::owner_of;
 pub use runtime::{CallError, MeshPair, Shard, ShardStats, Ticket};
-pub use state::{InboxLimits, ShardState};
+pub use state::{AgentImage, InboxLimits, PendingSend, ReplayError, ShardState, StateImage};

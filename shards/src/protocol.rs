@@ -13,19 +13,25 @@ pub enum Request {
     Register(Registration),
     /// The project of an agent, if it exists.
     Lookup { name: Box<str> },
-    /// Hold one inbox place for each of `names` (step one of a send to several owners). All
-    /// or nothing: if any name is unknown or its inbox is full, nothing is held.
-    /// `bytes` is the text size of the message the places are for.
-    Reserve { names: Vec<Box<str>>, bytes: usize },
-    /// Give back places held by a `Reserve` whose send was abandoned.
-    Release { names: Vec<Box<str>>, bytes: usize },
-    /// Enqueue `envelope` for every agent in `names`, all owned by this shard. With
-    /// `reserved`, each consumes a place held by an earlier `Reserve` and cannot fail;
-    /// without, the names are checked here: all or nothing.
+    /// Step one of a send to several owners: queue `envelope` for every recipient in
+    /// `recipients` this shard owns, invisible to drains until `Commit`. All or nothing: if
+    /// any of them is unknown or full, nothing is queued. Logged; answered once durable.
+    /// `recipients` lists every recipient on every owner, and `owners` how many owner shards
+    /// there are, so recovery can tell whether every owner prepared.
+    Prepare {
+        envelope: SharedEnvelope,
+        recipients: Vec<Box<str>>,
+        owners: u16,
+    },
+    /// Step two: every owner prepared `id`; make it visible.
+    Commit { id: Uuid },
+    /// Another owner refused `id`: drop what `Prepare` queued.
+    Abort { id: Uuid },
+    /// Enqueue `envelope` for every agent in `names`, all owned by this shard, visible at
+    /// once (a send with one owner): all or nothing.
     Deliver {
         names: Vec<Box<str>>,
         envelope: SharedEnvelope,
-        reserved: bool,
     },
     /// Remove and return the queued messages of `name`, oldest first, while their weights
     /// (see [`crate::Envelope::weight`]) add up to at most `max_weight`; the rest stays queued
@@ -88,12 +94,13 @@ pub enum Reply {
         project_id: Uuid,
     },
     Agent(Option<Uuid>),
-    /// The answer to `Reserve`: a place held for each of this many names, or why none was.
-    Reserved(Result<usize, Undeliverable>),
+    /// The answer to `Prepare`: queued (invisibly) for this many names, or why for none.
+    Prepared(Result<usize, Undeliverable>),
+    /// The answer to `Commit` and `Abort`.
+    Settled,
     /// The answer to `Deliver`: enqueued once for each of this many distinct names, or why
     /// nothing was.
     Delivered(Result<usize, Undeliverable>),
-    Released,
     /// `None`: no such agent.
     Drained(Option<DrainedPage>),
 }

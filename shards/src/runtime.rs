@@ -14,9 +14,12 @@
 //! flows back to the client through TCP instead of into memory.
 
 use crate::cooperate::Turn;
+use crate::log::journal::{flush_batch, Journal, SegmentWriter};
+use crate::log::Emitted;
 use crate::protocol::{Reply, Request};
 use crate::state::{InboxLimits, ShardState};
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::channels::shared_channel::ConnectedReceiver;
 use std::cell::RefCell;
 use std::fmt;
@@ -24,6 +27,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 type RequestFrame = (u32, Request);
 type ReplyFrame = (u32, Reply);
@@ -56,6 +60,7 @@ impl std::error::Error for CallError {}
 pub struct MeshPair {
     requests: MeshBuilder<RequestFrame, Full>,
     replies: MeshBuilder<ReplyFrame, Full>,
+    capacity: usize,
 }
 
 impl MeshPair {
@@ -66,6 +71,7 @@ impl MeshPair {
         MeshPair {
             requests: MeshBuilder::full(shard_count, channel_capacity),
             replies: MeshBuilder::full(shard_count, channel_capacity),
+            capacity: channel_capacity,
         }
     }
 
@@ -83,6 +89,9 @@ pub struct ShardStats {
     pub in_flight: usize,
 }
 
+/// Where a shard's emissions go once durable (the search and git feeds).
+pub type Sink = Box<dyn Fn(Emitted)>;
+
 /// One shard: the state it owns plus its ends of the meshes. Lives on one executor (`Rc`).
 pub struct Shard {
     id: usize,
@@ -91,12 +100,31 @@ pub struct Shard {
     requests: Senders<RequestFrame>,
     replies: Senders<ReplyFrame>,
     pending: RefCell<Pending>,
+    /// `None` in `none` durability: replies go out at once.
+    journal: Option<Rc<Journal>>,
+    sink: RefCell<Option<Sink>>,
+    /// Reused by every release of emissions.
+    released: RefCell<Vec<Emitted>>,
 }
 
+/// A reply waiting for its log position to be durable before it goes back to the peer.
+type HeldReply = (u32, Reply, u64);
+
 impl Shard {
-    /// Joins both meshes (every shard must call this) and starts the tasks that answer peers'
-    /// requests and collect their replies. The shard id is the mesh's peer id.
+    /// Joins both meshes (every shard must call this) with a fresh, unlogged state.
     pub async fn join(mesh: MeshPair, limits: InboxLimits) -> Result<Rc<Shard>, CallError> {
+        let count = mesh.shard_count();
+        Self::join_with(mesh, |id| Ok((ShardState::new(id, count, limits), None))).await
+    }
+
+    /// Joins both meshes (every shard must call this) and starts the tasks that answer peers'
+    /// requests and collect their replies. The shard id is the mesh's peer id; `start` gives
+    /// the state this shard starts with (recovered from its log, or empty) and, with a log,
+    /// its journal: then every reply waits until its log position is durable.
+    pub async fn join_with(
+        mesh: MeshPair,
+        start: impl FnOnce(usize) -> Result<(ShardState, Option<Rc<Journal>>), String>,
+    ) -> Result<Rc<Shard>, CallError> {
         let count = mesh.shard_count();
         let (requests, mut request_rx) = mesh
             .requests
@@ -115,16 +143,34 @@ impl Shard {
                 replies.peer_id()
             )));
         }
+        let (state, journal) = start(id).map_err(CallError::MeshJoin)?;
+        if state.shard_id() != id || state.shard_count() != count {
+            return Err(CallError::MeshJoin(format!(
+                "shard {id} of {count} was given the state of shard {} of {}",
+                state.shard_id(),
+                state.shard_count()
+            )));
+        }
+        let capacity = mesh.capacity;
         let shard = Rc::new(Shard {
             id,
             count,
-            state: RefCell::new(ShardState::new(id, count, limits)),
+            state: RefCell::new(state),
             requests,
             replies,
             pending: RefCell::new(Pending::default()),
+            journal,
+            sink: RefCell::new(None),
+            released: RefCell::new(Vec::new()),
         });
         for (peer, rx) in request_rx.streams() {
-            glommio::spawn_local(serve_peer(Rc::clone(&shard), peer, rx)).detach();
+            if shard.journal.is_some() {
+                let (held_tx, held_rx) = local_channel::new_bounded(capacity);
+                glommio::spawn_local(release_replies(Rc::clone(&shard), peer, held_rx)).detach();
+                glommio::spawn_local(serve_peer_logged(Rc::clone(&shard), rx, held_tx)).detach();
+            } else {
+                glommio::spawn_local(serve_peer(Rc::clone(&shard), peer, rx)).detach();
+            }
         }
         for (_, rx) in reply_rx.streams() {
             glommio::spawn_local(collect_replies(Rc::clone(&shard), rx)).detach();
@@ -150,6 +196,116 @@ impl Shard {
         crate::routing::owner_of(name, self.count)
     }
 
+    /// Where emissions go once their records are durable. Until it is set they wait.
+    pub fn set_sink(&self, sink: Sink) {
+        *self.sink.borrow_mut() = Some(sink);
+        let durable = self.journal.as_ref().map_or(0, |j| j.durable());
+        self.release_events(durable);
+    }
+
+    pub fn journal(&self) -> Option<&Rc<Journal>> {
+        self.journal.as_ref()
+    }
+
+    /// Runs `f` on the state (for snapshots and gauges); never across an await.
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut ShardState) -> R) -> R {
+        f(&mut self.state.borrow_mut())
+    }
+
+    /// Handles `request` here and returns the reply with the log position it must wait for.
+    fn handle(&self, request: Request) -> (Reply, u64) {
+        // A commit or abort need not wait for its own record: the prepares before it are
+        // durable, and recovery decides from them (see `log::recovery`).
+        let settles = matches!(request, Request::Commit { .. } | Request::Abort { .. });
+        let mut state = self.state.borrow_mut();
+        let reply = state.handle(request);
+        let log = state.log();
+        let (end, unwritten, events) = (log.end(), log.pending_bytes() > 0, log.has_events());
+        drop(state);
+        match &self.journal {
+            Some(journal) if unwritten => journal.kick(),
+            Some(_) => {}
+            None if events => self.release_events(0),
+            None => {}
+        }
+        (reply, if settles { 0 } else { end })
+    }
+
+    /// Hands the emissions whose records are durable up to `durable` to the sink.
+    fn release_events(&self, durable: u64) {
+        let sink = self.sink.borrow();
+        let Some(sink) = sink.as_ref() else {
+            return;
+        };
+        let mut released = self.released.borrow_mut();
+        self.state
+            .borrow_mut()
+            .log_mut()
+            .take_events(durable, &mut released);
+        for event in released.drain(..) {
+            sink(event);
+        }
+    }
+
+    /// The flusher: writes what the state appended, group commit, until the journal is
+    /// closed and everything is written and synced. An error ends it (and should end the
+    /// server: nothing unlogged may be acknowledged).
+    pub async fn flush_log(self: Rc<Self>, mut writer: SegmentWriter) -> std::io::Result<()> {
+        let Some(journal) = self.journal.clone() else {
+            return Ok(());
+        };
+        let mode = journal.mode();
+        let mut spare = Vec::new();
+        let mut written_end = journal.durable();
+        let mut last_sync = Instant::now();
+        loop {
+            let timeout = match mode {
+                crate::log::journal::Durability::Batch { fsync_interval } if writer.is_dirty() => {
+                    Some(
+                        fsync_interval
+                            .saturating_sub(last_sync.elapsed())
+                            .max(Duration::from_millis(1)),
+                    )
+                }
+                _ => None,
+            };
+            journal.wait_for_work(timeout).await;
+            let closing = journal.is_closing();
+            let (batch, end) = self.state.borrow_mut().log_mut().take_batch(spare);
+            let flushed = flush_batch(
+                &mut writer,
+                mode,
+                &batch,
+                written_end,
+                end,
+                &mut last_sync,
+                closing,
+            )
+            .await?;
+            written_end = end;
+            {
+                let mut stats = journal.stats.borrow_mut();
+                stats.bytes_written += flushed.bytes;
+                stats.records += flushed.records;
+                if flushed.records > 0 {
+                    stats.batches += 1;
+                }
+                stats.largest_batch_records = stats.largest_batch_records.max(flushed.records);
+                if let Some(took) = flushed.synced_in {
+                    stats.syncs += 1;
+                    stats.sync_micros_total += took.as_micros() as u64;
+                }
+            }
+            journal.advance(end);
+            self.release_events(end);
+            spare = batch;
+            spare.clear();
+            if closing && self.state.borrow().log().pending_bytes() == 0 {
+                return writer.close().await;
+            }
+        }
+    }
+
     pub fn stats(&self) -> ShardStats {
         let state = self.state.borrow();
         ShardStats {
@@ -163,8 +319,14 @@ impl Shard {
     /// before awaiting their tickets runs them on their owners in parallel.
     pub async fn submit(&self, owner: usize, request: Request) -> Result<Ticket<'_>, CallError> {
         if owner == self.id {
-            let reply = self.state.borrow_mut().handle(request);
-            return Ok(Ticket::Ready(Some(reply)));
+            let (reply, end) = self.handle(request);
+            return Ok(match &self.journal {
+                Some(journal) if journal.durable() < end => Ticket::Durable {
+                    wait: journal.wait_durable(end),
+                    reply: Some(reply),
+                },
+                _ => Ticket::Ready(Some(reply)),
+            });
         }
         if owner >= self.count {
             return Err(CallError::NoSuchShard { owner });
@@ -201,7 +363,44 @@ impl Shard {
 async fn serve_peer(shard: Rc<Shard>, peer: usize, rx: ConnectedReceiver<RequestFrame>) {
     let mut turn = Turn::new();
     while let Some((slot, request)) = turn.wait(rx.recv()).await {
-        let reply = shard.state.borrow_mut().handle(request);
+        let (reply, _) = shard.handle(request);
+        if turn
+            .wait(shard.replies.send_to(peer, (slot, reply)))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        turn.done().await;
+    }
+}
+
+/// With a log: handles each request at once and hands its reply to [`release_replies`], which
+/// sends it once durable. The two are joined by a local channel as deep as the mesh's, so a
+/// slow disk holds back this peer's requests rather than growing a queue.
+async fn serve_peer_logged(
+    shard: Rc<Shard>,
+    rx: ConnectedReceiver<RequestFrame>,
+    held: LocalSender<HeldReply>,
+) {
+    let mut turn = Turn::new();
+    while let Some((slot, request)) = turn.wait(rx.recv()).await {
+        let (reply, end) = shard.handle(request);
+        if turn.wait(held.send((slot, reply, end))).await.is_err() {
+            break;
+        }
+        turn.done().await;
+    }
+}
+
+/// Sends replies to `peer` in the order they were produced, each once its position is durable.
+async fn release_replies(shard: Rc<Shard>, peer: usize, held: LocalReceiver<HeldReply>) {
+    let Some(journal) = shard.journal.clone() else {
+        return;
+    };
+    let mut turn = Turn::new();
+    while let Some((slot, reply, end)) = turn.wait(held.recv()).await {
+        turn.wait(journal.wait_durable(end)).await;
         if turn
             .wait(shard.replies.send_to(peer, (slot, reply)))
             .await
@@ -225,6 +424,11 @@ async fn collect_replies(shard: Rc<Shard>, rx: ConnectedReceiver<ReplyFrame>) {
 pub enum Ticket<'a> {
     /// Answered already (local fast path).
     Ready(Option<Reply>),
+    /// Answered here, released once its log position is durable.
+    Durable {
+        wait: crate::log::journal::WaitDurable,
+        reply: Option<Reply>,
+    },
     /// Waiting for the owner shard.
     Remote { shard: &'a Shard, slot: u32 },
 }
@@ -238,6 +442,13 @@ impl Future for Ticket<'_> {
             Ticket::Ready(reply) => match reply.take() {
                 Some(reply) => Poll::Ready(reply),
                 None => panic!("ticket polled after completion"),
+            },
+            Ticket::Durable { wait, reply } => match Pin::new(wait).poll(cx) {
+                Poll::Ready(()) => match reply.take() {
+                    Some(reply) => Poll::Ready(reply),
+                    None => panic!("ticket polled after completion"),
+                },
+                Poll::Pending => Poll::Pending,
             },
             Ticket::Remote { shard, slot } => {
                 let polled = shard.pending.borrow_mut().poll(*slot, cx.waker());

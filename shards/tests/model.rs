@@ -60,7 +60,7 @@ impl Model {
     }
 }
 
-/// A multi-owner send whose places are reserved and whose groups are delivered one by one.
+/// A multi-owner send prepared on every owner and committed one owner at a time.
 struct InFlight {
     envelope: Arc<Envelope>,
     /// Groups not delivered yet, by owner.
@@ -195,7 +195,6 @@ impl Run {
         let reply = self.cluster[owner].handle(Request::Deliver {
             names,
             envelope: Arc::clone(&envelope),
-            reserved: false,
         });
         let expected = if self.model.any_unknown(&recipients) {
             "unknown"
@@ -222,7 +221,7 @@ impl Run {
         }
     }
 
-    /// Step one of the server's path for several owners: reserve everywhere, or release.
+    /// Step one of the server's path for several owners: prepare everywhere, or abort.
     fn start_multi_owner_send(&mut self) {
         let recipients: BTreeSet<&str> = (0..2 + self.rng.below(3))
             .map(|_| NAMES[self.rng.below(NAMES.len())])
@@ -231,18 +230,21 @@ impl Run {
         if groups.len() < 2 {
             return;
         }
+        let envelope = self.new_envelope();
+        let all: Vec<Box<str>> = recipients.iter().map(|n| (*n).into()).collect();
         let mut granted: Vec<usize> = Vec::new();
         let mut refused: Option<Undeliverable> = None;
-        for (owner, names) in &groups {
-            match self.cluster[*owner].handle(Request::Reserve {
-                names: names.clone(),
-                bytes: 1,
+        for (owner, _) in &groups {
+            match self.cluster[*owner].handle(Request::Prepare {
+                envelope: Arc::clone(&envelope),
+                recipients: all.clone(),
+                owners: groups.len() as u16,
             }) {
-                Reply::Reserved(Ok(_)) => granted.push(*owner),
-                Reply::Reserved(Err(refusal)) => {
+                Reply::Prepared(Ok(_)) => granted.push(*owner),
+                Reply::Prepared(Err(refusal)) => {
                     refused.get_or_insert(refusal);
                 }
-                other => panic!("{}: reserve answered {other:?}", self.context),
+                other => panic!("{}: prepare answered {other:?}", self.context),
             }
         }
         let (unknown, full) = (
@@ -255,20 +257,19 @@ impl Run {
             Some(Undeliverable::InboxFull(_)) => assert!(full, "{}", self.context),
         }
         if refused.is_some() {
-            for (owner, names) in groups.into_iter().filter(|(o, _)| granted.contains(o)) {
-                let reply = self.cluster[owner].handle(Request::Release { names, bytes: 1 });
-                assert_eq!(reply, Reply::Released, "{}", self.context);
+            for owner in granted {
+                let reply = self.cluster[owner].handle(Request::Abort { id: envelope.id });
+                assert_eq!(reply, Reply::Settled, "{}", self.context);
             }
             return;
         }
         for name in &recipients {
             self.model.agents.get_mut(*name).expect("known").reserved += 1;
         }
-        let envelope = self.new_envelope();
         self.in_flight.push(InFlight { envelope, groups });
     }
 
-    /// Step two, one owner at a time: a reserved delivery never fails.
+    /// Step two, one owner at a time: a commit never fails.
     fn advance_multi_owner_send(&mut self) {
         if self.in_flight.is_empty() {
             return;
@@ -280,13 +281,8 @@ impl Run {
         if send.groups.is_empty() {
             self.in_flight.swap_remove(index);
         }
-        let count = names.len();
-        let reply = self.cluster[owner].handle(Request::Deliver {
-            names: names.clone(),
-            envelope: Arc::clone(&envelope),
-            reserved: true,
-        });
-        assert_eq!(reply, Reply::Delivered(Ok(count)), "{}", self.context);
+        let reply = self.cluster[owner].handle(Request::Commit { id: envelope.id });
+        assert_eq!(reply, Reply::Settled, "{}", self.context);
         for name in names {
             let agent = self.model.agents.get_mut(&*name).expect("reserved");
             agent.reserved -= 1;

@@ -31,6 +31,31 @@ pub struct AuditConfig {
 pub struct ProfileEvent {
     pub profile: AgentProfile,
     pub created: bool,
+    /// The log record it comes from: (shard, position) in the current log generation.
+    pub origin: Option<(usize, u64)>,
+}
+
+pub use shards::log::recovery::Watermarks;
+
+/// What a profile costs the git feed's byte budget besides its text.
+pub const PROFILE_FIXED_BYTES: usize = 128;
+
+/// What `profile` costs the git feed's byte budget.
+pub fn profile_bytes(profile: &AgentProfile) -> usize {
+    PROFILE_FIXED_BYTES
+        + profile.name.len()
+        + profile.project_key.len()
+        + profile.program.len()
+        + profile.model.len()
+}
+
+/// How far into the shards' logs the last commit of the trail at `repo_root` got, as its
+/// message records; `None` if there is no such repository or commit.
+pub fn read_progress(repo_root: &Path) -> Option<Watermarks> {
+    let repo = gix::open(repo_root).ok()?;
+    let head = repo.head_commit().ok()?;
+    let message = head.message_raw().ok()?;
+    Watermarks::from_text(&String::from_utf8_lossy(message.as_ref()))
 }
 
 #[derive(Debug)]
@@ -69,6 +94,7 @@ pub struct AuditService {
 /// writer dies while serving, `lifecycle` is told why.
 pub fn start(
     config: &AuditConfig,
+    progress: Option<Watermarks>,
     metrics: Arc<AuditMetrics>,
     lifecycle: &std::sync::mpsc::Sender<Event>,
 ) -> Result<AuditService, AuditError> {
@@ -90,7 +116,7 @@ pub fn start(
                 Ok(repo) => {
                     let _ = opened_tx.send(Ok(()));
                     supervise("git writer", &lifecycle, move || {
-                        writer::Writer::new(repo, writer_metrics).run(inbox)
+                        writer::Writer::new(repo, writer_metrics, progress).run(inbox)
                     });
                 }
                 Err(error) => {

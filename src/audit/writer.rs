@@ -33,6 +33,9 @@ pub struct Writer {
     commits: u64,
     /// The last commit failed; the next waits for its retry time.
     failing: bool,
+    /// With a durable log: how far into each shard's log the pending profiles reach; each
+    /// commit message ends with it, so a restart re-submits only what follows.
+    progress: Option<super::Watermarks>,
 }
 
 #[derive(Serialize)]
@@ -48,7 +51,11 @@ struct ProfileFile<'a> {
 }
 
 impl Writer {
-    pub fn new(repo: gix::Repository, metrics: Arc<AuditMetrics>) -> Self {
+    pub fn new(
+        repo: gix::Repository,
+        metrics: Arc<AuditMetrics>,
+        progress: Option<super::Watermarks>,
+    ) -> Self {
         Writer {
             repo,
             pending: BTreeMap::new(),
@@ -57,6 +64,7 @@ impl Writer {
             newest_version: HashMap::new(),
             commits: 0,
             failing: false,
+            progress,
         }
     }
 
@@ -90,6 +98,9 @@ impl Writer {
     }
 
     fn add(&mut self, event: ProfileEvent) {
+        if let Some(progress) = &mut self.progress {
+            progress.note(event.origin);
+        }
         let key = (event.profile.project_id, event.profile.name.clone());
         // Profiles of one agent can arrive out of order (they are handed over by whichever
         // shard ran the tool call): only a newer version than anything seen is written.
@@ -219,6 +230,11 @@ impl Writer {
                 self.pending.len() - MESSAGE_AGENT_LINES
             ));
         }
+        if let Some(progress) = &self.progress {
+            message.push('\n');
+            message.push_str(&progress.to_text());
+            message.push('\n');
+        }
         message
     }
 }
@@ -242,6 +258,7 @@ mod tests {
                 version,
             },
             created,
+            origin: None,
         }
     }
 
@@ -250,7 +267,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("allman-writer-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let repo = gix::init_bare(&dir).expect("init");
-        let mut writer = Writer::new(repo, Arc::default());
+        let mut writer = Writer::new(repo, Arc::default(), None);
         writer.add(event(2, "new", false));
         writer.add(event(1, "old", true));
         let pending = writer.pending.values().next().expect("pending");

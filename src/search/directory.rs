@@ -1,8 +1,12 @@
-//! The index directory: small new files in memory, the rest on disk, nothing fsynced.
+//! The index directory: small new files in memory, the rest on disk, made durable only by
+//! [`UnsyncedDirectory::persist`].
 //!
-//! The index is rebuilt from scratch at every start (mail lives in memory), so making its
-//! files durable buys nothing, while every fsync would add milliseconds to each commit, and
-//! so to how soon new mail becomes searchable.
+//! Commits do not wait for the disk: every fsync would add milliseconds to each commit, and
+//! so to how soon new mail becomes searchable. Instead the indexer persists the directory
+//! every few seconds (and at shutdown): files first, then the metadata, then the deletions
+//! that waited for it. So the index on disk is always one Tantivy can open, however the
+//! process ends, and the shards' logs hold whatever it has not persisted yet (see
+//! docs/ARCHITECTURE.md, "Search survives restarts").
 //!
 //! Each commit writes a new segment of some ten small files, and merges soon delete them
 //! again. Creating a file costs far more than its bytes on some file systems: on the ext4
@@ -48,6 +52,14 @@ pub struct UnsyncedDirectory {
 struct MemoryFiles {
     files: HashMap<PathBuf, OwnedBytes>,
     bytes: usize,
+    /// Files on disk Tantivy deleted since the last persist: the metadata on disk may still
+    /// name them, so they go only once newer metadata is written.
+    deferred_deletes: Vec<PathBuf>,
+}
+
+/// Index metadata: written last when persisting, so it only names files already on disk.
+fn is_metadata(path: &Path) -> bool {
+    path == Path::new("meta.json") || path == Path::new(".managed.json")
 }
 
 impl MemoryFiles {
@@ -91,16 +103,31 @@ impl UnsyncedDirectory {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Moves every in-memory file to disk (at shutdown, once no writer or merge is left), so
-    /// the directory holds a whole index that Tantivy can open.
+    /// Moves every in-memory file to disk and syncs it: data files, then the metadata
+    /// (each replaced atomically), then the deletions that waited for newer metadata. The
+    /// directory on disk then holds a whole index that Tantivy can open, even after kill -9.
     pub fn persist(&self) -> io::Result<()> {
         let mut memory = self.memory();
-        let paths: Vec<PathBuf> = memory.files.keys().cloned().collect();
+        let mut paths: Vec<PathBuf> = memory.files.keys().cloned().collect();
+        paths.sort_by_key(|path| is_metadata(path));
         for path in paths {
             if let Some(bytes) = memory.files.get(&path) {
-                std::fs::write(self.root.join(&path), bytes.as_slice())?;
+                let target = self.root.join(&path);
+                let temporary = self.root.join(format!("{TEMP_PREFIX}persist"));
+                let mut file = File::create(&temporary)?;
+                file.write_all(bytes.as_slice())?;
+                file.sync_data()?;
+                std::fs::rename(&temporary, &target)?;
             }
             memory.remove(&path);
+        }
+        File::open(&self.root)?.sync_all()?;
+        for path in std::mem::take(&mut memory.deferred_deletes) {
+            match std::fs::remove_file(self.root.join(&path)) {
+                Ok(()) => {}
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
         }
         Ok(())
     }
@@ -189,16 +216,26 @@ impl Directory for UnsyncedDirectory {
     }
 
     fn delete(&self, path: &Path) -> Result<(), DeleteError> {
-        if self.memory().remove(path) {
+        let mut memory = self.memory();
+        if memory.remove(path) {
             return Ok(());
         }
-        self.inner.delete(path)
+        if !self.root.join(path).exists() {
+            return Err(DeleteError::FileDoesNotExist(path.to_path_buf()));
+        }
+        memory.deferred_deletes.push(path.to_path_buf());
+        Ok(())
     }
 
     fn exists(&self, path: &Path) -> Result<bool, OpenReadError> {
-        if self.memory().files.contains_key(path) {
+        let memory = self.memory();
+        if memory.files.contains_key(path) {
             return Ok(true);
         }
+        if memory.deferred_deletes.iter().any(|p| p == path) {
+            return Ok(false);
+        }
+        drop(memory);
         self.inner.exists(path)
     }
 
@@ -286,6 +323,12 @@ mod tests {
         directory.delete(Path::new("large.idx")).expect("delete");
         assert_eq!(directory.memory_bytes(), 0);
         assert!(!directory.exists(Path::new("small.idx")).expect("exists"));
+        assert!(!directory.exists(Path::new("large.idx")).expect("exists"));
+        assert!(
+            root.join("large.idx").exists(),
+            "a file on disk stays until metadata that no longer names it is persisted"
+        );
+        directory.persist().expect("persist");
         assert!(!root.join("large.idx").exists());
         let _ = std::fs::remove_dir_all(&root);
     }

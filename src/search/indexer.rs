@@ -13,6 +13,10 @@ use tantivy::indexer::UserOperation;
 use tantivy::{IndexReader, IndexWriter, TantivyDocument};
 use uuid::Uuid;
 
+/// How far into each shard's log the index has got: every message a shard emitted below its
+/// position is in the index. Kept as each commit's payload.
+pub use shards::log::recovery::Watermarks;
+
 /// After a failed commit (disk full, say), wait this long beyond the commit interval.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
@@ -71,10 +75,17 @@ pub fn merge_policy() -> tantivy::indexer::LogMergePolicy {
     policy
 }
 
+/// How often the indexer writes its in-memory files and metadata to disk (when it has
+/// committed since): what a kill -9 can cost the index, which the shards' logs then replay.
+const PERSIST_INTERVAL: Duration = Duration::from_secs(2);
+
 /// One delivered message, as search stores it.
 pub struct SearchDoc {
     pub envelope: SharedEnvelope,
     pub to: Vec<Box<str>>,
+    /// The log record it comes from: (shard, position), in the log generation the indexer
+    /// was started for. Each shard sends its documents in log order.
+    pub origin: Option<(usize, u64)>,
 }
 
 pub struct Indexer {
@@ -94,6 +105,12 @@ pub struct Indexer {
     /// Commit at the latest this long after the first uncommitted document arrived: the
     /// bound on visibility lag while the indexer keeps up.
     commit_interval: Duration,
+    /// Log positions of the documents handed to Tantivy; the payload of the next commit.
+    progress: Watermarks,
+    /// Whether the index is kept across restarts (persisted every `PERSIST_INTERVAL`).
+    durable: bool,
+    last_persist: Instant,
+    committed_since_persist: bool,
 }
 
 impl Indexer {
@@ -103,6 +120,7 @@ impl Indexer {
         directory: UnsyncedDirectory,
         metrics: Arc<SearchMetrics>,
         commit_interval: Duration,
+        progress: Option<Watermarks>,
     ) -> Self {
         // The schema was built by schema::build, so every field exists.
         let fields =
@@ -118,6 +136,10 @@ impl Indexer {
             indexed_total: 0,
             metrics,
             commit_interval,
+            durable: progress.is_some(),
+            progress: progress.unwrap_or_default(),
+            last_persist: Instant::now(),
+            committed_since_persist: false,
         }
     }
 
@@ -139,6 +161,7 @@ impl Indexer {
             match next {
                 Some(Work::Item(doc)) => {
                     hooks.check(&doc);
+                    self.progress.note(doc.origin);
                     taken.push(UserOperation::Add(self.document(&doc)));
                     self.first_uncommitted_at.get_or_insert_with(Instant::now);
                     // While documents keep coming the queue is never empty, so the deadline
@@ -147,6 +170,7 @@ impl Indexer {
                         self.hand_off(&mut taken);
                         if self.uncommitted >= MAX_BATCH_DOCS || self.is_due() {
                             self.commit();
+                            self.persist_if_due();
                         }
                     }
                 }
@@ -158,6 +182,7 @@ impl Indexer {
                 None => {
                     self.hand_off(&mut taken);
                     self.commit_or_wait();
+                    self.persist_if_due();
                 }
             }
         }
@@ -175,6 +200,28 @@ impl Indexer {
             tracing::error!(%error, "could not write the search index to disk");
         }
         tracing::info!(indexed, "search index flushed");
+    }
+
+    /// Writes the index to disk every `PERSIST_INTERVAL` while it changes (durable servers).
+    fn persist_if_due(&mut self) {
+        if !self.durable
+            || !self.committed_since_persist
+            || self.last_persist.elapsed() < PERSIST_INTERVAL
+        {
+            return;
+        }
+        let started = Instant::now();
+        match self.directory.persist() {
+            Ok(()) => {
+                self.committed_since_persist = false;
+                tracing::debug!(
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "search index persisted"
+                );
+            }
+            Err(error) => tracing::error!(%error, "could not write the search index to disk"),
+        }
+        self.last_persist = Instant::now();
     }
 
     /// When the open batch is due for its commit (`None` when no batch is open).
@@ -254,8 +301,18 @@ impl Indexer {
             return;
         }
         let started = Instant::now();
-        match self.writer.commit() {
+        let committed = if self.durable {
+            let payload = self.progress.to_text();
+            self.writer.prepare_commit().and_then(|mut prepared| {
+                prepared.set_payload(&payload);
+                prepared.commit()
+            })
+        } else {
+            self.writer.commit()
+        };
+        match committed {
             Ok(_) => {
+                self.committed_since_persist = true;
                 if let Err(error) = self.reader.reload() {
                     tracing::error!(%error, "could not reload the search reader");
                 }

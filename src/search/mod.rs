@@ -9,7 +9,8 @@ mod indexer;
 mod query;
 mod schema;
 
-pub use indexer::SearchDoc;
+pub use indexer::{SearchDoc, Watermarks};
+pub use schema::OpenedIndex;
 
 use crate::feed::{self, FeedLimits, Producer};
 use crate::lifecycle::{supervise, Event};
@@ -165,14 +166,34 @@ pub struct SearchService {
     query: JoinHandle<()>,
 }
 
-/// Opens (recreates) the index and starts the indexer and query threads, both pinned to
-/// `config.core`. If either thread dies while serving, `events` is told why.
+/// Opens the index at `path`: kept from the last run when `keep` (a durable server), else
+/// recreated empty.
+pub fn open_index(path: &Path, keep: bool) -> Result<OpenedIndex, SearchError> {
+    if keep {
+        return schema::open_or_create_index(path);
+    }
+    let (index, directory) = schema::create_index(path)?;
+    Ok(OpenedIndex {
+        index,
+        directory,
+        payload: None,
+        recreated_because: None,
+    })
+}
+
+/// Starts the indexer and query threads on `opened`, both pinned to `config.core`. With
+/// `progress` (a durable server), each commit records how far into the shards' logs it got.
+/// If either thread dies while serving, `events` is told why.
 pub fn start(
     config: &SearchConfig,
+    opened: OpenedIndex,
+    progress: Option<Watermarks>,
     metrics: Arc<SearchMetrics>,
     events: &std::sync::mpsc::Sender<Event>,
 ) -> Result<SearchService, SearchError> {
-    let (index, directory) = schema::create_index(&config.index_path)?;
+    let OpenedIndex {
+        index, directory, ..
+    } = opened;
 
     // Unbounded channels with our own counters: crossbeam's bounded try_send can spin for
     // milliseconds when the receiver is descheduled, which would stall a shard.
@@ -184,7 +205,8 @@ pub fn start(
     let (queries, query_rx) = crossbeam_channel::unbounded();
     let queries_waiting = Arc::new(AtomicUsize::new(0));
 
-    let (indexer, reader) = spawn_indexer(config, &index, directory, metrics, doc_rx, events)?;
+    let (indexer, reader) =
+        spawn_indexer(config, &index, directory, progress, metrics, doc_rx, events)?;
     let searcher = query::QueryRunner::new(&index, reader, Arc::clone(&queries_waiting));
     let query_events = events.clone();
     let core = config.core;
@@ -215,6 +237,7 @@ fn spawn_indexer(
     config: &SearchConfig,
     index: &tantivy::Index,
     directory: directory::UnsyncedDirectory,
+    progress: Option<Watermarks>,
     metrics: Arc<SearchMetrics>,
     doc_rx: feed::Consumer<SearchDoc>,
     events: &std::sync::mpsc::Sender<Event>,
@@ -243,8 +266,10 @@ fn spawn_indexer(
                 Ok((reader, writer)) => {
                     let _ = opened_tx.send(Ok(reader.clone()));
                     supervise("search indexer", &events, move || {
-                        indexer::Indexer::new(writer, reader, directory, metrics, interval)
-                            .run(doc_rx)
+                        indexer::Indexer::new(
+                            writer, reader, directory, metrics, interval, progress,
+                        )
+                        .run(doc_rx)
                     });
                 }
                 Err(error) => {

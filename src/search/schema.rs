@@ -65,11 +65,84 @@ pub fn fields_of(schema: &Schema) -> Result<Fields, tantivy::TantivyError> {
     })
 }
 
-/// Creates a fresh index at `path`. Mail lives in memory, so an index from an earlier run
-/// would describe messages that no longer exist: it is deleted. A directory holding anything
+/// An index opened at start, and what its last persisted commit recorded.
+pub struct OpenedIndex {
+    pub index: Index,
+    pub directory: UnsyncedDirectory,
+    /// The payload of the last commit on disk (how far into each shard's log it got).
+    pub payload: Option<String>,
+    /// Why an existing index could not be kept (it was recreated empty), if it could not.
+    pub recreated_because: Option<String>,
+}
+
+/// Opens the index at `path` if it is whole and has this build's schema (a durable server
+/// keeps its index across restarts); otherwise creates a fresh one, saying why.
+pub fn open_or_create_index(path: &Path) -> Result<OpenedIndex, SearchError> {
+    let existing = path.join("meta.json").exists();
+    if existing {
+        refuse_foreign_or_locked(path)?;
+        match open_existing(path) {
+            Ok(opened) => return Ok(opened),
+            Err(reason) => {
+                let (index, directory) = create_index(path)?;
+                return Ok(OpenedIndex {
+                    index,
+                    directory,
+                    payload: None,
+                    recreated_because: Some(reason),
+                });
+            }
+        }
+    }
+    let (index, directory) = create_index(path)?;
+    Ok(OpenedIndex {
+        index,
+        directory,
+        payload: None,
+        recreated_because: None,
+    })
+}
+
+fn open_existing(path: &Path) -> Result<OpenedIndex, String> {
+    let directory = UnsyncedDirectory::open(path).map_err(|e| e.to_string())?;
+    let index = Index::open(directory.clone()).map_err(|e| e.to_string())?;
+    let (schema, _) = build();
+    if index.schema() != schema {
+        return Err("its schema is not this build's".into());
+    }
+    let metas = index.load_metas().map_err(|e| e.to_string())?;
+    // Every segment must be readable: a reader opens them all.
+    index
+        .reader_builder()
+        .reload_policy(tantivy::ReloadPolicy::Manual)
+        .try_into()
+        .map(|_: tantivy::IndexReader| ())
+        .map_err(|e| e.to_string())?;
+    Ok(OpenedIndex {
+        index,
+        directory,
+        payload: metas.payload,
+        recreated_because: None,
+    })
+}
+
+/// Creates a fresh index at `path`, deleting an earlier one. A directory holding anything
 /// but Tantivy's own files is refused rather than wiped, and so is an index another process
 /// is writing (its writer lock is held).
 pub fn create_index(path: &Path) -> Result<(Index, UnsyncedDirectory), SearchError> {
+    if path.exists() {
+        refuse_foreign_or_locked(path)?;
+        std::fs::remove_dir_all(path).map_err(|e| index_error(path, e))?;
+    }
+    std::fs::create_dir_all(path).map_err(|e| index_error(path, e))?;
+    let (schema, _) = build();
+    let directory = UnsyncedDirectory::open(path).map_err(|e| index_error(path, e))?;
+    let index = Index::create(directory.clone(), schema, IndexSettings::default())
+        .map_err(|e| index_error(path, e))?;
+    Ok((index, directory))
+}
+
+fn refuse_foreign_or_locked(path: &Path) -> Result<(), SearchError> {
     if path.exists() {
         for entry in std::fs::read_dir(path).map_err(|e| index_error(path, e))? {
             let entry = entry.map_err(|e| index_error(path, e))?;
@@ -96,14 +169,8 @@ pub fn create_index(path: &Path) -> Result<(Index, UnsyncedDirectory), SearchErr
                 ));
             }
         }
-        std::fs::remove_dir_all(path).map_err(|e| index_error(path, e))?;
     }
-    std::fs::create_dir_all(path).map_err(|e| index_error(path, e))?;
-    let (schema, _) = build();
-    let directory = UnsyncedDirectory::open(path).map_err(|e| index_error(path, e))?;
-    let index = Index::create(directory.clone(), schema, IndexSettings::default())
-        .map_err(|e| index_error(path, e))?;
-    Ok((index, directory))
+    Ok(())
 }
 
 #[cfg(test)]

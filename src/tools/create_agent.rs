@@ -5,7 +5,6 @@ use super::{
     unreachable_reply, valid_agent_name, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES,
     MAX_LABEL_BYTES, MAX_NAME_ATTEMPTS, MAX_PROJECT_KEY_BYTES,
 };
-use crate::audit::ProfileEvent;
 use crate::clock::now_ms;
 use crate::json::{present, write_str, write_uuid};
 use serde::Deserialize;
@@ -62,8 +61,10 @@ pub fn project_id_of(project_key: &str) -> Uuid {
 
 pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolError> {
     let project_id = project_id_of(&args.project_key);
-    // Room for the profile on its way to the git writer, taken before anything changes.
-    let charge = tools.audit.reserve(profile_bytes(&args)).await?;
+    // Room for the profile on its way to the git writer, taken before anything changes and
+    // held until the reply: the owner charges the profile again when it hands it over (once
+    // its log record is durable).
+    let _room = tools.audit.reserve(profile_bytes(&args)).await?;
     for attempt in 0..MAX_NAME_ATTEMPTS {
         let (name, mode) = match &args.name_hint {
             Some(hint) => (hint.to_string(), RegisterMode::Upsert),
@@ -95,12 +96,7 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
                     .known
                     .borrow_mut()
                     .remember(&profile.name, profile.project_id);
-                // The audit commit happens later, off this shard: the reply does not wait.
-                let event = ProfileEvent {
-                    profile: profile.clone(),
-                    created,
-                };
-                tools.audit.submit(event, charge);
+                // The owner hands the profile to the git writer; the reply does not wait.
                 return Ok(ToolOutput::Agent(profile));
             }
             Reply::NameTaken {
@@ -119,10 +115,9 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
     Err(ToolError::NamesExhausted)
 }
 
-/// What a profile costs the git feed's byte budget: its text plus the fixed fields.
+/// What the profile these arguments make costs the git feed, at most.
 fn profile_bytes(args: &Args<'_>) -> usize {
-    const FIXED_FIELDS_BYTES: usize = 128;
-    FIXED_FIELDS_BYTES
+    crate::audit::PROFILE_FIXED_BYTES
         + MAX_AGENT_NAME_BYTES
         + args.project_key.len()
         + args.program.as_deref().map_or(0, str::len)

@@ -1,10 +1,12 @@
 //! `send_message(from_agent, to[]; subject, body, project_id)` -> `{id, status}`
 //!
 //! All or nothing: the sender and every recipient must exist, and every recipient's inbox
-//! must have room, before anything is enqueued. With one owner shard that is one atomic step;
-//! with several, places are reserved on every owner first and released if any refuses.
-//! The reply is sent only after every owner shard has enqueued the message, so a
-//! `get_inbox` that follows it always sees it.
+//! must have room, before anything is enqueued. With one owner shard that is one atomic
+//! (logged) step; with several, two: every owner *prepares* (checks, logs, holds the message
+//! invisibly) and, once all have granted, every owner *commits* (makes it visible); a refusal
+//! aborts the others. The reply is sent only after every owner has made the message visible,
+//! so a `get_inbox` that follows it always sees it, and only once every owner's record is
+//! durable, so a crash cannot lose it for some recipients (see docs/ARCHITECTURE.md).
 
 use super::args::{object, optional_parsed, optional_str, required_str, string_array};
 use super::get_inbox::page_weight;
@@ -12,9 +14,7 @@ use super::{
     unreachable_reply, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES, MAX_RECIPIENTS,
 };
 use crate::clock::now_ms;
-use crate::feed::{Charge, Feed};
 use crate::json::{present, write_uuid};
-use crate::search::SearchDoc;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use shards::{CallError, Envelope, Reply, Request, Shard, SharedEnvelope, Ticket, Undeliverable};
@@ -80,7 +80,9 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
     // Room in the search feed, taken before anything is delivered: a send waits here (and its
     // client with it) while the indexer is behind, instead of memory growing.
     let index_bytes = payload_bytes + recipients.iter().map(|name| name.len()).sum::<usize>();
-    let charge = tools.search_docs.reserve(index_bytes).await?;
+    // Held until the reply: the owner charges the document again when it hands it over
+    // (once durable), and this is given back after, so the bound holds with nothing owed.
+    let _room = tools.search_docs.reserve(index_bytes).await?;
     let sender_project = sender_project(tools, &args.from_agent).await?;
 
     let now = now_ms();
@@ -99,17 +101,16 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
         groups: group_by_owner(tools.shard(), &recipients),
         envelope: Arc::new(envelope),
         recipients,
-        charge,
     };
     let only_here = plan.groups.len() == 1 && plan.groups[0].0 == tools.shard().id();
-    let delivery = deliver(Rc::clone(&tools.shard), Rc::clone(&tools.search_docs), plan);
+    let delivery = deliver(Rc::clone(&tools.shard), plan);
     if only_here {
         // One synchronous step on this shard: nothing can interrupt it halfway.
         return delivery.await.map(|id| ToolOutput::Sent { id });
     }
     // Steps on other shards run to the end as a task of their own, even if this request is
-    // dropped (its connection gone, the server stopping): a reservation is then never leaked
-    // and a delivery never left half done.
+    // dropped (its connection gone, the server stopping): a prepared message is then never
+    // left pending.
     match glommio::spawn_local(delivery).detach().await {
         Some(outcome) => outcome.map(|id| ToolOutput::Sent { id }),
         None => Err(ToolError::Unavailable(CallError::PeerClosed {
@@ -126,8 +127,6 @@ struct Plan {
     envelope: SharedEnvelope,
     /// Every recipient in request order (duplicates removed).
     recipients: Vec<Box<str>>,
-    /// The search feed's room for this message.
-    charge: Charge,
 }
 
 fn group_by_owner(shard: &Shard, recipients: &[Box<str>]) -> Vec<(usize, Vec<Box<str>>)> {
@@ -144,60 +143,51 @@ fn group_by_owner(shard: &Shard, recipients: &[Box<str>]) -> Vec<(usize, Vec<Box
 }
 
 /// All or nothing: with one owner, its delivery checks and enqueues in one step; with several,
-/// a place is reserved in every inbox first. Indexed only once delivered everywhere, so search
-/// never shows mail that was refused.
-async fn deliver(
-    shard: Rc<Shard>,
-    search_docs: Rc<Feed<SearchDoc>>,
-    plan: Plan,
-) -> Result<Uuid, ToolError> {
-    let reserved = plan.groups.len() > 1;
-    if reserved {
-        reserve_all(&shard, &plan).await?;
-    }
-    let mut tickets: Vec<Ticket<'_>> = Vec::with_capacity(plan.groups.len());
-    for (owner, names) in &plan.groups {
+/// prepare everywhere, then commit everywhere (or abort where granted). The owners index the
+/// message once their records are durable, so search never shows mail that was refused or
+/// that a crash lost.
+async fn deliver(shard: Rc<Shard>, plan: Plan) -> Result<Uuid, ToolError> {
+    let id = plan.envelope.id;
+    if let [(owner, names)] = &plan.groups[..] {
         let request = Request::Deliver {
             names: names.clone(),
             envelope: Arc::clone(&plan.envelope),
-            reserved,
         };
-        tickets.push(shard.submit(*owner, request).await?);
-    }
-    let mut delivered = 0;
-    for ticket in tickets {
-        match ticket.await {
-            Reply::Delivered(Ok(count)) => delivered += count,
-            // With one owner the delivery itself checks (all or nothing). With several, places
-            // were reserved and agents are never deleted, so this cannot happen.
-            Reply::Delivered(Err(refused)) => return Err(refused_error(&plan.recipients, refused)),
+        return match shard.call(*owner, request).await? {
+            Reply::Delivered(Ok(count)) => {
+                debug_assert_eq!(count, plan.recipients.len(), "one copy per recipient");
+                Ok(id)
+            }
+            Reply::Delivered(Err(refused)) => Err(refused_error(&plan.recipients, refused)),
             other => unreachable_reply("Deliver", &other),
+        };
+    }
+    prepare_all(&shard, &plan).await?;
+    let mut commits: Vec<Ticket<'_>> = Vec::with_capacity(plan.groups.len());
+    for (owner, _) in &plan.groups {
+        commits.push(shard.submit(*owner, Request::Commit { id }).await?);
+    }
+    for ticket in commits {
+        match ticket.await {
+            Reply::Settled => {}
+            other => unreachable_reply("Commit", &other),
         }
     }
-    debug_assert_eq!(
-        delivered,
-        plan.recipients.len(),
-        "every distinct recipient gets one copy"
-    );
-    let id = plan.envelope.id;
-    tracing::debug!(from = %plan.envelope.from(), recipients = delivered, "message delivered");
-    let doc = SearchDoc {
-        envelope: plan.envelope,
-        to: plan.recipients,
-    };
-    search_docs.submit(doc, plan.charge);
+    tracing::debug!(from = %plan.envelope.from(), owners = plan.groups.len(), "message delivered");
     Ok(id)
 }
 
-/// Holds a place in every recipient's inbox on every owner, in parallel. If any owner refuses,
-/// the places granted by the others are released and the error names every recipient at fault.
-async fn reserve_all(shard: &Shard, plan: &Plan) -> Result<(), ToolError> {
-    let bytes = plan.envelope.payload_len();
+/// Prepares the message on every owner, in parallel. If any owner refuses, the others abort
+/// it and the error names every recipient at fault.
+async fn prepare_all(shard: &Shard, plan: &Plan) -> Result<(), ToolError> {
+    // Bounded by MAX_RECIPIENTS, far below u16::MAX.
+    let owners = u16::try_from(plan.groups.len()).unwrap_or(u16::MAX);
     let mut tickets: Vec<Ticket<'_>> = Vec::with_capacity(plan.groups.len());
-    for (owner, names) in &plan.groups {
-        let request = Request::Reserve {
-            names: names.clone(),
-            bytes,
+    for (owner, _) in &plan.groups {
+        let request = Request::Prepare {
+            envelope: Arc::clone(&plan.envelope),
+            recipients: plan.recipients.clone(),
+            owners,
         };
         tickets.push(shard.submit(*owner, request).await?);
     }
@@ -205,10 +195,10 @@ async fn reserve_all(shard: &Shard, plan: &Plan) -> Result<(), ToolError> {
     let (mut unknown, mut full): (Vec<Box<str>>, Vec<Box<str>>) = (Vec::new(), Vec::new());
     for (ticket, (owner, _)) in tickets.into_iter().zip(&plan.groups) {
         match ticket.await {
-            Reply::Reserved(Ok(_)) => granted.push(*owner),
-            Reply::Reserved(Err(Undeliverable::UnknownRecipients(names))) => unknown.extend(names),
-            Reply::Reserved(Err(Undeliverable::InboxFull(names))) => full.extend(names),
-            other => unreachable_reply("Reserve", &other),
+            Reply::Prepared(Ok(_)) => granted.push(*owner),
+            Reply::Prepared(Err(Undeliverable::UnknownRecipients(names))) => unknown.extend(names),
+            Reply::Prepared(Err(Undeliverable::InboxFull(names))) => full.extend(names),
+            other => unreachable_reply("Prepare", &other),
         }
     }
     let refusal = if !unknown.is_empty() {
@@ -218,15 +208,14 @@ async fn reserve_all(shard: &Shard, plan: &Plan) -> Result<(), ToolError> {
     } else {
         return Ok(());
     };
-    let mut releases: Vec<Ticket<'_>> = Vec::with_capacity(granted.len());
-    for (owner, names) in plan.groups.iter().filter(|(o, _)| granted.contains(o)) {
-        let request = Request::Release {
-            names: names.clone(),
-            bytes,
+    let mut aborts: Vec<Ticket<'_>> = Vec::with_capacity(granted.len());
+    for owner in granted {
+        let request = Request::Abort {
+            id: plan.envelope.id,
         };
-        releases.push(shard.submit(*owner, request).await?);
+        aborts.push(shard.submit(owner, request).await?);
     }
-    for ticket in releases {
+    for ticket in aborts {
         ticket.await;
     }
     Err(refused_error(&plan.recipients, refusal))

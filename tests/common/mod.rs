@@ -59,6 +59,7 @@ impl Server {
             .args(args)
             .envs(env.iter().copied())
             .env("RUST_LOG", "allman=warn,glommio=warn")
+            .env("DATA_DIR", dir.join("data"))
             .env("INDEX_PATH", dir.join("index"))
             .env("REPO_ROOT", dir.join("repo"))
             .stdout(Stdio::piped())

@@ -1,0 +1,443 @@
+//! Writing a shard's log: one segment writer and one flusher task per shard, on the shard's
+//! own executor, through io_uring.
+//!
+//! Group commit: the flusher takes everything the shard appended while its previous write
+//! was in flight and writes it as one batch, starting on a fresh block (so a block that holds
+//! acknowledged records is never rewritten), then advances the durable position. Replies wait
+//! for the position they saw (see [`Journal::wait_durable`]); emissions to the helper threads
+//! wait for theirs.
+
+use super::segment::{FileKind, Header, HEADER_BYTES};
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// When a reply is released, relative to its log record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// After the batch is written and `fdatasync`ed: survives power loss.
+    Fsync,
+    /// After the batch is written to the file; `fdatasync` at most this far apart. Survives a
+    /// crash of the process (kill -9, panic, OOM); a power cut loses at most the interval.
+    Batch { fsync_interval: Duration },
+    /// No log: memory only.
+    None,
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Durability::Fsync => "fsync",
+            Durability::Batch { .. } => "batch",
+            Durability::None => "none",
+        })
+    }
+}
+
+/// Segments roll over past this size. Preallocated, so a write never changes the file size
+/// (no metadata update per sync); a batch larger than a whole segment still goes in one.
+pub const SEGMENT_BYTES: u64 = 64 << 20;
+/// The smallest block a commit starts on: the sector size every device supports.
+const MIN_BLOCK_BYTES: u64 = 512;
+
+/// A segment's file: O_DIRECT where the filesystem allows it, the page cache where it refuses.
+enum LogFile {
+    Direct(glommio::io::DmaFile),
+    Buffered(glommio::io::BufferedFile),
+}
+
+impl LogFile {
+    /// O_DIRECT when `direct_io` and the filesystem allows it (blocks no larger than the
+    /// header); else the page cache.
+    async fn create(path: &Path, direct_io: bool) -> io::Result<(LogFile, u64)> {
+        if direct_io {
+            let direct = glommio::io::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .dma_open(path)
+                .await;
+            match direct {
+                Ok(file) if file.alignment() <= HEADER_BYTES as u64 => {
+                    let block = file.alignment().max(MIN_BLOCK_BYTES);
+                    return Ok((LogFile::Direct(file), block));
+                }
+                Ok(file) => {
+                    let _ = file.close().await;
+                    let _ = std::fs::remove_file(path);
+                }
+                // O_DIRECT refused: the page cache below.
+                Err(_) => {
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+        let file = glommio::io::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .buffered_open(path)
+            .await
+            .map_err(io::Error::from)?;
+        Ok((LogFile::Buffered(file), MIN_BLOCK_BYTES))
+    }
+
+    fn is_direct(&self) -> bool {
+        matches!(self, LogFile::Direct(_))
+    }
+
+    /// Writes `bytes` (a multiple of the block size) at `offset`, all of it.
+    async fn write_all_at(&self, bytes: &[u8], offset: u64) -> io::Result<()> {
+        let mut done = 0;
+        while done < bytes.len() {
+            let rest = &bytes[done..];
+            let at = offset + done as u64;
+            let written = match self {
+                LogFile::Direct(file) => {
+                    let mut buffer = file.alloc_dma_buffer(rest.len());
+                    buffer.as_bytes_mut().copy_from_slice(rest);
+                    file.write_at(buffer, at).await
+                }
+                LogFile::Buffered(file) => file.write_at(rest.to_vec(), at).await,
+            }
+            .map_err(io::Error::from)?;
+            if written == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "log write wrote nothing",
+                ));
+            }
+            done += written;
+        }
+        Ok(())
+    }
+
+    async fn sync(&self) -> io::Result<()> {
+        match self {
+            LogFile::Direct(file) => file.fdatasync().await,
+            LogFile::Buffered(file) => file.fdatasync().await,
+        }
+        .map_err(io::Error::from)
+    }
+
+    async fn pre_allocate(&self, bytes: u64, keep_size: bool) -> io::Result<()> {
+        match self {
+            LogFile::Direct(file) => file.pre_allocate(bytes, keep_size).await,
+            LogFile::Buffered(file) => file.pre_allocate(bytes, keep_size).await,
+        }
+        .map_err(io::Error::from)
+    }
+
+    async fn close(self) {
+        let _ = match self {
+            LogFile::Direct(file) => file.close().await,
+            LogFile::Buffered(file) => file.close().await,
+        };
+    }
+}
+
+/// The name of the segment whose first record is `base_seq`.
+pub fn segment_name(base_seq: u64) -> String {
+    format!("{base_seq:020}.log")
+}
+
+/// Appends batches to a shard's current segment and opens the next one when it is full.
+pub struct SegmentWriter {
+    dir: PathBuf,
+    shard: u32,
+    shard_count: u32,
+    file: LogFile,
+    block_bytes: u64,
+    offset: u64,
+    /// Written since the last sync.
+    dirty: bool,
+    /// Reused for padding each batch to whole blocks.
+    staging: Vec<u8>,
+}
+
+impl SegmentWriter {
+    /// Creates the segment starting at `base_seq` in `dir` (which must exist); its writes
+    /// bypass the page cache if `direct_io` and the filesystem allows it.
+    pub async fn create(
+        dir: &Path,
+        shard: u32,
+        shard_count: u32,
+        base_seq: u64,
+        direct_io: bool,
+    ) -> io::Result<SegmentWriter> {
+        let path = dir.join(segment_name(base_seq));
+        let (file, block_bytes) = LogFile::create(&path, direct_io).await?;
+        let header = Header {
+            kind: FileKind::Segment,
+            shard,
+            shard_count,
+            base_seq,
+            block_bytes: block_bytes as u32,
+        };
+        file.write_all_at(&header.encode(), 0).await?;
+        file.pre_allocate(SEGMENT_BYTES, false).await?;
+        file.sync().await?;
+        // The new file's name must survive a power cut too.
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(SegmentWriter {
+            dir: dir.to_path_buf(),
+            shard,
+            shard_count,
+            file,
+            block_bytes,
+            offset: HEADER_BYTES as u64,
+            dirty: false,
+            staging: Vec::new(),
+        })
+    }
+
+    /// Written since the last sync.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Whether writes bypass the page cache (O_DIRECT).
+    pub fn is_direct(&self) -> bool {
+        self.file.is_direct()
+    }
+
+    /// Writes one group commit whose first record is `first_seq`, on a fresh block.
+    pub async fn write(&mut self, batch: &[u8], first_seq: u64) -> io::Result<u64> {
+        let padded = (batch.len() as u64).div_ceil(self.block_bytes) * self.block_bytes;
+        if self.offset + padded > SEGMENT_BYTES && self.offset > HEADER_BYTES as u64 {
+            self.roll(first_seq).await?;
+        }
+        self.staging.clear();
+        self.staging.extend_from_slice(batch);
+        self.staging.resize(padded as usize, 0);
+        self.file.write_all_at(&self.staging, self.offset).await?;
+        self.offset += padded;
+        self.dirty = true;
+        Ok(padded)
+    }
+
+    /// `fdatasync` if anything was written since the last one.
+    pub async fn sync(&mut self) -> io::Result<bool> {
+        if !self.dirty {
+            return Ok(false);
+        }
+        self.file.sync().await?;
+        self.dirty = false;
+        Ok(true)
+    }
+
+    async fn roll(&mut self, base_seq: u64) -> io::Result<()> {
+        self.sync().await?;
+        let direct_io = self.is_direct();
+        let next =
+            SegmentWriter::create(&self.dir, self.shard, self.shard_count, base_seq, direct_io)
+                .await?;
+        let previous = std::mem::replace(self, next);
+        previous.file.close().await;
+        Ok(())
+    }
+
+    pub async fn close(mut self) -> io::Result<()> {
+        self.sync().await?;
+        self.file.close().await;
+        Ok(())
+    }
+}
+
+/// What the flusher has made durable, who waits for what, and counters for `/metrics`.
+pub struct Journal {
+    mode: Durability,
+    durable: Cell<u64>,
+    waiters: RefCell<Vec<(u64, Waker)>>,
+    /// The flusher, when it waits for records.
+    idle_flusher: RefCell<Option<Waker>>,
+    work: Cell<bool>,
+    closing: Cell<bool>,
+    pub stats: RefCell<JournalStats>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JournalStats {
+    pub bytes_written: u64,
+    pub batches: u64,
+    pub records: u64,
+    pub syncs: u64,
+    pub sync_micros_total: u64,
+    /// Records in the largest batch so far.
+    pub largest_batch_records: u64,
+}
+
+impl Journal {
+    pub fn new(mode: Durability, durable: u64) -> Rc<Journal> {
+        Rc::new(Journal {
+            mode,
+            durable: Cell::new(durable),
+            waiters: RefCell::new(Vec::new()),
+            idle_flusher: RefCell::new(None),
+            work: Cell::new(false),
+            closing: Cell::new(false),
+            stats: RefCell::new(JournalStats::default()),
+        })
+    }
+
+    pub fn mode(&self) -> Durability {
+        self.mode
+    }
+
+    pub fn durable(&self) -> u64 {
+        self.durable.get()
+    }
+
+    /// Tells the flusher there are records to write.
+    pub fn kick(&self) {
+        self.work.set(true);
+        if let Some(waker) = self.idle_flusher.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// Asks the flusher to write what is left, sync and stop.
+    pub fn close(&self) {
+        self.closing.set(true);
+        self.kick();
+    }
+
+    /// Resolves once every record below `position` is durable.
+    pub fn wait_durable(self: &Rc<Self>, position: u64) -> WaitDurable {
+        WaitDurable {
+            journal: Rc::clone(self),
+            position,
+        }
+    }
+
+    /// Records below `position` are durable: wake whoever waited for them.
+    pub fn advance(&self, position: u64) {
+        debug_assert!(position >= self.durable.get(), "durable position went back");
+        self.durable.set(position);
+        let mut waiters = self.waiters.borrow_mut();
+        waiters.retain(|(wanted, waker)| {
+            if *wanted <= position {
+                waker.wake_by_ref();
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Waits until there is work (or `timeout` passes); true if there is.
+    pub async fn wait_for_work(&self, timeout: Option<Duration>) -> bool {
+        let work = WaitWork { journal: self };
+        match timeout {
+            Some(timeout) => {
+                futures_lite::future::or(
+                    async {
+                        work.await;
+                        true
+                    },
+                    async {
+                        glommio::timer::sleep(timeout).await;
+                        false
+                    },
+                )
+                .await
+            }
+            None => {
+                work.await;
+                true
+            }
+        }
+    }
+
+    fn take_work(&self) -> bool {
+        self.work.replace(false)
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.get()
+    }
+}
+
+pub struct WaitDurable {
+    journal: Rc<Journal>,
+    position: u64,
+}
+
+impl Future for WaitDurable {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.journal.durable.get() >= self.position {
+            return Poll::Ready(());
+        }
+        self.journal
+            .waiters
+            .borrow_mut()
+            .push((self.position, cx.waker().clone()));
+        Poll::Pending
+    }
+}
+
+struct WaitWork<'a> {
+    journal: &'a Journal,
+}
+
+impl Future for WaitWork<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.journal.take_work() {
+            return Poll::Ready(());
+        }
+        *self.journal.idle_flusher.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// One flush: how many records and bytes went out, and whether it synced.
+#[derive(Debug, Clone, Copy)]
+pub struct Flushed {
+    pub records: u64,
+    pub bytes: u64,
+    pub synced_in: Option<Duration>,
+}
+
+/// Writes `batch` (records `first_seq..end`) and syncs as `mode` asks; `last_sync` is when the
+/// log was last synced (batch mode syncs once the interval has passed).
+pub async fn flush_batch(
+    writer: &mut SegmentWriter,
+    mode: Durability,
+    batch: &[u8],
+    first_seq: u64,
+    end: u64,
+    last_sync: &mut Instant,
+    force_sync: bool,
+) -> io::Result<Flushed> {
+    let bytes = if batch.is_empty() {
+        0
+    } else {
+        writer.write(batch, first_seq).await?
+    };
+    let due = match mode {
+        Durability::Fsync => true,
+        Durability::Batch { fsync_interval } => last_sync.elapsed() >= fsync_interval,
+        Durability::None => false,
+    };
+    let mut synced_in = None;
+    if due || force_sync {
+        let started = Instant::now();
+        if writer.sync().await? {
+            synced_in = Some(started.elapsed());
+        }
+        *last_sync = Instant::now();
+    }
+    Ok(Flushed {
+        records: end - first_seq,
+        bytes,
+        synced_in,
+    })
+}

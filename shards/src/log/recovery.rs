@@ -1,0 +1,643 @@
+//! Start-up: reading every shard's snapshot and log back into states, before anything is
+//! served. Plain blocking `std::fs` on the main thread; no executor runs yet.
+//!
+//! Layout under the log root: one directory per generation, `gen-NNNNNN-shards-C`, holding a
+//! `shard-K` directory per shard with its snapshots (`POSITION.snap`) and segments
+//! (`BASE.log`), and a `COMPLETE` marker written once the generation is whole. A new
+//! generation is made when the shard count changes: every agent (profile and ordered inbox) is
+//! moved to its new owner and written as a snapshot, then the marker makes it the one in use.
+//!
+//! Multi-owner sends are resolved across shards: a message prepared on several owners is
+//! delivered if any log marks it visible or every owner's prepare record is present;
+//! otherwise it is dropped everywhere.
+
+use super::record::Record;
+use super::segment::{scan, Corrupt, FileKind, Header};
+use super::{Emitted, LogBuffer};
+use crate::routing::owner_of;
+use crate::state::{image_records, InboxLimits, ReplayError, ShardState, StateImage};
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+const COMPLETE_MARKER: &str = "COMPLETE";
+
+/// Why the logs could not be recovered. Start-up stops; nothing is dropped silently.
+#[derive(Debug)]
+pub enum RecoveryError {
+    Io {
+        path: PathBuf,
+        error: io::Error,
+    },
+    /// A damaged record that is not a torn tail, or a header that does not fit.
+    Corrupt {
+        path: PathBuf,
+        detail: String,
+    },
+}
+
+impl fmt::Display for RecoveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecoveryError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            RecoveryError::Corrupt { path, detail } => write!(
+                f,
+                "{}: {detail}; refusing to start rather than drop mail (see docs/OPERATIONS.md, \"A corrupt log\")",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RecoveryError {}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RecoveryError + '_ {
+    move |error| RecoveryError::Io {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+/// How far the helper threads got, per shard, in one generation: records below these
+/// positions need not be handed to them again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Watermarks {
+    /// The log generation the positions belong to (0: none).
+    pub generation: u64,
+    pub positions: Vec<u64>,
+}
+
+impl Watermarks {
+    pub fn new(generation: u64, shard_count: usize) -> Self {
+        Watermarks {
+            generation,
+            positions: vec![0; shard_count],
+        }
+    }
+
+    /// A record at `origin` (shard, position) has been handled: everything below the next
+    /// position is, as each shard hands records over in log order.
+    pub fn note(&mut self, origin: Option<(usize, u64)>) {
+        if let Some((shard, seq)) = origin {
+            if let Some(position) = self.positions.get_mut(shard) {
+                *position = (*position).max(seq + 1);
+            }
+        }
+    }
+
+    /// The text form kept with a search commit or in a git commit message.
+    pub fn to_text(&self) -> String {
+        let positions: Vec<String> = self.positions.iter().map(u64::to_string).collect();
+        format!(
+            "allman-log gen={} positions={}",
+            self.generation,
+            positions.join(",")
+        )
+    }
+
+    /// Reads [`Watermarks::to_text`]'s form back, wherever it starts in `text`.
+    pub fn from_text(text: &str) -> Option<Self> {
+        let start = text.find("allman-log gen=")?;
+        let rest = &text[start + "allman-log gen=".len()..];
+        let line = rest.lines().next()?;
+        let (generation, positions) = line.split_once(" positions=")?;
+        let positions = if positions.trim().is_empty() {
+            Vec::new()
+        } else {
+            positions
+                .trim()
+                .split(',')
+                .map(|p| p.parse().ok())
+                .collect::<Option<Vec<u64>>>()?
+        };
+        Some(Watermarks {
+            generation: generation.parse().ok()?,
+            positions,
+        })
+    }
+
+    /// The position below which shard `shard` of `generation` is done; 0 for another
+    /// generation (everything is handed over again).
+    pub fn of(&self, generation: u64, shard: usize) -> u64 {
+        if self.generation == generation {
+            self.positions.get(shard).copied().unwrap_or(0)
+        } else {
+            0
+        }
+    }
+}
+
+/// One shard's log as read back: its snapshot (position and records) and the records after.
+#[derive(Debug, Default)]
+pub struct ShardLog {
+    pub snapshot: Option<(u64, Vec<Record>)>,
+    pub records: Vec<(u64, Record)>,
+    /// The position after the last record.
+    pub end: u64,
+}
+
+/// What was recovered and what it cost.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub agents: usize,
+    pub queued_messages: usize,
+    pub records: usize,
+    pub bytes_read: u64,
+    pub delivered_pending: usize,
+    pub dropped_pending: usize,
+    /// Files whose torn tail was cut, and how many bytes.
+    pub torn: Vec<(PathBuf, usize)>,
+    pub resharded_from: Option<usize>,
+    pub took: Duration,
+}
+
+/// States rebuilt from logs, and what must be handed to the helper threads again.
+#[derive(Debug)]
+pub struct Rebuilt {
+    pub states: Vec<ShardState>,
+    /// Where each shard's log on disk ends: the first position the next run writes.
+    pub bases: Vec<u64>,
+    /// Messages past the index watermark (and profiles past the git one), with the shard
+    /// whose log holds them, in log order per shard.
+    pub reindex: Vec<(usize, Emitted)>,
+    pub profiles: Vec<(usize, Emitted)>,
+    pub delivered_pending: usize,
+    pub dropped_pending: usize,
+}
+
+/// Rebuilds the states of `logs` (one per shard, in shard order), resolves multi-owner sends
+/// and collects what the helper threads have not seen. Logs are enabled on the result, each
+/// continuing at its log's end; resolutions are logged there.
+pub fn rebuild(
+    logs: Vec<ShardLog>,
+    limits: InboxLimits,
+    generation: u64,
+    index: &Watermarks,
+    git: &Watermarks,
+) -> Result<Rebuilt, (usize, ReplayError)> {
+    let count = logs.len();
+    let mut states = Vec::with_capacity(count);
+    let mut prepared_on: HashMap<Uuid, u16> = HashMap::new();
+    let mut visible: HashSet<Uuid> = HashSet::new();
+    let mut reindex = Vec::new();
+    let mut profiles = Vec::new();
+    let mut bases = Vec::with_capacity(count);
+    for (shard, log) in logs.into_iter().enumerate() {
+        bases.push(log.end);
+        let mut state = ShardState::with_log(shard, count, limits, LogBuffer::new(true, log.end));
+        let index_from = index.of(generation, shard);
+        let git_from = git.of(generation, shard);
+        let mut note = |record: &Record| match record {
+            Record::Prepared { envelope, .. } => {
+                *prepared_on.entry(envelope.id).or_default() += 1;
+            }
+            Record::Visible { id } => {
+                visible.insert(*id);
+            }
+            _ => {}
+        };
+        if let Some((_, records)) = log.snapshot {
+            for record in records {
+                note(&record);
+                state.replay(record).map_err(|e| (shard, e))?;
+            }
+        }
+        for (seq, record) in log.records {
+            note(&record);
+            match &record {
+                Record::Enqueued {
+                    envelope,
+                    recipients,
+                } if seq >= index_from => reindex.push((
+                    shard,
+                    Emitted::Message {
+                        envelope: envelope.clone(),
+                        to: recipients.clone(),
+                        seq,
+                    },
+                )),
+                Record::Visible { id } if seq >= index_from => {
+                    if let Some(send) = state.pending().find(|p| p.envelope.id == *id) {
+                        if state.emits(&send.recipients) {
+                            reindex.push((
+                                shard,
+                                Emitted::Message {
+                                    envelope: send.envelope.clone(),
+                                    to: send.recipients.clone(),
+                                    seq,
+                                },
+                            ));
+                        }
+                    }
+                }
+                Record::Agent(profile) if seq >= git_from => profiles.push((
+                    shard,
+                    Emitted::Profile {
+                        profile: profile.clone(),
+                        created: profile.version == 1,
+                        seq,
+                    },
+                )),
+                _ => {}
+            }
+            state.replay(record).map_err(|e| (shard, e))?;
+        }
+        states.push(state);
+    }
+    let (mut delivered_pending, mut dropped_pending) = (0, 0);
+    for state in &mut states {
+        let unsettled: Vec<(Uuid, u16)> =
+            state.pending().map(|p| (p.envelope.id, p.owners)).collect();
+        for (id, owners) in unsettled {
+            let everywhere = prepared_on.get(&id).copied().unwrap_or(0) >= owners;
+            if visible.contains(&id) || everywhere {
+                state.commit(id);
+                delivered_pending += 1;
+            } else {
+                state.abort(id);
+                dropped_pending += 1;
+            }
+        }
+        // Resolutions emit like live commits; they wait in the log buffer for the flusher.
+    }
+    Ok(Rebuilt {
+        states,
+        bases,
+        reindex,
+        profiles,
+        delivered_pending,
+        dropped_pending,
+    })
+}
+
+/// Moves every agent of `states` (pending sends settled) to its owner among `shard_count`.
+pub fn reshard(
+    states: Vec<ShardState>,
+    shard_count: usize,
+    limits: InboxLimits,
+) -> Vec<ShardState> {
+    let mut moved: Vec<ShardState> = (0..shard_count)
+        .map(|shard| ShardState::with_log(shard, shard_count, limits, LogBuffer::new(true, 0)))
+        .collect();
+    for state in states {
+        for agent in state.into_agents() {
+            let owner = owner_of(&agent.profile.name, shard_count);
+            moved[owner].restore_agent(agent);
+        }
+    }
+    moved
+}
+
+/// Where a generation's files live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    pub number: u64,
+    pub shard_count: usize,
+    pub dir: PathBuf,
+}
+
+impl Generation {
+    fn new(root: &Path, number: u64, shard_count: usize) -> Generation {
+        Generation {
+            number,
+            shard_count,
+            dir: root.join(format!("gen-{number:06}-shards-{shard_count}")),
+        }
+    }
+
+    pub fn shard_dir(&self, shard: usize) -> PathBuf {
+        self.dir.join(format!("shard-{shard}"))
+    }
+
+    fn parse(root: &Path, name: &str) -> Option<Generation> {
+        let rest = name.strip_prefix("gen-")?;
+        let (number, count) = rest.split_once("-shards-")?;
+        Some(Generation::new(
+            root,
+            number.parse().ok()?,
+            count.parse().ok()?,
+        ))
+    }
+}
+
+/// The generation in use (the newest complete one), after removing unfinished or superseded
+/// ones; `None` on a fresh data directory.
+pub fn current_generation(root: &Path) -> Result<Option<Generation>, RecoveryError> {
+    fs::create_dir_all(root).map_err(io_error(root))?;
+    let mut found: Vec<(Generation, bool)> = Vec::new();
+    for entry in fs::read_dir(root).map_err(io_error(root))? {
+        let entry = entry.map_err(io_error(root))?;
+        let name = entry.file_name();
+        if let Some(generation) = name.to_str().and_then(|n| Generation::parse(root, n)) {
+            let complete = generation.dir.join(COMPLETE_MARKER).exists();
+            found.push((generation, complete));
+        }
+    }
+    found.sort_by_key(|(g, _)| g.number);
+    let current = found
+        .iter()
+        .rev()
+        .find(|(_, complete)| *complete)
+        .map(|(g, _)| g.clone());
+    for (generation, _) in &found {
+        if Some(generation) != current.as_ref() {
+            fs::remove_dir_all(&generation.dir).map_err(io_error(&generation.dir))?;
+        }
+    }
+    Ok(current)
+}
+
+/// Creates generation `number` for `states`: a snapshot per shard at position 0, synced,
+/// then the marker that makes it current.
+pub fn create_generation(
+    root: &Path,
+    number: u64,
+    states: &mut [ShardState],
+) -> Result<Generation, RecoveryError> {
+    let generation = Generation::new(root, number, states.len());
+    if generation.dir.exists() {
+        fs::remove_dir_all(&generation.dir).map_err(io_error(&generation.dir))?;
+    }
+    for (shard, state) in states.iter_mut().enumerate() {
+        let dir = generation.shard_dir(shard);
+        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+        if state.agent_count() > 0 {
+            let image = state.image();
+            write_snapshot(&dir, shard, states_len(&generation), &image)?;
+        }
+        sync_dir(&dir)?;
+    }
+    let marker = generation.dir.join(COMPLETE_MARKER);
+    fs::File::create(&marker)
+        .and_then(|f| f.sync_all())
+        .map_err(io_error(&marker))?;
+    sync_dir(&generation.dir)?;
+    sync_dir(root)?;
+    Ok(generation)
+}
+
+fn states_len(generation: &Generation) -> usize {
+    generation.shard_count
+}
+
+pub fn sync_dir(dir: &Path) -> Result<(), RecoveryError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(dir))
+}
+
+/// The name of the snapshot that stands for every record below `position`.
+pub fn snapshot_name(position: u64) -> String {
+    format!("{position:020}.snap")
+}
+
+/// Writes `image` as a snapshot in `dir`: to a temporary name, synced, then renamed.
+pub fn write_snapshot(
+    dir: &Path,
+    shard: usize,
+    shard_count: usize,
+    image: &StateImage,
+) -> Result<PathBuf, RecoveryError> {
+    let header = Header {
+        kind: FileKind::Snapshot,
+        shard: shard as u32,
+        shard_count: shard_count as u32,
+        base_seq: image.position,
+        block_bytes: 512,
+    };
+    let path = dir.join(snapshot_name(image.position));
+    let temporary = path.with_extension("snap.tmp");
+    let mut file = io::BufWriter::new(fs::File::create(&temporary).map_err(io_error(&temporary))?);
+    let mut buffer = header.encode();
+    let mut result = Ok(());
+    image_records(image, |record| {
+        super::record::encode(&mut buffer, &record);
+        if buffer.len() >= 1 << 20 && result.is_ok() {
+            result = file.write_all(&buffer);
+            buffer.clear();
+        }
+    });
+    result
+        .and_then(|()| file.write_all(&buffer))
+        .and_then(|()| file.flush())
+        .and_then(|()| file.get_ref().sync_all())
+        .map_err(io_error(&temporary))?;
+    fs::rename(&temporary, &path).map_err(io_error(&path))?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+/// Reads one shard's directory: the newest snapshot, then every segment's records from the
+/// snapshot's position on. A torn tail of the last segment is cut from the file and
+/// reported; anything else damaged is an error naming the file and offset.
+pub fn read_shard(
+    dir: &Path,
+    shard: usize,
+    shard_count: usize,
+    report: &mut Report,
+) -> Result<ShardLog, RecoveryError> {
+    fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let mut snapshots: Vec<(u64, PathBuf)> = Vec::new();
+    let mut segments: Vec<(u64, PathBuf)> = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_error(dir))? {
+        let path = entry.map_err(io_error(dir))?.path();
+        let number = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse::<u64>().ok());
+        match (path.extension().and_then(|e| e.to_str()), number) {
+            (Some("snap"), Some(n)) => snapshots.push((n, path)),
+            (Some("log"), Some(n)) => segments.push((n, path)),
+            // A snapshot that was never finished.
+            (Some("tmp"), _) => fs::remove_file(&path).map_err(io_error(&path))?,
+            _ => {}
+        }
+    }
+    snapshots.sort();
+    segments.sort();
+    let mut log = ShardLog::default();
+    if let Some((position, path)) = snapshots.last() {
+        let bytes = fs::read(path).map_err(io_error(path))?;
+        report.bytes_read += bytes.len() as u64;
+        let scanned = check_and_scan(path, &bytes, FileKind::Snapshot, shard, shard_count)?;
+        log.snapshot = Some((
+            *position,
+            scanned.records.into_iter().map(|(_, r)| r).collect(),
+        ));
+        log.end = *position;
+    }
+    let last = segments.len().saturating_sub(1);
+    for (index, (base, path)) in segments.iter().enumerate() {
+        let bytes = fs::read(path).map_err(io_error(path))?;
+        report.bytes_read += bytes.len() as u64;
+        let scanned = check_and_scan(path, &bytes, FileKind::Segment, shard, shard_count)?;
+        if scanned.next_seq <= log.end && index < last {
+            continue; // Entirely below the snapshot; compaction removes it.
+        }
+        if *base > log.end {
+            return Err(RecoveryError::Corrupt {
+                path: path.clone(),
+                detail: format!(
+                    "starts at record {base}, but the log before it ends at {}",
+                    log.end
+                ),
+            });
+        }
+        if scanned.torn_bytes > 0 {
+            if index < last {
+                return Err(RecoveryError::Corrupt {
+                    path: path.clone(),
+                    detail: format!(
+                        "damaged record at byte offset {} in a segment that is not the last",
+                        scanned.valid_bytes
+                    ),
+                });
+            }
+            report.torn.push((path.clone(), scanned.torn_bytes));
+        }
+        if index == last && scanned.records.is_empty() && scanned.next_seq == *base {
+            // Created by a run that wrote nothing to it: this run creates it again.
+            fs::remove_file(path).map_err(io_error(path))?;
+            continue;
+        }
+        if index == last {
+            // Cuts a torn tail, and gives back the space preallocated past the last record.
+            cut_to(path, scanned.valid_bytes)?;
+        }
+        for (seq, record) in scanned.records {
+            if seq >= log.end {
+                log.records.push((seq, record));
+            }
+        }
+        log.end = log.end.max(scanned.next_seq);
+    }
+    report.records += log.records.len();
+    Ok(log)
+}
+
+fn check_and_scan(
+    path: &Path,
+    bytes: &[u8],
+    kind: FileKind,
+    shard: usize,
+    shard_count: usize,
+) -> Result<super::segment::Scanned, RecoveryError> {
+    let corrupt = |detail: String| RecoveryError::Corrupt {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let header = Header::decode(bytes).map_err(corrupt)?;
+    if header.kind != kind
+        || header.shard as usize != shard
+        || header.shard_count as usize != shard_count
+    {
+        return Err(corrupt(format!(
+            "header says {:?} of shard {} of {}, expected {kind:?} of shard {shard} of {shard_count}",
+            header.kind, header.shard, header.shard_count
+        )));
+    }
+    scan(bytes, &header)
+        .map_err(|Corrupt { offset, reason }| corrupt(format!("byte offset {offset}: {reason}")))
+}
+
+/// Cuts a segment after its last valid record (the next run writes a new segment after it).
+fn cut_to(path: &Path, valid_bytes: usize) -> Result<(), RecoveryError> {
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_error(path))?;
+    file.set_len(valid_bytes as u64)
+        .and_then(|()| file.sync_all())
+        .map_err(io_error(path))
+}
+
+/// Everything start-up needs to serve from recovered state.
+#[derive(Debug)]
+pub struct Recovered {
+    pub generation: Generation,
+    pub states: Vec<ShardState>,
+    /// Where each shard's log continues (see [`Rebuilt::bases`]).
+    pub bases: Vec<u64>,
+    pub reindex: Vec<(usize, Emitted)>,
+    pub profiles: Vec<(usize, Emitted)>,
+    pub report: Report,
+}
+
+/// Reads the current generation under `root` into states for `shard_count` shards, moving
+/// agents to new owners (a new generation) if the shard count changed.
+pub fn recover(
+    root: &Path,
+    shard_count: usize,
+    limits: InboxLimits,
+    index: &Watermarks,
+    git: &Watermarks,
+) -> Result<Recovered, RecoveryError> {
+    let started = Instant::now();
+    let mut report = Report::default();
+    let Some(generation) = current_generation(root)? else {
+        let mut states: Vec<ShardState> = (0..shard_count)
+            .map(|shard| ShardState::with_log(shard, shard_count, limits, LogBuffer::new(true, 0)))
+            .collect();
+        let generation = create_generation(root, 1, &mut states)?;
+        report.took = started.elapsed();
+        return Ok(Recovered {
+            generation,
+            states,
+            bases: vec![0; shard_count],
+            reindex: Vec::new(),
+            profiles: Vec::new(),
+            report,
+        });
+    };
+    let mut logs = Vec::with_capacity(generation.shard_count);
+    for shard in 0..generation.shard_count {
+        logs.push(read_shard(
+            &generation.shard_dir(shard),
+            shard,
+            generation.shard_count,
+            &mut report,
+        )?);
+    }
+    let rebuilt = rebuild(logs, limits, generation.number, index, git).map_err(|(shard, e)| {
+        RecoveryError::Corrupt {
+            path: generation.shard_dir(shard),
+            detail: e.0,
+        }
+    })?;
+    let mut reindex = rebuilt.reindex;
+    report.delivered_pending = rebuilt.delivered_pending;
+    report.dropped_pending = rebuilt.dropped_pending;
+    let (mut states, generation, bases) = if generation.shard_count == shard_count {
+        (rebuilt.states, generation, rebuilt.bases)
+    } else {
+        report.resharded_from = Some(generation.shard_count);
+        let mut old = rebuilt.states;
+        for (shard, state) in old.iter_mut().enumerate() {
+            // Resolutions would have been emitted after their first flush; there is none.
+            let mut events = Vec::new();
+            state.log_mut().take_events(u64::MAX, &mut events);
+            reindex.extend(events.into_iter().map(|event| (shard, event)));
+        }
+        let mut states = reshard(old, shard_count, limits);
+        let next = create_generation(root, generation.number + 1, &mut states)?;
+        fs::remove_dir_all(&generation.dir).map_err(io_error(&generation.dir))?;
+        (states, next, vec![0; shard_count])
+    };
+    for state in &mut states {
+        report.agents += state.agent_count();
+        report.queued_messages += state.queued_messages();
+    }
+    report.took = started.elapsed();
+    Ok(Recovered {
+        generation,
+        states,
+        bases,
+        reindex,
+        profiles: rebuilt.profiles,
+        report,
+    })
+}

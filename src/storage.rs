@@ -1,0 +1,261 @@
+//! Durable state at start-up and its hand-over to the shards: the locked data directory,
+//! recovery of every shard's log before anything is served, what the helper threads must be
+//! given again, and each shard's start kit (its state, its journal, its log directory).
+//!
+//! The log itself (records, group commit, recovery rules) lives in the shards crate
+//! (`shards::log`); this module only wires it to the server's files and helper threads.
+
+use crate::audit::ProfileEvent;
+use crate::config::{Config, Durability};
+use crate::feed::{Feed, Producer};
+use crate::search::SearchDoc;
+use shards::log::journal::Journal;
+use shards::log::recovery::{self, Report, Watermarks};
+use shards::log::Emitted;
+use shards::{InboxLimits, ShardState};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+/// The lock file in the data directory: held (flock) for the server's whole life; the
+/// kernel releases it when the process dies, however it dies.
+const LOCK_FILE: &str = "LOCK";
+/// The logs' root under the data directory.
+const LOG_DIR: &str = "log";
+
+/// The data directory, locked against a second server.
+pub struct DataDir {
+    path: PathBuf,
+    _lock: File,
+}
+
+impl DataDir {
+    /// Creates (if needed) and locks `path`. Fails at once, naming the directory, if another
+    /// server holds it or it cannot be written.
+    pub fn lock(path: &Path) -> Result<DataDir, String> {
+        std::fs::create_dir_all(path)
+            .map_err(|e| format!("cannot create the data directory {}: {e}", path.display()))?;
+        let lock_path = path.join(LOCK_FILE);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| format!("the data directory {} is not writable: {e}", path.display()))?;
+        lock.try_lock().map_err(|_| {
+            format!(
+                "the data directory {} is in use by another running allman; give each server \
+                 its own --data-dir",
+                path.display()
+            )
+        })?;
+        Ok(DataDir {
+            path: path.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    pub fn log_root(&self) -> PathBuf {
+        self.path.join(LOG_DIR)
+    }
+}
+
+/// What each shard starts from, taken by the shard whose mesh id it is.
+pub struct StartKits {
+    kits: Mutex<Vec<Option<StartKit>>>,
+    pub mode: Durability,
+    pub generation: u64,
+    pub compact_bytes: u64,
+}
+
+/// One shard's state and, with a log, where it continues writing.
+pub struct StartKit {
+    pub state: ShardState,
+    pub log: Option<LogStart>,
+}
+
+pub struct LogStart {
+    pub dir: PathBuf,
+    /// The position the log on disk ends at: the first record this run writes.
+    pub base: u64,
+}
+
+impl StartKits {
+    /// The kit of shard `id`, once.
+    pub fn take(&self, id: usize) -> Result<StartKit, String> {
+        let mut kits = self.kits.lock().unwrap_or_else(|p| p.into_inner());
+        kits.get_mut(id)
+            .and_then(Option::take)
+            .ok_or_else(|| format!("no start state for shard {id}"))
+    }
+
+    /// A journal for a kit's log, in this server's mode.
+    pub fn journal(&self, log: &LogStart) -> Rc<Journal> {
+        Journal::new(self.mode, log.base)
+    }
+}
+
+/// What start-up recovered, for the log and for the helper threads.
+pub struct Recovery {
+    pub kits: Arc<StartKits>,
+    pub report: Option<Report>,
+    /// Where the indexer and the git writer start counting (`None`: no log).
+    pub index_progress: Option<Watermarks>,
+    pub git_progress: Option<Watermarks>,
+    reindex: Vec<(usize, Emitted)>,
+    profiles: Vec<(usize, Emitted)>,
+    /// Positions in `reindex` and `profiles` belong to the current generation.
+    same_generation: bool,
+}
+
+/// Reads the logs under `data_dir` into the shards' start states (or fresh states without
+/// a log). `index` and `git` are how far the helper threads got before, as they recorded it.
+pub fn recover(
+    config: &Config,
+    data_dir: &DataDir,
+    index: Option<Watermarks>,
+    git: Option<Watermarks>,
+) -> Result<Recovery, String> {
+    let limits = InboxLimits {
+        messages: config.max_inbox_messages,
+        bytes: config.max_inbox_bytes,
+    };
+    let count = config.shard_count();
+    if config.durability == Durability::None {
+        let kits = (0..count)
+            .map(|shard| {
+                Some(StartKit {
+                    state: ShardState::new(shard, count, limits),
+                    log: None,
+                })
+            })
+            .collect();
+        return Ok(Recovery {
+            kits: Arc::new(StartKits {
+                kits: Mutex::new(kits),
+                mode: config.durability,
+                generation: 0,
+                compact_bytes: config.log_compact_bytes,
+            }),
+            report: None,
+            index_progress: None,
+            git_progress: None,
+            reindex: Vec::new(),
+            profiles: Vec::new(),
+            same_generation: false,
+        });
+    }
+    let index = index.unwrap_or_default();
+    let git = git.unwrap_or_default();
+    let recovered = recovery::recover(&data_dir.log_root(), count, limits, &index, &git)
+        .map_err(|e| format!("cannot recover the log: {e}"))?;
+    let generation = recovered.generation.number;
+    let same_generation = recovered.report.resharded_from.is_none();
+    let progress = |before: &Watermarks| {
+        if before.generation == generation && before.positions.len() == count {
+            before.clone()
+        } else {
+            Watermarks::new(generation, count)
+        }
+    };
+    let kits = recovered
+        .states
+        .into_iter()
+        .zip(recovered.bases)
+        .enumerate()
+        .map(|(shard, (state, base))| {
+            Some(StartKit {
+                state,
+                log: Some(LogStart {
+                    dir: recovered.generation.shard_dir(shard),
+                    base,
+                }),
+            })
+        })
+        .collect();
+    Ok(Recovery {
+        kits: Arc::new(StartKits {
+            kits: Mutex::new(kits),
+            mode: config.durability,
+            generation,
+            compact_bytes: config.log_compact_bytes,
+        }),
+        report: Some(recovered.report),
+        index_progress: Some(progress(&index)),
+        git_progress: Some(progress(&git)),
+        reindex: recovered.reindex,
+        profiles: recovered.profiles,
+        same_generation,
+    })
+}
+
+impl Recovery {
+    /// Hands the helper threads what they had not finished before the last stop: messages
+    /// past the index's position and profiles past the git trail's, in log order. Returns
+    /// how many of each.
+    pub fn hand_over(
+        &mut self,
+        search: &Producer<SearchDoc>,
+        audit: &Producer<ProfileEvent>,
+    ) -> (usize, usize) {
+        let same_generation = self.same_generation;
+        let origin = |shard: usize, seq: u64| same_generation.then_some((shard, seq));
+        let (messages, profiles) = (self.reindex.len(), self.profiles.len());
+        for (shard, event) in self.reindex.drain(..).chain(self.profiles.drain(..)) {
+            match to_item(event, |seq| origin(shard, seq)) {
+                Item::Doc(doc, bytes) => search.send_unbounded(doc, bytes),
+                Item::Profile(profile, bytes) => audit.send_unbounded(profile, bytes),
+            }
+        }
+        (messages, profiles)
+    }
+}
+
+enum Item {
+    Doc(SearchDoc, usize),
+    Profile(ProfileEvent, usize),
+}
+
+fn to_item(event: Emitted, origin: impl Fn(u64) -> Option<(usize, u64)>) -> Item {
+    match event {
+        Emitted::Message { envelope, to, seq } => {
+            let bytes = envelope.payload_len() + to.iter().map(|n| n.len()).sum::<usize>();
+            let doc = SearchDoc {
+                envelope,
+                to,
+                origin: origin(seq),
+            };
+            Item::Doc(doc, bytes)
+        }
+        Emitted::Profile {
+            profile,
+            created,
+            seq,
+        } => {
+            let bytes = crate::audit::profile_bytes(&profile);
+            let event = ProfileEvent {
+                profile,
+                created,
+                origin: origin(seq),
+            };
+            Item::Profile(event, bytes)
+        }
+    }
+}
+
+/// Where shard `shard`'s emissions go once durable: its own feeds to the helper threads,
+/// each in log order. `logged`: positions are meaningful (a log is written).
+pub fn sink(
+    shard: usize,
+    logged: bool,
+    search: Rc<Feed<SearchDoc>>,
+    audit: Rc<Feed<ProfileEvent>>,
+) -> shards::runtime::Sink {
+    Box::new(
+        move |event| match to_item(event, |seq| logged.then_some((shard, seq))) {
+            Item::Doc(doc, bytes) => search.submit_owed(doc, bytes),
+            Item::Profile(profile, bytes) => audit.submit_owed(profile, bytes),
+        },
+    )
+}
