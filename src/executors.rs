@@ -15,7 +15,9 @@ use crate::tools::Toolbox;
 use crate::wake::Notify;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
-use shards::log::journal::SegmentWriter;
+use shards::log::compaction::CompactPolicy;
+use shards::log::journal::{segment_bytes_for, SegmentWriter};
+use shards::runtime::HelperProgress;
 use shards::{MeshPair, Shard, Turn};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -261,15 +263,21 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
             // batch mode hands each batch to the page cache, which survives a crash of the
             // process and costs no device round trip per group commit.
             let direct_io = kits.mode == Durability::Fsync;
-            match SegmentWriter::create(&log.dir, shard.id() as u32, count, log.base, direct_io)
-                .await
-            {
+            let segment_bytes = segment_bytes_for(kits.compact_bytes);
+            let id = shard.id() as u32;
+            let created =
+                SegmentWriter::create(&log.dir, id, count, log.base, direct_io, segment_bytes)
+                    .await;
+            match created {
                 Ok(writer) => {
                     tracing::debug!(
                         shard = shard.id(),
                         direct_io = writer.is_direct(),
                         "log open"
                     );
+                    context.helpers.metrics.shards[shard.id()]
+                        .log_direct_io
+                        .store(u64::from(writer.is_direct()), Ordering::Relaxed);
                     Some(glommio::spawn_local(write_log(Rc::clone(&shard), writer)))
                 }
                 Err(error) => {
@@ -284,6 +292,16 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
     };
     // SAFETY: `fd` is a listening socket this thread owns (a dup made for it in `start`).
     let listener = unsafe { TcpListener::from_raw_fd(context.fd) };
+    if let Some(log) = &log_start {
+        glommio::spawn_local(compact_log(
+            Rc::clone(&shard),
+            log.dir.clone(),
+            log.bytes_before,
+            kits.compact_bytes,
+            Arc::clone(&context.helpers.metrics),
+        ))
+        .detach();
+    }
     let search_feed = Feed::new(context.helpers.search_docs);
     let audit_feed = Feed::new(context.helpers.audit);
     shard.set_sink(storage::sink(
@@ -342,6 +360,46 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
     search_feed.flush_all();
     audit_feed.flush_all();
     shard.close();
+}
+
+/// How often a shard checks whether its log is due for a snapshot.
+const COMPACT_CHECK_MS: u64 = 1_000;
+/// After a failed snapshot or cleanup (disk full, say), wait this long before trying again.
+const COMPACT_RETRY_MS: u64 = 10_000;
+
+/// Runs compaction for the shard until the journal closes; an I/O error is logged and
+/// retried later (the log only grows meanwhile: nothing is lost).
+async fn compact_log(
+    shard: Rc<Shard>,
+    dir: std::path::PathBuf,
+    bytes_before: u64,
+    min_log_bytes: u64,
+    metrics: Arc<Metrics>,
+) {
+    let id = shard.id();
+    let policy = CompactPolicy {
+        min_log_bytes,
+        check_interval: Duration::from_millis(COMPACT_CHECK_MS),
+    };
+    let helpers: Rc<HelperProgress> = Rc::new(Box::new(move || {
+        (
+            metrics.search.persisted.of(id),
+            metrics.audit.committed.of(id),
+        )
+    }));
+    let mut bytes_before = bytes_before;
+    loop {
+        let run =
+            Rc::clone(&shard).compact_log(dir.clone(), policy, bytes_before, Rc::clone(&helpers));
+        match run.await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::error!(shard = id, %error, "log compaction failed; retrying later");
+                bytes_before = 0;
+                glommio::timer::sleep(Duration::from_millis(COMPACT_RETRY_MS)).await;
+            }
+        }
+    }
 }
 
 /// Runs the shard's log flusher; if the log cannot be written, the server stops (exit 1):
@@ -487,6 +545,7 @@ async fn publish_shard_gauges(shard: Rc<Shard>, budget: Rc<ReadBudget>, metrics:
             slot.log_records.store(log.records, Ordering::Relaxed);
             slot.log_batches.store(log.batches, Ordering::Relaxed);
             slot.log_syncs.store(log.syncs, Ordering::Relaxed);
+            slot.log_snapshots.store(log.snapshots, Ordering::Relaxed);
             slot.log_sync_micros
                 .store(log.sync_micros_total, Ordering::Relaxed);
         }

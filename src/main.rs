@@ -201,6 +201,13 @@ fn log_recovery(report: &shards::log::recovery::Report) {
             "cut a torn write at the end of the log (a crash during a write; nothing acknowledged was in it)"
         );
     }
+    if let Some(from) = report.resharded_from {
+        tracing::warn!(
+            from,
+            agents = report.agents,
+            "the shard count changed: every agent and its inbox moved to its new owner"
+        );
+    }
     tracing::info!(
         agents = report.agents,
         queued_messages = report.queued_messages,

@@ -74,6 +74,9 @@ pub struct ShardMetrics {
     pub log_batches: AtomicU64,
     pub log_syncs: AtomicU64,
     pub log_sync_micros: AtomicU64,
+    pub log_snapshots: AtomicU64,
+    /// 1 when the log bypasses the page cache (O_DIRECT).
+    pub log_direct_io: AtomicU64,
 }
 
 impl ShardMetrics {
@@ -122,6 +125,29 @@ pub struct SearchMetrics {
     pub commit_lag: Latency,
     /// The feed from the shards to the indexer (documents, message text).
     pub feed: FeedGauges,
+    /// How far into each shard's log the index on disk reaches (a shard deletes older log
+    /// only below it).
+    pub persisted: LogProgress,
+}
+
+/// How far a helper thread has safely recorded each shard's log, per shard position.
+#[derive(Debug, Default)]
+pub struct LogProgress {
+    positions: std::sync::Mutex<Vec<u64>>,
+}
+
+impl LogProgress {
+    pub fn publish(&self, positions: &[u64]) {
+        let mut held = self.positions.lock().unwrap_or_else(|p| p.into_inner());
+        held.clear();
+        held.extend_from_slice(positions);
+    }
+
+    /// Shard `shard`'s position; 0 before anything was published.
+    pub fn of(&self, shard: usize) -> u64 {
+        let held = self.positions.lock().unwrap_or_else(|p| p.into_inner());
+        held.get(shard).copied().unwrap_or(0)
+    }
 }
 
 /// Counters of the git audit thread.
@@ -133,6 +159,8 @@ pub struct AuditMetrics {
     pub pending: AtomicU64,
     /// The feed from the shards to the git writer (profiles, their text).
     pub feed: FeedGauges,
+    /// How far into each shard's log the committed trail reaches.
+    pub committed: LogProgress,
 }
 
 /// What a feed to a helper thread holds (see `crate::feed`), kept by the feed itself.
@@ -259,7 +287,7 @@ impl Metrics {
             header(out, name, "gauge", help);
             self.per_shard(out, name, |s| field(s).load(Ordering::Relaxed));
         }
-        let counters: [(&str, &str, Field); 4] = [
+        let counters: [(&str, &str, Field); 5] = [
             (
                 "allman_log_bytes_total",
                 "bytes written to the shard's log, padding included",
@@ -280,11 +308,24 @@ impl Metrics {
                 "fdatasync calls on the shard's log",
                 |s| &s.log_syncs,
             ),
+            (
+                "allman_log_snapshots_total",
+                "snapshots written by the shard's log compaction",
+                |s| &s.log_snapshots,
+            ),
         ];
         for (name, help, field) in counters {
             header(out, name, "counter", help);
             self.per_shard(out, name, |s| field(s).load(Ordering::Relaxed));
         }
+        let name = "allman_log_direct_io";
+        header(
+            out,
+            name,
+            "gauge",
+            "1 when the shard's log bypasses the page cache (O_DIRECT, fsync durability)",
+        );
+        self.per_shard(out, name, |s| s.log_direct_io.load(Ordering::Relaxed));
         let name = "allman_log_sync_seconds_total";
         header(
             out,

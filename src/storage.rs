@@ -79,6 +79,22 @@ pub struct LogStart {
     pub dir: PathBuf,
     /// The position the log on disk ends at: the first record this run writes.
     pub base: u64,
+    /// Bytes of log segments already in `dir`: counted towards the next snapshot.
+    pub bytes_before: u64,
+}
+
+/// Bytes of the log segments in `dir`.
+fn segment_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
 }
 
 impl StartKits {
@@ -159,17 +175,36 @@ pub fn recover(
             Watermarks::new(generation, count)
         }
     };
+    // What was handed to the helpers again must reach them before older log is deleted.
+    let mut emitted_ends = vec![(0u64, 0u64); count];
+    if same_generation {
+        for (shard, event) in &recovered.reindex {
+            if let Emitted::Message { seq, .. } = event {
+                emitted_ends[*shard].0 = emitted_ends[*shard].0.max(seq + 1);
+            }
+        }
+        for (shard, event) in &recovered.profiles {
+            if let Emitted::Profile { seq, .. } = event {
+                emitted_ends[*shard].1 = emitted_ends[*shard].1.max(seq + 1);
+            }
+        }
+    }
     let kits = recovered
         .states
         .into_iter()
         .zip(recovered.bases)
+        .zip(emitted_ends)
         .enumerate()
-        .map(|(shard, (state, base))| {
+        .map(|(shard, ((mut state, base), (message_end, profile_end)))| {
+            state.log_mut().set_emitted_ends(message_end, profile_end);
+            let dir = recovered.generation.shard_dir(shard);
+            let bytes_before = segment_bytes(&dir);
             Some(StartKit {
                 state,
                 log: Some(LogStart {
-                    dir: recovered.generation.shard_dir(shard),
+                    dir,
                     base,
+                    bytes_before,
                 }),
             })
         })

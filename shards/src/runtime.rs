@@ -14,6 +14,7 @@
 //! flows back to the client through TCP instead of into memory.
 
 use crate::cooperate::Turn;
+use crate::log::compaction::{obsolete_files, remove_files, write_snapshot, CompactPolicy};
 use crate::log::journal::{flush_batch, Journal, SegmentWriter};
 use crate::log::Emitted;
 use crate::protocol::{Reply, Request};
@@ -91,6 +92,10 @@ pub struct ShardStats {
 
 /// Where a shard's emissions go once durable (the search and git feeds).
 pub type Sink = Box<dyn Fn(Emitted)>;
+
+/// How far the helper threads have safely recorded this shard's log: (search index on disk,
+/// git trail committed) positions.
+pub type HelperProgress = Box<dyn Fn() -> (u64, u64)>;
 
 /// One shard: the state it owns plus its ends of the meshes. Lives on one executor (`Rc`).
 pub struct Shard {
@@ -271,6 +276,7 @@ impl Shard {
             };
             journal.wait_for_work(timeout).await;
             let closing = journal.is_closing();
+            let force_sync = closing || journal.take_sync_request();
             let (batch, end) = self.state.borrow_mut().log_mut().take_batch(spare);
             let flushed = flush_batch(
                 &mut writer,
@@ -279,7 +285,7 @@ impl Shard {
                 written_end,
                 end,
                 &mut last_sync,
-                closing,
+                force_sync,
             )
             .await?;
             written_end = end;
@@ -296,6 +302,9 @@ impl Shard {
                     stats.sync_micros_total += took.as_micros() as u64;
                 }
             }
+            if flushed.synced {
+                journal.advance_synced(end);
+            }
             journal.advance(end);
             self.release_events(end);
             spare = batch;
@@ -303,6 +312,76 @@ impl Shard {
             if closing && self.state.borrow().log().pending_bytes() == 0 {
                 return writer.close().await;
             }
+        }
+    }
+
+    /// Compaction (see [`crate::log::compaction`]): snapshots the state once the log since
+    /// the last snapshot is long enough, then deletes what the snapshot and the helper
+    /// threads' progress make obsolete. `log_bytes_before` is the log this run started with.
+    /// Returns when the journal closes, or on an I/O error (the caller decides).
+    pub async fn compact_log(
+        self: Rc<Self>,
+        dir: std::path::PathBuf,
+        policy: CompactPolicy,
+        log_bytes_before: u64,
+        helpers: Rc<HelperProgress>,
+    ) -> std::io::Result<()> {
+        let Some(journal) = self.journal.clone() else {
+            return Ok(());
+        };
+        let written = || journal.stats.borrow().bytes_written;
+        let mut carried = log_bytes_before;
+        let mut mark = written();
+        // A snapshot whose older files wait for the helper threads: (position, emitted ends).
+        let mut cleanup: Option<(u64, u64, u64)> = None;
+        loop {
+            glommio::timer::sleep(policy.check_interval).await;
+            if journal.is_closing() {
+                return Ok(());
+            }
+            if let Some((position, message_end, profile_end)) = cleanup {
+                let (index, git) = helpers();
+                let reached = |helper: u64, emitted_end: u64| {
+                    if helper >= emitted_end {
+                        position
+                    } else {
+                        helper
+                    }
+                };
+                let below = reached(index, message_end).min(reached(git, profile_end));
+                let files = obsolete_files(&dir, position, below)?;
+                remove_files(&dir, &files).await?;
+                if below >= position {
+                    cleanup = None;
+                }
+            }
+            let since_snapshot = carried + written() - mark;
+            let live = self.state.borrow().live_bytes() as u64;
+            if since_snapshot < policy.min_log_bytes.max(2 * live) {
+                continue;
+            }
+            let (image, (message_end, profile_end)) = {
+                let mut state = self.state.borrow_mut();
+                let image = state.image();
+                (image, state.log().emitted_ends())
+            };
+            let at_image = written();
+            let position = image.position;
+            // The snapshot may replace log records only once they are on disk for good.
+            journal.wait_durable(position).await;
+            while journal.synced() < position {
+                if journal.is_closing() {
+                    return Ok(());
+                }
+                journal.request_sync();
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+            write_snapshot(&dir, self.id as u32, self.count as u32, &image).await?;
+            drop(image);
+            journal.stats.borrow_mut().snapshots += 1;
+            carried = 0;
+            mark = at_image;
+            cleanup = Some((position, message_end, profile_end));
         }
     }
 

@@ -133,6 +133,9 @@ impl Writer {
         match self.write_commit() {
             Ok(id) => {
                 self.commits += 1;
+                if let Some(progress) = &self.progress {
+                    self.metrics.committed.publish(&progress.positions);
+                }
                 self.metrics.commits.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
                     commit = %id,

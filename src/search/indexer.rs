@@ -109,6 +109,8 @@ pub struct Indexer {
     progress: Watermarks,
     /// Whether the index is kept across restarts (persisted every `PERSIST_INTERVAL`).
     durable: bool,
+    /// The positions the last successful commit recorded: what a persist makes safe.
+    committed_positions: Vec<u64>,
     last_persist: Instant,
     committed_since_persist: bool,
 }
@@ -137,6 +139,10 @@ impl Indexer {
             metrics,
             commit_interval,
             durable: progress.is_some(),
+            committed_positions: progress
+                .as_ref()
+                .map(|p| p.positions.clone())
+                .unwrap_or_default(),
             progress: progress.unwrap_or_default(),
             last_persist: Instant::now(),
             committed_since_persist: false,
@@ -154,7 +160,8 @@ impl Indexer {
         loop {
             hooks.pause();
             let next = if self.first_uncommitted_at.is_none() {
-                queue.recv(None)
+                // Idle: wake for the next persist if one is owed, else only for work.
+                queue.recv(self.persist_deadline())
             } else {
                 queue.try_recv()
             };
@@ -202,6 +209,11 @@ impl Indexer {
         tracing::info!(indexed, "search index flushed");
     }
 
+    /// When the index is owed a persist (durable servers that committed since the last).
+    fn persist_deadline(&self) -> Option<Instant> {
+        (self.durable && self.committed_since_persist).then(|| self.last_persist + PERSIST_INTERVAL)
+    }
+
     /// Writes the index to disk every `PERSIST_INTERVAL` while it changes (durable servers).
     fn persist_if_due(&mut self) {
         if !self.durable
@@ -214,6 +226,7 @@ impl Indexer {
         match self.directory.persist() {
             Ok(()) => {
                 self.committed_since_persist = false;
+                self.metrics.persisted.publish(&self.committed_positions);
                 tracing::debug!(
                     elapsed_us = started.elapsed().as_micros() as u64,
                     "search index persisted"
@@ -313,6 +326,8 @@ impl Indexer {
         match committed {
             Ok(_) => {
                 self.committed_since_persist = true;
+                self.committed_positions
+                    .clone_from(&self.progress.positions);
                 if let Err(error) = self.reader.reload() {
                     tracing::error!(%error, "could not reload the search reader");
                 }

@@ -40,9 +40,18 @@ impl fmt::Display for Durability {
     }
 }
 
-/// Segments roll over past this size. Preallocated, so a write never changes the file size
-/// (no metadata update per sync); a batch larger than a whole segment still goes in one.
-pub const SEGMENT_BYTES: u64 = 64 << 20;
+/// The largest segment: they roll over past their size. Preallocated, so a write never
+/// changes the file size (no metadata update per sync); a batch larger than a whole segment
+/// still goes in one.
+pub const MAX_SEGMENT_BYTES: u64 = 64 << 20;
+/// The smallest segment.
+pub const MIN_SEGMENT_BYTES: u64 = 1 << 20;
+
+/// The segment size for a compaction threshold: a quarter of it, so compaction can delete
+/// most of the log it replaces (the segment being written is never deleted).
+pub fn segment_bytes_for(compact_bytes: u64) -> u64 {
+    (compact_bytes / 4).clamp(MIN_SEGMENT_BYTES, MAX_SEGMENT_BYTES)
+}
 /// The smallest block a commit starts on: the sector size every device supports.
 const MIN_BLOCK_BYTES: u64 = 512;
 
@@ -157,6 +166,7 @@ pub struct SegmentWriter {
     dirty: bool,
     /// Reused for padding each batch to whole blocks.
     staging: Vec<u8>,
+    segment_bytes: u64,
 }
 
 impl SegmentWriter {
@@ -168,6 +178,7 @@ impl SegmentWriter {
         shard_count: u32,
         base_seq: u64,
         direct_io: bool,
+        segment_bytes: u64,
     ) -> io::Result<SegmentWriter> {
         let path = dir.join(segment_name(base_seq));
         let (file, block_bytes) = LogFile::create(&path, direct_io).await?;
@@ -179,10 +190,10 @@ impl SegmentWriter {
             block_bytes: block_bytes as u32,
         };
         file.write_all_at(&header.encode(), 0).await?;
-        file.pre_allocate(SEGMENT_BYTES, false).await?;
+        file.pre_allocate(segment_bytes, false).await?;
         file.sync().await?;
         // The new file's name must survive a power cut too.
-        std::fs::File::open(dir)?.sync_all()?;
+        sync_directory(dir).await?;
         Ok(SegmentWriter {
             dir: dir.to_path_buf(),
             shard,
@@ -192,6 +203,7 @@ impl SegmentWriter {
             offset: HEADER_BYTES as u64,
             dirty: false,
             staging: Vec::new(),
+            segment_bytes,
         })
     }
 
@@ -208,7 +220,7 @@ impl SegmentWriter {
     /// Writes one group commit whose first record is `first_seq`, on a fresh block.
     pub async fn write(&mut self, batch: &[u8], first_seq: u64) -> io::Result<u64> {
         let padded = (batch.len() as u64).div_ceil(self.block_bytes) * self.block_bytes;
-        if self.offset + padded > SEGMENT_BYTES && self.offset > HEADER_BYTES as u64 {
+        if self.offset + padded > self.segment_bytes && self.offset > HEADER_BYTES as u64 {
             self.roll(first_seq).await?;
         }
         self.staging.clear();
@@ -233,9 +245,15 @@ impl SegmentWriter {
     async fn roll(&mut self, base_seq: u64) -> io::Result<()> {
         self.sync().await?;
         let direct_io = self.is_direct();
-        let next =
-            SegmentWriter::create(&self.dir, self.shard, self.shard_count, base_seq, direct_io)
-                .await?;
+        let next = SegmentWriter::create(
+            &self.dir,
+            self.shard,
+            self.shard_count,
+            base_seq,
+            direct_io,
+            self.segment_bytes,
+        )
+        .await?;
         let previous = std::mem::replace(self, next);
         previous.file.close().await;
         Ok(())
@@ -248,15 +266,27 @@ impl SegmentWriter {
     }
 }
 
+/// Syncs a directory (its entries: a created, renamed or removed file) through io_uring.
+pub async fn sync_directory(dir: &Path) -> io::Result<()> {
+    let directory = glommio::io::Directory::open(dir)
+        .await
+        .map_err(io::Error::from)?;
+    directory.sync().await.map_err(io::Error::from)?;
+    directory.close().await.map_err(io::Error::from)
+}
+
 /// What the flusher has made durable, who waits for what, and counters for `/metrics`.
 pub struct Journal {
     mode: Durability,
     durable: Cell<u64>,
+    /// Every record below this is on disk past a power cut (fdatasync returned).
+    synced: Cell<u64>,
     waiters: RefCell<Vec<(u64, Waker)>>,
     /// The flusher, when it waits for records.
     idle_flusher: RefCell<Option<Waker>>,
     work: Cell<bool>,
     closing: Cell<bool>,
+    sync_requested: Cell<bool>,
     pub stats: RefCell<JournalStats>,
 }
 
@@ -269,6 +299,8 @@ pub struct JournalStats {
     pub sync_micros_total: u64,
     /// Records in the largest batch so far.
     pub largest_batch_records: u64,
+    /// Snapshots written by compaction.
+    pub snapshots: u64,
 }
 
 impl Journal {
@@ -276,10 +308,12 @@ impl Journal {
         Rc::new(Journal {
             mode,
             durable: Cell::new(durable),
+            synced: Cell::new(durable),
             waiters: RefCell::new(Vec::new()),
             idle_flusher: RefCell::new(None),
             work: Cell::new(false),
             closing: Cell::new(false),
+            sync_requested: Cell::new(false),
             stats: RefCell::new(JournalStats::default()),
         })
     }
@@ -290,6 +324,26 @@ impl Journal {
 
     pub fn durable(&self) -> u64 {
         self.durable.get()
+    }
+
+    /// Every record below this position has been `fdatasync`ed.
+    pub fn synced(&self) -> u64 {
+        self.synced.get()
+    }
+
+    /// Asks the flusher to sync at its next round, whatever the interval.
+    pub fn request_sync(&self) {
+        self.sync_requested.set(true);
+        self.kick();
+    }
+
+    pub fn take_sync_request(&self) -> bool {
+        self.sync_requested.replace(false)
+    }
+
+    /// Records below `position` are synced.
+    pub fn advance_synced(&self, position: u64) {
+        self.synced.set(self.synced.get().max(position));
     }
 
     /// Tells the flusher there are records to write.
@@ -403,7 +457,10 @@ impl Future for WaitWork<'_> {
 pub struct Flushed {
     pub records: u64,
     pub bytes: u64,
+    /// How long the fdatasync took, if one was made.
     pub synced_in: Option<Duration>,
+    /// Everything written so far is synced (a sync ran, or there was nothing to sync).
+    pub synced: bool,
 }
 
 /// Writes `batch` (records `first_seq..end`) and syncs as `mode` asks; `last_sync` is when the
@@ -439,5 +496,6 @@ pub async fn flush_batch(
         records: end - first_seq,
         bytes,
         synced_in,
+        synced: !writer.is_dirty(),
     })
 }

@@ -3,6 +3,7 @@
 //! flusher that writes them with group commit ([`journal`]) and the reading at start-up
 //! ([`recovery`]).
 
+pub mod compaction;
 pub mod journal;
 pub mod record;
 pub mod recovery;
@@ -46,6 +47,10 @@ pub struct LogBuffer {
     events: VecDeque<(u64, Emitted)>,
     /// While replaying, records are neither written again nor emitted.
     replaying: bool,
+    /// The position after the last record that emitted a message, and a profile: the
+    /// helper threads have everything below a position once they have reached these.
+    message_emitted_end: u64,
+    profile_emitted_end: u64,
 }
 
 impl LogBuffer {
@@ -56,6 +61,8 @@ impl LogBuffer {
             next_seq,
             events: VecDeque::new(),
             replaying: false,
+            message_emitted_end: 0,
+            profile_emitted_end: 0,
         }
     }
 
@@ -87,8 +94,24 @@ impl LogBuffer {
         if !self.replaying {
             // Durable once the position after the record is.
             let after = if self.enabled { seq + 1 } else { 0 };
-            self.events.push_back((after, event(seq)));
+            let event = event(seq);
+            match event {
+                Emitted::Message { .. } => self.message_emitted_end = after,
+                Emitted::Profile { .. } => self.profile_emitted_end = after,
+            }
+            self.events.push_back((after, event));
         }
+    }
+
+    /// Start-up: records below these were handed to the helper threads again (see recovery).
+    pub fn set_emitted_ends(&mut self, message_end: u64, profile_end: u64) {
+        self.message_emitted_end = message_end;
+        self.profile_emitted_end = profile_end;
+    }
+
+    /// The positions after the last record that emitted a message, and a profile.
+    pub fn emitted_ends(&self) -> (u64, u64) {
+        (self.message_emitted_end, self.profile_emitted_end)
     }
 
     pub(crate) fn set_replaying(&mut self, replaying: bool) {
