@@ -7,6 +7,7 @@
 //! for the position they saw (see [`Journal::wait_durable`]); emissions to the helper threads
 //! wait for theirs.
 
+use super::record::FRAME_BYTES;
 use super::segment::{FileKind, Header, HEADER_BYTES};
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -154,6 +155,17 @@ pub fn segment_name(base_seq: u64) -> String {
     format!("{base_seq:020}.log")
 }
 
+/// The bytes a batch of `len` takes on disk: whole blocks, and either no padding or at least
+/// a record frame's worth, so a reader always sees padding as a zero frame (never as the
+/// first bytes of the next batch's record).
+pub fn padded_len(len: u64, block_bytes: u64) -> u64 {
+    let mut padded = len.div_ceil(block_bytes) * block_bytes;
+    if padded > len && padded - len < FRAME_BYTES as u64 {
+        padded += block_bytes;
+    }
+    padded
+}
+
 /// Appends batches to a shard's current segment and opens the next one when it is full.
 pub struct SegmentWriter {
     dir: PathBuf,
@@ -219,7 +231,7 @@ impl SegmentWriter {
 
     /// Writes one group commit whose first record is `first_seq`, on a fresh block.
     pub async fn write(&mut self, batch: &[u8], first_seq: u64) -> io::Result<u64> {
-        let padded = (batch.len() as u64).div_ceil(self.block_bytes) * self.block_bytes;
+        let padded = padded_len(batch.len() as u64, self.block_bytes);
         if self.offset + padded > self.segment_bytes && self.offset > HEADER_BYTES as u64 {
             self.roll(first_seq).await?;
         }

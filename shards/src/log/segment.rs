@@ -200,17 +200,38 @@ mod tests {
         }
     }
 
-    /// A segment with two group commits of `per_batch` records each, block-aligned.
+    /// A segment with two group commits of `per_batch` records each, padded as the writer
+    /// pads them.
     fn segment(per_batch: u128) -> Vec<u8> {
         let mut file = header().encode();
         for batch in 0..2 {
+            let start = file.len();
             for n in 0..per_batch {
                 encode(&mut file, &visible(batch * 100 + n));
             }
-            file.resize(file.len().div_ceil(512) * 512, 0);
+            let padded = crate::log::journal::padded_len((file.len() - start) as u64, 512);
+            file.resize(start + padded as usize, 0);
         }
         file.resize(file.len() + 2048, 0);
         file
+    }
+
+    #[test]
+    fn padding_shorter_than_a_frame_never_hides_the_next_batch() {
+        // A Visible record takes 25 bytes: 20 of them leave 12 bytes of padding; 225 leave 7
+        // and 266 leave 6, which the writer extends by a block.
+        for per_batch in [1, 20, 61, 225, 266] {
+            let scanned = scan(&segment(per_batch), &header()).expect("clean");
+            assert_eq!(
+                scanned.records.len() as u128,
+                2 * per_batch,
+                "{per_batch} a batch"
+            );
+            assert_eq!(scanned.torn_bytes, 0);
+        }
+        assert_eq!(crate::log::journal::padded_len(509, 512), 1024);
+        assert_eq!(crate::log::journal::padded_len(504, 512), 512);
+        assert_eq!(crate::log::journal::padded_len(512, 512), 512);
     }
 
     #[test]
