@@ -185,6 +185,11 @@ impl ShardState {
         &mut self.log
     }
 
+    /// The prepared message `id`, if it is pending here.
+    pub fn pending_send(&self, id: &Uuid) -> Option<&PendingSend> {
+        self.pending.get(id)
+    }
+
     /// Multi-owner messages prepared here and neither committed nor aborted.
     pub fn pending(&self) -> impl Iterator<Item = &PendingSend> {
         self.pending.values()
@@ -368,7 +373,10 @@ impl ShardState {
         self.unhold(&send);
         let seq = self.log.append(|out| record::encode_visible(out, &id));
         self.enqueue(&send.local, &send.envelope);
-        self.recent_visible.push(id);
+        // Kept for the next snapshot only; without a log there is none (and no bound).
+        if self.log.enabled() {
+            self.recent_visible.push(id);
+        }
         if self.emits(&send.recipients) {
             self.log.emit(
                 |seq| Emitted::Message {

@@ -221,7 +221,7 @@ pub fn rebuild(
                     },
                 )),
                 Record::Visible { id } if seq >= index_from => {
-                    if let Some(send) = state.pending().find(|p| p.envelope.id == *id) {
+                    if let Some(send) = state.pending_send(id) {
                         if state.emits(&send.recipients) {
                             reindex.push((
                                 shard,
