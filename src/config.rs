@@ -77,8 +77,8 @@ pub const SETTINGS: &[Setting] = &[
     setting("durability", "ALLMAN_DURABILITY", "<MODE>", Fixed("batch"), "fsync: reply once the log is on disk (survives power loss); batch: once it is written, fdatasync every --fsync-interval-ms (survives crashes); none: memory only"),
     setting("fsync-interval-ms", "ALLMAN_FSYNC_INTERVAL_MS", "<MS>", Fixed("100"), "in batch durability, the longest written log data waits for fdatasync"),
     setting("log-compact-bytes", "ALLMAN_LOG_COMPACT_BYTES", "<N>", Fixed("67108864"), "snapshot a shard once its log since the last snapshot passes this and twice its live state"),
-    setting("index-path", "INDEX_PATH", "<DIR>", Computed("<data-dir>/index"), "search index directory"),
-    setting("repo-root", "REPO_ROOT", "<DIR>", Computed("<data-dir>/repo"), "git audit repository"),
+    setting("index-path", "INDEX_PATH", "<DIR>", Computed("index under --data-dir"), "search index directory"),
+    setting("repo-root", "REPO_ROOT", "<DIR>", Computed("repo under --data-dir"), "git audit repository"),
 ];
 
 /// The log filter when `RUST_LOG` is not set: allman's own logs, plus glommio's warnings
