@@ -260,6 +260,10 @@ impl Shard {
             return Ok(());
         };
         let mode = journal.mode();
+        // Records appended before serving (recovery's resolutions) go out at once.
+        if self.state.borrow().log().pending_bytes() > 0 {
+            journal.kick();
+        }
         let mut spare = Vec::new();
         let mut written_end = journal.durable();
         let mut last_sync = Instant::now();

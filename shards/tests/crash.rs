@@ -271,6 +271,7 @@ impl Run {
             logs.push(ShardLog {
                 snapshot: None,
                 records: self.logs[shard][..cut as usize].to_vec(),
+                below_snapshot: Vec::new(),
                 end: cut,
             });
         }

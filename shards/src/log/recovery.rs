@@ -14,6 +14,7 @@
 use super::record::Record;
 use super::segment::{scan, Corrupt, FileKind, Header};
 use super::{Emitted, LogBuffer};
+use crate::envelope::SharedEnvelope;
 use crate::routing::owner_of;
 use crate::state::{image_records, InboxLimits, ReplayError, ShardState, StateImage};
 use std::collections::{HashMap, HashSet};
@@ -136,6 +137,9 @@ impl Watermarks {
 pub struct ShardLog {
     pub snapshot: Option<(u64, Vec<Record>)>,
     pub records: Vec<(u64, Record)>,
+    /// Records below the snapshot still on disk (compaction keeps them until the search index
+    /// and git trail have recorded them): not replayed, only handed to the helpers again.
+    pub below_snapshot: Vec<(u64, Record)>,
     /// The position after the last record.
     pub end: u64,
 }
@@ -204,6 +208,46 @@ pub fn rebuild(
             for record in records {
                 note(&record);
                 state.replay(record).map_err(|e| (shard, e))?;
+            }
+        }
+        // Prepared messages below the snapshot, by id, for their Visible records there.
+        let mut prepared_below: HashMap<Uuid, (SharedEnvelope, Vec<Box<str>>)> = HashMap::new();
+        for (seq, record) in log.below_snapshot {
+            match record {
+                Record::Prepared {
+                    envelope,
+                    recipients,
+                    ..
+                } => {
+                    prepared_below.insert(envelope.id, (envelope, recipients));
+                }
+                Record::Enqueued {
+                    envelope,
+                    recipients,
+                } if seq >= index_from => reindex.push((
+                    shard,
+                    Emitted::Message {
+                        envelope,
+                        to: recipients,
+                        seq,
+                    },
+                )),
+                Record::Visible { id } if seq >= index_from => {
+                    if let Some((envelope, to)) = prepared_below.remove(&id) {
+                        if state.emits(&to) {
+                            reindex.push((shard, Emitted::Message { envelope, to, seq }));
+                        }
+                    }
+                }
+                Record::Agent(profile) if seq >= git_from => profiles.push((
+                    shard,
+                    Emitted::Profile {
+                        created: profile.version == 1,
+                        profile,
+                        seq,
+                    },
+                )),
+                _ => {}
             }
         }
         for (seq, record) in log.records {
@@ -475,9 +519,7 @@ pub fn read_shard(
         let bytes = fs::read(path).map_err(io_error(path))?;
         report.bytes_read += bytes.len() as u64;
         let scanned = check_and_scan(path, &bytes, FileKind::Segment, shard, shard_count)?;
-        if scanned.next_seq <= log.end && index < last {
-            continue; // Entirely below the snapshot; compaction removes it.
-        }
+
         if *base > log.end {
             return Err(RecoveryError::Corrupt {
                 path: path.clone(),
@@ -511,6 +553,8 @@ pub fn read_shard(
         for (seq, record) in scanned.records {
             if seq >= log.end {
                 log.records.push((seq, record));
+            } else {
+                log.below_snapshot.push((seq, record));
             }
         }
         log.end = log.end.max(scanned.next_seq);
@@ -640,4 +684,112 @@ pub fn recover(
         profiles: rebuilt.profiles,
         report,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::Envelope;
+    use crate::protocol::AgentProfile;
+    use std::sync::Arc;
+
+    const LIMITS: InboxLimits = InboxLimits {
+        messages: 10,
+        bytes: usize::MAX,
+    };
+
+    fn agent(name: &str) -> Record {
+        Record::Agent(AgentProfile {
+            id: Uuid::from_u128(1),
+            name: name.into(),
+            project_id: Uuid::nil(),
+            project_key: "k".into(),
+            program: "".into(),
+            model: "".into(),
+            created_ms: 0,
+            updated_ms: 0,
+            version: 1,
+        })
+    }
+
+    fn enqueued(n: u128, to: &str) -> Record {
+        Record::Enqueued {
+            envelope: Arc::new(Envelope::new(
+                Uuid::from_u128(n),
+                Uuid::nil(),
+                0,
+                "f",
+                "",
+                "",
+            )),
+            recipients: vec![to.into()],
+        }
+    }
+
+    fn reindexed(rebuilt: &Rebuilt) -> Vec<u64> {
+        rebuilt
+            .reindex
+            .iter()
+            .map(|(_, event)| match event {
+                Emitted::Message { seq, .. } => *seq,
+                Emitted::Profile { seq, .. } => *seq,
+            })
+            .collect()
+    }
+
+    /// A snapshot at 2 (agent and message 10), older records still on disk below it, and one
+    /// record after it.
+    fn log() -> ShardLog {
+        ShardLog {
+            snapshot: Some((2, vec![agent("a"), enqueued(10, "a")])),
+            records: vec![(2, enqueued(11, "a"))],
+            below_snapshot: vec![(0, agent("a")), (1, enqueued(10, "a"))],
+            end: 3,
+        }
+    }
+
+    #[test]
+    fn records_below_a_snapshot_are_handed_over_only_past_the_helpers_position() {
+        let behind = Watermarks {
+            generation: 7,
+            positions: vec![1],
+        };
+        let rebuilt = rebuild(vec![log()], LIMITS, 7, &behind, &behind).expect("rebuilds");
+        assert_eq!(reindexed(&rebuilt), vec![1, 2], "the index lacks 1 and 2");
+        assert_eq!(
+            rebuilt.states[0].queued_messages(),
+            2,
+            "replayed once, not twice"
+        );
+        let caught_up = Watermarks {
+            generation: 7,
+            positions: vec![3],
+        };
+        let rebuilt = rebuild(vec![log()], LIMITS, 7, &caught_up, &caught_up).expect("rebuilds");
+        assert!(reindexed(&rebuilt).is_empty());
+        assert!(rebuilt.profiles.is_empty());
+        let other_generation = Watermarks {
+            generation: 6,
+            positions: vec![3],
+        };
+        let rebuilt = rebuild(vec![log()], LIMITS, 7, &other_generation, &other_generation)
+            .expect("rebuilds");
+        assert_eq!(
+            reindexed(&rebuilt),
+            vec![1, 2],
+            "another generation's positions mean nothing"
+        );
+        assert_eq!(rebuilt.bases, vec![3]);
+    }
+
+    #[test]
+    fn watermarks_round_trip_through_their_text_form() {
+        let marks = Watermarks {
+            generation: 3,
+            positions: vec![10, 0, 7],
+        };
+        let text = format!("agents: 2 registered\n\n{}\n", marks.to_text());
+        assert_eq!(Watermarks::from_text(&text), Some(marks));
+        assert_eq!(Watermarks::from_text("no progress here"), None);
+    }
 }
