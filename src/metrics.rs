@@ -53,6 +53,9 @@ pub const STATUS_CODES: [u16; 15] = [
     100, 200, 202, 400, 401, 403, 404, 405, 406, 408, 411, 413, 415, 431, 503,
 ];
 
+/// A counter of [`ShardMetrics`], for rendering tables of them.
+type ShardField = fn(&ShardMetrics) -> &AtomicU64;
+
 /// One shard's counters. Aligned so two shards never write the same cache line.
 #[repr(align(128))]
 #[derive(Default)]
@@ -264,8 +267,7 @@ impl Metrics {
     }
 
     fn render_shards(&self, out: &mut String) {
-        type Field = fn(&ShardMetrics) -> &AtomicU64;
-        let gauges: [(&str, &str, Field); 4] = [
+        let gauges: [(&str, &str, ShardField); 4] = [
             ("allman_shard_agents", "agents owned, per shard", |s| &s.agents),
             (
                 "allman_shard_queued_messages",
@@ -283,11 +285,8 @@ impl Metrics {
                 |s| &s.read_buffer_bytes,
             ),
         ];
-        for (name, help, field) in gauges {
-            header(out, name, "gauge", help);
-            self.per_shard(out, name, |s| field(s).load(Ordering::Relaxed));
-        }
-        let counters: [(&str, &str, Field); 5] = [
+        self.per_shard_series(out, "gauge", &gauges);
+        let counters: [(&str, &str, ShardField); 5] = [
             (
                 "allman_log_bytes_total",
                 "bytes written to the shard's log, padding included",
@@ -314,10 +313,7 @@ impl Metrics {
                 |s| &s.log_snapshots,
             ),
         ];
-        for (name, help, field) in counters {
-            header(out, name, "counter", help);
-            self.per_shard(out, name, |s| field(s).load(Ordering::Relaxed));
-        }
+        self.per_shard_series(out, "counter", &counters);
         let name = "allman_log_direct_io";
         header(
             out,
@@ -421,6 +417,19 @@ impl Metrics {
         }
         let help = "resident set size of the process, from /proc/self/statm";
         gauge(out, "allman_resident_memory_bytes", help, resident_bytes());
+    }
+
+    /// One series per shard for each of `rows` (name, help, field), all of type `kind`.
+    fn per_shard_series(
+        &self,
+        out: &mut String,
+        kind: &str,
+        rows: &[(&str, &str, ShardField)],
+    ) {
+        for (name, help, field) in rows {
+            header(out, name, kind, help);
+            self.per_shard(out, name, |s| field(s).load(Ordering::Relaxed));
+        }
     }
 
     fn per_shard(&self, out: &mut String, name: &str, value: impl Fn(&ShardMetrics) -> u64) {

@@ -447,15 +447,23 @@ async fn serve_peer(shard: Rc<Shard>, peer: usize, rx: ConnectedReceiver<Request
     let mut turn = Turn::new();
     while let Some((slot, request)) = turn.wait(rx.recv()).await {
         let (reply, _) = shard.handle(request);
-        if turn
-            .wait(shard.replies.send_to(peer, (slot, reply)))
-            .await
-            .is_err()
-        {
+        if !send_reply(&shard, &mut turn, peer, slot, reply).await {
             break;
         }
-        turn.done().await;
     }
+}
+
+/// Sends one reply to `peer` and takes its turn; false once the peer has closed.
+async fn send_reply(shard: &Shard, turn: &mut Turn, peer: usize, slot: u32, reply: Reply) -> bool {
+    if turn
+        .wait(shard.replies.send_to(peer, (slot, reply)))
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    turn.done().await;
+    true
 }
 
 /// With a log: handles each request at once and hands its reply to [`release_replies`], which
@@ -484,14 +492,9 @@ async fn release_replies(shard: Rc<Shard>, peer: usize, held: LocalReceiver<Held
     let mut turn = Turn::new();
     while let Some((slot, reply, end)) = turn.wait(held.recv()).await {
         turn.wait(journal.wait_durable(end)).await;
-        if turn
-            .wait(shard.replies.send_to(peer, (slot, reply)))
-            .await
-            .is_err()
-        {
+        if !send_reply(&shard, &mut turn, peer, slot, reply).await {
             break;
         }
-        turn.done().await;
     }
 }
 

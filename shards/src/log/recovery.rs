@@ -210,84 +210,33 @@ pub fn rebuild(
                 state.replay(record).map_err(|e| (shard, e))?;
             }
         }
+        let mut handover = Handover {
+            shard,
+            index_from,
+            git_from,
+            reindex: &mut reindex,
+            profiles: &mut profiles,
+        };
         // Prepared messages below the snapshot, by id, for their Visible records there.
         let mut prepared_below: HashMap<Uuid, (SharedEnvelope, Vec<Box<str>>)> = HashMap::new();
         for (seq, record) in log.below_snapshot {
-            match record {
-                Record::Prepared {
-                    envelope,
-                    recipients,
-                    ..
-                } => {
-                    prepared_below.insert(envelope.id, (envelope, recipients));
-                }
-                Record::Enqueued {
-                    envelope,
-                    recipients,
-                } if seq >= index_from => reindex.push((
-                    shard,
-                    Emitted::Message {
-                        envelope,
-                        to: recipients,
-                        seq,
-                    },
-                )),
-                Record::Visible { id } if seq >= index_from => {
-                    if let Some((envelope, to)) = prepared_below.remove(&id) {
-                        if state.emits(&to) {
-                            reindex.push((shard, Emitted::Message { envelope, to, seq }));
-                        }
-                    }
-                }
-                Record::Agent(profile) if seq >= git_from => profiles.push((
-                    shard,
-                    Emitted::Profile {
-                        created: profile.version == 1,
-                        profile,
-                        seq,
-                    },
-                )),
-                _ => {}
+            if let Record::Prepared {
+                envelope,
+                recipients,
+                ..
+            } = &record
+            {
+                prepared_below.insert(envelope.id, (envelope.clone(), recipients.clone()));
             }
+            handover.note(seq, &record, &state, |id| prepared_below.remove(id));
         }
         for (seq, record) in log.records {
             note(&record);
-            match &record {
-                Record::Enqueued {
-                    envelope,
-                    recipients,
-                } if seq >= index_from => reindex.push((
-                    shard,
-                    Emitted::Message {
-                        envelope: envelope.clone(),
-                        to: recipients.clone(),
-                        seq,
-                    },
-                )),
-                Record::Visible { id } if seq >= index_from => {
-                    if let Some(send) = state.pending_send(id) {
-                        if state.emits(&send.recipients) {
-                            reindex.push((
-                                shard,
-                                Emitted::Message {
-                                    envelope: send.envelope.clone(),
-                                    to: send.recipients.clone(),
-                                    seq,
-                                },
-                            ));
-                        }
-                    }
-                }
-                Record::Agent(profile) if seq >= git_from => profiles.push((
-                    shard,
-                    Emitted::Profile {
-                        profile: profile.clone(),
-                        created: profile.version == 1,
-                        seq,
-                    },
-                )),
-                _ => {}
-            }
+            handover.note(seq, &record, &state, |id| {
+                state
+                    .pending_send(id)
+                    .map(|send| (send.envelope.clone(), send.recipients.clone()))
+            });
             state.replay(record).map_err(|e| (shard, e))?;
         }
         states.push(state);
@@ -316,6 +265,57 @@ pub fn rebuild(
         delivered_pending,
         dropped_pending,
     })
+}
+
+/// What one shard's records hand to the helper threads again: messages at or past the search
+/// index's position, profiles at or past the git trail's.
+struct Handover<'a> {
+    shard: usize,
+    index_from: u64,
+    git_from: u64,
+    reindex: &'a mut Vec<(usize, Emitted)>,
+    profiles: &'a mut Vec<(usize, Emitted)>,
+}
+
+impl Handover<'_> {
+    /// Notes `record` at `seq`; `prepared` finds the message a `Visible` record makes visible.
+    fn note(
+        &mut self,
+        seq: u64,
+        record: &Record,
+        state: &ShardState,
+        prepared: impl FnOnce(&Uuid) -> Option<(SharedEnvelope, Vec<Box<str>>)>,
+    ) {
+        match record {
+            Record::Agent(profile) if seq >= self.git_from => {
+                let event = Emitted::Profile {
+                    profile: profile.clone(),
+                    created: profile.version == 1,
+                    seq,
+                };
+                self.profiles.push((self.shard, event));
+            }
+            Record::Enqueued {
+                envelope,
+                recipients,
+            } if seq >= self.index_from => {
+                let event = Emitted::Message {
+                    envelope: envelope.clone(),
+                    to: recipients.clone(),
+                    seq,
+                };
+                self.reindex.push((self.shard, event));
+            }
+            // A multi-owner message is indexed by its lowest owner only.
+            Record::Visible { id } if seq >= self.index_from => {
+                if let Some((envelope, to)) = prepared(id).filter(|(_, to)| state.emits(to)) {
+                    let event = Emitted::Message { envelope, to, seq };
+                    self.reindex.push((self.shard, event));
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Moves every agent of `states` (pending sends settled) to its owner among `shard_count`.
