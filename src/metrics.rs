@@ -420,12 +420,7 @@ impl Metrics {
     }
 
     /// One series per shard for each of `rows` (name, help, field), all of type `kind`.
-    fn per_shard_series(
-        &self,
-        out: &mut String,
-        kind: &str,
-        rows: &[(&str, &str, ShardField)],
-    ) {
+    fn per_shard_series(&self, out: &mut String, kind: &str, rows: &[(&str, &str, ShardField)]) {
         for (name, help, field) in rows {
             header(out, name, kind, help);
             self.per_shard(out, name, |s| field(s).load(Ordering::Relaxed));

@@ -381,7 +381,9 @@ impl Shard {
                 glommio::timer::sleep(Duration::from_millis(1)).await;
             }
             write_snapshot(&dir, self.id as u32, self.count as u32, &image).await?;
+            let markers = image.recent_visible.len();
             drop(image);
+            self.state.borrow_mut().forget_recent_visible(markers);
             journal.stats.borrow_mut().snapshots += 1;
             carried = 0;
             mark = at_image;

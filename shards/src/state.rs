@@ -607,8 +607,9 @@ impl ShardState {
         &self.recent_visible
     }
 
-    /// Copies pointers to the whole state, at the current log position, and starts a new list
-    /// of recent visible markers.
+    /// Copies pointers to the whole state, at the current log position, recent visible
+    /// markers included (they are dropped only once a snapshot holding them is written:
+    /// [`ShardState::forget_recent_visible`]).
     pub fn image(&mut self) -> StateImage {
         let agents = self
             .agents
@@ -622,8 +623,14 @@ impl ShardState {
             position: self.log.end(),
             agents,
             pending: self.pending.values().cloned().collect(),
-            recent_visible: std::mem::take(&mut self.recent_visible),
+            recent_visible: self.recent_visible.clone(),
         }
+    }
+
+    /// A snapshot holding the first `count` recent visible markers is durable: they go.
+    pub fn forget_recent_visible(&mut self, count: usize) {
+        self.recent_visible
+            .drain(..count.min(self.recent_visible.len()));
     }
 
     /// Takes every agent out (for moving them to other owners after a reshard). Pending

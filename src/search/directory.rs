@@ -55,6 +55,9 @@ struct MemoryFiles {
     /// Files on disk Tantivy deleted since the last persist: the metadata on disk may still
     /// name them, so they go only once newer metadata is written.
     deferred_deletes: Vec<PathBuf>,
+    /// Files written to disk (merged segments, spills) since the last persist: synced before
+    /// newer metadata names them.
+    unsynced: Vec<PathBuf>,
 }
 
 /// Index metadata: written last when persisting, so it only names files already on disk.
@@ -108,6 +111,14 @@ impl UnsyncedDirectory {
     /// directory on disk then holds a whole index that Tantivy can open, even after kill -9.
     pub fn persist(&self) -> io::Result<()> {
         let mut memory = self.memory();
+        for path in std::mem::take(&mut memory.unsynced) {
+            match File::open(self.root.join(&path)) {
+                Ok(file) => file.sync_data()?,
+                // Merged away and deleted already: nothing will name it.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(error),
+            }
+        }
         let mut paths: Vec<PathBuf> = memory.files.keys().cloned().collect();
         paths.sort_by_key(|path| is_metadata(path));
         for path in paths {
@@ -167,6 +178,7 @@ impl TieredFile {
             file.write_all(&self.buffered)?;
             self.buffered = Vec::new();
             self.on_disk = Some(file);
+            self.directory.memory().unsynced.push(self.path.clone());
         }
         self.on_disk
             .as_mut()

@@ -12,7 +12,7 @@
 //! otherwise it is dropped everywhere.
 
 use super::record::Record;
-use super::segment::{scan, Corrupt, FileKind, Header};
+use super::segment::{scan, Corrupt, FileKind, Header, HEADER_BYTES};
 use super::{Emitted, LogBuffer};
 use crate::envelope::SharedEnvelope;
 use crate::routing::owner_of;
@@ -204,12 +204,41 @@ pub fn rebuild(
             }
             _ => {}
         };
-        if let Some((_, records)) = log.snapshot {
+        // Snapshot contents go to a helper that has recorded nothing of these logs (a new or
+        // rebuilt index, a new trail); handed over after the log records, skipping any message
+        // those already handed over.
+        let mut snapshot_messages: Vec<(SharedEnvelope, Vec<Box<str>>)> = Vec::new();
+        let mut snapshot_index: HashMap<Uuid, usize> = HashMap::new();
+        let mut snapshot_position = 0;
+        if let Some((position, records)) = log.snapshot {
+            snapshot_position = position;
             for record in records {
                 note(&record);
+                match &record {
+                    Record::Enqueued {
+                        envelope,
+                        recipients,
+                    } if index.generation == 0 => match snapshot_index.get(&envelope.id) {
+                        Some(&at) => snapshot_messages[at].1.extend(recipients.iter().cloned()),
+                        None => {
+                            snapshot_index.insert(envelope.id, snapshot_messages.len());
+                            snapshot_messages.push((envelope.clone(), recipients.clone()));
+                        }
+                    },
+                    Record::Agent(profile) if git.generation != generation => {
+                        let event = Emitted::Profile {
+                            profile: profile.clone(),
+                            created: profile.version == 1,
+                            seq: position.saturating_sub(1),
+                        };
+                        profiles.push((shard, event));
+                    }
+                    _ => {}
+                }
                 state.replay(record).map_err(|e| (shard, e))?;
             }
         }
+        let handed_before = reindex.len();
         let mut handover = Handover {
             shard,
             index_from,
@@ -238,6 +267,21 @@ pub fn rebuild(
                     .map(|send| (send.envelope.clone(), send.recipients.clone()))
             });
             state.replay(record).map_err(|e| (shard, e))?;
+        }
+        if !snapshot_messages.is_empty() {
+            let handed: HashSet<Uuid> = reindex[handed_before..]
+                .iter()
+                .filter_map(|(_, event)| match event {
+                    Emitted::Message { envelope, .. } => Some(envelope.id),
+                    Emitted::Profile { .. } => None,
+                })
+                .collect();
+            let seq = snapshot_position.saturating_sub(1);
+            for (envelope, to) in snapshot_messages {
+                if !handed.contains(&envelope.id) {
+                    reindex.push((shard, Emitted::Message { envelope, to, seq }));
+                }
+            }
         }
         states.push(state);
     }
@@ -518,6 +562,11 @@ pub fn read_shard(
     for (index, (base, path)) in segments.iter().enumerate() {
         let bytes = fs::read(path).map_err(io_error(path))?;
         report.bytes_read += bytes.len() as u64;
+        if index == last && never_written(&bytes) {
+            // A crash between creating the segment and writing its header: it holds nothing.
+            fs::remove_file(path).map_err(io_error(path))?;
+            continue;
+        }
         let scanned = check_and_scan(path, &bytes, FileKind::Segment, shard, shard_count)?;
 
         if *base > log.end {
@@ -561,6 +610,14 @@ pub fn read_shard(
     }
     report.records += log.records.len();
     Ok(log)
+}
+
+/// A segment whose header never made it to disk and that holds no data after it.
+fn never_written(bytes: &[u8]) -> bool {
+    Header::decode(bytes).is_err()
+        && bytes
+            .get(HEADER_BYTES..)
+            .is_none_or(|rest| rest.iter().all(|b| *b == 0))
 }
 
 fn check_and_scan(
@@ -780,6 +837,56 @@ mod tests {
             "another generation's positions mean nothing"
         );
         assert_eq!(rebuilt.bases, vec![3]);
+    }
+
+    #[test]
+    fn only_a_segment_with_no_header_and_no_data_counts_as_never_written() {
+        assert!(never_written(&[]));
+        assert!(never_written(&[0; 100]));
+        assert!(never_written(&vec![0; 3 * HEADER_BYTES]));
+        let mut garbage_header = vec![0; 2 * HEADER_BYTES];
+        garbage_header[..8].copy_from_slice(b"ALLMANLX");
+        assert!(
+            never_written(&garbage_header),
+            "a torn header, nothing after it"
+        );
+        garbage_header[HEADER_BYTES + 3] = 1;
+        assert!(
+            !never_written(&garbage_header),
+            "data after a bad header is corruption"
+        );
+        let header = Header {
+            kind: FileKind::Segment,
+            shard: 0,
+            shard_count: 1,
+            base_seq: 0,
+            block_bytes: 512,
+        };
+        assert!(!never_written(&header.encode()));
+    }
+
+    #[test]
+    fn a_new_index_gets_the_snapshot_contents_once() {
+        let fresh = Watermarks::default();
+        let rebuilt = rebuild(vec![log()], LIMITS, 7, &fresh, &fresh).expect("rebuilds");
+        assert_eq!(
+            reindexed(&rebuilt),
+            vec![1, 2],
+            "message 10 is in the snapshot and below it: handed over once"
+        );
+        let mut compacted = log();
+        compacted.below_snapshot.clear();
+        let rebuilt = rebuild(vec![compacted], LIMITS, 7, &fresh, &fresh).expect("rebuilds");
+        assert_eq!(
+            reindexed(&rebuilt),
+            vec![2, 1],
+            "the log's record, then the snapshot's message (at the position below it)"
+        );
+        assert_eq!(
+            rebuilt.profiles.len(),
+            1,
+            "the snapshot's profile, for a new trail"
+        );
     }
 
     #[test]

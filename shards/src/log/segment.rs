@@ -5,7 +5,7 @@
 //! count, the sequence number of its first record, the block size its writer aligned to),
 //! then records. A segment's records are numbered from its base on; padding takes no number.
 
-use super::record::{decode, Decoded, Record};
+use super::record::{decode, DecodeError, Decoded, Record};
 use std::fmt;
 
 /// The header takes one whole block of any device (≤ 4 KiB logical blocks), so the first
@@ -143,6 +143,14 @@ pub fn scan(bytes: &[u8], header: &Header) -> Result<Scanned, Corrupt> {
                 scanned.valid_bytes = offset;
             }
             Ok(Decoded::Padding) => offset = (offset / block + 1) * block,
+            // A record whose checksum holds but whose body does not parse was written whole:
+            // a format this build cannot read, never a torn write.
+            Err(DecodeError::Malformed(reason)) => {
+                return Err(Corrupt {
+                    offset,
+                    reason: format!("unreadable record: {reason}"),
+                });
+            }
             Err(error) => {
                 if let Some(later) = valid_record_after(bytes, offset, block) {
                     return Err(Corrupt {
@@ -266,6 +274,28 @@ mod tests {
         assert_eq!(torn.records.len(), 5);
         assert!(torn.torn_bytes > 0);
         assert_eq!(torn.next_seq, 15);
+    }
+
+    #[test]
+    fn a_whole_record_this_build_cannot_read_is_corruption_even_at_the_end() {
+        let mut file = header().encode();
+        // A record of an unknown kind with a correct checksum: written whole, not torn.
+        let body = [99u8, 1, 2, 3];
+        let len = (body.len() as u32).to_le_bytes();
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&len);
+        hasher.update(&body);
+        file.extend_from_slice(&len);
+        file.extend_from_slice(&hasher.finalize().to_le_bytes());
+        file.extend_from_slice(&body);
+        file.resize(HEADER_BYTES + 512, 0);
+        let error = scan(&file, &header()).expect_err("never cut silently");
+        assert_eq!(error.offset, HEADER_BYTES);
+        assert!(
+            error.reason.contains("unknown record kind"),
+            "{}",
+            error.reason
+        );
     }
 
     #[test]
