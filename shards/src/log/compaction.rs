@@ -8,7 +8,7 @@
 use super::journal::sync_directory;
 use super::record::{self, encode};
 use super::recovery::snapshot_name;
-use super::segment::{FileKind, Header};
+use super::segment::Header;
 use crate::state::{image_records, StateImage};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -44,13 +44,7 @@ pub async fn write_snapshot(
         .buffered_open(&temporary)
         .await
         .map_err(io::Error::from)?;
-    let header = Header {
-        kind: FileKind::Snapshot,
-        shard,
-        shard_count,
-        base_seq: image.position,
-        block_bytes: 512,
-    };
+    let header = Header::snapshot(shard, shard_count, image.position);
     let mut chunk = header.encode();
     let mut offset = 0u64;
     // The same records as `image_records`, encoded straight from the image (nothing built

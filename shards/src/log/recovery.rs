@@ -15,6 +15,7 @@ use super::record::Record;
 use super::segment::{scan, Corrupt, FileKind, Header, HEADER_BYTES};
 use super::{Emitted, LogBuffer};
 use crate::envelope::SharedEnvelope;
+use crate::protocol::AgentProfile;
 use crate::routing::owner_of;
 use crate::state::{image_records, InboxLimits, ReplayError, ShardState, StateImage};
 use std::collections::{HashMap, HashSet};
@@ -226,11 +227,7 @@ pub fn rebuild(
                         }
                     },
                     Record::Agent(profile) if git.generation != generation => {
-                        let event = Emitted::Profile {
-                            profile: profile.clone(),
-                            created: profile.version == 1,
-                            seq: position.saturating_sub(1),
-                        };
+                        let event = profile_event(profile, position.saturating_sub(1));
                         profiles.push((shard, event));
                     }
                     _ => {}
@@ -311,6 +308,15 @@ pub fn rebuild(
     })
 }
 
+/// A logged profile, handed to the git writer again: version 1 is its registration.
+fn profile_event(profile: &AgentProfile, seq: u64) -> Emitted {
+    Emitted::Profile {
+        profile: profile.clone(),
+        created: profile.version == 1,
+        seq,
+    }
+}
+
 /// What one shard's records hand to the helper threads again: messages at or past the search
 /// index's position, profiles at or past the git trail's.
 struct Handover<'a> {
@@ -332,12 +338,8 @@ impl Handover<'_> {
     ) {
         match record {
             Record::Agent(profile) if seq >= self.git_from => {
-                let event = Emitted::Profile {
-                    profile: profile.clone(),
-                    created: profile.version == 1,
-                    seq,
-                };
-                self.profiles.push((self.shard, event));
+                self.profiles
+                    .push((self.shard, profile_event(profile, seq)));
             }
             Record::Enqueued {
                 envelope,
@@ -490,13 +492,7 @@ pub fn write_snapshot(
     shard_count: usize,
     image: &StateImage,
 ) -> Result<PathBuf, RecoveryError> {
-    let header = Header {
-        kind: FileKind::Snapshot,
-        shard: shard as u32,
-        shard_count: shard_count as u32,
-        base_seq: image.position,
-        block_bytes: 512,
-    };
+    let header = Header::snapshot(shard as u32, shard_count as u32, image.position);
     let path = dir.join(snapshot_name(image.position));
     let temporary = path.with_extension("snap.tmp");
     let mut file = io::BufWriter::new(fs::File::create(&temporary).map_err(io_error(&temporary))?);

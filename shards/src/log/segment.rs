@@ -33,7 +33,22 @@ pub struct Header {
     pub block_bytes: u32,
 }
 
+/// Snapshots are written whole and renamed into place, never torn, so the smallest block
+/// serves: it only rounds the padding nothing writes.
+const SNAPSHOT_BLOCK_BYTES: u32 = 512;
+
 impl Header {
+    /// The header of shard `shard`'s snapshot at log position `position`.
+    pub fn snapshot(shard: u32, shard_count: u32, position: u64) -> Header {
+        Header {
+            kind: FileKind::Snapshot,
+            shard,
+            shard_count,
+            base_seq: position,
+            block_bytes: SNAPSHOT_BLOCK_BYTES,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_BYTES);
         out.extend_from_slice(match self.kind {
