@@ -47,6 +47,9 @@ const fn setting(
 
 use DefaultValue::{Computed, Fixed};
 
+/// The value name of an on/off setting: given without a value, the flag means `on`.
+const BOOL_VALUE: &str = "<on/off>";
+
 /// Every setting, in `--help` order.
 pub const SETTINGS: &[Setting] = &[
     setting("port", "ALLMAN_PORT", "<PORT>", Fixed("8000"), "TCP port to listen on; 0 picks a free one"),
@@ -71,6 +74,10 @@ pub const SETTINGS: &[Setting] = &[
     setting("request-timeout-ms", "ALLMAN_REQUEST_TIMEOUT_MS", "<MS>", Fixed("10000"), "a request must arrive whole this soon after its first byte, else 408"),
     setting("max-inbox-messages", "ALLMAN_MAX_INBOX_MESSAGES", "<N>", Fixed("10000"), "messages one inbox holds; a send to a full inbox is refused"),
     setting("max-inbox-bytes", "ALLMAN_MAX_INBOX_BYTES", "<N>", Fixed("67108864"), "text bytes one inbox holds; a send that would exceed it is refused"),
+    setting("max-retained-messages", "ALLMAN_MAX_RETAINED_MESSAGES", "<N>", Fixed("10000"), "deliveries plus sent messages kept per agent for fetch_inbox and get_thread; past it the oldest drained ones go (undrained mail never)"),
+    setting("max-retained-bytes", "ALLMAN_MAX_RETAINED_BYTES", "<N>", Fixed("4194304"), "text bytes of those kept per agent, the same way"),
+    setting("max-waiters", "ALLMAN_MAX_WAITERS", "<N>", Fixed("10000"), "wait_for_mail calls parked on one shard; past it the call is refused"),
+    setting("agent-auth", "ALLMAN_AGENT_AUTH", BOOL_VALUE, Fixed("off"), "create_agent returns an agent_token once, and every tool acting as that agent requires it"),
     setting("cross-shard-queue-depth", "ALLMAN_CROSS_SHARD_QUEUE_DEPTH", "<N>", Fixed("1024"), "requests queued per direction between two shards; callers wait beyond it"),
     setting("spin-us", "ALLMAN_SPIN_US", "<US>", Computed("50 with a log (fsync or batch), else 0"), "busy-poll this long before an idle shard sleeps"),
     setting("data-dir", "DATA_DIR", "<DIR>", Fixed("allman_data"), "durable state (the shards' logs); locked while a server runs"),
@@ -125,6 +132,10 @@ pub struct Config {
     pub request_timeout_ms: u64,
     pub max_inbox_messages: usize,
     pub max_inbox_bytes: usize,
+    pub max_retained_messages: usize,
+    pub max_retained_bytes: usize,
+    pub max_waiters: usize,
+    pub agent_auth: bool,
     pub cross_shard_queue_depth: usize,
     pub spin_us: u64,
     pub search_queue_depth: usize,
@@ -231,6 +242,10 @@ pub fn parse(
         request_timeout_ms: number(&get, "request-timeout-ms")?,
         max_inbox_messages: number(&get, "max-inbox-messages")?,
         max_inbox_bytes: number(&get, "max-inbox-bytes")?,
+        max_retained_messages: number(&get, "max-retained-messages")?,
+        max_retained_bytes: number(&get, "max-retained-bytes")?,
+        max_waiters: number(&get, "max-waiters")?,
+        agent_auth: on_off(&get, "agent-auth")?,
         cross_shard_queue_depth: number(&get, "cross-shard-queue-depth")?,
         spin_us: number_or(
             &get,
@@ -271,7 +286,7 @@ fn read_values(
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<Option<String>>, ConfigError> {
     let mut values: Vec<Option<String>> = SETTINGS.iter().map(|s| env(s.env)).collect();
-    let mut args = args.into_iter();
+    let mut args = args.into_iter().peekable();
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
             return Err(ConfigError::HelpRequested);
@@ -286,8 +301,11 @@ fn read_values(
         let Some(index) = SETTINGS.iter().position(|s| s.flag == name) else {
             return Err(ConfigError::UnknownFlag(arg));
         };
+        let bare_switch = SETTINGS[index].value == BOOL_VALUE
+            && args.peek().is_none_or(|next| next.starts_with("--"));
         let value = match inline {
             Some(value) => value,
+            None if bare_switch => "on".to_string(),
             None => args
                 .next()
                 .ok_or(ConfigError::MissingValue(SETTINGS[index].flag))?,
@@ -373,6 +391,18 @@ const MAX_CONNECTIONS: usize = 1_000_000;
 /// Largest byte budget: 1 TiB, a typo guard that also keeps sums of budgets from overflowing.
 const MAX_MEMORY_BYTES: usize = 1 << 40;
 
+/// An on/off setting.
+fn on_off<'a>(
+    get: &impl Fn(&str) -> Option<&'a str>,
+    flag: &'static str,
+) -> Result<bool, ConfigError> {
+    match get(flag).unwrap_or("off") {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        other => Err(invalid(flag, other, "must be on or off".into())),
+    }
+}
+
 fn validate(config: &Config, usable: &[usize]) -> Result<(), ConfigError> {
     validate_cores(config, usable)?;
     validate_counts_and_sizes(config)?;
@@ -426,7 +456,14 @@ fn validate_cores(config: &Config, usable: &[usize]) -> Result<(), ConfigError> 
 /// Every count and byte size lies in `1..=` its ceiling.
 fn validate_counts_and_sizes(config: &Config) -> Result<(), ConfigError> {
     let c = config;
-    let bounded: [(&'static str, usize, usize); 10] = [
+    let bounded: [(&'static str, usize, usize); 13] = [
+        (
+            "max-retained-messages",
+            c.max_retained_messages,
+            MAX_QUEUE_ITEMS,
+        ),
+        ("max-retained-bytes", c.max_retained_bytes, MAX_MEMORY_BYTES),
+        ("max-waiters", c.max_waiters, MAX_QUEUE_ITEMS),
         ("max-body-bytes", c.max_body_bytes, MAX_BODY_BYTES_LIMIT),
         ("search-queue-depth", c.search_queue_depth, MAX_QUEUE_ITEMS),
         ("audit-queue-depth", c.audit_queue_depth, MAX_QUEUE_ITEMS),

@@ -18,7 +18,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use shards::log::compaction::CompactPolicy;
 use shards::log::journal::{segment_bytes_for, SegmentWriter};
 use shards::runtime::HelperProgress;
-use shards::{MeshPair, Shard, Turn};
+use shards::{MeshPair, Shard, Turn, WaiterLimits};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
@@ -65,6 +65,8 @@ struct ShardSettings {
     /// Request bytes the shard buffers beyond each connection's first read buffer.
     read_buffer_budget_bytes: usize,
     transport: TransportPolicy,
+    agent_auth: bool,
+    waiters: WaiterLimits,
 }
 
 impl ShardSettings {
@@ -81,6 +83,11 @@ impl ShardSettings {
             max_connections: config.max_connections,
             shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
             read_buffer_budget_bytes: config.read_buffer_budget_bytes,
+            agent_auth: config.agent_auth,
+            waiters: WaiterLimits {
+                per_shard: config.max_waiters,
+                ..WaiterLimits::default()
+            },
             transport: TransportPolicy {
                 allowed_origins: config.allowed_origins.clone(),
                 allowed_hosts: config.allowed_hosts.clone(),
@@ -313,12 +320,15 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
         Rc::clone(&audit_feed),
     ));
     let metrics = Arc::clone(&context.helpers.metrics);
+    shard.with_state(|state| state.set_agent_auth(context.settings.agent_auth));
+    shard.set_waiter_limits(context.settings.waiters);
     let toolbox = Toolbox::new(
         Rc::clone(&shard),
         context.helpers.search,
         Rc::clone(&search_feed),
         Rc::clone(&audit_feed),
         Arc::clone(&metrics),
+        context.settings.agent_auth,
     );
     let policy = Rc::new(context.settings.transport.clone());
     let routes = Rc::new(Routes::new(toolbox, policy, Arc::clone(&metrics)));
@@ -345,7 +355,8 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
         .accept_until_stopped(&listener, &context.stop)
         .await;
     drop(listener);
-
+    // Long polls answer now, so their connections can finish within the grace period.
+    shard.close_waiters();
     finish_connections(shard.id(), &connections, settings.shutdown_grace).await;
     // No request runs here any more: whatever is held goes to the helper threads.
     search_feed.flush_all();
@@ -539,6 +550,9 @@ async fn publish_shard_gauges(shard: Rc<Shard>, budget: Rc<ReadBudget>, metrics:
         slot.agents.store(stats.agents as u64, Ordering::Relaxed);
         slot.queued_messages
             .store(stats.queued_messages as u64, Ordering::Relaxed);
+        slot.retained_messages
+            .store(stats.retained_messages as u64, Ordering::Relaxed);
+        slot.waiters.store(stats.waiters as u64, Ordering::Relaxed);
         slot.cross_shard_in_flight
             .store(stats.in_flight as u64, Ordering::Relaxed);
         if let Some(journal) = shard.journal() {

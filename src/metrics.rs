@@ -33,11 +33,18 @@ impl Latency {
     }
 }
 
-pub const TOOLS: [&str; 4] = [
+pub const TOOLS: [&str; 11] = [
     "create_agent",
     "send_message",
     "get_inbox",
     "search_messages",
+    "fetch_inbox",
+    "wait_for_mail",
+    "reply_message",
+    "acknowledge_message",
+    "mark_message_read",
+    "get_thread",
+    "list_agents",
 ];
 pub const METHODS: [&str; 6] = [
     "initialize",
@@ -68,6 +75,10 @@ pub struct ShardMetrics {
     head_parses: AtomicU64,
     pub agents: AtomicU64,
     pub queued_messages: AtomicU64,
+    /// Deliveries and sent messages kept for reading (drained or not).
+    pub retained_messages: AtomicU64,
+    /// `wait_for_mail` calls parked on this shard.
+    pub waiters: AtomicU64,
     pub cross_shard_in_flight: AtomicU64,
     /// Request bytes buffered beyond each connection's first read buffer (the read budget).
     pub read_buffer_bytes: AtomicU64,
@@ -267,12 +278,22 @@ impl Metrics {
     }
 
     fn render_shards(&self, out: &mut String) {
-        let gauges: [(&str, &str, ShardField); 4] = [
+        let gauges: [(&str, &str, ShardField); 6] = [
             ("allman_shard_agents", "agents owned, per shard", |s| &s.agents),
             (
                 "allman_shard_queued_messages",
                 "messages waiting in inboxes, per shard",
                 |s| &s.queued_messages,
+            ),
+            (
+                "allman_shard_retained_messages",
+                "deliveries and sent messages kept for reading (bounded per agent by --max-retained-messages), per shard",
+                |s| &s.retained_messages,
+            ),
+            (
+                "allman_shard_waiters",
+                "wait_for_mail calls parked, per shard (bounded by --max-waiters)",
+                |s| &s.waiters,
             ),
             (
                 "allman_shard_cross_shard_in_flight",

@@ -65,6 +65,25 @@ impl Service for Routes {
     fn head_parsed(&self) {
         self.tools.shard_metrics().head_parsed();
     }
+
+    fn may_wait_long(&self, request: &Request<'_>) -> bool {
+        request.path == "/mcp" && contains(request.body, LONG_POLL_TOOL)
+    }
+}
+
+/// The tool whose calls may wait long; a body naming it is watched for a hang-up (a false
+/// positive, the name inside a message, only costs a socket peek).
+const LONG_POLL_TOOL: &[u8] = b"wait_for_mail";
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    let Some((&first, rest)) = needle.split_first() else {
+        return true;
+    };
+    haystack
+        .iter()
+        .enumerate()
+        .filter(|(_, byte)| **byte == first)
+        .any(|(at, _)| haystack[at + 1..].starts_with(rest))
 }
 
 impl Routes {

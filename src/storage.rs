@@ -136,6 +136,8 @@ pub fn recover(
     let limits = InboxLimits {
         messages: config.max_inbox_messages,
         bytes: config.max_inbox_bytes,
+        retained_messages: config.max_retained_messages,
+        retained_bytes: config.max_retained_bytes,
     };
     let count = config.shard_count();
     if config.durability == Durability::None {
@@ -254,11 +256,10 @@ enum Item {
 
 fn to_item(event: Emitted, origin: impl Fn(u64) -> Option<(usize, u64)>) -> Item {
     match event {
-        Emitted::Message { envelope, to, seq } => {
-            let bytes = envelope.payload_len() + to.iter().map(|n| n.len()).sum::<usize>();
+        Emitted::Message { envelope, seq } => {
+            let bytes = crate::search::doc_bytes(&envelope);
             let doc = SearchDoc {
                 envelope,
-                to,
                 origin: origin(seq),
             };
             Item::Doc(doc, bytes)

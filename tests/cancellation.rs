@@ -169,10 +169,7 @@ fn a_multi_owner_send_dropped_at_any_step_is_all_or_nothing_and_leaks_nothing() 
     let metrics = Arc::new(Metrics::new(SHARDS, search_metrics, Arc::default()));
     let mesh = MeshPair::new(SHARDS, 64);
     // One message per inbox, so a leaked reservation shows as a refused send.
-    let limits = InboxLimits {
-        messages: 1,
-        bytes: 1 << 20,
-    };
+    let limits = InboxLimits::inbox(1, 1 << 20);
     // One per shard: a Notify wakes a single waiting task.
     let done: Vec<Notify> = (0..SHARDS).map(|_| Notify::default()).collect();
     let handles: Vec<_> = (0..SHARDS)
@@ -194,6 +191,7 @@ fn a_multi_owner_send_dropped_at_any_step_is_all_or_nothing_and_leaks_nothing() 
                             Feed::new(docs),
                             Feed::new(audit_out),
                             metrics,
+                            false,
                         );
                         check_every_drop_point(&toolbox).await;
                         done.iter().for_each(Notify::fire);

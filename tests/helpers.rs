@@ -27,10 +27,11 @@ fn a_stalled_indexer_makes_senders_wait_within_the_byte_budget_and_loses_nothing
         &[("ALLMAN_TEST_PAUSE_INDEXER", pause.to_str().expect("utf8"))],
     );
     server.client().create_agent("p", "Stalled");
-    // Each send charges its text and its recipients' names: 7 ("Stalled") + 1 ("s") + 1011
-    // (body) + 7 (the recipient) = 1026 bytes. Three fit in 4096; a fourth would overshoot.
+    // Each send charges its text, its thread id and its recipients' names: 7 ("Stalled") + 1
+    // ("s") + 1011 (body) + 36 (the thread id: the message's own) + 7 (the recipient) = 1062
+    // bytes. Three fit in 4096; a fourth would overshoot.
     let body = format!("budgetword {}", "b".repeat(1000));
-    const CHARGE: usize = 7 + 1 + 1011 + 7;
+    const CHARGE: usize = 7 + 1 + 1011 + 36 + 7;
     let answered = Arc::new(AtomicUsize::new(0));
     let senders: Vec<_> = (0..4)
         .map(|_| {

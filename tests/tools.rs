@@ -131,7 +131,23 @@ fn send_then_drain_returns_the_message_once_with_the_contract_shape() {
     assert_eq!(message["body"], "Body with \"quotes\"\nand lines");
     let timestamp = message["timestamp"].as_str().expect("timestamp");
     assert_rfc3339_millis_utc(timestamp);
-    assert_keys(message, &["id", "from", "subject", "body", "timestamp"]);
+    // The seed's five fields, plus those issue #15 adds (new result fields are additive).
+    assert_keys(
+        message,
+        &[
+            "id",
+            "from",
+            "subject",
+            "body",
+            "timestamp",
+            "seq",
+            "thread_id",
+            "reply_to",
+            "importance",
+            "ack_required",
+            "cc",
+        ],
+    );
 
     assert!(
         client.inbox(&bob).is_empty(),

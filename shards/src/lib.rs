@@ -12,12 +12,17 @@ pub mod protocol;
 pub mod routing;
 pub mod runtime;
 pub mod state;
+pub mod waiters;
 
 pub use cooperate::Turn;
 pub use envelope::{Envelope, SharedEnvelope};
+pub use envelope::{Importance, Message};
 pub use protocol::{
-    AgentProfile, DrainedPage, RegisterMode, Registration, Reply, Request, Undeliverable,
+    Actor, AgentProfile, AgentSummary, Counts, DeliveryView, DrainedPage, FetchPage, FetchQuery,
+    Kind, Marked, RegisterMode, Registration, Reply, Request, ThreadItem, ThreadPage, ThreadQuery,
+    Undeliverable, UnknownCursor,
 };
 pub use routing::owner_of;
 pub use runtime::{CallError, MeshPair, Shard, ShardStats, Ticket};
 pub use state::{AgentImage, InboxLimits, PendingSend, ReplayError, ShardState, StateImage};
+pub use waiters::WaiterLimits;

@@ -2,46 +2,81 @@
 //! shard's whole dispatch, and every [`Request`] gets exactly one [`Reply`].
 //!
 //! Requests are handled synchronously by the owner and never make a cross-shard call of their
-//! own, so cross-shard calls can never wait on a cycle.
+//! own, so cross-shard calls can never wait on a cycle. (A long poll is the one request the
+//! runtime answers later; see [`crate::runtime`].)
 
 use crate::envelope::SharedEnvelope;
 use uuid::Uuid;
 
 #[derive(Debug)]
 pub enum Request {
-    /// Register `name` or, in [`RegisterMode::Upsert`], update its program/model.
+    /// Register `name` or, in [`RegisterMode::Upsert`], update its program/model/task.
     Register(Registration),
-    /// The project of an agent, if it exists.
-    Lookup { name: Box<str> },
-    /// Step one of a send to several owners: queue `envelope` for every recipient in
-    /// `recipients` this shard owns, invisible to drains until `Commit`. All or nothing: if
-    /// any of them is unknown or full, nothing is queued. Logged; answered once durable.
-    /// `recipients` lists every recipient on every owner, and `owners` how many owner shards
-    /// there are, so recovery can tell whether every owner prepared.
+    /// The project of an agent, if it exists (and, with agent tokens on, `token` is its).
+    Lookup { name: Box<str>, token: Option<Uuid> },
+    /// Step one of a send to several owners: hold `envelope` for every party this shard owns
+    /// (recipients in `to` and `cc`, and the sender), invisible until `Commit`. All or nothing:
+    /// if any recipient here is unknown or full, nothing is held. Logged; answered once
+    /// durable. `owners` says how many owner shards there are, so recovery can tell whether
+    /// every owner prepared.
     Prepare {
         envelope: SharedEnvelope,
-        recipients: Vec<Box<str>>,
         owners: u16,
     },
     /// Step two: every owner prepared `id`; make it visible.
     Commit { id: Uuid },
-    /// Another owner refused `id`: drop what `Prepare` queued.
+    /// Another owner refused `id`: drop what `Prepare` held.
     Abort { id: Uuid },
-    /// Enqueue `envelope` for every agent in `names`, all owned by this shard, visible at
-    /// once (a send with one owner): all or nothing.
-    Deliver {
-        names: Vec<Box<str>>,
-        envelope: SharedEnvelope,
-    },
-    /// Remove and return the queued messages of `name`, oldest first, while their weights
-    /// (see [`crate::Envelope::weight`]) add up to at most `max_weight`; the rest stays queued
-    /// for the next drain. With `at_least_one`, the oldest message is taken even if it alone
-    /// weighs more (so an inbox can always be emptied).
+    /// Deliver `envelope` to every party, all owned by this shard, visible at once (a send
+    /// with one owner): all or nothing.
+    Deliver { envelope: SharedEnvelope },
+    /// Mark the oldest undrained deliveries of the actor drained (and read) and return them,
+    /// while their weights (see [`crate::Envelope::weight`]) add up to at most `max_weight`;
+    /// the rest stays for the next drain. With `at_least_one`, the oldest is taken even if it
+    /// alone weighs more (so an inbox can always be emptied).
     Drain {
-        name: Box<str>,
+        actor: Actor,
         max_weight: usize,
         at_least_one: bool,
     },
+    /// Read the actor's delivery log past a cursor, changing nothing but `last_active`.
+    Fetch { actor: Actor, query: FetchQuery },
+    /// Set `read_at` (and with `ack`, `acked_at`) on the actor's deliveries of `ids`.
+    Mark {
+        actor: Actor,
+        ids: Vec<Uuid>,
+        ack: bool,
+    },
+    /// The messages of a thread the actor sent or received.
+    Thread { actor: Actor, query: ThreadQuery },
+    /// A message the actor sent or received, for a reply.
+    Find { actor: Actor, id: Uuid },
+    /// A long poll (see `wait_for_mail`): answered by the runtime with a `Fetched` reply as
+    /// soon as a delivery past the cursor is durable, or at the timeout. `wait_id` (unique
+    /// per calling shard) names it for `CancelWait`. The state alone answers it as a `Fetch`.
+    Wait {
+        actor: Actor,
+        query: FetchQuery,
+        timeout_ms: u64,
+        wait_id: u64,
+    },
+    /// The caller of wait `wait_id` went away: answer it now. Answered `Settled`.
+    CancelWait { wait_id: u64 },
+    /// Agents of a project on this shard, most recently active first.
+    ListAgents {
+        project_id: Uuid,
+        active_since_ms: Option<i64>,
+        limit: usize,
+    },
+}
+
+/// The agent a request acts as, the token hash it presented (with agent tokens on), and the
+/// time of the call (its `last_active`).
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub name: Box<str>,
+    pub token: Option<Uuid>,
+    pub now_ms: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +99,12 @@ pub struct Registration {
     /// `None` keeps the current value on an update (and means "" on creation).
     pub program: Option<Box<str>>,
     pub model: Option<Box<str>>,
+    pub task_description: Option<Box<str>>,
     pub now_ms: i64,
+    /// With agent tokens on: the hash of a fresh token, set if the agent has none yet.
+    pub new_token_hash: Option<Uuid>,
+    /// With agent tokens on: the hash of the token presented to update an existing agent.
+    pub token: Option<Uuid>,
 }
 
 /// A snapshot of an agent's record.
@@ -81,6 +121,117 @@ pub struct AgentProfile {
     /// 1 at registration, +1 at each update: orders snapshots of one agent taken on its owner,
     /// however they travel afterwards.
     pub version: u64,
+    pub task_description: Box<str>,
+    /// With agent tokens on: a hash of the agent's token (the token itself is never kept).
+    pub token_hash: Option<Uuid>,
+}
+
+/// What a `fetch_inbox` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchQuery {
+    /// Deliveries with a greater `seq`; 0 is before the first.
+    pub after: u64,
+    /// 0: only the counts and the newest cursor.
+    pub limit: usize,
+    pub unread_only: bool,
+    pub urgent_only: bool,
+    pub thread_id: Option<Box<str>>,
+    pub max_weight: usize,
+    pub at_least_one: bool,
+}
+
+/// What a `get_thread` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadQuery {
+    pub thread_id: Box<str>,
+    /// Messages that sort after this one (by time, then id).
+    pub after: Option<Uuid>,
+    pub limit: usize,
+    pub max_weight: usize,
+    pub at_least_one: bool,
+}
+
+/// Whether a recipient was in `to` or `cc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    To,
+    Cc,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::To => "to",
+            Kind::Cc => "cc",
+        }
+    }
+}
+
+/// One delivery as a recipient sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryView {
+    pub seq: u64,
+    pub envelope: SharedEnvelope,
+    pub kind: Kind,
+    pub read_at: Option<i64>,
+    pub acked_at: Option<i64>,
+    pub drained: bool,
+}
+
+/// The counters a `fetch_inbox` reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub unread: usize,
+    pub urgent_unread: usize,
+    pub ack_pending: usize,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct FetchPage {
+    pub messages: Vec<DeliveryView>,
+    pub next_after: u64,
+    pub has_more: bool,
+    /// Deliveries past the cursor that retention evicted before this read.
+    pub skipped: u64,
+    pub counts: Counts,
+}
+
+/// A cursor past the newest delivery: this server never issued it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownCursor {
+    pub newest: u64,
+}
+
+/// One message of a thread: a delivery to the actor, or a message it sent (or both).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadItem {
+    pub envelope: SharedEnvelope,
+    pub delivery: Option<DeliveryView>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct ThreadPage {
+    pub messages: Vec<ThreadItem>,
+    /// Everyone who sent or received a message of the thread that the actor saw.
+    pub participants: Vec<Box<str>>,
+    pub has_more: bool,
+}
+
+/// What marking read or acknowledged did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Marked {
+    /// Every id found, with its times after the call (the first time is kept).
+    pub found: Vec<(Uuid, Option<i64>, Option<i64>)>,
+    /// How many of `found` changed.
+    pub changed: usize,
+    pub not_found: Vec<Uuid>,
+}
+
+/// An agent as `list_agents` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSummary {
+    pub profile: AgentProfile,
+    pub last_active_ms: i64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -88,27 +239,42 @@ pub enum Reply {
     Registered {
         profile: AgentProfile,
         created: bool,
+        /// The registration's `new_token_hash` was set on the agent.
+        token_issued: bool,
     },
     /// The name exists already: in another project (Upsert) or at all (CreateOnly).
     NameTaken {
         project_id: Uuid,
     },
+    /// The agent acted as does not exist here, or (with agent tokens on) the token presented
+    /// is not its: the two are not told apart.
+    NoAgent,
     Agent(Option<Uuid>),
-    /// The answer to `Prepare`: queued (invisibly) for this many names, or why for none.
+    /// The answer to `Prepare`: held for this many recipients, or why for none.
     Prepared(Result<usize, Undeliverable>),
     /// The answer to `Commit` and `Abort`.
     Settled,
-    /// The answer to `Deliver`: enqueued once for each of this many distinct names, or why
-    /// nothing was.
+    /// The answer to `Deliver`: delivered once to each of this many distinct recipients, or
+    /// why to none.
     Delivered(Result<usize, Undeliverable>),
-    /// `None`: no such agent.
-    Drained(Option<DrainedPage>),
+    Drained(DrainedPage),
+    Fetched(Result<FetchPage, UnknownCursor>),
+    Marked(Marked),
+    Thread(Option<ThreadPage>),
+    /// `None`: the actor neither sent nor received that message (or it left retention).
+    Found(Option<(SharedEnvelope, bool)>),
+    Agents(Vec<AgentSummary>),
+    /// A long poll refused: this many wait already (per agent, or on the whole shard).
+    TooManyWaiters {
+        per_agent: bool,
+        max: usize,
+    },
 }
 
-/// The messages one drain took, and how many stayed queued.
+/// The deliveries one drain took, and how many stayed undrained.
 #[derive(Debug, PartialEq, Eq)]
 pub struct DrainedPage {
-    pub messages: Vec<SharedEnvelope>,
+    pub messages: Vec<DeliveryView>,
     pub left: usize,
 }
 

@@ -17,12 +17,13 @@ use crate::cooperate::Turn;
 use crate::log::compaction::{obsolete_files, remove_files, write_snapshot, CompactPolicy};
 use crate::log::journal::{flush_batch, Journal, SegmentWriter};
 use crate::log::Emitted;
-use crate::protocol::{Reply, Request};
+use crate::protocol::{Actor, FetchQuery, Reply, Request};
 use crate::state::{InboxLimits, ShardState};
+use crate::waiters::{WaiterLimits, Waiters, Wake};
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::channels::shared_channel::ConnectedReceiver;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -86,6 +87,9 @@ impl MeshPair {
 pub struct ShardStats {
     pub agents: usize,
     pub queued_messages: usize,
+    pub retained_messages: usize,
+    /// Long polls parked here.
+    pub waiters: usize,
     /// Cross-shard calls sent by this shard and not yet answered.
     pub in_flight: usize,
 }
@@ -110,6 +114,13 @@ pub struct Shard {
     sink: RefCell<Option<Sink>>,
     /// Reused by every release of emissions.
     released: RefCell<Vec<Emitted>>,
+    /// Long polls parked here (see [`Shard::wait_for_mail`]).
+    waiters: RefCell<Waiters>,
+    /// New mail for agents someone waits on, with the log position that must be durable
+    /// before their waiters wake.
+    new_mail: RefCell<Vec<(u64, Box<str>)>>,
+    /// Names this shard's remote waits, for cancelling them.
+    next_wait_id: Cell<u64>,
 }
 
 /// A reply waiting for its log position to be durable before it goes back to the peer.
@@ -167,15 +178,15 @@ impl Shard {
             journal,
             sink: RefCell::new(None),
             released: RefCell::new(Vec::new()),
+            waiters: RefCell::new(Waiters::new(WaiterLimits::default())),
+            new_mail: RefCell::new(Vec::new()),
+            next_wait_id: Cell::new(0),
         });
         for (peer, rx) in request_rx.streams() {
-            if shard.journal.is_some() {
-                let (held_tx, held_rx) = local_channel::new_bounded(capacity);
-                glommio::spawn_local(release_replies(Rc::clone(&shard), peer, held_rx)).detach();
-                glommio::spawn_local(serve_peer_logged(Rc::clone(&shard), rx, held_tx)).detach();
-            } else {
-                glommio::spawn_local(serve_peer(Rc::clone(&shard), peer, rx)).detach();
-            }
+            let (held_tx, held_rx) = local_channel::new_bounded(capacity);
+            glommio::spawn_local(release_replies(Rc::clone(&shard), peer, held_rx)).detach();
+            glommio::spawn_local(serve_peer(Rc::clone(&shard), peer, rx, Rc::new(held_tx)))
+                .detach();
         }
         for (_, rx) in reply_rx.streams() {
             glommio::spawn_local(collect_replies(Rc::clone(&shard), rx)).detach();
@@ -224,16 +235,141 @@ impl Shard {
         let settles = matches!(request, Request::Commit { .. } | Request::Abort { .. });
         let mut state = self.state.borrow_mut();
         let reply = state.handle(request);
+        if state.has_new_mail() {
+            state.take_new_mail(&mut self.new_mail.borrow_mut());
+        }
         let log = state.log();
         let (end, unwritten, events) = (log.end(), log.pending_bytes() > 0, log.has_events());
         drop(state);
         match &self.journal {
             Some(journal) if unwritten => journal.kick(),
             Some(_) => {}
-            None if events => self.release_events(0),
-            None => {}
+            None => {
+                if events {
+                    self.release_events(0);
+                }
+                self.wake_for_mail(0);
+            }
         }
         (reply, if settles { 0 } else { end })
+    }
+
+    /// Wakes the waiters of agents whose new mail is durable up to `durable`.
+    fn wake_for_mail(&self, durable: u64) {
+        let mut mail = self.new_mail.borrow_mut();
+        if mail.is_empty() {
+            return;
+        }
+        let mut waiters = self.waiters.borrow_mut();
+        // Positions only grow, so the durable ones are a prefix.
+        let ready = mail.partition_point(|(after, _)| *after <= durable);
+        for (_, name) in mail.drain(..ready) {
+            waiters.wake_agent(&name);
+        }
+    }
+
+    /// Sets the bounds on long polls (before serving).
+    pub fn set_waiter_limits(&self, limits: WaiterLimits) {
+        *self.waiters.borrow_mut() = Waiters::new(limits);
+    }
+
+    /// Long polls parked here now.
+    pub fn waiting(&self) -> usize {
+        self.waiters.borrow().len()
+    }
+
+    /// The server is stopping: every long poll parked here answers at once, and new ones do
+    /// not wait.
+    pub fn close_waiters(&self) {
+        self.waiters.borrow_mut().close();
+    }
+
+    /// A long poll for `actor`'s mail past `query.after`: answers (a `Fetched` reply, or
+    /// `NoAgent`, `TooManyWaiters`) as soon as such mail is durable, or with an empty page
+    /// after `timeout_ms`, or at once when the server stops. Waits on the agent's owner;
+    /// dropping the future frees the waiter there (a remote one through `CancelWait`).
+    pub async fn wait_for_mail(
+        self: &Rc<Self>,
+        actor: Actor,
+        query: FetchQuery,
+        timeout_ms: u64,
+    ) -> Result<Reply, CallError> {
+        let owner = self.owner_of(&actor.name);
+        if owner == self.id {
+            let (reply, end) = self.wait_here(actor, query, timeout_ms, None).await;
+            if let Some(journal) = &self.journal {
+                journal.wait_durable(end).await;
+            }
+            return Ok(reply);
+        }
+        let wait_id = self.next_wait_id.get() + 1;
+        self.next_wait_id.set(wait_id);
+        let mut guard = CancelWait {
+            shard: Rc::clone(self),
+            owner,
+            wait_id,
+            armed: true,
+        };
+        let request = Request::Wait {
+            actor,
+            query,
+            timeout_ms,
+            wait_id,
+        };
+        let reply = self.call(owner, request).await;
+        guard.armed = false;
+        reply
+    }
+
+    /// The owner's side of a long poll; returns the reply and the log position it waits for.
+    async fn wait_here(
+        &self,
+        actor: Actor,
+        query: FetchQuery,
+        timeout_ms: u64,
+        remote: Option<(usize, u64)>,
+    ) -> (Reply, u64) {
+        let fetch = |shard: &Shard| {
+            shard.handle(Request::Fetch {
+                actor: actor.clone(),
+                query: query.clone(),
+            })
+        };
+        let first = fetch(self);
+        let nothing_yet = matches!(&first.0, Reply::Fetched(Ok(page)) if page.messages.is_empty());
+        if !nothing_yet || timeout_ms == 0 || self.waiters.borrow().is_closing() {
+            return first;
+        }
+        let registered = self.waiters.borrow_mut().register(&actor.name, remote);
+        let (id, first_waiter) = match registered {
+            Ok(registered) => registered,
+            Err((per_agent, max)) => return (Reply::TooManyWaiters { per_agent, max }, 0),
+        };
+        if first_waiter {
+            self.state.borrow_mut().watch(&actor.name, true);
+        }
+        let _registration = Registered {
+            shard: self,
+            name: &actor.name,
+            id,
+            remote,
+        };
+        let mut timeout = Box::pin(glommio::timer::sleep(Duration::from_millis(timeout_ms)));
+        drop(first);
+        loop {
+            let woken = WaitForWake {
+                waiters: &self.waiters,
+                name: &actor.name,
+                id,
+                timeout: timeout.as_mut(),
+            }
+            .await;
+            let latest = fetch(self);
+            let found = !matches!(&latest.0, Reply::Fetched(Ok(page)) if page.messages.is_empty());
+            if found || woken != Some(Wake::Mail) {
+                return latest;
+            }
+        }
     }
 
     /// Hands the emissions whose records are durable up to `durable` to the sink.
@@ -311,6 +447,7 @@ impl Shard {
             }
             journal.advance(end);
             self.release_events(end);
+            self.wake_for_mail(end);
             spare = batch;
             spare.clear();
             if closing && self.state.borrow().log().pending_bytes() == 0 {
@@ -396,6 +533,8 @@ impl Shard {
         ShardStats {
             agents: state.agent_count(),
             queued_messages: state.queued_messages(),
+            retained_messages: state.retained_messages(),
+            waiters: self.waiters.borrow().len(),
             in_flight: self.pending.borrow().in_flight,
         }
     }
@@ -445,13 +584,46 @@ impl Shard {
 // reply) completes every `recv`/`send_to` at once, so a busy peer would otherwise keep this
 // shard from its own connections.
 
-async fn serve_peer(shard: Rc<Shard>, peer: usize, rx: ConnectedReceiver<RequestFrame>) {
+/// Handles each request from `peer` at once and hands its reply to [`release_replies`], which
+/// sends it once durable. The two are joined by a local channel as deep as the mesh's, so a
+/// slow disk holds back this peer's requests rather than growing a queue. A long poll runs
+/// as a task of its own and hands its reply over the same way when it answers.
+async fn serve_peer(
+    shard: Rc<Shard>,
+    peer: usize,
+    rx: ConnectedReceiver<RequestFrame>,
+    held: Rc<LocalSender<HeldReply>>,
+) {
     let mut turn = Turn::new();
     while let Some((slot, request)) = turn.wait(rx.recv()).await {
-        let (reply, _) = shard.handle(request);
-        if !send_reply(&shard, &mut turn, peer, slot, reply).await {
+        let (reply, end) = match request {
+            Request::Wait {
+                actor,
+                query,
+                timeout_ms,
+                wait_id,
+            } => {
+                let (shard, held) = (Rc::clone(&shard), Rc::clone(&held));
+                glommio::spawn_local(async move {
+                    let remote = Some((peer, wait_id));
+                    let (reply, end) = shard.wait_here(actor, query, timeout_ms, remote).await;
+                    // Fails only once the server is stopping; the caller is gone then too.
+                    let _ = held.send((slot, reply, end)).await;
+                })
+                .detach();
+                turn.done().await;
+                continue;
+            }
+            Request::CancelWait { wait_id } => {
+                shard.waiters.borrow_mut().cancel(peer, wait_id);
+                (Reply::Settled, 0)
+            }
+            request => shard.handle(request),
+        };
+        if turn.wait(held.send((slot, reply, end))).await.is_err() {
             break;
         }
+        turn.done().await;
     }
 }
 
@@ -468,32 +640,14 @@ async fn send_reply(shard: &Shard, turn: &mut Turn, peer: usize, slot: u32, repl
     true
 }
 
-/// With a log: handles each request at once and hands its reply to [`release_replies`], which
-/// sends it once durable. The two are joined by a local channel as deep as the mesh's, so a
-/// slow disk holds back this peer's requests rather than growing a queue.
-async fn serve_peer_logged(
-    shard: Rc<Shard>,
-    rx: ConnectedReceiver<RequestFrame>,
-    held: LocalSender<HeldReply>,
-) {
-    let mut turn = Turn::new();
-    while let Some((slot, request)) = turn.wait(rx.recv()).await {
-        let (reply, end) = shard.handle(request);
-        if turn.wait(held.send((slot, reply, end))).await.is_err() {
-            break;
-        }
-        turn.done().await;
-    }
-}
-
 /// Sends replies to `peer` in the order they were produced, each once its position is durable.
 async fn release_replies(shard: Rc<Shard>, peer: usize, held: LocalReceiver<HeldReply>) {
-    let Some(journal) = shard.journal.clone() else {
-        return;
-    };
+    let journal = shard.journal.clone();
     let mut turn = Turn::new();
     while let Some((slot, reply, end)) = turn.wait(held.recv()).await {
-        turn.wait(journal.wait_durable(end)).await;
+        if let Some(journal) = &journal {
+            turn.wait(journal.wait_durable(end)).await;
+        }
         if !send_reply(&shard, &mut turn, peer, slot, reply).await {
             break;
         }
@@ -554,6 +708,73 @@ impl Drop for Ticket<'_> {
         if let Ticket::Remote { shard, slot } = self {
             shard.pending.borrow_mut().abandon(*slot);
         }
+    }
+}
+
+/// A waiter's entry, removed when its future ends or is dropped (the client went away).
+struct Registered<'a> {
+    shard: &'a Shard,
+    name: &'a str,
+    id: u64,
+    remote: Option<(usize, u64)>,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        let last = self
+            .shard
+            .waiters
+            .borrow_mut()
+            .unregister(self.name, self.id, self.remote);
+        if last {
+            self.shard.state.borrow_mut().watch(self.name, false);
+        }
+    }
+}
+
+/// Ready when the waiter is woken, or (`None`) when its timeout passes.
+struct WaitForWake<'a, T> {
+    waiters: &'a RefCell<Waiters>,
+    name: &'a str,
+    id: u64,
+    timeout: Pin<&'a mut T>,
+}
+
+impl<T: Future<Output = ()>> Future for WaitForWake<'_, T> {
+    type Output = Option<Wake>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Wake>> {
+        let this = self.get_mut();
+        if let Some(wake) = this
+            .waiters
+            .borrow_mut()
+            .poll(this.name, this.id, cx.waker())
+        {
+            return Poll::Ready(Some(wake));
+        }
+        this.timeout.as_mut().poll(cx).map(|()| None)
+    }
+}
+
+/// Tells the owner of a remote long poll that its caller went away, unless disarmed.
+struct CancelWait {
+    shard: Rc<Shard>,
+    owner: usize,
+    wait_id: u64,
+    armed: bool,
+}
+
+impl Drop for CancelWait {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (shard, owner, wait_id) = (Rc::clone(&self.shard), self.owner, self.wait_id);
+        glommio::spawn_local(async move {
+            // The reply (`Settled`) carries nothing; an error means the server is stopping.
+            let _ = shard.call(owner, Request::CancelWait { wait_id }).await;
+        })
+        .detach();
     }
 }
 

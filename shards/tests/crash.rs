@@ -11,7 +11,8 @@ use shards::log::record::{decode, Decoded, Record};
 use shards::log::recovery::{rebuild, ShardLog, Watermarks};
 use shards::log::LogBuffer;
 use shards::{
-    owner_of, Envelope, InboxLimits, RegisterMode, Registration, Reply, Request, ShardState,
+    owner_of, Actor, Envelope, Importance, InboxLimits, Message, RegisterMode, Registration, Reply,
+    Request, ShardState,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -23,6 +24,8 @@ use common::Rng;
 
 const NAMES: [&str; 6] = ["ann", "bob", "cyd", "dee", "eve", "fay"];
 const LIMITS: InboxLimits = InboxLimits {
+    retained_messages: 10_000,
+    retained_bytes: usize::MAX,
     messages: 4,
     bytes: usize::MAX,
 };
@@ -116,7 +119,10 @@ impl Run {
             project_key: "k".into(),
             program: None,
             model: None,
+            task_description: None,
             now_ms: step as i64,
+            new_token_hash: None,
+            token: None,
         }));
         assert!(matches!(reply, Reply::Registered { .. }));
         let needs = [(owner, self.end(owner))];
@@ -129,29 +135,46 @@ impl Run {
             .collect()
     }
 
-    fn envelope(&mut self) -> Arc<Envelope> {
+    fn envelope(&mut self, to: Vec<Box<str>>) -> Arc<Envelope> {
         let id = Uuid::from_u128(self.next_id);
         self.next_id += 1;
-        Arc::new(Envelope::new(id, Uuid::nil(), 0, "x", "", ""))
+        Arc::new(Envelope::compose(Message {
+            to,
+            ..Message {
+                id,
+                project_id: Uuid::nil(),
+                timestamp_ms: 0,
+                from: "x",
+                subject: "",
+                body: "",
+                thread_id: None,
+                reply_to: None,
+                importance: Importance::Normal,
+                ack_required: false,
+                to: Vec::new(),
+                cc: Vec::new(),
+            }
+        }))
     }
 
     fn send(&mut self) {
         let recipients = self.recipients();
+        // As on the server, the sender's owner takes part (it keeps the sent copy).
         let mut owners: Vec<usize> = recipients
             .iter()
+            .chain(std::iter::once(&"x"))
             .map(|n| owner_of(n, self.count()))
             .collect();
         owners.sort();
         owners.dedup();
-        let envelope = self.envelope();
         let names: Vec<Box<str>> = recipients.iter().map(|n| (*n).into()).collect();
+        let envelope = self.envelope(names);
         self.recipients_of.insert(
             envelope.id,
             recipients.iter().map(|n| n.to_string()).collect(),
         );
         if let [owner] = owners[..] {
             let reply = self.cluster[owner].handle(Request::Deliver {
-                names,
                 envelope: Arc::clone(&envelope),
             });
             if matches!(reply, Reply::Delivered(Ok(_))) && self.rng.below(4) > 0 {
@@ -167,7 +190,6 @@ impl Run {
         for &owner in &owners {
             let reply = self.cluster[owner].handle(Request::Prepare {
                 envelope: Arc::clone(&envelope),
-                recipients: names.clone(),
                 owners: owners.len() as u16,
             });
             if matches!(reply, Reply::Prepared(Ok(_))) {
@@ -220,17 +242,17 @@ impl Run {
         let name = NAMES[self.rng.below(NAMES.len())];
         let owner = owner_of(name, self.count());
         let reply = self.cluster[owner].handle(Request::Drain {
-            name: name.into(),
+            actor: actor(name),
             max_weight: 1 + self.rng.below(3),
             at_least_one: true,
         });
-        let Reply::Drained(Some(page)) = reply else {
+        let Reply::Drained(page) = reply else {
             return;
         };
         if page.messages.is_empty() {
             return;
         }
-        let ids: Vec<Uuid> = page.messages.iter().map(|m| m.id).collect();
+        let ids: Vec<Uuid> = page.messages.iter().map(|m| m.envelope.id).collect();
         let end = self.end(owner);
         let acked = self.rng.below(4) > 0;
         if acked {
@@ -280,14 +302,15 @@ impl Run {
                 if owner_of(name, count) != state.shard_id() {
                     continue;
                 }
-                if let Reply::Drained(Some(page)) = state.handle(Request::Drain {
-                    name: name.into(),
+                if let Reply::Drained(page) = state.handle(Request::Drain {
+                    actor: actor(name),
                     max_weight: usize::MAX,
                     at_least_one: true,
                 }) {
                     for message in page.messages {
-                        holders.entry(message.id).or_default().insert(name.into());
-                        queued.entry(message.id).or_default().insert(name.into());
+                        let id = message.envelope.id;
+                        holders.entry(id).or_default().insert(name.into());
+                        queued.entry(id).or_default().insert(name.into());
                     }
                 }
             }
@@ -359,5 +382,13 @@ fn acknowledged_work_survives_a_crash_at_any_point() {
             }
             run.crash_and_check(&format!("seed {seed}, shards {count}"));
         }
+    }
+}
+
+fn actor(name: &str) -> Actor {
+    Actor {
+        name: name.into(),
+        token: None,
+        now_ms: 0,
     }
 }

@@ -6,11 +6,12 @@
 //! one `Deliver` that checks and enqueues at once; a send to several owners reserves a place on
 //! every owner first and then delivers owner by owner. Multi-owner sends are left half-done
 //! while other sends, registrations and drains run, as concurrent requests interleave on the
-//! real shards.
+//! real shards. Every agent's delivery log is checked too: `fetch` must list each delivery
+//! once, in order, with its drained state, whatever drains took.
 
 use shards::{
-    owner_of, DrainedPage, Envelope, InboxLimits, RegisterMode, Registration, Reply, Request,
-    ShardState, Undeliverable,
+    owner_of, Actor, DrainedPage, Envelope, FetchQuery, Importance, InboxLimits, Message,
+    RegisterMode, Registration, Reply, Request, ShardState, Undeliverable,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -24,6 +25,8 @@ use common::Rng;
 struct ModelAgent {
     project: u128,
     queued: Vec<u128>,
+    /// Every delivery, oldest first, and whether it was drained.
+    delivered: Vec<(u128, bool)>,
     /// Places held by multi-owner sends not yet delivered here.
     reserved: usize,
 }
@@ -73,6 +76,8 @@ impl Run {
         let limits = InboxLimits {
             messages: MAX_INBOX,
             bytes: usize::MAX,
+            retained_messages: usize::MAX,
+            retained_bytes: usize::MAX,
         };
         Run {
             rng: Rng(seed),
@@ -95,18 +100,24 @@ impl Run {
         self.cluster[owner].handle(request)
     }
 
-    fn new_envelope(&mut self) -> Arc<Envelope> {
+    fn new_envelope(&mut self, recipients: &BTreeSet<&str>) -> Arc<Envelope> {
         let id = self.next_message;
         self.next_message += 1;
         // One byte of text: weighs 1, so partial drains count messages.
-        Arc::new(Envelope::new(
-            Uuid::from_u128(id),
-            Uuid::nil(),
-            0,
-            "x",
-            "",
-            "",
-        ))
+        Arc::new(Envelope::compose(Message {
+            id: Uuid::from_u128(id),
+            project_id: Uuid::nil(),
+            timestamp_ms: 0,
+            from: "x",
+            subject: "",
+            body: "",
+            thread_id: None,
+            reply_to: None,
+            importance: Importance::Normal,
+            ack_required: false,
+            to: recipients.iter().map(|n| (*n).into()).collect(),
+            cc: Vec::new(),
+        }))
     }
 
     fn groups(&self, recipients: &BTreeSet<&str>) -> Vec<(usize, Vec<Box<str>>)> {
@@ -133,7 +144,10 @@ impl Run {
                 project_key: "k".into(),
                 program: None,
                 model: None,
+                task_description: None,
                 now_ms: step as i64,
+                new_token_hash: None,
+                token: None,
             }),
         );
         let context = &self.context;
@@ -177,10 +191,8 @@ impl Run {
         let recipients: BTreeSet<&str> = (0..1 + self.rng.below(3))
             .map(|_| on_owner[self.rng.below(on_owner.len())])
             .collect();
-        let envelope = self.new_envelope();
-        let names: Vec<Box<str>> = recipients.iter().map(|n| (*n).into()).collect();
+        let envelope = self.new_envelope(&recipients);
         let reply = self.cluster[owner].handle(Request::Deliver {
-            names,
             envelope: Arc::clone(&envelope),
         });
         let expected = if self.model.any_unknown(&recipients) {
@@ -204,6 +216,7 @@ impl Run {
             for name in recipients {
                 let agent = self.model.agents.get_mut(name).expect("known");
                 agent.queued.push(envelope.id.as_u128());
+                agent.delivered.push((envelope.id.as_u128(), false));
             }
         }
     }
@@ -217,14 +230,12 @@ impl Run {
         if groups.len() < 2 {
             return;
         }
-        let envelope = self.new_envelope();
-        let all: Vec<Box<str>> = recipients.iter().map(|n| (*n).into()).collect();
+        let envelope = self.new_envelope(&recipients);
         let mut granted: Vec<usize> = Vec::new();
         let mut refused: Option<Undeliverable> = None;
         for (owner, _) in &groups {
             match self.cluster[*owner].handle(Request::Prepare {
                 envelope: Arc::clone(&envelope),
-                recipients: all.clone(),
                 owners: groups.len() as u16,
             }) {
                 Reply::Prepared(Ok(_)) => granted.push(*owner),
@@ -274,6 +285,7 @@ impl Run {
             let agent = self.model.agents.get_mut(&*name).expect("reserved");
             agent.reserved -= 1;
             agent.queued.push(envelope.id.as_u128());
+            agent.delivered.push((envelope.id.as_u128(), false));
         }
     }
 
@@ -287,7 +299,7 @@ impl Run {
         let reply = self.call(
             name,
             Request::Drain {
-                name: name.into(),
+                actor: actor(name),
                 max_weight,
                 at_least_one,
             },
@@ -298,17 +310,63 @@ impl Run {
                 take = 1;
             }
             let taken: Vec<u128> = agent.queued.drain(..take).collect();
+            for (id, drained) in agent.delivered.iter_mut() {
+                if taken.contains(id) {
+                    *drained = true;
+                }
+            }
             (taken, agent.queued.len())
         });
         let got = match reply {
-            Reply::Drained(Some(DrainedPage { messages, left })) => Some((
-                messages.iter().map(|m| m.id.as_u128()).collect::<Vec<_>>(),
+            Reply::Drained(DrainedPage { messages, left }) => Some((
+                messages
+                    .iter()
+                    .map(|m| m.envelope.id.as_u128())
+                    .collect::<Vec<_>>(),
                 left,
             )),
-            Reply::Drained(None) => None,
+            Reply::NoAgent => None,
             other => panic!("{}: drain answered {other:?}", self.context),
         };
         assert_eq!(got, expected, "{}: drain of {name}", self.context);
+    }
+
+    /// A non-destructive read of the whole delivery log, compared with the model's.
+    fn fetch(&mut self) {
+        let name = NAMES[self.rng.below(NAMES.len())];
+        let query = FetchQuery {
+            after: 0,
+            limit: usize::MAX,
+            unread_only: false,
+            urgent_only: false,
+            thread_id: None,
+            max_weight: usize::MAX,
+            at_least_one: true,
+        };
+        let reply = self.call(
+            name,
+            Request::Fetch {
+                actor: actor(name),
+                query,
+            },
+        );
+        let got = match reply {
+            Reply::Fetched(Ok(page)) => {
+                let seqs: Vec<u64> = page.messages.iter().map(|m| m.seq).collect();
+                let expected_seqs: Vec<u64> = (1..=page.messages.len() as u64).collect();
+                assert_eq!(seqs, expected_seqs, "{}: seqs of {name}", self.context);
+                Some(
+                    page.messages
+                        .iter()
+                        .map(|m| (m.envelope.id.as_u128(), m.drained))
+                        .collect::<Vec<_>>(),
+                )
+            }
+            Reply::NoAgent => None,
+            other => panic!("{}: fetch answered {other:?}", self.context),
+        };
+        let expected = self.model.agents.get(name).map(|a| a.delivered.clone());
+        assert_eq!(got, expected, "{}: delivery log of {name}", self.context);
     }
 
     fn check_counters(&self) {
@@ -333,11 +391,12 @@ fn run(seed: u64, shard_count: usize, steps: usize) {
     let mut run = Run::new(seed, shard_count);
     for step in 0..steps {
         run.context = format!("seed {seed}, shards {shard_count}, step {step}");
-        match run.rng.below(12) {
+        match run.rng.below(13) {
             0..=1 => run.register(step),
             2..=3 => run.send_single_owner(),
             4..=5 => run.start_multi_owner_send(),
             6..=8 => run.advance_multi_owner_send(),
+            9 => run.fetch(),
             _ => run.drain(),
         }
         run.check_counters();
@@ -351,7 +410,7 @@ fn run(seed: u64, shard_count: usize, steps: usize) {
         let reply = run.call(
             name,
             Request::Drain {
-                name: name.into(),
+                actor: actor(name),
                 max_weight: usize::MAX,
                 at_least_one: true,
             },
@@ -362,14 +421,25 @@ fn run(seed: u64, shard_count: usize, steps: usize) {
             .get_mut(name)
             .map(|a| std::mem::take(&mut a.queued));
         let got = match reply {
-            Reply::Drained(Some(page)) => {
-                Some(page.messages.iter().map(|m| m.id.as_u128()).collect())
-            }
+            Reply::Drained(page) => Some(
+                page.messages
+                    .iter()
+                    .map(|m| m.envelope.id.as_u128())
+                    .collect(),
+            ),
             _ => None,
         };
         assert_eq!(got, expected, "{}: final drain of {name}", run.context);
     }
     run.check_counters();
+}
+
+fn actor(name: &str) -> Actor {
+    Actor {
+        name: name.into(),
+        token: None,
+        now_ms: 0,
+    }
 }
 
 #[test]

@@ -47,6 +47,7 @@ pub fn profile_bytes(profile: &AgentProfile) -> usize {
         + profile.project_key.len()
         + profile.program.len()
         + profile.model.len()
+        + profile.task_description.len()
 }
 
 /// How far into the shards' logs the last commit of the trail at `repo_root` got, as its

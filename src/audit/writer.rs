@@ -46,6 +46,7 @@ struct ProfileFile<'a> {
     project_key: &'a str,
     program: &'a str,
     model: &'a str,
+    task_description: &'a str,
     created: String,
     updated: String,
 }
@@ -182,6 +183,7 @@ impl Writer {
                 project_key: &profile.project_key,
                 program: &profile.program,
                 model: &profile.model,
+                task_description: &profile.task_description,
                 created: rfc3339_ms_string(profile.created_ms),
                 updated: rfc3339_ms_string(profile.updated_ms),
             };
@@ -259,6 +261,8 @@ mod tests {
                 created_ms: 0,
                 updated_ms: 0,
                 version,
+                task_description: "".into(),
+                token_hash: None,
             },
             created,
             origin: None,

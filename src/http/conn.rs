@@ -403,7 +403,21 @@ impl Answer<'_> {
         request: &Request<'_>,
     ) -> io::Result<bool> {
         self.body.clear();
-        let response = self.turn.wait(service.handle(request, self.body)).await;
+        let handling = service.handle(request, self.body);
+        let response = if service.may_wait_long(request) {
+            match futures_lite::future::or(async { Some(handling.await) }, async {
+                hung_up(stream).await;
+                None
+            })
+            .await
+            {
+                Some(response) => response,
+                // The client is gone: dropping the request frees what it held (its waiter).
+                None => return Err(io::ErrorKind::ConnectionAborted.into()),
+            }
+        } else {
+            self.turn.wait(handling).await
+        };
         let close = !request.keep_alive;
         let connection = match (close, request.http10) {
             (true, _) => Connection::Close,
@@ -425,6 +439,30 @@ impl Answer<'_> {
             self.output.clear();
         }
         Ok(close)
+    }
+}
+
+/// Completes when the client hangs up (end of stream, or a reset); stays pending while it is
+/// connected. Bytes it sends meanwhile (a pipelined request) stay in the socket for the next
+/// read; once any are there, a hang-up cannot be told from them, so it stops watching.
+async fn hung_up(stream: &TcpStream) {
+    let mut byte = [0u8; 1];
+    loop {
+        match stream.peek(&mut byte).await {
+            Ok(0) => return,
+            Ok(_) => return std::future::pending().await,
+            Err(error) => {
+                let kind = io::Error::from(error).kind();
+                if !matches!(
+                    kind,
+                    io::ErrorKind::TimedOut
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::Interrupted
+                ) {
+                    return;
+                }
+            }
+        }
     }
 }
 

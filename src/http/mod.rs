@@ -24,4 +24,10 @@ pub trait Service {
 
     /// Called each time a header section is parsed, for the metrics.
     fn head_parsed(&self) {}
+
+    /// Whether answering `request` may take long (a long poll): the connection then watches
+    /// for its client hanging up meanwhile, and drops the request if it does.
+    fn may_wait_long(&self, _request: &Request<'_>) -> bool {
+        false
+    }
 }

@@ -82,7 +82,6 @@ const PERSIST_INTERVAL: Duration = Duration::from_secs(2);
 /// One delivered message, as search stores it.
 pub struct SearchDoc {
     pub envelope: SharedEnvelope,
-    pub to: Vec<Box<str>>,
     /// The log record it comes from: (shard, position), in the log generation the indexer
     /// was started for. Each shard sends its documents in log order.
     pub origin: Option<(usize, u64)>,
@@ -297,9 +296,14 @@ impl Indexer {
             project_id.encode_lower(&mut Uuid::encode_buffer()),
         );
         document.add_text(f.from, envelope.from());
-        for recipient in &doc.to {
+        for recipient in envelope.to() {
             document.add_text(f.to, recipient);
         }
+        for recipient in envelope.cc() {
+            document.add_text(f.cc, recipient);
+        }
+        document.add_text(f.thread_id, envelope.thread_id());
+        document.add_text(f.importance, envelope.importance.as_str());
         document.add_text(f.subject, envelope.subject());
         document.add_text(f.body, envelope.body());
         let mut timestamp = String::with_capacity(24);

@@ -168,6 +168,13 @@ pub struct SearchService {
 
 /// Opens the index at `path`: kept from the last run when `keep` (a durable server), else
 /// recreated empty.
+/// What a message costs the search feed's byte budget: its text, thread id and names.
+pub fn doc_bytes(envelope: &shards::Envelope) -> usize {
+    envelope.payload_len()
+        + envelope.thread_id().len()
+        + envelope.recipients().iter().map(|n| n.len()).sum::<usize>()
+}
+
 pub fn open_index(path: &Path, keep: bool) -> Result<OpenedIndex, SearchError> {
     if keep {
         return schema::open_or_create_index(path);

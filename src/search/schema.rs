@@ -7,7 +7,8 @@ use tantivy::schema::{Field, Schema, STORED, STRING, TEXT};
 use tantivy::{Index, IndexSettings};
 
 /// The fields of one message document. `subject` and `body` are tokenised for full-text
-/// search; `from`, `to` and `project_id` are exact-match (`from:BlueLake`). `id` and
+/// search; `from`, `to`, `cc`, `thread_id`, `importance` and `project_id` are exact-match
+/// (`from:BlueLake`, `thread_id:plan-7`). `id` and
 /// `timestamp` are stored for the results but not indexed: each is unique to its message, and
 /// a term dictionary entry per message more than doubled indexing CPU (docs/BENCHMARKS.md).
 /// A feature that must find a message by id can add it as a pair of u64 fast fields
@@ -18,6 +19,9 @@ pub struct Fields {
     pub project_id: Field,
     pub from: Field,
     pub to: Field,
+    pub cc: Field,
+    pub thread_id: Field,
+    pub importance: Field,
     pub subject: Field,
     pub body: Field,
     pub timestamp: Field,
@@ -46,6 +50,9 @@ pub fn build() -> (Schema, Fields) {
         project_id: builder.add_text_field("project_id", STRING | STORED),
         from: builder.add_text_field("from", STRING | STORED),
         to: builder.add_text_field("to", STRING | STORED),
+        cc: builder.add_text_field("cc", STRING | STORED),
+        thread_id: builder.add_text_field("thread_id", STRING | STORED),
+        importance: builder.add_text_field("importance", STRING | STORED),
         subject: builder.add_text_field("subject", TEXT | STORED),
         body: builder.add_text_field("body", TEXT | STORED),
         timestamp: builder.add_text_field("timestamp", STORED),
@@ -59,6 +66,9 @@ pub fn fields_of(schema: &Schema) -> Result<Fields, tantivy::TantivyError> {
         project_id: schema.get_field("project_id")?,
         from: schema.get_field("from")?,
         to: schema.get_field("to")?,
+        cc: schema.get_field("cc")?,
+        thread_id: schema.get_field("thread_id")?,
+        importance: schema.get_field("importance")?,
         subject: schema.get_field("subject")?,
         body: schema.get_field("body")?,
         timestamp: schema.get_field("timestamp")?,

@@ -83,7 +83,7 @@ pub fn string_array<'a>(
     if items.is_empty() {
         return Err(ToolError::InvalidArgument {
             name,
-            problem: "must name at least one agent".into(),
+            problem: "must hold at least one entry".into(),
         });
     }
     if items.len() > max_len {
@@ -129,6 +129,95 @@ pub fn optional_parsed<T: std::str::FromStr>(
             })
         })
         .transpose()
+}
+
+/// An optional boolean argument.
+pub fn optional_bool(
+    name: &'static str,
+    raw: Option<&RawValue>,
+) -> Result<Option<bool>, ToolError> {
+    match raw.filter(|r| !is_null(r)).map(RawValue::get) {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(other) => Err(ToolError::InvalidArgument {
+            name,
+            problem: format!("must be true or false, got {}", shorten(other)),
+        }),
+    }
+}
+
+/// An optional integer argument within `min..=max`.
+pub fn optional_integer(
+    name: &'static str,
+    raw: Option<&RawValue>,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>, ToolError> {
+    let Some(raw) = raw.filter(|r| !is_null(r)) else {
+        return Ok(None);
+    };
+    match raw.get().parse::<u64>() {
+        Ok(value) if (min..=max).contains(&value) => Ok(Some(value)),
+        _ => Err(ToolError::InvalidArgument {
+            name,
+            problem: format!(
+                "must be an integer from {min} to {max}, got {}",
+                shorten(raw.get())
+            ),
+        }),
+    }
+}
+
+/// At most this much of a bad value is echoed in an error.
+fn shorten(text: &str) -> &str {
+    let mut end = text.len().min(64);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// An optional array of at most `max_len` agent names (absent or null means none).
+pub fn optional_names<'a>(
+    name: &'static str,
+    raw: Option<&'a RawValue>,
+    max_len: usize,
+) -> Result<Vec<Cow<'a, str>>, ToolError> {
+    match raw.filter(|r| !is_null(r)) {
+        None => Ok(Vec::new()),
+        Some(raw) if raw.get().trim() == "[]" => Ok(Vec::new()),
+        Some(raw) => string_array(name, Some(raw), max_len, super::MAX_AGENT_NAME_BYTES),
+    }
+}
+
+/// A required array of 1 to `max_len` UUIDs.
+pub fn uuid_array(
+    name: &'static str,
+    raw: Option<&RawValue>,
+    max_len: usize,
+) -> Result<Vec<uuid::Uuid>, ToolError> {
+    let texts =
+        string_array(name, raw, max_len, MAX_PARSED_TEXT_BYTES).map_err(|error| match error {
+            ToolError::InvalidArgument { name, problem } => ToolError::InvalidArgument {
+                name,
+                problem: problem.replace("agent names, e.g. [\"BlueLake\"]", "message ids"),
+            },
+            other => other,
+        })?;
+    texts
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            text.parse().map_err(|_| ToolError::InvalidArgument {
+                name,
+                problem: format!(
+                    "entry {index} ({:?}) is not a message id (a UUID)",
+                    shorten(text)
+                ),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

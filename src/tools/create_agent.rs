@@ -1,6 +1,9 @@
-//! `create_agent(project_key; name_hint, program, model)` -> `{id, project_id, name, program, model}`
+//! `create_agent(project_key; name_hint, program, model, task_description)` ->
+//! `{id, project_id, name, program, model, task_description}`, plus `agent_token` once, when
+//! agent tokens are on and the agent gets its token.
 
 use super::args::{object, optional_str, required_str};
+use super::send_message::MAX_TOKEN_BYTES;
 use super::{
     unreachable_reply, valid_agent_name, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES,
     MAX_LABEL_BYTES, MAX_NAME_ATTEMPTS, MAX_PROJECT_KEY_BYTES,
@@ -23,6 +26,10 @@ struct Fields<'a> {
     program: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     model: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    task_description: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    agent_token: Option<&'a RawValue>,
 }
 
 #[derive(Debug)]
@@ -31,7 +38,12 @@ pub struct Args<'a> {
     name_hint: Option<Cow<'a, str>>,
     program: Option<Cow<'a, str>>,
     model: Option<Cow<'a, str>>,
+    task_description: Option<Cow<'a, str>>,
+    agent_token: Option<Cow<'a, str>>,
 }
+
+/// Longest task description: a line or a paragraph, shown in rosters.
+pub const MAX_TASK_BYTES: usize = 1024;
 
 pub fn parse(arguments: Option<&RawValue>) -> Result<Args<'_>, ToolError> {
     let fields: Fields<'_> = object(arguments)?;
@@ -51,6 +63,12 @@ pub fn parse(arguments: Option<&RawValue>) -> Result<Args<'_>, ToolError> {
         name_hint,
         program: optional_str("program", fields.program, MAX_LABEL_BYTES)?,
         model: optional_str("model", fields.model, MAX_LABEL_BYTES)?,
+        task_description: optional_str(
+            "task_description",
+            fields.task_description,
+            MAX_TASK_BYTES,
+        )?,
+        agent_token: optional_str("agent_token", fields.agent_token, MAX_TOKEN_BYTES)?,
     })
 }
 
@@ -65,6 +83,10 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
     // held until the reply: the owner charges the profile again when it hands it over (once
     // its log record is durable).
     let _room = tools.audit.reserve(profile_bytes(&args)).await?;
+    // Made before the agent is asked for, so the owner can set its hash in the same step.
+    let new_token = tools.agent_auth.then(super::new_agent_token);
+    let new_token_hash = new_token.as_deref().and_then(|t| tools.token_hash(Some(t)));
+    let token = tools.token_hash(args.agent_token.as_deref());
     for attempt in 0..MAX_NAME_ATTEMPTS {
         let (name, mode) = match &args.name_hint {
             Some(hint) => (hint.to_string(), RegisterMode::Upsert),
@@ -82,7 +104,10 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
             project_key: (*args.project_key).into(),
             program: args.program.as_deref().map(Into::into),
             model: args.model.as_deref().map(Into::into),
+            task_description: args.task_description.as_deref().map(Into::into),
             now_ms: now,
+            new_token_hash,
+            token,
         };
         let owner = tools.shard.owner_of(&name);
         match tools
@@ -90,14 +115,27 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
             .call(owner, Request::Register(registration))
             .await?
         {
-            Reply::Registered { profile, created } => {
+            Reply::Registered {
+                profile,
+                created,
+                token_issued,
+            } => {
                 tracing::debug!(agent = %profile.name, created, "agent registered");
                 tools
                     .known
                     .borrow_mut()
                     .remember(&profile.name, profile.project_id);
                 // The owner hands the profile to the git writer; the reply does not wait.
-                return Ok(ToolOutput::Agent(profile));
+                let token = if token_issued { new_token } else { None };
+                return Ok(ToolOutput::Agent(profile, token));
+            }
+            Reply::NoAgent => {
+                return Err(ToolError::InvalidArgument {
+                    name: "agent_token",
+                    problem: format!(
+                        "updating agent '{name}' takes the agent_token it was given at registration"
+                    ),
+                })
             }
             Reply::NameTaken {
                 project_id: taken_by,
@@ -122,9 +160,10 @@ fn profile_bytes(args: &Args<'_>) -> usize {
         + args.project_key.len()
         + args.program.as_deref().map_or(0, str::len)
         + args.model.as_deref().map_or(0, str::len)
+        + args.task_description.as_deref().map_or(0, str::len)
 }
 
-pub fn write_json(out: &mut Vec<u8>, profile: &AgentProfile) {
+pub fn write_json(out: &mut Vec<u8>, profile: &AgentProfile, token: Option<&str>) {
     out.extend_from_slice(b"{\"id\":");
     write_uuid(out, &profile.id);
     out.extend_from_slice(b",\"project_id\":");
@@ -135,6 +174,10 @@ pub fn write_json(out: &mut Vec<u8>, profile: &AgentProfile) {
     write_str(out, &profile.program);
     out.extend_from_slice(b",\"model\":");
     write_str(out, &profile.model);
+    if let Some(token) = token {
+        out.extend_from_slice(b",\"agent_token\":");
+        write_str(out, token);
+    }
     out.push(b'}');
 }
 
@@ -142,14 +185,16 @@ pub fn definition() -> serde_json::Value {
     serde_json::json!({
         "name": "create_agent",
         "title": "Register an agent",
-        "description": "Register an agent in a project and get its mailbox name. Without name_hint a readable unique name is invented. Registering the same name again in the same project returns the same id and updates program/model; a name used by another project is refused.",
+        "description": "Register an agent in a project and get its mailbox name (invented without name_hint). Registering a name again in the same project updates it; another project's name is refused.",
         "inputSchema": {
             "type": "object",
             "properties": {
                 "project_key": {"type": "string", "minLength": 1, "description": "Identifies the project, e.g. its repository path. project_id = UUIDv5(DNS, project_key)."},
                 "name_hint": {"type": "string", "pattern": format!("^[A-Za-z0-9_-]{{1,{MAX_AGENT_NAME_BYTES}}}$"), "description": "The agent name to use."},
                 "program": {"type": "string", "description": "The agent program, e.g. claude-code."},
-                "model": {"type": "string", "description": "The model behind the agent."}
+                "model": {"type": "string", "description": "The model behind the agent."},
+                "task_description": {"type": "string", "maxLength": MAX_TASK_BYTES},
+                "agent_token": {"type": "string", "description": "Only with --agent-auth, to update an agent."}
             },
             "required": ["project_key"]
         },
@@ -160,7 +205,8 @@ pub fn definition() -> serde_json::Value {
                 "project_id": {"type": "string", "format": "uuid"},
                 "name": {"type": "string"},
                 "program": {"type": "string"},
-                "model": {"type": "string"}
+                "model": {"type": "string"},
+                "agent_token": {"type": "string", "description": "With --agent-auth, returned once: pass it to every tool acting as this agent."}
             },
             "required": ["id", "project_id", "name", "program", "model"]
         }

@@ -3,9 +3,16 @@
 
 mod args;
 mod create_agent;
+mod fetch_inbox;
 mod get_inbox;
+mod get_thread;
+mod list_agents;
+mod mail;
+mod marks;
+mod reply_message;
 mod search_messages;
 mod send_message;
+mod wait_for_mail;
 
 use crate::audit::ProfileEvent;
 use crate::feed::{Feed, HelperStopped};
@@ -13,7 +20,10 @@ use crate::ids::IdGenerator;
 use crate::metrics::{Metrics, ShardMetrics};
 use crate::search::{SearchDoc, SearchHandle};
 use serde_json::value::RawValue;
-use shards::{AgentProfile, CallError, Reply, Shard, SharedEnvelope};
+use shards::{
+    Actor, AgentProfile, AgentSummary, CallError, DeliveryView, FetchPage, Marked, Reply, Shard,
+    ThreadPage,
+};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
@@ -51,6 +61,12 @@ pub enum ToolCall<'a> {
     SendMessage(send_message::Args<'a>),
     GetInbox(get_inbox::Args<'a>),
     SearchMessages(search_messages::Args<'a>),
+    FetchInbox(fetch_inbox::Args<'a>),
+    WaitForMail(wait_for_mail::Args<'a>),
+    ReplyMessage(reply_message::Args<'a>),
+    Mark(marks::Args<'a>),
+    GetThread(get_thread::Args<'a>),
+    ListAgents(list_agents::Args),
 }
 
 #[derive(Debug)]
@@ -69,6 +85,13 @@ pub fn parse<'a>(
         "send_message" => send_message::parse(arguments).map(ToolCall::SendMessage),
         "get_inbox" => get_inbox::parse(arguments).map(ToolCall::GetInbox),
         "search_messages" => search_messages::parse(arguments).map(ToolCall::SearchMessages),
+        "fetch_inbox" => fetch_inbox::parse(arguments).map(ToolCall::FetchInbox),
+        "wait_for_mail" => wait_for_mail::parse(arguments).map(ToolCall::WaitForMail),
+        "reply_message" => reply_message::parse(arguments).map(ToolCall::ReplyMessage),
+        "acknowledge_message" => marks::parse(arguments, true).map(ToolCall::Mark),
+        "mark_message_read" => marks::parse(arguments, false).map(ToolCall::Mark),
+        "get_thread" => get_thread::parse(arguments).map(ToolCall::GetThread),
+        "list_agents" => list_agents::parse(arguments).map(ToolCall::ListAgents),
         _ => return Err(ParseFailure::UnknownTool),
     };
     parsed.map_err(ParseFailure::Arguments)
@@ -102,6 +125,30 @@ pub enum ToolError {
     /// The next message of a drain does not fit in what is left of a batch's response.
     PageDoesNotFit {
         left: usize,
+    },
+    /// With agent tokens on: the agent does not exist or the token is not its (not told
+    /// apart, so a caller cannot probe for names).
+    AgentAuth(String),
+    UnknownCursor {
+        after: u64,
+        newest: u64,
+    },
+    TooManyWaiters {
+        per_agent: bool,
+        max: usize,
+    },
+    UnknownMessage {
+        agent: String,
+        id: Uuid,
+    },
+    UnknownThread {
+        agent: String,
+        thread_id: String,
+    },
+    /// None of the ids given is a delivery to the agent.
+    NoneFound {
+        agent: String,
+        count: usize,
     },
 }
 
@@ -154,6 +201,42 @@ impl fmt::Display for ToolError {
                 f,
                 "not drained: the next message does not fit in what is left of this batch's \
                  response ({left} messages wait); call get_inbox in a request of its own"
+            ),
+            ToolError::AgentAuth(name) => write!(
+                f,
+                "agent '{name}' is unknown or its agent_token is missing or wrong (this server \
+                 runs with --agent-auth: pass the agent_token create_agent returned)"
+            ),
+            ToolError::UnknownCursor { after, newest } => write!(
+                f,
+                "invalid argument 'after': {after} was never issued by this server (the \
+                 newest delivery is {newest}); use 0 or a next_after from fetch_inbox"
+            ),
+            ToolError::TooManyWaiters { per_agent, max } => {
+                let scope = if *per_agent {
+                    "on this agent"
+                } else {
+                    "on this server shard"
+                };
+                write!(
+                    f,
+                    "too many wait_for_mail calls waiting {scope} (at most {max}); retry later \
+                     or use fetch_inbox"
+                )
+            }
+            ToolError::UnknownMessage { agent, id } => write!(
+                f,
+                "message {id} is not one that '{agent}' sent or received (or it is no longer \
+                 retained); only a participant may reply"
+            ),
+            ToolError::UnknownThread { agent, thread_id } => write!(
+                f,
+                "unknown thread '{thread_id}': '{agent}' has sent or received no message in it"
+            ),
+            ToolError::NoneFound { agent, count } => write!(
+                f,
+                "none of the {count} message id(s) is a message delivered to '{agent}' (still \
+                 retained)"
             ),
         }
     }
@@ -210,23 +293,57 @@ pub struct OutputBudget {
 /// A successful tool result, serialised after the shards have answered.
 #[derive(Debug)]
 pub enum ToolOutput {
-    Agent(AgentProfile),
+    /// A profile, and its agent token the one time it is issued.
+    Agent(AgentProfile, Option<String>),
     Sent {
         id: Uuid,
+        thread_id: Box<str>,
     },
-    Inbox(Vec<SharedEnvelope>),
+    Inbox(Vec<DeliveryView>),
     /// Search hits, already a JSON array (built on the query thread).
     Search(String),
+    Fetched {
+        page: FetchPage,
+        include_bodies: bool,
+    },
+    Marked(Marked),
+    Thread {
+        thread_id: Box<str>,
+        page: ThreadPage,
+        include_bodies: bool,
+    },
+    Agents {
+        project_id: Uuid,
+        agents: Vec<AgentSummary>,
+        has_more: bool,
+    },
 }
 
 impl ToolOutput {
     /// The result JSON, exactly the shape the `text` content carries.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         match self {
-            ToolOutput::Agent(profile) => create_agent::write_json(out, profile),
-            ToolOutput::Sent { id } => send_message::write_json(out, id),
+            ToolOutput::Agent(profile, token) => {
+                create_agent::write_json(out, profile, token.as_deref())
+            }
+            ToolOutput::Sent { id, thread_id } => send_message::write_json(out, id, thread_id),
             ToolOutput::Inbox(messages) => get_inbox::write_json(out, messages),
             ToolOutput::Search(hits) => out.extend_from_slice(hits.as_bytes()),
+            ToolOutput::Fetched {
+                page,
+                include_bodies,
+            } => fetch_inbox::write_json(out, page, *include_bodies),
+            ToolOutput::Marked(marked) => marks::write_json(out, marked),
+            ToolOutput::Thread {
+                thread_id,
+                page,
+                include_bodies,
+            } => get_thread::write_json(out, thread_id, page, *include_bodies),
+            ToolOutput::Agents {
+                project_id,
+                agents,
+                has_more,
+            } => list_agents::write_json(out, project_id, agents, *has_more),
         }
     }
 
@@ -235,7 +352,7 @@ impl ToolOutput {
         match self {
             ToolOutput::Inbox(_) => Some("messages"),
             ToolOutput::Search(_) => Some("results"),
-            ToolOutput::Agent(_) | ToolOutput::Sent { .. } => None,
+            _ => None,
         }
     }
 }
@@ -250,6 +367,8 @@ pub struct Toolbox {
     metrics: Arc<Metrics>,
     ids: RefCell<IdGenerator>,
     known: RefCell<KnownAgents>,
+    /// `--agent-auth`: acting as an agent takes its token.
+    agent_auth: bool,
 }
 
 impl Toolbox {
@@ -259,6 +378,7 @@ impl Toolbox {
         search_docs: Rc<Feed<SearchDoc>>,
         audit: Rc<Feed<ProfileEvent>>,
         metrics: Arc<Metrics>,
+        agent_auth: bool,
     ) -> Self {
         let ids = IdGenerator::new(shard.id());
         Toolbox {
@@ -269,6 +389,34 @@ impl Toolbox {
             metrics,
             ids: RefCell::new(ids),
             known: RefCell::new(KnownAgents::default()),
+            agent_auth,
+        }
+    }
+
+    /// The agent a call acts as, with the hash of its token when tokens are on.
+    pub fn actor(&self, name: &str, token: Option<&str>) -> Actor {
+        Actor {
+            name: name.into(),
+            token: self.token_hash(token),
+            now_ms: crate::clock::now_ms(),
+        }
+    }
+
+    /// What the owner compares: a hash of the token (the token itself is never kept).
+    /// `None` with tokens off.
+    pub fn token_hash(&self, token: Option<&str>) -> Option<Uuid> {
+        if !self.agent_auth {
+            return None;
+        }
+        token.map(|token| Uuid::new_v5(&TOKEN_NAMESPACE, token.as_bytes()))
+    }
+
+    /// The error for an agent that a call acts as and its owner refused.
+    pub fn no_agent(&self, name: &str) -> ToolError {
+        if self.agent_auth {
+            ToolError::AgentAuth(name.to_string())
+        } else {
+            ToolError::UnknownAgent(name.to_string())
         }
     }
 
@@ -291,8 +439,37 @@ impl Toolbox {
             ToolCall::SendMessage(args) => send_message::run(self, args).await,
             ToolCall::GetInbox(args) => get_inbox::run(self, args, budget).await,
             ToolCall::SearchMessages(args) => search_messages::run(self, args, budget).await,
+            ToolCall::FetchInbox(args) => fetch_inbox::run(self, args, budget).await,
+            ToolCall::WaitForMail(args) => wait_for_mail::run(self, args, budget).await,
+            ToolCall::ReplyMessage(args) => reply_message::run(self, args).await,
+            ToolCall::Mark(args) => marks::run(self, args).await,
+            ToolCall::GetThread(args) => get_thread::run(self, args, budget).await,
+            ToolCall::ListAgents(args) => list_agents::run(self, args, budget).await,
         }
     }
+}
+
+/// Hashes agent tokens (UUID v5, SHA-1 based): a token is 256 random bits, so its hash cannot
+/// be reversed, and comparing hashes needs no secret on the server.
+const TOKEN_NAMESPACE: Uuid = Uuid::from_u128(0x6a1d_0c3e_5b7f_4e2a_9c41_3f0e_8d27_b915);
+
+/// A fresh agent token: 32 random bytes from the kernel, as 64 hex digits.
+pub fn new_agent_token() -> String {
+    let mut bytes = [0u8; 32];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        // SAFETY: the pointer and length describe the unfilled tail of `bytes`.
+        let got = unsafe {
+            libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0)
+        };
+        if got > 0 {
+            filled += got as usize;
+        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            // No kernel randomness (never on Linux 3.17+): refuse to make a guessable token.
+            panic!("getrandom failed: {}", std::io::Error::last_os_error());
+        }
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A shard answered a request with the wrong kind of reply: a bug in this server, never
@@ -334,6 +511,13 @@ pub fn list_json() -> &'static str {
             send_message::definition(),
             get_inbox::definition(),
             search_messages::definition(),
+            fetch_inbox::definition(),
+            wait_for_mail::definition(),
+            reply_message::definition(),
+            marks::acknowledge_definition(),
+            marks::mark_read_definition(),
+            get_thread::definition(),
+            list_agents::definition(),
         ]});
         tools.to_string()
     })
@@ -366,7 +550,14 @@ mod tests {
                 "create_agent",
                 "send_message",
                 "get_inbox",
-                "search_messages"
+                "search_messages",
+                "fetch_inbox",
+                "wait_for_mail",
+                "reply_message",
+                "acknowledge_message",
+                "mark_message_read",
+                "get_thread",
+                "list_agents"
             ]
         );
         for tool in tools {

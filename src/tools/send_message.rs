@@ -1,24 +1,33 @@
-//! `send_message(from_agent, to[]; subject, body, project_id)` -> `{id, status}`
+//! `send_message(from_agent, to[]; cc[], subject, body, project_id, thread_id, importance,
+//! ack_required)` -> `{id, status, thread_id}`
 //!
-//! All or nothing: the sender and every recipient must exist, and every recipient's inbox
-//! must have room, before anything is enqueued. With one owner shard that is one atomic
-//! (logged) step; with several, two: every owner *prepares* (checks, logs, holds the message
+//! All or nothing: the sender and every recipient (`to` and `cc`) must exist, and every
+//! recipient's inbox must have room, before anything is delivered. The sender's owner takes
+//! part too (it keeps the sender's copy). With one owner shard that is one atomic (logged)
+//! step; with several, two: every owner *prepares* (checks, logs, holds the message
 //! invisibly) and, once all have granted, every owner *commits* (makes it visible); a refusal
 //! aborts the others. The reply is sent only after every owner has made the message visible,
 //! so a `get_inbox` that follows it always sees it, and only once every owner's record is
 //! durable, so a crash cannot lose it for some recipients (see docs/ARCHITECTURE.md).
 
-use super::args::{object, optional_parsed, optional_str, required_str, string_array};
-use super::get_inbox::page_weight;
+use super::args::{
+    object, optional_bool, optional_names, optional_parsed, optional_str, required_str,
+    string_array,
+};
+use super::mail::entry_weight;
 use super::{
     unreachable_reply, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES, MAX_RECIPIENTS,
 };
 use crate::clock::now_ms;
-use crate::json::{present, write_uuid};
+use crate::json::{present, write_str, write_uuid};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use shards::{CallError, Envelope, Reply, Request, Shard, SharedEnvelope, Ticket, Undeliverable};
+use shards::{
+    CallError, Envelope, Importance, Message, Reply, Request, Shard, SharedEnvelope, Ticket,
+    Undeliverable,
+};
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::rc::Rc;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -30,45 +39,152 @@ struct Fields<'a> {
     #[serde(default, borrow, deserialize_with = "present")]
     to: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
+    cc: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
     subject: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     body: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     project_id: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    thread_id: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    importance: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    ack_required: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    agent_token: Option<&'a RawValue>,
 }
 
 #[derive(Debug)]
 pub struct Args<'a> {
     from_agent: Cow<'a, str>,
     to: Vec<Cow<'a, str>>,
+    cc: Vec<Cow<'a, str>>,
     subject: Cow<'a, str>,
     body: Cow<'a, str>,
     project_id: Option<Uuid>,
+    thread_id: Option<Cow<'a, str>>,
+    importance: Option<Importance>,
+    ack_required: Option<bool>,
+    agent_token: Option<Cow<'a, str>>,
 }
 
 /// Subject and body are bounded by the HTTP body limit; this only guards the type.
-const UNBOUNDED_TEXT: usize = usize::MAX;
+pub const UNBOUNDED_TEXT: usize = usize::MAX;
+/// Longest thread id: a short token, so it stays a cheap exact-match search term.
+pub const MAX_THREAD_ID_BYTES: usize = 128;
+/// Longest `agent_token` accepted (the server issues 64 hex digits).
+pub const MAX_TOKEN_BYTES: usize = 128;
+
+/// Thread ids: 1-128 bytes of ASCII letters, digits, `.`, `_`, `:` or `-`.
+pub fn valid_thread_id(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= MAX_THREAD_ID_BYTES
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// An optional `thread_id` argument, checked.
+pub fn thread_id_arg<'a>(raw: Option<&'a RawValue>) -> Result<Option<Cow<'a, str>>, ToolError> {
+    let thread = optional_str("thread_id", raw, MAX_THREAD_ID_BYTES)?;
+    match thread {
+        Some(thread) if !valid_thread_id(&thread) => Err(ToolError::InvalidArgument {
+            name: "thread_id",
+            problem: format!(
+                "{:?} is not a thread id: use 1-{MAX_THREAD_ID_BYTES} bytes of A-Z, a-z, 0-9, '.', '_', ':' or '-'",
+                thread
+            ),
+        }),
+        other => Ok(other),
+    }
+}
+
+/// An optional `importance` argument, checked.
+pub fn importance_arg(raw: Option<&RawValue>) -> Result<Option<Importance>, ToolError> {
+    optional_str("importance", raw, 16)
+        .map_err(|_| importance_error())?
+        .map(|text| Importance::parse(&text).ok_or_else(importance_error))
+        .transpose()
+}
+
+fn importance_error() -> ToolError {
+    ToolError::InvalidArgument {
+        name: "importance",
+        problem: "must be one of \"low\", \"normal\", \"high\", \"urgent\"".into(),
+    }
+}
+
+/// Recipients without duplicates: the first occurrence keeps its place, and a name in `to`
+/// is dropped from `cc`. A set keeps this linear for the longest lists.
+pub fn dedup_recipients(to: &mut Vec<Cow<'_, str>>, cc: &mut Vec<Cow<'_, str>>) {
+    let mut seen = HashSet::with_capacity(to.len() + cc.len());
+    to.retain(|name| seen.insert(name.clone()));
+    cc.retain(|name| seen.insert(name.clone()));
+}
 
 pub fn parse(arguments: Option<&RawValue>) -> Result<Args<'_>, ToolError> {
     let fields: Fields<'_> = object(arguments)?;
     let from_agent = required_str("from_agent", fields.from_agent, MAX_AGENT_NAME_BYTES)?;
     let mut to = string_array("to", fields.to, MAX_RECIPIENTS, MAX_AGENT_NAME_BYTES)?;
-    // Duplicate recipients get one copy; the first occurrence keeps its place. A set keeps
-    // this linear for the longest lists.
-    let mut seen = std::collections::HashSet::with_capacity(to.len());
-    to.retain(|name| seen.insert(name.clone()));
+    let mut cc = optional_names("cc", fields.cc, MAX_RECIPIENTS)?;
+    dedup_recipients(&mut to, &mut cc);
+    if to.len() + cc.len() > MAX_RECIPIENTS {
+        return Err(ToolError::InvalidArgument {
+            name: "cc",
+            problem: format!("to and cc together name more than {MAX_RECIPIENTS} agents"),
+        });
+    }
     Ok(Args {
         from_agent,
         to,
+        cc,
         subject: optional_str("subject", fields.subject, UNBOUNDED_TEXT)?.unwrap_or_default(),
         body: optional_str("body", fields.body, UNBOUNDED_TEXT)?.unwrap_or_default(),
         project_id: optional_parsed("project_id", fields.project_id, "a UUID")?,
+        thread_id: thread_id_arg(fields.thread_id)?,
+        importance: importance_arg(fields.importance)?,
+        ack_required: optional_bool("ack_required", fields.ack_required)?,
+        agent_token: optional_str("agent_token", fields.agent_token, MAX_TOKEN_BYTES)?,
     })
 }
 
 pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolError> {
+    let outgoing = Outgoing {
+        from_agent: &args.from_agent,
+        agent_token: args.agent_token.as_deref(),
+        to: args.to.iter().map(|name| (**name).into()).collect(),
+        cc: args.cc.iter().map(|name| (**name).into()).collect(),
+        subject: &args.subject,
+        body: &args.body,
+        project_id: args.project_id,
+        thread_id: args.thread_id.as_deref(),
+        reply_to: None,
+        importance: args.importance.unwrap_or_default(),
+        ack_required: args.ack_required.unwrap_or(false),
+    };
+    send(tools, outgoing).await
+}
+
+/// A message to send, checked: `send_message` and `reply_message` both end here.
+pub struct Outgoing<'a> {
+    pub from_agent: &'a str,
+    pub agent_token: Option<&'a str>,
+    pub to: Vec<Box<str>>,
+    pub cc: Vec<Box<str>>,
+    pub subject: &'a str,
+    pub body: &'a str,
+    pub project_id: Option<Uuid>,
+    pub thread_id: Option<&'a str>,
+    pub reply_to: Option<Uuid>,
+    pub importance: Importance,
+    pub ack_required: bool,
+}
+
+pub async fn send(tools: &Toolbox, message: Outgoing<'_>) -> Result<ToolOutput, ToolError> {
     // The size the inbox byte caps count: the text the envelope will hold.
-    let payload_bytes = args.from_agent.len() + args.subject.len() + args.body.len();
+    let payload_bytes = message.from_agent.len() + message.subject.len() + message.body.len();
     let max_inbox_bytes = tools.shard().inbox_limits().bytes;
     if payload_bytes > max_inbox_bytes {
         return Err(ToolError::MessageTooLarge {
@@ -76,43 +192,56 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
             max_inbox_bytes,
         });
     }
-    let recipients: Vec<Box<str>> = args.to.iter().map(|name| (**name).into()).collect();
     // Room in the search feed, taken before anything is delivered: a send waits here (and its
     // client with it) while the indexer is behind, instead of memory growing.
-    let index_bytes = payload_bytes + recipients.iter().map(|name| name.len()).sum::<usize>();
+    let index_bytes = payload_bytes
+        + message.thread_id.map_or(36, str::len)
+        + message
+            .to
+            .iter()
+            .chain(&message.cc)
+            .map(|name| name.len())
+            .sum::<usize>();
     // Held until the reply: the owner charges the document again when it hands it over
     // (once durable), and this is given back after, so the bound holds with nothing owed.
     let _room = tools.search_docs.reserve(index_bytes).await?;
-    let sender_project = sender_project(tools, &args.from_agent).await?;
+    let sender_project = sender_project(tools, message.from_agent, message.agent_token).await?;
 
     let now = now_ms();
     let id = tools.ids.borrow_mut().uuid_v7(now);
-    let weight = page_weight(&args.from_agent, &args.subject, &args.body);
-    let envelope = Envelope::new(
+    let envelope = Envelope::compose(Message {
         id,
-        args.project_id.unwrap_or(sender_project),
-        now,
-        &args.from_agent,
-        &args.subject,
-        &args.body,
-    )
-    .with_weight(weight);
+        project_id: message.project_id.unwrap_or(sender_project),
+        timestamp_ms: now,
+        from: message.from_agent,
+        subject: message.subject,
+        body: message.body,
+        thread_id: message.thread_id,
+        reply_to: message.reply_to,
+        importance: message.importance,
+        ack_required: message.ack_required,
+        to: message.to,
+        cc: message.cc,
+    });
+    let weight = entry_weight(&envelope);
+    let envelope = Arc::new(envelope.with_weight(weight));
+    let thread_id: Box<str> = envelope.thread_id().into();
     let plan = Plan {
-        groups: group_by_owner(tools.shard(), &recipients),
-        envelope: Arc::new(envelope),
-        recipients,
+        owners: owners_of(tools.shard(), &envelope),
+        envelope,
     };
-    let only_here = plan.groups.len() == 1 && plan.groups[0].0 == tools.shard().id();
+    let only_here = plan.owners == [tools.shard().id()];
     let delivery = deliver(Rc::clone(&tools.shard), plan);
+    let sent = |id| ToolOutput::Sent { id, thread_id };
     if only_here {
         // One synchronous step on this shard: nothing can interrupt it halfway.
-        return delivery.await.map(|id| ToolOutput::Sent { id });
+        return delivery.await.map(sent);
     }
     // Steps on other shards run to the end as a task of their own, even if this request is
     // dropped (its connection gone, the server stopping): a prepared message is then never
     // left pending.
     match glommio::spawn_local(delivery).detach().await {
-        Some(outcome) => outcome.map(|id| ToolOutput::Sent { id }),
+        Some(outcome) => outcome.map(sent),
         None => Err(ToolError::Unavailable(CallError::PeerClosed {
             owner: tools.shard().id(),
         })),
@@ -122,49 +251,49 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
 /// A message ready to deliver: everything the delivery needs, owned, so it can outlive the
 /// request that made it.
 struct Plan {
-    /// Recipients grouped by owner shard, in first-seen order.
-    groups: Vec<(usize, Vec<Box<str>>)>,
+    /// The owner shards of the sender and every recipient, in first-seen order.
+    owners: Vec<usize>,
     envelope: SharedEnvelope,
-    /// Every recipient in request order (duplicates removed).
-    recipients: Vec<Box<str>>,
 }
 
-fn group_by_owner(shard: &Shard, recipients: &[Box<str>]) -> Vec<(usize, Vec<Box<str>>)> {
-    let mut groups: Vec<(usize, Vec<Box<str>>)> =
-        Vec::with_capacity(shard.count().min(recipients.len()));
-    for name in recipients {
+fn owners_of(shard: &Shard, envelope: &Envelope) -> Vec<usize> {
+    let mut owners: Vec<usize> =
+        Vec::with_capacity(shard.count().min(1 + envelope.recipients().len()));
+    let parties =
+        std::iter::once(envelope.from()).chain(envelope.recipients().iter().map(|n| &**n));
+    for name in parties {
         let owner = shard.owner_of(name);
-        match groups.iter_mut().find(|(o, _)| *o == owner) {
-            Some((_, names)) => names.push(name.clone()),
-            None => groups.push((owner, vec![name.clone()])),
+        if !owners.contains(&owner) {
+            owners.push(owner);
         }
     }
-    groups
+    owners
 }
 
-/// All or nothing: with one owner, its delivery checks and enqueues in one step; with several,
+/// All or nothing: with one owner, its delivery checks and delivers in one step; with several,
 /// prepare everywhere, then commit everywhere (or abort where granted). The owners index the
 /// message once their records are durable, so search never shows mail that was refused or
 /// that a crash lost.
 async fn deliver(shard: Rc<Shard>, plan: Plan) -> Result<Uuid, ToolError> {
     let id = plan.envelope.id;
-    if let [(owner, names)] = &plan.groups[..] {
+    if let [owner] = plan.owners[..] {
         let request = Request::Deliver {
-            names: names.clone(),
             envelope: Arc::clone(&plan.envelope),
         };
-        return match shard.call(*owner, request).await? {
+        return match shard.call(owner, request).await? {
             Reply::Delivered(Ok(count)) => {
-                debug_assert_eq!(count, plan.recipients.len(), "one copy per recipient");
+                debug_assert_eq!(count, plan.envelope.recipients().len(), "one copy each");
                 Ok(id)
             }
-            Reply::Delivered(Err(refused)) => Err(refused_error(&plan.recipients, refused)),
+            Reply::Delivered(Err(refused)) => {
+                Err(refused_error(plan.envelope.recipients(), refused))
+            }
             other => unreachable_reply("Deliver", &other),
         };
     }
     prepare_all(&shard, &plan).await?;
-    let mut commits: Vec<Ticket<'_>> = Vec::with_capacity(plan.groups.len());
-    for (owner, _) in &plan.groups {
+    let mut commits: Vec<Ticket<'_>> = Vec::with_capacity(plan.owners.len());
+    for owner in &plan.owners {
         commits.push(shard.submit(*owner, Request::Commit { id }).await?);
     }
     for ticket in commits {
@@ -173,27 +302,26 @@ async fn deliver(shard: Rc<Shard>, plan: Plan) -> Result<Uuid, ToolError> {
             other => unreachable_reply("Commit", &other),
         }
     }
-    tracing::debug!(from = %plan.envelope.from(), owners = plan.groups.len(), "message delivered");
+    tracing::debug!(from = %plan.envelope.from(), owners = plan.owners.len(), "message delivered");
     Ok(id)
 }
 
 /// Prepares the message on every owner, in parallel. If any owner refuses, the others abort
 /// it and the error names every recipient at fault.
 async fn prepare_all(shard: &Shard, plan: &Plan) -> Result<(), ToolError> {
-    // Bounded by MAX_RECIPIENTS, far below u16::MAX.
-    let owners = u16::try_from(plan.groups.len()).unwrap_or(u16::MAX);
-    let mut tickets: Vec<Ticket<'_>> = Vec::with_capacity(plan.groups.len());
-    for (owner, _) in &plan.groups {
+    // Bounded by MAX_RECIPIENTS + 1, far below u16::MAX.
+    let owners = u16::try_from(plan.owners.len()).unwrap_or(u16::MAX);
+    let mut tickets: Vec<Ticket<'_>> = Vec::with_capacity(plan.owners.len());
+    for owner in &plan.owners {
         let request = Request::Prepare {
             envelope: Arc::clone(&plan.envelope),
-            recipients: plan.recipients.clone(),
             owners,
         };
         tickets.push(shard.submit(*owner, request).await?);
     }
-    let mut granted: Vec<usize> = Vec::with_capacity(plan.groups.len());
+    let mut granted: Vec<usize> = Vec::with_capacity(plan.owners.len());
     let (mut unknown, mut full): (Vec<Box<str>>, Vec<Box<str>>) = (Vec::new(), Vec::new());
-    for (ticket, (owner, _)) in tickets.into_iter().zip(&plan.groups) {
+    for (ticket, owner) in tickets.into_iter().zip(&plan.owners) {
         match ticket.await {
             Reply::Prepared(Ok(_)) => granted.push(*owner),
             Reply::Prepared(Err(Undeliverable::UnknownRecipients(names))) => unknown.extend(names),
@@ -218,30 +346,33 @@ async fn prepare_all(shard: &Shard, plan: &Plan) -> Result<(), ToolError> {
     for ticket in aborts {
         ticket.await;
     }
-    Err(refused_error(&plan.recipients, refusal))
+    Err(refused_error(plan.envelope.recipients(), refusal))
 }
 
-/// The sender's project, from this shard's cache or from the sender's owner.
-async fn sender_project(tools: &Toolbox, from_agent: &str) -> Result<Uuid, ToolError> {
-    if let Some(project) = tools.known.borrow().project_of(from_agent) {
-        return Ok(project);
+/// The sender's project, from this shard's cache or from the sender's owner (always from the
+/// owner with agent tokens on: it checks the token).
+async fn sender_project(
+    tools: &Toolbox,
+    from_agent: &str,
+    agent_token: Option<&str>,
+) -> Result<Uuid, ToolError> {
+    let token = tools.token_hash(agent_token);
+    if !tools.agent_auth {
+        if let Some(project) = tools.known.borrow().project_of(from_agent) {
+            return Ok(project);
+        }
     }
     let owner = tools.shard().owner_of(from_agent);
-    match tools
-        .shard()
-        .call(
-            owner,
-            Request::Lookup {
-                name: from_agent.into(),
-            },
-        )
-        .await?
-    {
+    let request = Request::Lookup {
+        name: from_agent.into(),
+        token,
+    };
+    match tools.shard().call(owner, request).await? {
         Reply::Agent(Some(project)) => {
             tools.known.borrow_mut().remember(from_agent, project);
             Ok(project)
         }
-        Reply::Agent(None) => Err(ToolError::UnknownAgent(from_agent.to_string())),
+        Reply::Agent(None) => Err(tools.no_agent(from_agent)),
         other => unreachable_reply("Lookup", &other),
     }
 }
@@ -264,25 +395,32 @@ fn in_request_order(to: &[Box<str>], unknown: Vec<Box<str>>) -> Vec<Box<str>> {
         .collect()
 }
 
-pub fn write_json(out: &mut Vec<u8>, id: &Uuid) {
+pub fn write_json(out: &mut Vec<u8>, id: &Uuid, thread_id: &str) {
     out.extend_from_slice(b"{\"id\":");
     write_uuid(out, id);
-    out.extend_from_slice(b",\"status\":\"sent\"}");
+    out.extend_from_slice(b",\"status\":\"sent\",\"thread_id\":");
+    write_str(out, thread_id);
+    out.push(b'}');
 }
 
 pub fn definition() -> serde_json::Value {
     serde_json::json!({
         "name": "send_message",
         "title": "Send a message",
-        "description": "Send a message from a registered agent to one or more registered agents (by name). All recipients must exist, or nothing is delivered. Duplicate recipients get one copy. When the call returns, the message is in every recipient's inbox.",
+        "description": "Send a message to registered agents (to, cc). All must exist or nothing is delivered. When the call returns, every recipient has it.",
         "inputSchema": {
             "type": "object",
             "properties": {
-                "from_agent": {"type": "string", "description": "The sending agent's name."},
-                "to": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_RECIPIENTS, "description": "Recipient agent names (always an array)."},
+                "from_agent": {"type": "string"},
+                "to": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": MAX_RECIPIENTS, "description": "Agent names (always an array)."},
+                "cc": {"type": "array", "items": {"type": "string"}},
                 "subject": {"type": "string", "default": ""},
                 "body": {"type": "string", "default": ""},
-                "project_id": {"type": "string", "format": "uuid", "description": "Project to file the message under; defaults to the sender's project."}
+                "thread_id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$", "description": "Default: the message's own id."},
+                "importance": {"type": "string", "enum": ["low", "normal", "high", "urgent"], "default": "normal"},
+                "ack_required": {"type": "boolean", "default": false},
+                "project_id": {"type": "string", "format": "uuid", "description": "Default: the sender's project."},
+                "agent_token": {"type": "string", "description": "Only with --agent-auth."}
             },
             "required": ["from_agent", "to"]
         },
@@ -290,9 +428,10 @@ pub fn definition() -> serde_json::Value {
             "type": "object",
             "properties": {
                 "id": {"type": "string", "format": "uuid"},
-                "status": {"type": "string", "enum": ["sent"]}
+                "status": {"type": "string", "enum": ["sent"]},
+                "thread_id": {"type": "string"}
             },
-            "required": ["id", "status"]
+            "required": ["id", "status", "thread_id"]
         }
     })
 }
@@ -340,6 +479,38 @@ mod tests {
             ),
             "{error:?}"
         );
+    }
+
+    #[test]
+    fn cc_drops_names_already_in_to_and_bad_values_name_the_argument() {
+        let args =
+            parse_text(r#"{"from_agent":"a","to":["b"],"cc":["b","c","c"],"importance":"urgent","ack_required":true,"thread_id":"T-1.x:y"}"#)
+                .expect("valid");
+        assert_eq!(args.cc, vec!["c"]);
+        assert_eq!(args.importance, Some(Importance::Urgent));
+        assert_eq!(args.ack_required, Some(true));
+        assert_eq!(args.thread_id.as_deref(), Some("T-1.x:y"));
+        for (bad, name) in [
+            (r#""importance":"URGENT""#, "importance"),
+            (r#""importance":3"#, "importance"),
+            (r#""ack_required":"yes""#, "ack_required"),
+            (r#""thread_id":"has space""#, "thread_id"),
+            (r#""thread_id":"""#, "thread_id"),
+            (r#""cc":"c""#, "cc"),
+            (r#""cc":[1]"#, "cc"),
+        ] {
+            let text = format!(r#"{{"from_agent":"a","to":["b"],{bad}}}"#);
+            let error = parse_text(&text).expect_err(bad);
+            assert!(
+                matches!(error, ToolError::InvalidArgument { name: n, .. } if n == name),
+                "{bad}: {error:?}"
+            );
+        }
+        let long = "t".repeat(MAX_THREAD_ID_BYTES + 1);
+        assert!(parse_text(&format!(
+            r#"{{"from_agent":"a","to":["b"],"thread_id":"{long}"}}"#
+        ))
+        .is_err());
     }
 
     #[test]

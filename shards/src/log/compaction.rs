@@ -50,10 +50,17 @@ pub async fn write_snapshot(
     // The same records as `image_records`, encoded straight from the image (nothing built
     // per message), a chunk at a time.
     for agent in &image.agents {
+        let name = &agent.profile.name;
         record::encode_agent(&mut chunk, &agent.profile);
-        let name = [agent.profile.name.clone()];
-        for envelope in &agent.inbox {
-            record::encode_message(&mut chunk, record::ENQUEUED, envelope, &name, None);
+        record::encode_activity(&mut chunk, name, agent.last_active_ms, agent.next_seq);
+        for (state, envelope) in &agent.deliveries {
+            record::encode_delivery(&mut chunk, name, state, envelope);
+            if chunk.len() >= SNAPSHOT_CHUNK_BYTES {
+                offset += write_chunk(&file, &mut chunk, offset).await?;
+            }
+        }
+        for envelope in &agent.sent {
+            record::encode_sent(&mut chunk, name, envelope);
             if chunk.len() >= SNAPSHOT_CHUNK_BYTES {
                 offset += write_chunk(&file, &mut chunk, offset).await?;
             }

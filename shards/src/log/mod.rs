@@ -23,7 +23,6 @@ pub enum Emitted {
     /// send, so it is indexed once).
     Message {
         envelope: SharedEnvelope,
-        to: Vec<Box<str>>,
         /// The record's sequence number in this shard's log.
         seq: u64,
     },

@@ -6,7 +6,7 @@
 //! group commit starts on a fresh block, and a preallocated segment reads as zeros past its
 //! last write.
 
-use crate::envelope::{Envelope, SharedEnvelope};
+use crate::envelope::{Envelope, Importance, Message, SharedEnvelope};
 use crate::protocol::AgentProfile;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -17,41 +17,81 @@ pub const FRAME_BYTES: usize = 8;
 /// reader believe. A message is bounded far below this by the HTTP body limit.
 pub const MAX_RECORD_BYTES: usize = 1 << 30;
 
-const KIND_AGENT: u8 = 1;
-const KIND_ENQUEUED: u8 = 2;
-const KIND_PREPARED: u8 = 3;
+const KIND_AGENT_V1: u8 = 1;
+const KIND_ENQUEUED_V1: u8 = 2;
+const KIND_PREPARED_V1: u8 = 3;
 const KIND_VISIBLE: u8 = 4;
 const KIND_ABORTED: u8 = 5;
-const KIND_DRAINED: u8 = 6;
+const KIND_DRAINED_V1: u8 = 6;
+const KIND_ENQUEUED: u8 = 7;
+const KIND_PREPARED: u8 = 8;
+const KIND_DELIVERY: u8 = 9;
+const KIND_SENT: u8 = 10;
+const KIND_MARKED: u8 = 11;
+const KIND_ACTIVITY: u8 = 12;
+const KIND_AGENT: u8 = 13;
+const KIND_DRAINED: u8 = 14;
 
-/// One state change of a shard.
+/// One state change of a shard. Kinds 1, 2, 3 and 6 are the first format's (before
+/// threads and delivery logs): still read, never written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     /// An agent registered or updated: its whole profile, with its version.
     Agent(AgentProfile),
-    /// A message queued, visible at once, for every recipient this shard owns (a send with
-    /// one owner shard). `recipients` lists all of them.
-    Enqueued {
-        envelope: SharedEnvelope,
-        recipients: Vec<Box<str>>,
-    },
-    /// Step one of a send to `owners` shards: queued here but invisible to drains until
-    /// [`Record::Visible`]. `recipients` lists every recipient on every owner.
+    /// A message made visible at once for every party this shard owns (a send with one owner
+    /// shard): its recipients get a delivery, its sender a sent copy.
+    Enqueued { envelope: SharedEnvelope },
+    /// Step one of a send to `owners` shards: held here but invisible until
+    /// [`Record::Visible`].
     Prepared {
         envelope: SharedEnvelope,
-        recipients: Vec<Box<str>>,
         owners: u16,
     },
     /// A prepared message made visible (every owner granted).
     Visible { id: Uuid },
     /// A prepared message dropped (another owner refused).
     Aborted { id: Uuid },
-    /// The oldest `count` messages of `name` were drained; the last of them was `last_id`.
+    /// The oldest `count` undrained deliveries of `name` were drained at `at_ms` (absent in
+    /// the first format); the last of them was `last_id`.
     Drained {
         name: Box<str>,
         count: u32,
         last_id: Uuid,
+        at_ms: Option<i64>,
     },
+    /// `name` read (or, with `ack`, acknowledged) these messages at `at_ms`.
+    Marked {
+        name: Box<str>,
+        ack: bool,
+        at_ms: i64,
+        ids: Vec<Uuid>,
+    },
+    /// `name` was active at `last_active_ms`; its next delivery number is at least `next_seq`.
+    Activity {
+        name: Box<str>,
+        last_active_ms: i64,
+        next_seq: u64,
+    },
+    /// A snapshot's copy of one retained delivery.
+    Delivery {
+        name: Box<str>,
+        state: DeliveryState,
+        envelope: SharedEnvelope,
+    },
+    /// A snapshot's copy of one retained sent message.
+    Sent {
+        name: Box<str>,
+        envelope: SharedEnvelope,
+    },
+}
+
+/// What a recipient did with one delivery. `None` times: not yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryState {
+    pub seq: u64,
+    pub read_at: Option<i64>,
+    pub acked_at: Option<i64>,
+    pub drained: bool,
 }
 
 /// Why bytes do not decode to a record.
@@ -78,22 +118,33 @@ pub enum Decoded {
 pub fn encode(out: &mut Vec<u8>, record: &Record) {
     match record {
         Record::Agent(profile) => encode_agent(out, profile),
-        Record::Enqueued {
-            envelope,
-            recipients,
-        } => encode_message(out, KIND_ENQUEUED, envelope, recipients, None),
-        Record::Prepared {
-            envelope,
-            recipients,
-            owners,
-        } => encode_message(out, KIND_PREPARED, envelope, recipients, Some(*owners)),
-        Record::Visible { id } => frame(out, KIND_VISIBLE, |out| put_uuid(out, id)),
-        Record::Aborted { id } => frame(out, KIND_ABORTED, |out| put_uuid(out, id)),
+        Record::Enqueued { envelope } => encode_message(out, envelope, None),
+        Record::Prepared { envelope, owners } => encode_message(out, envelope, Some(*owners)),
+        Record::Visible { id } => encode_visible(out, id),
+        Record::Aborted { id } => encode_aborted(out, id),
         Record::Drained {
             name,
             count,
             last_id,
-        } => encode_drained(out, name, *count, last_id),
+            at_ms,
+        } => encode_drained(out, name, *count, last_id, at_ms.unwrap_or(0)),
+        Record::Marked {
+            name,
+            ack,
+            at_ms,
+            ids,
+        } => encode_marked(out, name, *ack, *at_ms, ids),
+        Record::Activity {
+            name,
+            last_active_ms,
+            next_seq,
+        } => encode_activity(out, name, *last_active_ms, *next_seq),
+        Record::Delivery {
+            name,
+            state,
+            envelope,
+        } => encode_delivery(out, name, state, envelope),
+        Record::Sent { name, envelope } => encode_sent(out, name, envelope),
     }
 }
 
@@ -108,39 +159,26 @@ pub fn encode_agent(out: &mut Vec<u8>, p: &AgentProfile) {
         out.extend_from_slice(&p.created_ms.to_le_bytes());
         out.extend_from_slice(&p.updated_ms.to_le_bytes());
         out.extend_from_slice(&p.version.to_le_bytes());
+        put_str(out, &p.task_description);
+        put_optional_uuid(out, p.token_hash.as_ref());
     });
 }
 
 /// An `Enqueued` (no `owners`) or `Prepared` record, written from borrowed parts so the hot
 /// path builds no [`Record`].
-pub fn encode_message(
-    out: &mut Vec<u8>,
-    kind: u8,
-    envelope: &Envelope,
-    recipients: &[Box<str>],
-    owners: Option<u16>,
-) {
+pub fn encode_message(out: &mut Vec<u8>, envelope: &Envelope, owners: Option<u16>) {
+    let kind = if owners.is_some() {
+        KIND_PREPARED
+    } else {
+        KIND_ENQUEUED
+    };
     frame(out, kind, |out| {
-        put_uuid(out, &envelope.id);
-        put_uuid(out, &envelope.project_id);
-        out.extend_from_slice(&envelope.timestamp_ms.to_le_bytes());
-        out.extend_from_slice(&(envelope.weight() as u64).to_le_bytes());
-        let (from_len, subject_len) = envelope.split_lengths();
-        out.extend_from_slice(&(from_len as u32).to_le_bytes());
-        out.extend_from_slice(&(subject_len as u32).to_le_bytes());
-        put_str32(out, envelope.text());
-        out.extend_from_slice(&(recipients.len() as u32).to_le_bytes());
-        for name in recipients {
-            put_str(out, name);
-        }
+        put_envelope(out, envelope);
         if let Some(owners) = owners {
             out.extend_from_slice(&owners.to_le_bytes());
         }
     });
 }
-
-pub const ENQUEUED: u8 = KIND_ENQUEUED;
-pub const PREPARED: u8 = KIND_PREPARED;
 
 pub fn encode_visible(out: &mut Vec<u8>, id: &Uuid) {
     frame(out, KIND_VISIBLE, |out| put_uuid(out, id));
@@ -150,12 +188,86 @@ pub fn encode_aborted(out: &mut Vec<u8>, id: &Uuid) {
     frame(out, KIND_ABORTED, |out| put_uuid(out, id));
 }
 
-pub fn encode_drained(out: &mut Vec<u8>, name: &str, count: u32, last_id: &Uuid) {
+pub fn encode_drained(out: &mut Vec<u8>, name: &str, count: u32, last_id: &Uuid, at_ms: i64) {
     frame(out, KIND_DRAINED, |out| {
         put_str(out, name);
         out.extend_from_slice(&count.to_le_bytes());
         put_uuid(out, last_id);
+        out.extend_from_slice(&at_ms.to_le_bytes());
     });
+}
+
+pub fn encode_marked(out: &mut Vec<u8>, name: &str, ack: bool, at_ms: i64, ids: &[Uuid]) {
+    frame(out, KIND_MARKED, |out| {
+        put_str(out, name);
+        out.push(u8::from(ack));
+        out.extend_from_slice(&at_ms.to_le_bytes());
+        out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+        for id in ids {
+            put_uuid(out, id);
+        }
+    });
+}
+
+pub fn encode_activity(out: &mut Vec<u8>, name: &str, last_active_ms: i64, next_seq: u64) {
+    frame(out, KIND_ACTIVITY, |out| {
+        put_str(out, name);
+        out.extend_from_slice(&last_active_ms.to_le_bytes());
+        out.extend_from_slice(&next_seq.to_le_bytes());
+    });
+}
+
+pub fn encode_delivery(out: &mut Vec<u8>, name: &str, state: &DeliveryState, env: &Envelope) {
+    frame(out, KIND_DELIVERY, |out| {
+        put_str(out, name);
+        out.extend_from_slice(&state.seq.to_le_bytes());
+        put_optional_i64(out, state.read_at);
+        put_optional_i64(out, state.acked_at);
+        out.push(u8::from(state.drained));
+        put_envelope(out, env);
+    });
+}
+
+pub fn encode_sent(out: &mut Vec<u8>, name: &str, envelope: &Envelope) {
+    frame(out, KIND_SENT, |out| {
+        put_str(out, name);
+        put_envelope(out, envelope);
+    });
+}
+
+fn put_envelope(out: &mut Vec<u8>, envelope: &Envelope) {
+    put_uuid(out, &envelope.id);
+    put_uuid(out, &envelope.project_id);
+    out.extend_from_slice(&envelope.timestamp_ms.to_le_bytes());
+    out.extend_from_slice(&(envelope.weight() as u64).to_le_bytes());
+    put_str32(out, envelope.from());
+    put_str32(out, envelope.subject());
+    put_str32(out, envelope.body());
+    put_str(out, envelope.thread_id());
+    put_optional_uuid(out, envelope.reply_to.as_ref());
+    out.push(envelope.importance.code());
+    out.push(u8::from(envelope.ack_required));
+    for list in [envelope.to(), envelope.cc()] {
+        out.extend_from_slice(&(list.len() as u32).to_le_bytes());
+        for name in list {
+            put_str(out, name);
+        }
+    }
+}
+
+fn put_optional_uuid(out: &mut Vec<u8>, id: Option<&Uuid>) {
+    match id {
+        Some(id) => {
+            out.push(1);
+            put_uuid(out, id);
+        }
+        None => out.push(0),
+    }
+}
+
+/// `i64::MIN` stands for "not set": no real time is that far back.
+fn put_optional_i64(out: &mut Vec<u8>, value: Option<i64>) {
+    out.extend_from_slice(&value.unwrap_or(i64::MIN).to_le_bytes());
 }
 
 /// Writes the frame around what `body` appends: length and checksum are filled in after.
@@ -220,28 +332,70 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     }
     let mut reader = Reader { bytes: &body[1..] };
     let record = match body[0] {
-        KIND_AGENT => Record::Agent(reader.agent()?),
-        KIND_ENQUEUED => {
-            let (envelope, recipients) = reader.message()?;
-            Record::Enqueued {
-                envelope,
-                recipients,
-            }
-        }
-        KIND_PREPARED => {
-            let (envelope, recipients) = reader.message()?;
-            Record::Prepared {
-                envelope,
-                recipients,
-                owners: reader.u16()?,
-            }
-        }
+        KIND_AGENT_V1 => Record::Agent(reader.agent(false)?),
+        KIND_AGENT => Record::Agent(reader.agent(true)?),
+        KIND_ENQUEUED_V1 => Record::Enqueued {
+            envelope: reader.message_v1()?,
+        },
+        KIND_PREPARED_V1 => Record::Prepared {
+            envelope: reader.message_v1()?,
+            owners: reader.u16()?,
+        },
+        KIND_ENQUEUED => Record::Enqueued {
+            envelope: reader.envelope()?,
+        },
+        KIND_PREPARED => Record::Prepared {
+            envelope: reader.envelope()?,
+            owners: reader.u16()?,
+        },
         KIND_VISIBLE => Record::Visible { id: reader.uuid()? },
         KIND_ABORTED => Record::Aborted { id: reader.uuid()? },
-        KIND_DRAINED => Record::Drained {
+        KIND_DRAINED_V1 | KIND_DRAINED => Record::Drained {
             name: reader.str16()?,
             count: reader.u32()?,
             last_id: reader.uuid()?,
+            at_ms: if body[0] == KIND_DRAINED {
+                Some(reader.i64()?)
+            } else {
+                None
+            },
+        },
+        KIND_MARKED => {
+            let name = reader.str16()?;
+            let ack = reader.u8()? != 0;
+            let at_ms = reader.i64()?;
+            let count = reader.u32()? as usize;
+            if count > reader.bytes.len() / 16 {
+                return Err(DecodeError::Malformed("id count beyond the record"));
+            }
+            let ids = (0..count)
+                .map(|_| reader.uuid())
+                .collect::<Result<_, _>>()?;
+            Record::Marked {
+                name,
+                ack,
+                at_ms,
+                ids,
+            }
+        }
+        KIND_ACTIVITY => Record::Activity {
+            name: reader.str16()?,
+            last_active_ms: reader.i64()?,
+            next_seq: reader.u64()?,
+        },
+        KIND_DELIVERY => Record::Delivery {
+            name: reader.str16()?,
+            state: DeliveryState {
+                seq: reader.u64()?,
+                read_at: reader.optional_i64()?,
+                acked_at: reader.optional_i64()?,
+                drained: reader.u8()? != 0,
+            },
+            envelope: reader.envelope()?,
+        },
+        KIND_SENT => Record::Sent {
+            name: reader.str16()?,
+            envelope: reader.envelope()?,
         },
         _ => return Err(DecodeError::Malformed("unknown record kind")),
     };
@@ -300,7 +454,39 @@ impl<'a> Reader<'a> {
         Ok(self.text(len)?.into())
     }
 
-    fn agent(&mut self) -> Result<AgentProfile, DecodeError> {
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.array::<1>()?[0])
+    }
+
+    fn optional_i64(&mut self) -> Result<Option<i64>, DecodeError> {
+        let value = self.i64()?;
+        Ok((value != i64::MIN).then_some(value))
+    }
+
+    fn optional_uuid(&mut self) -> Result<Option<Uuid>, DecodeError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.uuid()?)),
+            _ => Err(DecodeError::Malformed("bad optional flag")),
+        }
+    }
+
+    fn str32(&mut self) -> Result<&'a str, DecodeError> {
+        let len = self.u32()? as usize;
+        self.text(len)
+    }
+
+    fn names(&mut self) -> Result<Vec<Box<str>>, DecodeError> {
+        let count = self.u32()? as usize;
+        // Each name takes at least its two length bytes: a bound a garbled count cannot pass.
+        if count > self.bytes.len() / 2 {
+            return Err(DecodeError::Malformed("name count beyond the record"));
+        }
+        (0..count).map(|_| self.str16()).collect()
+    }
+
+    /// A profile; the first format had no task description and no token.
+    fn agent(&mut self, current: bool) -> Result<AgentProfile, DecodeError> {
         Ok(AgentProfile {
             id: self.uuid()?,
             name: self.str16()?,
@@ -311,34 +497,78 @@ impl<'a> Reader<'a> {
             created_ms: self.i64()?,
             updated_ms: self.i64()?,
             version: self.u64()?,
+            task_description: if current { self.str16()? } else { "".into() },
+            token_hash: if current { self.optional_uuid()? } else { None },
         })
     }
 
-    fn message(&mut self) -> Result<(SharedEnvelope, Vec<Box<str>>), DecodeError> {
+    fn envelope(&mut self) -> Result<SharedEnvelope, DecodeError> {
+        let id = self.uuid()?;
+        let project_id = self.uuid()?;
+        let timestamp_ms = self.i64()?;
+        let weight = self.u64()? as usize;
+        let from = self.str32()?;
+        let subject = self.str32()?;
+        let body = self.str32()?;
+        let thread_len = usize::from(self.u16()?);
+        let thread_id = self.text(thread_len)?;
+        let reply_to = self.optional_uuid()?;
+        let importance = Importance::from_code(self.u8()?)
+            .ok_or(DecodeError::Malformed("unknown importance"))?;
+        let ack_required = self.u8()? != 0;
+        let to = self.names()?;
+        let cc = self.names()?;
+        let envelope = Envelope::compose(Message {
+            id,
+            project_id,
+            timestamp_ms,
+            from,
+            subject,
+            body,
+            thread_id: Some(thread_id),
+            reply_to,
+            importance,
+            ack_required,
+            to,
+            cc,
+        });
+        Ok(Arc::new(envelope.with_weight(weight)))
+    }
+
+    /// The first format: text with split lengths, then the recipients (all `to`).
+    fn message_v1(&mut self) -> Result<SharedEnvelope, DecodeError> {
         let id = self.uuid()?;
         let project_id = self.uuid()?;
         let timestamp_ms = self.i64()?;
         let weight = self.u64()? as usize;
         let from_len = self.u32()? as usize;
         let subject_len = self.u32()? as usize;
-        let text_len = self.u32()? as usize;
-        let text = self.text(text_len)?;
-        let envelope =
-            Envelope::from_parts(id, project_id, timestamp_ms, text, from_len, subject_len)
-                .ok_or(DecodeError::Malformed(
-                    "message lengths do not fit its text",
-                ))?
-                .with_weight(weight);
-        let count = self.u32()? as usize;
-        // Each name takes at least its two length bytes: a bound a garbled count cannot pass.
-        if count > self.bytes.len() / 2 {
-            return Err(DecodeError::Malformed("recipient count beyond the record"));
+        let text = self.str32()?;
+        let subject_end = from_len.saturating_add(subject_len);
+        if subject_end > text.len()
+            || !text.is_char_boundary(from_len)
+            || !text.is_char_boundary(subject_end)
+        {
+            return Err(DecodeError::Malformed(
+                "message lengths do not fit its text",
+            ));
         }
-        let mut recipients = Vec::with_capacity(count);
-        for _ in 0..count {
-            recipients.push(self.str16()?);
-        }
-        Ok((Arc::new(envelope), recipients))
+        let to = self.names()?;
+        let envelope = Envelope::compose(Message {
+            id,
+            project_id,
+            timestamp_ms,
+            from: &text[..from_len],
+            subject: &text[from_len..subject_end],
+            body: &text[subject_end..],
+            thread_id: None,
+            reply_to: None,
+            importance: Importance::Normal,
+            ack_required: false,
+            to,
+            cc: Vec::new(),
+        });
+        Ok(Arc::new(envelope.with_weight(weight)))
     }
 }
 
@@ -357,19 +587,27 @@ mod tests {
             created_ms: 1,
             updated_ms: -2,
             version: 3,
+            task_description: "fix the build →".into(),
+            token_hash: Some(Uuid::from_u128(44)),
         }
     }
 
     fn envelope() -> SharedEnvelope {
         Arc::new(
-            Envelope::new(
-                Uuid::from_u128(1),
-                Uuid::from_u128(2),
-                99,
-                "Blüe",
-                "s",
-                "body →",
-            )
+            Envelope::compose(Message {
+                id: Uuid::from_u128(1),
+                project_id: Uuid::from_u128(2),
+                timestamp_ms: 99,
+                from: "Blüe",
+                subject: "s",
+                body: "body →",
+                thread_id: Some("th:1"),
+                reply_to: Some(Uuid::from_u128(3)),
+                importance: Importance::High,
+                ack_required: true,
+                to: vec!["a".into(), "bé".into()],
+                cc: vec!["c".into()],
+            })
             .with_weight(123),
         )
     }
@@ -379,11 +617,9 @@ mod tests {
             Record::Agent(profile()),
             Record::Enqueued {
                 envelope: envelope(),
-                recipients: vec!["a".into(), "bé".into()],
             },
             Record::Prepared {
                 envelope: envelope(),
-                recipients: vec!["x".into()],
                 owners: 3,
             },
             Record::Visible {
@@ -396,6 +632,32 @@ mod tests {
                 name: "a".into(),
                 count: 4,
                 last_id: Uuid::from_u128(9),
+                at_ms: Some(17),
+            },
+            Record::Marked {
+                name: "a".into(),
+                ack: true,
+                at_ms: 12,
+                ids: vec![Uuid::from_u128(1), Uuid::from_u128(2)],
+            },
+            Record::Activity {
+                name: "a".into(),
+                last_active_ms: 5,
+                next_seq: 77,
+            },
+            Record::Delivery {
+                name: "a".into(),
+                state: DeliveryState {
+                    seq: 4,
+                    read_at: Some(8),
+                    acked_at: None,
+                    drained: true,
+                },
+                envelope: envelope(),
+            },
+            Record::Sent {
+                name: "Blüe".into(),
+                envelope: envelope(),
             },
         ]
     }
@@ -411,6 +673,56 @@ mod tests {
                 "{record:?}"
             );
         }
+    }
+
+    /// The first format's message record, as the previous release wrote it.
+    fn first_format_enqueued() -> Vec<u8> {
+        let mut out = Vec::new();
+        frame(&mut out, KIND_ENQUEUED_V1, |out| {
+            put_uuid(out, &Uuid::from_u128(1));
+            put_uuid(out, &Uuid::from_u128(2));
+            out.extend_from_slice(&99i64.to_le_bytes());
+            out.extend_from_slice(&55u64.to_le_bytes());
+            out.extend_from_slice(&4u32.to_le_bytes());
+            out.extend_from_slice(&1u32.to_le_bytes());
+            put_str32(out, "Blues→");
+            out.extend_from_slice(&1u32.to_le_bytes());
+            put_str(out, "a");
+        });
+        out
+    }
+
+    #[test]
+    fn first_format_records_are_still_read() {
+        let out = first_format_enqueued();
+        let Ok(Decoded::Record(Record::Enqueued { envelope }, len)) = decode(&out) else {
+            panic!("decode");
+        };
+        assert_eq!(len, out.len());
+        assert_eq!(
+            (envelope.from(), envelope.subject(), envelope.body()),
+            ("Blue", "s", "→")
+        );
+        assert_eq!(envelope.to(), &["a".into()] as &[Box<str>]);
+        assert_eq!(envelope.thread_id(), Uuid::from_u128(1).to_string());
+        assert_eq!(envelope.weight(), 55);
+        let mut drained = Vec::new();
+        frame(&mut drained, KIND_DRAINED_V1, |out| {
+            put_str(out, "a");
+            out.extend_from_slice(&2u32.to_le_bytes());
+            put_uuid(out, &Uuid::from_u128(9));
+        });
+        assert!(matches!(
+            decode(&drained),
+            Ok(Decoded::Record(
+                Record::Drained {
+                    at_ms: None,
+                    count: 2,
+                    ..
+                },
+                _
+            ))
+        ));
     }
 
     #[test]
@@ -438,16 +750,13 @@ mod tests {
     }
 
     #[test]
-    fn the_weight_and_text_split_survive() {
+    fn the_weight_and_every_field_survive() {
         let mut out = Vec::new();
         encode(&mut out, &every_kind()[1]);
-        let Ok(Decoded::Record(Record::Enqueued { envelope, .. }, _)) = decode(&out) else {
+        let Ok(Decoded::Record(Record::Enqueued { envelope: got }, _)) = decode(&out) else {
             panic!("decode");
         };
-        assert_eq!(
-            (envelope.from(), envelope.subject(), envelope.body()),
-            ("Blüe", "s", "body →")
-        );
-        assert_eq!(envelope.weight(), 123);
+        assert_eq!(got, envelope());
+        assert_eq!(got.weight(), 123);
     }
 }

@@ -208,24 +208,22 @@ pub fn rebuild(
         // Snapshot contents go to a helper that has recorded nothing of these logs (a new or
         // rebuilt index, a new trail); handed over after the log records, skipping any message
         // those already handed over.
-        let mut snapshot_messages: Vec<(SharedEnvelope, Vec<Box<str>>)> = Vec::new();
-        let mut snapshot_index: HashMap<Uuid, usize> = HashMap::new();
+        let mut snapshot_messages: Vec<SharedEnvelope> = Vec::new();
+        let mut snapshot_seen: HashSet<Uuid> = HashSet::new();
         let mut snapshot_position = 0;
         if let Some((position, records)) = log.snapshot {
             snapshot_position = position;
             for record in records {
                 note(&record);
                 match &record {
-                    Record::Enqueued {
-                        envelope,
-                        recipients,
-                    } if index.generation == 0 => match snapshot_index.get(&envelope.id) {
-                        Some(&at) => snapshot_messages[at].1.extend(recipients.iter().cloned()),
-                        None => {
-                            snapshot_index.insert(envelope.id, snapshot_messages.len());
-                            snapshot_messages.push((envelope.clone(), recipients.clone()));
-                        }
-                    },
+                    // A message is indexed by the lowest owner of its parties only.
+                    Record::Delivery { envelope, .. } | Record::Sent { envelope, .. }
+                        if index.generation == 0
+                            && state.emits(envelope)
+                            && snapshot_seen.insert(envelope.id) =>
+                    {
+                        snapshot_messages.push(envelope.clone());
+                    }
                     Record::Agent(profile) if git.generation != generation => {
                         let event = profile_event(profile, position.saturating_sub(1));
                         profiles.push((shard, event));
@@ -244,24 +242,17 @@ pub fn rebuild(
             profiles: &mut profiles,
         };
         // Prepared messages below the snapshot, by id, for their Visible records there.
-        let mut prepared_below: HashMap<Uuid, (SharedEnvelope, Vec<Box<str>>)> = HashMap::new();
+        let mut prepared_below: HashMap<Uuid, SharedEnvelope> = HashMap::new();
         for (seq, record) in log.below_snapshot {
-            if let Record::Prepared {
-                envelope,
-                recipients,
-                ..
-            } = &record
-            {
-                prepared_below.insert(envelope.id, (envelope.clone(), recipients.clone()));
+            if let Record::Prepared { envelope, .. } = &record {
+                prepared_below.insert(envelope.id, envelope.clone());
             }
             handover.note(seq, &record, &state, |id| prepared_below.remove(id));
         }
         for (seq, record) in log.records {
             note(&record);
             handover.note(seq, &record, &state, |id| {
-                state
-                    .pending_send(id)
-                    .map(|send| (send.envelope.clone(), send.recipients.clone()))
+                state.pending_send(id).map(|send| send.envelope.clone())
             });
             state.replay(record).map_err(|e| (shard, e))?;
         }
@@ -274,9 +265,9 @@ pub fn rebuild(
                 })
                 .collect();
             let seq = snapshot_position.saturating_sub(1);
-            for (envelope, to) in snapshot_messages {
+            for envelope in snapshot_messages {
                 if !handed.contains(&envelope.id) {
-                    reindex.push((shard, Emitted::Message { envelope, to, seq }));
+                    reindex.push((shard, Emitted::Message { envelope, seq }));
                 }
             }
         }
@@ -334,28 +325,24 @@ impl Handover<'_> {
         seq: u64,
         record: &Record,
         state: &ShardState,
-        prepared: impl FnOnce(&Uuid) -> Option<(SharedEnvelope, Vec<Box<str>>)>,
+        prepared: impl FnOnce(&Uuid) -> Option<SharedEnvelope>,
     ) {
         match record {
             Record::Agent(profile) if seq >= self.git_from => {
                 self.profiles
                     .push((self.shard, profile_event(profile, seq)));
             }
-            Record::Enqueued {
-                envelope,
-                recipients,
-            } if seq >= self.index_from => {
+            Record::Enqueued { envelope } if seq >= self.index_from => {
                 let event = Emitted::Message {
                     envelope: envelope.clone(),
-                    to: recipients.clone(),
                     seq,
                 };
                 self.reindex.push((self.shard, event));
             }
             // A multi-owner message is indexed by its lowest owner only.
             Record::Visible { id } if seq >= self.index_from => {
-                if let Some((envelope, to)) = prepared(id).filter(|(_, to)| state.emits(to)) {
-                    let event = Emitted::Message { envelope, to, seq };
+                if let Some(envelope) = prepared(id).filter(|e| state.emits(e)) {
+                    let event = Emitted::Message { envelope, seq };
                     self.reindex.push((self.shard, event));
                 }
             }
@@ -369,17 +356,17 @@ pub fn reshard(
     states: Vec<ShardState>,
     shard_count: usize,
     limits: InboxLimits,
-) -> Vec<ShardState> {
+) -> Result<Vec<ShardState>, ReplayError> {
     let mut moved: Vec<ShardState> = (0..shard_count)
         .map(|shard| ShardState::with_log(shard, shard_count, limits, LogBuffer::new(true, 0)))
         .collect();
     for state in states {
         for agent in state.into_agents() {
             let owner = owner_of(&agent.profile.name, shard_count);
-            moved[owner].restore_agent(agent);
+            moved[owner].restore_agent(agent)?;
         }
     }
-    moved
+    Ok(moved)
 }
 
 /// Where a generation's files live.
@@ -719,7 +706,10 @@ pub fn recover(
             state.log_mut().take_events(u64::MAX, &mut events);
             reindex.extend(events.into_iter().map(|event| (shard, event)));
         }
-        let mut states = reshard(old, shard_count, limits);
+        let mut states = reshard(old, shard_count, limits).map_err(|e| RecoveryError::Corrupt {
+            path: generation.dir.clone(),
+            detail: e.0,
+        })?;
         let next = create_generation(root, generation.number + 1, &mut states)?;
         fs::remove_dir_all(&generation.dir).map_err(io_error(&generation.dir))?;
         (states, next, vec![0; shard_count])
@@ -747,6 +737,8 @@ mod tests {
     use std::sync::Arc;
 
     const LIMITS: InboxLimits = InboxLimits {
+        retained_messages: 10_000,
+        retained_bytes: usize::MAX,
         messages: 10,
         bytes: usize::MAX,
     };
@@ -762,20 +754,48 @@ mod tests {
             created_ms: 0,
             updated_ms: 0,
             version: 1,
+            task_description: "".into(),
+            token_hash: None,
         })
+    }
+
+    fn message(n: u128, to: &str) -> SharedEnvelope {
+        Arc::new(Envelope::compose(crate::envelope::Message {
+            to: vec![to.into()],
+            ..crate::envelope::Message {
+                id: Uuid::from_u128(n),
+                project_id: Uuid::nil(),
+                timestamp_ms: 0,
+                from: "f",
+                subject: "",
+                body: "",
+                thread_id: None,
+                reply_to: None,
+                importance: crate::envelope::Importance::Normal,
+                ack_required: false,
+                to: Vec::new(),
+                cc: Vec::new(),
+            }
+        }))
     }
 
     fn enqueued(n: u128, to: &str) -> Record {
         Record::Enqueued {
-            envelope: Arc::new(Envelope::new(
-                Uuid::from_u128(n),
-                Uuid::nil(),
-                0,
-                "f",
-                "",
-                "",
-            )),
-            recipients: vec![to.into()],
+            envelope: message(n, to),
+        }
+    }
+
+    /// A snapshot's copy of message `n`, the first delivery to `to`.
+    fn delivered(n: u128, to: &str) -> Record {
+        Record::Delivery {
+            name: to.into(),
+            state: super::super::record::DeliveryState {
+                seq: 1,
+                read_at: None,
+                acked_at: None,
+                drained: false,
+            },
+            envelope: message(n, to),
         }
     }
 
@@ -794,7 +814,7 @@ mod tests {
     /// record after it.
     fn log() -> ShardLog {
         ShardLog {
-            snapshot: Some((2, vec![agent("a"), enqueued(10, "a")])),
+            snapshot: Some((2, vec![agent("a"), delivered(10, "a")])),
             records: vec![(2, enqueued(11, "a"))],
             below_snapshot: vec![(0, agent("a")), (1, enqueued(10, "a"))],
             end: 3,
