@@ -69,6 +69,10 @@ impl Service for Routes {
     fn may_wait_long(&self, request: &Request<'_>) -> bool {
         request.path == "/mcp" && contains(request.body, LONG_POLL_TOOL)
     }
+
+    fn stopping(&self) -> bool {
+        self.tools.shard().waiters_closed()
+    }
 }
 
 /// The tool whose calls may wait long; a body naming it is watched for a hang-up (a false

@@ -284,6 +284,11 @@ impl Shard {
         self.waiters.borrow_mut().close();
     }
 
+    /// Whether [`Shard::close_waiters`] was called (the server is stopping).
+    pub fn waiters_closed(&self) -> bool {
+        self.waiters.borrow().is_closing()
+    }
+
     /// A long poll for `actor`'s mail past `query.after`: answers (a `Fetched` reply, or
     /// `NoAgent`, `TooManyWaiters`) as soon as such mail is durable, or with an empty page
     /// after `timeout_ms`, or at once when the server stops. Waits on the agent's owner;

@@ -406,7 +406,7 @@ impl Answer<'_> {
         let handling = service.handle(request, self.body);
         let response = if service.may_wait_long(request) {
             match futures_lite::future::or(async { Some(handling.await) }, async {
-                hung_up(stream).await;
+                hung_up(stream, || service.stopping()).await;
                 None
             })
             .await
@@ -444,11 +444,13 @@ impl Answer<'_> {
 
 /// Completes when the client hangs up (end of stream, or a reset); stays pending while it is
 /// connected. Bytes it sends meanwhile (a pipelined request) stay in the socket for the next
-/// read; once any are there, a hang-up cannot be told from them, so it stops watching.
-async fn hung_up(stream: &TcpStream) {
+/// read; once any are there, a hang-up cannot be told from them, so it stops watching. While
+/// the server is `stopping` its own shutdown of reads ends the stream: that is no hang-up.
+async fn hung_up(stream: &TcpStream, stopping: impl Fn() -> bool) {
     let mut byte = [0u8; 1];
     loop {
         match stream.peek(&mut byte).await {
+            Ok(0) if stopping() => return std::future::pending().await,
             Ok(0) => return,
             Ok(_) => return std::future::pending().await,
             Err(error) => {

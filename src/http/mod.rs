@@ -30,4 +30,10 @@ pub trait Service {
     fn may_wait_long(&self, _request: &Request<'_>) -> bool {
         false
     }
+
+    /// Whether the server is stopping: reads then end (see `shutdown_reads`) without the
+    /// client having hung up, and a long poll is being answered at once.
+    fn stopping(&self) -> bool {
+        false
+    }
 }
