@@ -252,8 +252,11 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
     };
     let kits = Arc::clone(&context.helpers.kits);
     let mut log_start = None;
-    let joined = Shard::join_with(context.mesh, |id| {
-        let kit = kits.take(id)?;
+    let agent_auth = context.settings.agent_auth;
+    let joined = Shard::join_with(context.mesh, context.settings.waiters, |id| {
+        let mut kit = kits.take(id)?;
+        // Before any peer is served: a request in between would act without tokens.
+        kit.state.set_agent_auth(agent_auth);
         let journal = kit.log.as_ref().map(|log| kits.journal(log));
         log_start = kit.log;
         Ok((kit.state, journal))
@@ -320,8 +323,6 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
         Rc::clone(&audit_feed),
     ));
     let metrics = Arc::clone(&context.helpers.metrics);
-    shard.with_state(|state| state.set_agent_auth(context.settings.agent_auth));
-    shard.set_waiter_limits(context.settings.waiters);
     let toolbox = Toolbox::new(
         Rc::clone(&shard),
         context.helpers.search,

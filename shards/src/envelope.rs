@@ -82,6 +82,9 @@ pub struct Envelope {
     pub reply_to: Option<Uuid>,
     pub importance: Importance,
     pub ack_required: bool,
+    /// False for a message read from the first log format, whose sender's owner took no part
+    /// in the send (see `ShardState::emits`).
+    pub sender_took_part: bool,
     from_len: u32,
     subject_len: u32,
     body_len: u32,
@@ -154,6 +157,7 @@ impl Envelope {
             reply_to: message.reply_to,
             importance: message.importance,
             ack_required: message.ack_required,
+            sender_took_part: true,
             from_len: len32(message.from),
             subject_len: len32(message.subject),
             body_len: len32(message.body),
@@ -162,6 +166,12 @@ impl Envelope {
             text: text.into_boxed_str(),
             recipients: recipients.into_boxed_slice(),
         }
+    }
+
+    /// Marks a message read from the first log format (see `sender_took_part`).
+    pub fn from_first_format(mut self) -> Self {
+        self.sender_took_part = false;
+        self
     }
 
     /// Sets what the message costs in a page of results (see [`Envelope::weight`]).

@@ -130,15 +130,18 @@ impl Shard {
     /// Joins both meshes (every shard must call this) with a fresh, unlogged state.
     pub async fn join(mesh: MeshPair, limits: InboxLimits) -> Result<Rc<Shard>, CallError> {
         let count = mesh.shard_count();
-        Self::join_with(mesh, |id| Ok((ShardState::new(id, count, limits), None))).await
+        let start = |id| Ok((ShardState::new(id, count, limits), None));
+        Self::join_with(mesh, WaiterLimits::default(), start).await
     }
 
     /// Joins both meshes (every shard must call this) and starts the tasks that answer peers'
     /// requests and collect their replies. The shard id is the mesh's peer id; `start` gives
-    /// the state this shard starts with (recovered from its log, or empty) and, with a log,
-    /// its journal: then every reply waits until its log position is durable.
+    /// the state this shard starts with (recovered from its log, or empty, with every policy
+    /// such as agent tokens already set: peers are served from here on) and, with a log, its
+    /// journal: then every reply waits until its log position is durable.
     pub async fn join_with(
         mesh: MeshPair,
+        waiter_limits: WaiterLimits,
         start: impl FnOnce(usize) -> Result<(ShardState, Option<Rc<Journal>>), String>,
     ) -> Result<Rc<Shard>, CallError> {
         let count = mesh.shard_count();
@@ -178,7 +181,7 @@ impl Shard {
             journal,
             sink: RefCell::new(None),
             released: RefCell::new(Vec::new()),
-            waiters: RefCell::new(Waiters::new(WaiterLimits::default())),
+            waiters: RefCell::new(Waiters::new(waiter_limits)),
             new_mail: RefCell::new(Vec::new()),
             next_wait_id: Cell::new(0),
         });
@@ -268,11 +271,6 @@ impl Shard {
         }
     }
 
-    /// Sets the bounds on long polls (before serving).
-    pub fn set_waiter_limits(&self, limits: WaiterLimits) {
-        *self.waiters.borrow_mut() = Waiters::new(limits);
-    }
-
     /// Long polls parked here now.
     pub fn waiting(&self) -> usize {
         self.waiters.borrow().len()
@@ -301,7 +299,10 @@ impl Shard {
     ) -> Result<Reply, CallError> {
         let owner = self.owner_of(&actor.name);
         if owner == self.id {
-            let (reply, end) = self.wait_here(actor, query, timeout_ms, None).await;
+            let (reply, end) = match self.start_wait(actor, query, timeout_ms, None) {
+                WaitStart::Ready(reply, end) => (reply, end),
+                WaitStart::Parked(parked) => parked.finish().await,
+            };
             if let Some(journal) = &self.journal {
                 journal.wait_durable(end).await;
             }
@@ -310,7 +311,7 @@ impl Shard {
         let wait_id = self.next_wait_id.get() + 1;
         self.next_wait_id.set(wait_id);
         let mut guard = CancelWait {
-            shard: Rc::clone(self),
+            shard: self,
             owner,
             wait_id,
             armed: true,
@@ -326,55 +327,44 @@ impl Shard {
         reply
     }
 
-    /// The owner's side of a long poll; returns the reply and the log position it waits for.
-    async fn wait_here(
-        &self,
+    /// The owner's side of a long poll, its synchronous part: answers at once (with the reply
+    /// and the log position it waits for) or registers a waiter, before anything else the
+    /// shard handles, so a `CancelWait` behind it always finds it.
+    fn start_wait(
+        self: &Rc<Self>,
         actor: Actor,
         query: FetchQuery,
         timeout_ms: u64,
         remote: Option<(usize, u64)>,
-    ) -> (Reply, u64) {
-        let fetch = |shard: &Shard| {
-            shard.handle(Request::Fetch {
-                actor: actor.clone(),
-                query: query.clone(),
-            })
-        };
-        let first = fetch(self);
-        let nothing_yet = matches!(&first.0, Reply::Fetched(Ok(page)) if page.messages.is_empty());
+    ) -> WaitStart {
+        let (first, end) = self.handle(Request::Fetch {
+            actor: actor.clone(),
+            query: query.clone(),
+        });
+        // An empty page with more past it: the next message does not fit the page's budget;
+        // waiting would not change that.
+        let nothing_yet = matches!(&first, Reply::Fetched(Ok(page)) if page.messages.is_empty() && !page.has_more);
         if !nothing_yet || timeout_ms == 0 || self.waiters.borrow().is_closing() {
-            return first;
+            return WaitStart::Ready(first, end);
         }
         let registered = self.waiters.borrow_mut().register(&actor.name, remote);
         let (id, first_waiter) = match registered {
             Ok(registered) => registered,
-            Err((per_agent, max)) => return (Reply::TooManyWaiters { per_agent, max }, 0),
+            Err((per_agent, max)) => {
+                return WaitStart::Ready(Reply::TooManyWaiters { per_agent, max }, 0)
+            }
         };
         if first_waiter {
             self.state.borrow_mut().watch(&actor.name, true);
         }
-        let _registration = Registered {
-            shard: self,
-            name: &actor.name,
+        WaitStart::Parked(Parked {
+            shard: Rc::clone(self),
+            actor,
+            query,
+            timeout: Duration::from_millis(timeout_ms),
             id,
             remote,
-        };
-        let mut timeout = Box::pin(glommio::timer::sleep(Duration::from_millis(timeout_ms)));
-        drop(first);
-        loop {
-            let woken = WaitForWake {
-                waiters: &self.waiters,
-                name: &actor.name,
-                id,
-                timeout: timeout.as_mut(),
-            }
-            .await;
-            let latest = fetch(self);
-            let found = !matches!(&latest.0, Reply::Fetched(Ok(page)) if page.messages.is_empty());
-            if found || woken != Some(Wake::Mail) {
-                return latest;
-            }
-        }
+        })
     }
 
     /// Hands the emissions whose records are durable up to `durable` to the sink.
@@ -607,18 +597,20 @@ async fn serve_peer(
                 query,
                 timeout_ms,
                 wait_id,
-            } => {
-                let (shard, held) = (Rc::clone(&shard), Rc::clone(&held));
-                glommio::spawn_local(async move {
-                    let remote = Some((peer, wait_id));
-                    let (reply, end) = shard.wait_here(actor, query, timeout_ms, remote).await;
-                    // Fails only once the server is stopping; the caller is gone then too.
-                    let _ = held.send((slot, reply, end)).await;
-                })
-                .detach();
-                turn.done().await;
-                continue;
-            }
+            } => match shard.start_wait(actor, query, timeout_ms, Some((peer, wait_id))) {
+                WaitStart::Ready(reply, end) => (reply, end),
+                WaitStart::Parked(parked) => {
+                    let held = Rc::clone(&held);
+                    glommio::spawn_local(async move {
+                        let (reply, end) = parked.finish().await;
+                        // Fails only once the server is stopping; the caller is gone then too.
+                        let _ = held.send((slot, reply, end)).await;
+                    })
+                    .detach();
+                    turn.done().await;
+                    continue;
+                }
+            },
             Request::CancelWait { wait_id } => {
                 shard.waiters.borrow_mut().cancel(peer, wait_id);
                 (Reply::Settled, 0)
@@ -716,23 +708,58 @@ impl Drop for Ticket<'_> {
     }
 }
 
-/// A waiter's entry, removed when its future ends or is dropped (the client went away).
-struct Registered<'a> {
-    shard: &'a Shard,
-    name: &'a str,
+/// What [`Shard::start_wait`] decided.
+enum WaitStart {
+    Ready(Reply, u64),
+    Parked(Parked),
+}
+
+/// A registered waiter; its entry is removed when it answers or is dropped (the client went
+/// away).
+struct Parked {
+    shard: Rc<Shard>,
+    actor: Actor,
+    query: FetchQuery,
+    timeout: Duration,
     id: u64,
     remote: Option<(usize, u64)>,
 }
 
-impl Drop for Registered<'_> {
+impl Parked {
+    /// Waits for a wake or the timeout; answers with the agent's page then (and the log
+    /// position it waits for).
+    async fn finish(self) -> (Reply, u64) {
+        let mut timeout = Box::pin(glommio::timer::sleep(self.timeout));
+        loop {
+            let woken = WaitForWake {
+                waiters: &self.shard.waiters,
+                name: &self.actor.name,
+                id: self.id,
+                timeout: timeout.as_mut(),
+            }
+            .await;
+            let latest = self.shard.handle(Request::Fetch {
+                actor: self.actor.clone(),
+                query: self.query.clone(),
+            });
+            let found = !matches!(&latest.0, Reply::Fetched(Ok(page)) if page.messages.is_empty() && !page.has_more);
+            if found || woken != Some(Wake::Mail) {
+                return latest;
+            }
+        }
+    }
+}
+
+impl Drop for Parked {
     fn drop(&mut self) {
+        let name = &self.actor.name;
         let last = self
             .shard
             .waiters
             .borrow_mut()
-            .unregister(self.name, self.id, self.remote);
+            .unregister(name, self.id, self.remote);
         if last {
-            self.shard.state.borrow_mut().watch(self.name, false);
+            self.shard.state.borrow_mut().watch(name, false);
         }
     }
 }
@@ -761,25 +788,33 @@ impl<T: Future<Output = ()>> Future for WaitForWake<'_, T> {
     }
 }
 
-/// Tells the owner of a remote long poll that its caller went away, unless disarmed.
-struct CancelWait {
-    shard: Rc<Shard>,
+/// Tells the owner of a remote long poll that its caller went away, unless disarmed. Sent
+/// without waiting (a drop cannot await) and with its reply slot abandoned at once; if the
+/// channel is full the cancel is skipped and the waiter lives until its timeout (bounded).
+struct CancelWait<'a> {
+    shard: &'a Shard,
     owner: usize,
     wait_id: u64,
     armed: bool,
 }
 
-impl Drop for CancelWait {
+impl Drop for CancelWait<'_> {
     fn drop(&mut self) {
         if !self.armed {
             return;
         }
-        let (shard, owner, wait_id) = (Rc::clone(&self.shard), self.owner, self.wait_id);
-        glommio::spawn_local(async move {
-            // The reply (`Settled`) carries nothing; an error means the server is stopping.
-            let _ = shard.call(owner, Request::CancelWait { wait_id }).await;
-        })
-        .detach();
+        let request = Request::CancelWait {
+            wait_id: self.wait_id,
+        };
+        let slot = self.shard.pending.borrow_mut().reserve();
+        match self.shard.requests.try_send_to(self.owner, (slot, request)) {
+            Ok(()) => {
+                let mut pending = self.shard.pending.borrow_mut();
+                pending.mark_sent(slot);
+                pending.abandon(slot);
+            }
+            Err(_) => self.shard.pending.borrow_mut().release(slot),
+        }
     }
 }
 

@@ -202,8 +202,10 @@ impl Agent {
     /// Evicts the oldest drained deliveries and sent messages (oldest first) while retention
     /// is exceeded. Undrained deliveries are never evicted.
     fn evict(&mut self, limits: &InboxLimits) {
-        while self.deliveries.len() + self.sent.len() > limits.retained_messages
-            || self.retained_bytes > limits.retained_bytes
+        // The bounds hold the history (drained deliveries and sent messages); the undrained
+        // inbox has its own caps.
+        while self.drained + self.sent.len() > limits.retained_messages
+            || self.retained_bytes - self.queued_bytes > limits.retained_bytes
         {
             let delivery_time =
                 (self.drained > 0).then(|| self.deliveries[0].envelope.timestamp_ms);
@@ -239,8 +241,8 @@ pub struct InboxLimits {
     pub messages: usize,
     /// Text bytes (from + subject + body) of the undrained messages.
     pub bytes: usize,
-    /// Deliveries plus sent messages kept per agent; past it the oldest drained deliveries and
-    /// sent messages are evicted.
+    /// Drained deliveries plus sent messages kept per agent (its history, beside the undrained
+    /// inbox); past it the oldest of them are evicted.
     pub retained_messages: usize,
     /// Text bytes of those.
     pub retained_bytes: usize,
@@ -745,11 +747,12 @@ impl ShardState {
     /// Whether this shard indexes `envelope`: the lowest owner of its parties (sender and
     /// recipients) does, so a message is indexed once however many owners it has.
     pub fn emits(&self, envelope: &SharedEnvelope) -> bool {
+        let sender = envelope.sender_took_part.then_some(envelope.from());
         envelope
             .recipients()
             .iter()
             .map(|name| &**name)
-            .chain(std::iter::once(envelope.from()))
+            .chain(sender)
             .map(|name| owner_of(name, self.shard_count))
             .min()
             == Some(self.shard_id)
@@ -784,7 +787,11 @@ impl ShardState {
         }
         let from = envelope.from();
         if self.owns(from) {
-            if let Some(agent) = self.agents.get_mut(from) {
+            // A first-format snapshot lists a message once per local recipient: one copy.
+            let copied = |agent: &Agent| {
+                !envelope.sender_took_part && agent.sent.iter().any(|e| e.id == envelope.id)
+            };
+            if let Some(agent) = self.agents.get_mut(from).filter(|a| !copied(a)) {
                 let before = (
                     agent.deliveries.len() + agent.sent.len(),
                     agent.retained_bytes,
@@ -1767,6 +1774,7 @@ mod tests {
             },
         );
         register(&mut state, "a", 1, RegisterMode::Upsert);
+        register(&mut state, "b", 1, RegisterMode::Upsert);
         for n in 1..=2 {
             deliver(&mut state, envelope(n, &["a"]));
         }
@@ -1776,13 +1784,27 @@ mod tests {
         }
         let page = fetch(&mut state, "a", 0, 10);
         assert_eq!(
-            seqs(&page),
-            vec![(3, 3), (4, 4), (5, 5), (6, 6)],
-            "drained 1 and 2 went; undrained mail stays past the bound"
+            seqs(&page).len(),
+            6,
+            "the bound holds the history (2 drained); undrained mail is the inbox's"
+        );
+        deliver(&mut state, message(7, "a", &["b"], &[]));
+        assert_eq!(
+            seqs(&fetch(&mut state, "a", 0, 10)),
+            vec![(2, 2), (3, 3), (4, 4), (5, 5), (6, 6)],
+            "a sent copy joins the history: the oldest drained delivery goes"
         );
         assert_eq!(drain_all(&mut state, "a"), (vec![3, 4, 5, 6], 0));
-        assert_eq!(seqs(&fetch(&mut state, "a", 0, 10)), vec![(5, 5), (6, 6)]);
-        assert_eq!(state.retained_messages(), 2);
+        assert_eq!(
+            seqs(&fetch(&mut state, "a", 0, 10)),
+            vec![(6, 6)],
+            "history: the sent copy (7) and the newest drained delivery"
+        );
+        assert_eq!(
+            state.retained_messages(),
+            3,
+            "a's two, and b's undrained delivery"
+        );
     }
 
     #[test]

@@ -403,8 +403,14 @@ impl Answer<'_> {
         request: &Request<'_>,
     ) -> io::Result<bool> {
         self.body.clear();
+        let long = service.may_wait_long(request);
+        if long && !self.output.is_empty() {
+            // Answers to earlier pipelined requests go out before the wait, not after it.
+            stream.write_all(self.output).await?;
+            self.output.clear();
+        }
         let handling = service.handle(request, self.body);
-        let response = if service.may_wait_long(request) {
+        let response = if long {
             match futures_lite::future::or(async { Some(handling.await) }, async {
                 hung_up(stream, || service.stopping()).await;
                 None

@@ -107,6 +107,9 @@ pub fn fetched(
     reply: Reply,
 ) -> Result<ToolOutput, ToolError> {
     match reply {
+        Reply::Fetched(Ok(page)) if page.messages.is_empty() && page.has_more => {
+            Err(ToolError::ListDoesNotFit)
+        }
         Reply::Fetched(Ok(page)) => Ok(ToolOutput::Fetched {
             page,
             include_bodies,

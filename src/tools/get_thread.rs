@@ -83,6 +83,9 @@ pub async fn run(
         },
     };
     match tools.shard().call(owner, request).await? {
+        Reply::Thread(Some(page)) if page.messages.is_empty() && page.has_more => {
+            Err(ToolError::ListDoesNotFit)
+        }
         Reply::Thread(Some(page)) => Ok(ToolOutput::Thread {
             thread_id: (*args.thread_id).into(),
             page,

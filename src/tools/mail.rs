@@ -222,30 +222,13 @@ pub fn write_counts(out: &mut Vec<u8>, counts: &shards::Counts) {
     out.push(b'}');
 }
 
-/// The JSON schema of one listed message (for `outputSchema`).
+/// The JSON schema of one listed message (for `outputSchema`): its fields named once in a
+/// description, not typed one by one, to keep `tools/list` small (it sits in every model's
+/// context).
 pub fn entry_schema() -> serde_json::Value {
-    let time = serde_json::json!({"type": ["string", "null"], "format": "date-time"});
     serde_json::json!({
         "type": "object",
-        "properties": {
-            "seq": {"type": "integer"},
-            "id": {"type": "string", "format": "uuid"},
-            "thread_id": {"type": "string"},
-            "reply_to": {"type": ["string", "null"]},
-            "from": {"type": "string"},
-            "to": {"type": "array", "items": {"type": "string"}},
-            "cc": {"type": "array", "items": {"type": "string"}},
-            "kind": {"type": "string", "enum": ["to", "cc"]},
-            "subject": {"type": "string"},
-            "body": {"type": "string"},
-            "importance": {"type": "string", "enum": ["low", "normal", "high", "urgent"]},
-            "ack_required": {"type": "boolean"},
-            "timestamp": {"type": "string", "format": "date-time"},
-            "read_at": time,
-            "acked_at": time,
-            "drained": {"type": "boolean"}
-        },
-        "required": ["id", "thread_id", "from", "to", "cc", "subject", "importance", "ack_required", "timestamp"]
+        "description": "seq, id, thread_id, reply_to, from, to[], cc[], kind (to|cc), subject, body, importance, ack_required, timestamp, read_at, acked_at, drained (times RFC 3339 or null; seq and kind only on mail received)"
     })
 }
 

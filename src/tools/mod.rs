@@ -126,6 +126,8 @@ pub enum ToolError {
     PageDoesNotFit {
         left: usize,
     },
+    /// The next message of a listing does not fit in what is left of a batch's response.
+    ListDoesNotFit,
     /// With agent tokens on: the agent does not exist or the token is not its (not told
     /// apart, so a caller cannot probe for names).
     AgentAuth(String),
@@ -201,6 +203,11 @@ impl fmt::Display for ToolError {
                 f,
                 "not drained: the next message does not fit in what is left of this batch's \
                  response ({left} messages wait); call get_inbox in a request of its own"
+            ),
+            ToolError::ListDoesNotFit => write!(
+                f,
+                "not listed: the next message does not fit in what is left of this batch's \
+                 response; call again in a request of its own"
             ),
             ToolError::AgentAuth(name) => write!(
                 f,

@@ -126,6 +126,12 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
     };
     cc.extend(args.cc.iter().cloned());
     dedup_recipients(&mut to, &mut cc);
+    if to.len() + cc.len() > MAX_RECIPIENTS {
+        return Err(ToolError::InvalidArgument {
+            name: "cc",
+            problem: format!("to and cc together name more than {MAX_RECIPIENTS} agents"),
+        });
+    }
     if to.is_empty() {
         return Err(ToolError::InvalidArgument {
             name: "to",

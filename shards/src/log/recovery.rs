@@ -191,6 +191,11 @@ pub fn rebuild(
     let mut reindex = Vec::new();
     let mut profiles = Vec::new();
     let mut bases = Vec::with_capacity(count);
+    // Snapshot contents go to a helper that has recorded nothing of these logs (a new or
+    // rebuilt index, a new trail): each message once, with the shard and position it is
+    // handed over at, after the log records and skipping what those handed over.
+    let mut snapshot_messages: Vec<(usize, SharedEnvelope, u64)> = Vec::new();
+    let mut snapshot_seen: HashSet<Uuid> = HashSet::new();
     for (shard, log) in logs.into_iter().enumerate() {
         bases.push(log.end);
         let mut state = ShardState::with_log(shard, count, limits, LogBuffer::new(true, log.end));
@@ -205,24 +210,21 @@ pub fn rebuild(
             }
             _ => {}
         };
-        // Snapshot contents go to a helper that has recorded nothing of these logs (a new or
-        // rebuilt index, a new trail); handed over after the log records, skipping any message
-        // those already handed over.
-        let mut snapshot_messages: Vec<SharedEnvelope> = Vec::new();
-        let mut snapshot_seen: HashSet<Uuid> = HashSet::new();
-        let mut snapshot_position = 0;
+        // Snapshot profiles go to a new trail at once; snapshot messages after every shard's
+        // log records (below).
         if let Some((position, records)) = log.snapshot {
-            snapshot_position = position;
             for record in records {
                 note(&record);
                 match &record {
-                    // A message is indexed by the lowest owner of its parties only.
-                    Record::Delivery { envelope, .. } | Record::Sent { envelope, .. }
-                        if index.generation == 0
-                            && state.emits(envelope)
-                            && snapshot_seen.insert(envelope.id) =>
+                    // Each message once, whichever shard's snapshot holds it first (a
+                    // first-format snapshot holds `Enqueued` records).
+                    Record::Delivery { envelope, .. }
+                    | Record::Sent { envelope, .. }
+                    | Record::Enqueued { envelope }
+                        if index.generation == 0 && snapshot_seen.insert(envelope.id) =>
                     {
-                        snapshot_messages.push(envelope.clone());
+                        let seq = position.saturating_sub(1);
+                        snapshot_messages.push((shard, envelope.clone(), seq));
                     }
                     Record::Agent(profile) if git.generation != generation => {
                         let event = profile_event(profile, position.saturating_sub(1));
@@ -233,7 +235,6 @@ pub fn rebuild(
                 state.replay(record).map_err(|e| (shard, e))?;
             }
         }
-        let handed_before = reindex.len();
         let mut handover = Handover {
             shard,
             index_from,
@@ -256,22 +257,22 @@ pub fn rebuild(
             });
             state.replay(record).map_err(|e| (shard, e))?;
         }
-        if !snapshot_messages.is_empty() {
-            let handed: HashSet<Uuid> = reindex[handed_before..]
-                .iter()
-                .filter_map(|(_, event)| match event {
-                    Emitted::Message { envelope, .. } => Some(envelope.id),
-                    Emitted::Profile { .. } => None,
-                })
-                .collect();
-            let seq = snapshot_position.saturating_sub(1);
-            for envelope in snapshot_messages {
-                if !handed.contains(&envelope.id) {
-                    reindex.push((shard, Emitted::Message { envelope, seq }));
-                }
+        states.push(state);
+    }
+    // Snapshot contents last, skipping what any shard's log records handed over already.
+    if !snapshot_messages.is_empty() {
+        let handed: HashSet<Uuid> = reindex
+            .iter()
+            .filter_map(|(_, event)| match event {
+                Emitted::Message { envelope, .. } => Some(envelope.id),
+                Emitted::Profile { .. } => None,
+            })
+            .collect();
+        for (shard, envelope, seq) in snapshot_messages {
+            if !handed.contains(&envelope.id) {
+                reindex.push((shard, Emitted::Message { envelope, seq }));
             }
         }
-        states.push(state);
     }
     let (mut delivered_pending, mut dropped_pending) = (0, 0);
     for state in &mut states {
@@ -903,6 +904,40 @@ mod tests {
             1,
             "the snapshot's profile, for a new trail"
         );
+    }
+
+    #[test]
+    fn a_message_in_several_snapshots_is_handed_to_a_new_index_once() {
+        // Two shards whose snapshots (first format: one record per local recipient) both
+        // hold message 10.
+        let name_on = |shard: usize| {
+            (0..)
+                .map(|n| format!("n{n}"))
+                .find(|name| owner_of(name, 2) == shard)
+                .expect("a name")
+        };
+        let logs: Vec<ShardLog> = (0..2)
+            .map(|shard| {
+                let name = name_on(shard);
+                ShardLog {
+                    snapshot: Some((2, vec![agent(&name), enqueued(10, &name)])),
+                    records: Vec::new(),
+                    below_snapshot: Vec::new(),
+                    end: 2,
+                }
+            })
+            .collect();
+        let fresh = Watermarks::default();
+        let rebuilt = rebuild(logs, LIMITS, 7, &fresh, &fresh).expect("rebuilds");
+        let messages: Vec<u128> = rebuilt
+            .reindex
+            .iter()
+            .filter_map(|(_, event)| match event {
+                Emitted::Message { envelope, .. } => Some(envelope.id.as_u128()),
+                Emitted::Profile { .. } => None,
+            })
+            .collect();
+        assert_eq!(messages, vec![10]);
     }
 
     #[test]
