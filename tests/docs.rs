@@ -6,6 +6,7 @@ use allman::config::{DefaultValue, DEFAULT_LOG_FILTER, SETTINGS};
 
 const README: &str = include_str!("../README.md");
 const OPERATIONS: &str = include_str!("../docs/OPERATIONS.md");
+const PROTOCOL: &str = include_str!("../docs/PROTOCOL.md");
 
 /// The cells of a Markdown table row (`| a | b |` -> `["a", "b"]`).
 fn cells(row: &str) -> Vec<&str> {
@@ -95,4 +96,28 @@ fn documented_numbers_parse_as_the_parser_reads_them() {
     assert_eq!(documented_number("256 MiB per shard"), Some(256 << 20));
     assert_eq!(documented_number("10 ms"), Some(10));
     assert_eq!(documented_number("usable cores"), None);
+}
+
+#[test]
+fn the_protocol_doc_shows_every_tool_exactly_as_tools_list_sends_it() {
+    let list: serde_json::Value =
+        serde_json::from_str(allman::tools::list_json()).expect("tools/list is JSON");
+    let tools = list["tools"].as_array().expect("tools");
+    for tool in tools {
+        let name = tool["name"].as_str().expect("name");
+        let heading = format!("### {name}\n");
+        let at = PROTOCOL
+            .find(&heading)
+            .unwrap_or_else(|| panic!("docs/PROTOCOL.md has no section {name}"));
+        let block = &PROTOCOL[at..];
+        let start = block.find("```json\n").expect("a json block") + "```json\n".len();
+        let end = start + block[start..].find("```").expect("a closed block");
+        let documented: serde_json::Value = serde_json::from_str(&block[start..end])
+            .unwrap_or_else(|e| panic!("{name}'s block is not JSON: {e}"));
+        assert_eq!(
+            &documented, tool,
+            "docs/PROTOCOL.md's {name} differs from tools/list"
+        );
+    }
+    assert_eq!(tools.len(), 11);
 }

@@ -76,7 +76,7 @@ pub fn definition() -> serde_json::Value {
     serde_json::json!({
         "name": "search_messages",
         "title": "Search all mail",
-        "description": "Full-text search over every message ever sent (drained ones included), best match first. Tantivy query syntax over subject and body by default; field queries such as from:BlueLake, to:GreenCastle, subject:deploy; AND/OR/NOT, \"phrases\". Newly sent mail becomes searchable within milliseconds.",
+        "description": "Full-text search over every message ever sent (drained ones included), best match first. Tantivy query syntax over subject and body by default; exact fields from:, to:, cc:, thread_id: (named threads and replies), importance:urgent; subject:deploy; AND/OR/NOT, \"phrases\". Newly sent mail becomes searchable within milliseconds.",
         "inputSchema": {
             "type": "object",
             "properties": {
@@ -98,6 +98,9 @@ pub fn definition() -> serde_json::Value {
                             "project_id": {"type": "array", "items": {"type": "string"}},
                             "from": {"type": "array", "items": {"type": "string"}},
                             "to": {"type": "array", "items": {"type": "string"}},
+                            "cc": {"type": "array", "items": {"type": "string"}},
+                            "thread_id": {"type": "array", "items": {"type": "string"}},
+                            "importance": {"type": "array", "items": {"type": "string"}},
                             "subject": {"type": "array", "items": {"type": "string"}},
                             "body": {"type": "array", "items": {"type": "string"}},
                             "timestamp": {"type": "array", "items": {"type": "string"}}
