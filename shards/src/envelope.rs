@@ -1,9 +1,8 @@
 //! One message as it sits in delivery logs.
 //!
 //! A message sent to k recipients is stored once and shared by k delivery logs (and the
-//! sender's sent list) through an `Arc` (they live on different shard threads). `from`,
-//! `subject`, `body` and `thread_id` share one heap allocation, the recipients another, so a
-//! message costs its payload plus a fixed ~150 bytes.
+//! sender's sent list) through an `Arc` (they live on different shard threads). Its text and
+//! its recipients' names share one heap allocation.
 
 use std::fmt;
 use std::sync::Arc;
@@ -88,15 +87,18 @@ pub struct Envelope {
     from_len: u32,
     subject_len: u32,
     body_len: u32,
-    /// How many of `recipients` are `to` (the rest are `cc`).
+    /// 0: the message started its own thread (its id), which is then not stored as text.
+    thread_len: u32,
+    /// How many of the names are `to` (the rest are `cc`), and how many there are.
     to_count: u32,
+    name_count: u32,
     /// What this message costs in a page of results, in the unit the layer that encodes pages
     /// uses (bytes of response). Defaults to its text length.
     weight: usize,
-    /// `from`, `subject`, `body`, then `thread_id`, back to back.
+    /// `from`, `subject`, `body`, the thread id, then each recipient as one character holding
+    /// its length (names are at most 64 bytes, so it is ASCII) and the name: one allocation
+    /// for everything, so a message costs its text plus a fixed ~130 bytes.
     text: Box<str>,
-    /// `to`, then `cc`.
-    recipients: Box<[Box<str>]>,
 }
 
 pub type SharedEnvelope = Arc<Envelope>;
@@ -105,6 +107,37 @@ pub type SharedEnvelope = Arc<Envelope>;
 fn len32(text: &str) -> u32 {
     u32::try_from(text.len()).unwrap_or(u32::MAX)
 }
+
+/// The longest name an envelope stores: its length must fit in one ASCII character.
+pub const MAX_NAME_BYTES: usize = 127;
+
+/// Recipient names, in order, read from an envelope's packed text.
+#[derive(Debug, Clone)]
+pub struct Names<'a> {
+    rest: &'a str,
+    left: usize,
+}
+
+impl<'a> Iterator for Names<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.left == 0 {
+            return None;
+        }
+        let len = usize::from(*self.rest.as_bytes().first()?);
+        let name = self.rest.get(1..1 + len)?;
+        self.rest = &self.rest[1 + len..];
+        self.left -= 1;
+        Some(name)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for Names<'_> {}
 
 impl Envelope {
     /// A message with no recipients listed, in its own thread (tests and old log records).
@@ -132,23 +165,36 @@ impl Envelope {
         })
     }
 
+    /// Builds an envelope. A thread id equal to the message's own id is stored as "its own".
+    /// Names longer than [`MAX_NAME_BYTES`] are cut (the tools allow 64).
     pub fn compose(message: Message<'_>) -> Self {
-        let own_thread;
-        let thread = match message.thread_id {
-            Some(thread) => thread,
-            None => {
-                own_thread = message.id.hyphenated().to_string();
-                &own_thread
-            }
-        };
+        let mut own = Uuid::encode_buffer();
+        let own = message.id.hyphenated().encode_lower(&mut own);
+        let thread = message
+            .thread_id
+            .filter(|t| *t != own && !t.is_empty())
+            .unwrap_or("");
+        let names_len: usize = message
+            .to
+            .iter()
+            .chain(&message.cc)
+            .map(|n| 1 + n.len().min(MAX_NAME_BYTES))
+            .sum();
         let fields = [message.from, message.subject, message.body, thread];
-        let mut text = String::with_capacity(fields.iter().map(|f| f.len()).sum());
+        let mut text =
+            String::with_capacity(fields.iter().map(|f| f.len()).sum::<usize>() + names_len);
         for field in fields {
             text.push_str(field);
         }
-        let to_count = len32_count(message.to.len());
-        let mut recipients = message.to;
-        recipients.extend(message.cc);
+        for name in message.to.iter().chain(&message.cc) {
+            let mut end = name.len().min(MAX_NAME_BYTES);
+            while !name.is_char_boundary(end) {
+                end -= 1;
+            }
+            // A length of at most 127 is one ASCII character.
+            text.push(char::from(end as u8));
+            text.push_str(&name[..end]);
+        }
         let payload = message.from.len() + message.subject.len() + message.body.len();
         Envelope {
             id: message.id,
@@ -161,10 +207,11 @@ impl Envelope {
             from_len: len32(message.from),
             subject_len: len32(message.subject),
             body_len: len32(message.body),
-            to_count,
+            thread_len: len32(thread),
+            to_count: len32_count(message.to.len()),
+            name_count: len32_count(message.to.len() + message.cc.len()),
             weight: payload,
             text: text.into_boxed_str(),
-            recipients: recipients.into_boxed_slice(),
         }
     }
 
@@ -185,12 +232,14 @@ impl Envelope {
     }
 
     fn field(&self, index: usize) -> &str {
-        let lens = [self.from_len, self.subject_len, self.body_len];
+        let lens = [
+            self.from_len,
+            self.subject_len,
+            self.body_len,
+            self.thread_len,
+        ];
         let start: usize = lens[..index].iter().map(|l| *l as usize).sum();
-        match lens.get(index) {
-            Some(len) => &self.text[start..start + *len as usize],
-            None => &self.text[start..],
-        }
+        &self.text[start..start + lens[index] as usize]
     }
 
     pub fn from(&self) -> &str {
@@ -205,21 +254,70 @@ impl Envelope {
         self.field(2)
     }
 
-    pub fn thread_id(&self) -> &str {
-        self.field(3)
+    /// Whether the message started its own thread (its thread id is its id).
+    pub fn own_thread(&self) -> bool {
+        self.thread_len == 0
     }
 
-    pub fn to(&self) -> &[Box<str>] {
-        &self.recipients[..self.to_count as usize]
+    /// The thread id a sender named, `None` for a message in its own thread.
+    pub fn named_thread(&self) -> Option<&str> {
+        (!self.own_thread()).then(|| self.field(3))
     }
 
-    pub fn cc(&self) -> &[Box<str>] {
-        &self.recipients[self.to_count as usize..]
+    /// The thread id (allocates for a message in its own thread: prefer [`Envelope::in_thread`]
+    /// and [`Envelope::named_thread`] on hot paths).
+    pub fn thread_id(&self) -> std::borrow::Cow<'_, str> {
+        match self.named_thread() {
+            Some(thread) => std::borrow::Cow::Borrowed(thread),
+            None => std::borrow::Cow::Owned(self.id.hyphenated().to_string()),
+        }
+    }
+
+    /// Whether the message belongs to thread `thread`, without allocating.
+    pub fn in_thread(&self, thread: &str) -> bool {
+        match self.named_thread() {
+            Some(named) => named == thread,
+            None => {
+                let mut buffer = Uuid::encode_buffer();
+                self.id.hyphenated().encode_lower(&mut buffer) == thread
+            }
+        }
+    }
+
+    /// Bytes of the thread id's text (36 for a message in its own thread).
+    pub fn thread_len(&self) -> usize {
+        if self.own_thread() {
+            36
+        } else {
+            self.thread_len as usize
+        }
+    }
+
+    fn names(&self) -> Names<'_> {
+        let start = (self.from_len + self.subject_len + self.body_len + self.thread_len) as usize;
+        Names {
+            rest: &self.text[start..],
+            left: self.name_count as usize,
+        }
+    }
+
+    pub fn to(&self) -> Names<'_> {
+        let mut names = self.names();
+        names.left = self.to_count as usize;
+        names
+    }
+
+    pub fn cc(&self) -> Names<'_> {
+        let mut names = self.names();
+        for _ in 0..self.to_count {
+            names.next();
+        }
+        names
     }
 
     /// `to`, then `cc` (a name is in at most one of them).
-    pub fn recipients(&self) -> &[Box<str>] {
-        &self.recipients
+    pub fn recipients(&self) -> Names<'_> {
+        self.names()
     }
 
     /// Bytes of text this message carries (from + subject + body): what inbox caps count.
@@ -260,8 +358,10 @@ mod tests {
         assert_eq!(env.subject(), "");
         assert_eq!(env.body(), "héllo → wörld");
         assert_eq!(env.thread_id(), "t-1");
-        assert_eq!(env.to(), &["a".into(), "b".into()] as &[Box<str>]);
-        assert_eq!(env.cc(), &["c".into()] as &[Box<str>]);
+        assert!(env.in_thread("t-1") && !env.in_thread("t-2"));
+        assert_eq!(env.to().collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(env.cc().collect::<Vec<_>>(), vec!["c"]);
+        assert_eq!(env.recipients().len(), 3);
         assert_eq!(env.payload_len(), "Blüe".len() + "héllo → wörld".len());
     }
 
@@ -269,8 +369,50 @@ mod tests {
     fn a_message_without_a_thread_starts_its_own() {
         let env = Envelope::new(Uuid::from_u128(1), Uuid::nil(), 0, "a", "b", "c");
         assert_eq!(env.thread_id(), "00000000-0000-0000-0000-000000000001");
+        assert!(env.own_thread() && env.in_thread("00000000-0000-0000-0000-000000000001"));
+        assert_eq!(env.named_thread(), None);
         assert_eq!(env.payload_len(), 3, "the thread id is not payload");
+        let named_own = Envelope::compose(Message {
+            thread_id: Some("00000000-0000-0000-0000-000000000001"),
+            ..message_of(&env)
+        });
+        assert!(
+            named_own.own_thread(),
+            "naming its own id is its own thread"
+        );
         assert_eq!(env.importance, Importance::Normal);
+    }
+
+    fn message_of(env: &Envelope) -> Message<'_> {
+        Message {
+            id: env.id,
+            project_id: env.project_id,
+            timestamp_ms: env.timestamp_ms,
+            from: env.from(),
+            subject: env.subject(),
+            body: env.body(),
+            thread_id: None,
+            reply_to: None,
+            importance: Importance::Normal,
+            ack_required: false,
+            to: Vec::new(),
+            cc: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn names_with_any_text_round_trip_in_one_allocation() {
+        let long = "n".repeat(200);
+        let env = Envelope::compose(Message {
+            to: vec!["é→".into(), "".into()],
+            cc: vec![long.as_str().into()],
+            ..message_of(&Envelope::new(Uuid::nil(), Uuid::nil(), 0, "f", "", ""))
+        });
+        assert_eq!(env.to().collect::<Vec<_>>(), vec!["é→", ""]);
+        assert_eq!(
+            env.cc().map(str::len).collect::<Vec<_>>(),
+            vec![MAX_NAME_BYTES]
+        );
     }
 
     #[test]
@@ -285,8 +427,8 @@ mod tests {
 
     #[test]
     fn fixed_overhead_stays_small() {
-        // The memory budget of a retained message depends on this staying near 150 bytes.
-        assert!(std::mem::size_of::<Envelope>() <= 128);
+        // The "queued message <= 2x payload" budget depends on this staying near 130 bytes.
+        assert!(std::mem::size_of::<Envelope>() <= 112);
         let env = Envelope::new(Uuid::nil(), Uuid::nil(), 0, "a", "bc", "def");
         assert_eq!(env.weight(), 6, "text length by default");
         assert_eq!(env.with_weight(40).weight(), 40);

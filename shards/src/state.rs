@@ -156,7 +156,7 @@ impl Agent {
     }
 
     fn kind_of(&self, envelope: &SharedEnvelope) -> Kind {
-        if envelope.cc().iter().any(|n| **n == *self.profile.name) {
+        if envelope.cc().any(|n| n == &*self.profile.name) {
             Kind::Cc
         } else {
             Kind::To
@@ -638,9 +638,8 @@ impl ShardState {
     fn local_recipients(&self, envelope: &SharedEnvelope) -> Vec<Box<str>> {
         envelope
             .recipients()
-            .iter()
             .filter(|name| self.owns(name))
-            .cloned()
+            .map(Box::from)
             .collect()
     }
 
@@ -750,8 +749,6 @@ impl ShardState {
         let sender = envelope.sender_took_part.then_some(envelope.from());
         envelope
             .recipients()
-            .iter()
-            .map(|name| &**name)
             .chain(sender)
             .map(|name| owner_of(name, self.shard_count))
             .min()
@@ -925,7 +922,7 @@ impl ShardState {
                 || query
                     .thread_id
                     .as_deref()
-                    .is_some_and(|t| t != d.envelope.thread_id())
+                    .is_some_and(|t| !d.envelope.in_thread(t))
             {
                 continue;
             }
@@ -990,7 +987,7 @@ impl ShardState {
         let agent = self.agents.get(name)?;
         let mut items: Vec<ThreadItem> = Vec::new();
         for (index, d) in agent.deliveries.iter().enumerate() {
-            if d.envelope.thread_id() == &*query.thread_id {
+            if d.envelope.in_thread(&query.thread_id) {
                 items.push(ThreadItem {
                     envelope: SharedEnvelope::clone(&d.envelope),
                     delivery: Some(agent.view(index)),
@@ -998,7 +995,7 @@ impl ShardState {
             }
         }
         for envelope in &agent.sent {
-            if envelope.thread_id() == &*query.thread_id
+            if envelope.in_thread(&query.thread_id)
                 && !items.iter().any(|i| i.envelope.id == envelope.id)
             {
                 items.push(ThreadItem {
@@ -1013,10 +1010,7 @@ impl ShardState {
         items.sort_by_key(|i| (i.envelope.timestamp_ms, i.envelope.id));
         let mut participants: Vec<Box<str>> = items
             .iter()
-            .flat_map(|i| {
-                std::iter::once(i.envelope.from())
-                    .chain(i.envelope.recipients().iter().map(|n| &**n))
-            })
+            .flat_map(|i| std::iter::once(i.envelope.from()).chain(i.envelope.recipients()))
             .map(Box::from)
             .collect();
         participants.sort();

@@ -171,8 +171,8 @@ pub struct SearchService {
 /// What a message costs the search feed's byte budget: its text, thread id and names.
 pub fn doc_bytes(envelope: &shards::Envelope) -> usize {
     envelope.payload_len()
-        + envelope.thread_id().len()
-        + envelope.recipients().iter().map(|n| n.len()).sum::<usize>()
+        + envelope.thread_len()
+        + envelope.recipients().map(str::len).sum::<usize>()
 }
 
 pub fn open_index(path: &Path, keep: bool) -> Result<OpenedIndex, SearchError> {

@@ -36,15 +36,23 @@ impl Clock {
     }
 }
 
-fn write_names(out: &mut Vec<u8>, names: &[Box<str>]) {
+fn write_names<'a>(out: &mut Vec<u8>, names: impl Iterator<Item = &'a str>) {
     out.push(b'[');
-    for (index, name) in names.iter().enumerate() {
+    for (index, name) in names.enumerate() {
         if index > 0 {
             out.push(b',');
         }
         write_str(out, name);
     }
     out.push(b']');
+}
+
+/// The thread id, without allocating for a message in its own thread.
+fn write_thread(out: &mut Vec<u8>, message: &Envelope) {
+    match message.named_thread() {
+        Some(thread) => write_str(out, thread),
+        None => write_uuid(out, &message.id),
+    }
 }
 
 fn write_optional_uuid(out: &mut Vec<u8>, id: Option<&Uuid>) {
@@ -74,7 +82,7 @@ pub fn write_entry(out: &mut Vec<u8>, entry: &Entry<'_>, clock: &mut Clock) {
     out.extend_from_slice(b"\"id\":");
     write_uuid(out, &message.id);
     out.extend_from_slice(b",\"thread_id\":");
-    write_str(out, message.thread_id());
+    write_thread(out, message);
     out.extend_from_slice(b",\"reply_to\":");
     write_optional_uuid(out, message.reply_to.as_ref());
     out.extend_from_slice(b",\"from\":");
@@ -131,7 +139,7 @@ pub fn write_inbox_entry(out: &mut Vec<u8>, delivery: &DeliveryView, clock: &mut
     out.extend_from_slice(b",\"seq\":");
     out.extend_from_slice(delivery.seq.to_string().as_bytes());
     out.extend_from_slice(b",\"thread_id\":");
-    write_str(out, message.thread_id());
+    write_thread(out, message);
     out.extend_from_slice(b",\"reply_to\":");
     write_optional_uuid(out, message.reply_to.as_ref());
     out.extend_from_slice(b",\"importance\":\"");
@@ -155,20 +163,19 @@ pub fn entry_weight(envelope: &Envelope) -> usize {
     // Each text field once quoted, and inside the text string, beyond the empty string the
     // frame already counts.
     let field = |text: &str| both_quoted_len(text) - 8;
-    let names: usize = envelope
-        .recipients()
-        .iter()
-        .map(|name| both_quoted_len(name))
-        .sum();
+    let names: usize = envelope.recipients().map(both_quoted_len).sum();
     frame_raw
         + frame_escaped
         + 2
         + field(envelope.from())
         + field(envelope.subject())
         + field(envelope.body())
-        + field(envelope.thread_id())
+        + field(envelope.named_thread().unwrap_or(OWN_THREAD_TEXT))
         + names
 }
+
+/// What a thread id that is the message's own id costs: a UUID's text.
+const OWN_THREAD_TEXT: &str = "00000000-0000-0000-0000-000000000000";
 
 /// The bytes of the largest entry besides its text fields and names, raw and escaped:
 /// measured once by writing one whose fields are empty and whose numbers and times are
@@ -183,7 +190,8 @@ fn entry_frame_bytes() -> (usize, usize) {
             from: "",
             subject: "",
             body: "",
-            thread_id: Some(""),
+            // One byte (an empty thread id means "its own"): counted twice over, harmlessly.
+            thread_id: Some("x"),
             reply_to: Some(Uuid::nil()),
             importance: Importance::Urgent,
             ack_required: false,

@@ -91,7 +91,10 @@ pub fn reply_subject(parent: &str) -> Cow<'_, str> {
 /// parent, the parent's `to` (its cc stays cc).
 fn default_recipients(parent: &Envelope, replier_sent_it: bool) -> (Vec<Box<str>>, Vec<Box<str>>) {
     if replier_sent_it {
-        (parent.to().to_vec(), parent.cc().to_vec())
+        (
+            parent.to().map(Box::from).collect(),
+            parent.cc().map(Box::from).collect(),
+        )
     } else {
         (vec![parent.from().into()], Vec::new())
     }
@@ -150,7 +153,7 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
         subject: &subject,
         body: &args.body,
         project_id: Some(parent.project_id),
-        thread_id: Some(parent.thread_id()),
+        thread_id: Some(&parent.thread_id()),
         reply_to: Some(parent.id),
         importance: args.importance.unwrap_or(parent.importance),
         ack_required: args.ack_required.unwrap_or(parent.ack_required),

@@ -259,8 +259,7 @@ struct Plan {
 fn owners_of(shard: &Shard, envelope: &Envelope) -> Vec<usize> {
     let mut owners: Vec<usize> =
         Vec::with_capacity(shard.count().min(1 + envelope.recipients().len()));
-    let parties =
-        std::iter::once(envelope.from()).chain(envelope.recipients().iter().map(|n| &**n));
+    let parties = std::iter::once(envelope.from()).chain(envelope.recipients());
     for name in parties {
         let owner = shard.owner_of(name);
         if !owners.contains(&owner) {
@@ -285,9 +284,7 @@ async fn deliver(shard: Rc<Shard>, plan: Plan) -> Result<Uuid, ToolError> {
                 debug_assert_eq!(count, plan.envelope.recipients().len(), "one copy each");
                 Ok(id)
             }
-            Reply::Delivered(Err(refused)) => {
-                Err(refused_error(plan.envelope.recipients(), refused))
-            }
+            Reply::Delivered(Err(refused)) => Err(refused_error(&plan.envelope, refused)),
             other => unreachable_reply("Deliver", &other),
         };
     }
@@ -346,7 +343,7 @@ async fn prepare_all(shard: &Shard, plan: &Plan) -> Result<(), ToolError> {
     for ticket in aborts {
         ticket.await;
     }
-    Err(refused_error(plan.envelope.recipients(), refusal))
+    Err(refused_error(&plan.envelope, refusal))
 }
 
 /// The sender's project, from this shard's cache or from the sender's owner (always from the
@@ -378,20 +375,22 @@ async fn sender_project(
 }
 
 /// The tool error for a refused delivery or reservation.
-fn refused_error(to: &[Box<str>], refused: Undeliverable) -> ToolError {
+fn refused_error(envelope: &Envelope, refused: Undeliverable) -> ToolError {
     match refused {
         Undeliverable::UnknownRecipients(names) => {
-            ToolError::UnknownRecipients(in_request_order(to, names))
+            ToolError::UnknownRecipients(in_request_order(envelope, names))
         }
-        Undeliverable::InboxFull(names) => ToolError::InboxFull(in_request_order(to, names)),
+        Undeliverable::InboxFull(names) => ToolError::InboxFull(in_request_order(envelope, names)),
     }
 }
 
-/// Unknown names in the order the client listed them, so error messages are deterministic.
-fn in_request_order(to: &[Box<str>], unknown: Vec<Box<str>>) -> Vec<Box<str>> {
-    to.iter()
-        .filter(|name| unknown.contains(name))
-        .cloned()
+/// Names in the order the client listed them (`to`, then `cc`), so error messages are
+/// deterministic.
+fn in_request_order(envelope: &Envelope, unknown: Vec<Box<str>>) -> Vec<Box<str>> {
+    envelope
+        .recipients()
+        .filter(|name| unknown.iter().any(|u| **u == **name))
+        .map(Box::from)
         .collect()
 }
 
@@ -515,8 +514,25 @@ mod tests {
 
     #[test]
     fn unknown_names_keep_request_order() {
-        let to: Vec<Box<str>> = vec!["x".into(), "y".into(), "z".into()];
-        let got = in_request_order(&to, vec!["z".into(), "x".into()]);
+        let envelope = Envelope::compose(Message {
+            to: vec!["x".into(), "y".into()],
+            cc: vec!["z".into()],
+            ..Message {
+                id: Uuid::nil(),
+                project_id: Uuid::nil(),
+                timestamp_ms: 0,
+                from: "a",
+                subject: "",
+                body: "",
+                thread_id: None,
+                reply_to: None,
+                importance: Importance::Normal,
+                ack_required: false,
+                to: Vec::new(),
+                cc: Vec::new(),
+            }
+        });
+        let got = in_request_order(&envelope, vec!["z".into(), "x".into()]);
         assert_eq!(got, vec![Box::<str>::from("x"), "z".into()]);
     }
 }
