@@ -45,7 +45,14 @@ else:
 from mcp import types as mcp_types
 
 SDK_VERSION = _dist_version("mcp")
-EXPECTED_TOOLS = {"create_agent", "send_message", "get_inbox", "search_messages"}
+EXPECTED_TOOLS = {
+    "create_agent", "send_message", "get_inbox", "search_messages", "fetch_inbox", "wait_for_mail",
+    "reply_message", "acknowledge_message", "mark_message_read", "get_thread", "list_agents",
+}
+INBOX_KEYS = {
+    "id", "from", "subject", "body", "timestamp", "seq", "thread_id", "reply_to", "importance",
+    "ack_required", "cc",
+}
 PROJECT_KEY = "py-sdk"
 SEARCH_DEADLINE_S = 5.0
 
@@ -161,7 +168,7 @@ async def run_checks(api: Api, server_info: dict[str, Any], protocol_version: st
     res = await api.call("send_message", {"from_agent": name_a, "to": [name_b], "subject": subject, "body": body})
     parsed, sc = ok_result(res, what)
     expect(parsed == sc, f"{what}: structuredContent {sc!r} differs from text JSON {parsed!r}")
-    expect(set(sc) == {"id", "status"} and sc["status"] == "sent", f"{what}: want {{id, status:'sent'}}, got {sc!r}")
+    expect(set(sc) == {"id", "status", "thread_id"} and sc["status"] == "sent", f"{what}: want {{id, status:'sent', thread_id}}, got {sc!r}")
     msg_id = sc["id"]
     done.append("send_message")
 
@@ -174,7 +181,7 @@ async def run_checks(api: Api, server_info: dict[str, Any], protocol_version: st
     msgs = sc["messages"]
     expect(isinstance(msgs, list) and len(msgs) == 1, f"{what}: want exactly one message, got {msgs!r}")
     m = msgs[0]
-    expect(set(m) == {"id", "from", "subject", "body", "timestamp"}, f"{what}: unexpected message keys {sorted(m)}")
+    expect(set(m) == INBOX_KEYS, f"{what}: unexpected message keys {sorted(m)}")
     expect(m["id"] == msg_id, f"{what}: id {m['id']!r} != sent id {msg_id!r}")
     expect(m["from"] == name_a, f"{what}: from {m['from']!r} != {name_a!r}")
     expect(m["subject"] == subject, f"{what}: subject {m['subject']!r} != {subject!r}")
@@ -188,6 +195,16 @@ async def run_checks(api: Api, server_info: dict[str, Any], protocol_version: st
     parsed, sc = ok_result(res, what)
     expect(sc == {"messages": []} and parsed == [], f"{what}: want empty inbox, got structuredContent {sc!r}, text {parsed!r}")
     done.append("get_inbox drained")
+
+    # --- fetch_inbox (drained mail is still readable) -----------------------------------------
+    what = "fetch_inbox(B)"
+    res = await api.call("fetch_inbox", {"agent_name": name_b})
+    parsed, sc = ok_result(res, what)
+    expect(parsed == sc, f"{what}: structuredContent differs from text JSON")
+    got = sc["messages"]
+    expect(len(got) == 1 and got[0]["id"] == msg_id and got[0]["drained"] is True, f"{what}: want the drained message, got {got!r}")
+    expect(sc["next_after"] == 1 and sc["counts"]["unread"] == 0, f"{what}: cursor and counts {sc!r}")
+    done.append("fetch_inbox")
 
     # --- search_messages (poll) -------------------------------------------------------------
     what = f"search_messages({token})"

@@ -19,7 +19,11 @@ import { McpError } from '@modelcontextprotocol/sdk/types.js';
 const SDK_VERSION = JSON.parse(
   readFileSync(new URL('./node_modules/@modelcontextprotocol/sdk/package.json', import.meta.url), 'utf8')
 ).version;
-const EXPECTED_TOOLS = ['create_agent', 'get_inbox', 'search_messages', 'send_message'];
+const EXPECTED_TOOLS = [
+  'acknowledge_message', 'create_agent', 'fetch_inbox', 'get_inbox', 'get_thread', 'list_agents',
+  'mark_message_read', 'reply_message', 'search_messages', 'send_message', 'wait_for_mail',
+];
+const INBOX_KEYS = ['id', 'from', 'subject', 'body', 'timestamp', 'seq', 'thread_id', 'reply_to', 'importance', 'ack_required', 'cc'];
 const PROJECT_KEY = 'ts-sdk';
 const SEARCH_DEADLINE_MS = 5000;
 const LABEL = `typescript @modelcontextprotocol/sdk ${SDK_VERSION} (Client + StreamableHTTPClientTransport)`;
@@ -123,7 +127,7 @@ async function runChecks(client) {
   let res = await call('send_message', { from_agent: nameA, to: [nameB], subject, body });
   let [parsed, sc] = okResult(res, what);
   expect(isDeepStrictEqual(parsed, sc), `${what}: structuredContent ${show(sc)} differs from text JSON ${show(parsed)}`);
-  expect(sameKeys(sc, ['id', 'status']) && sc.status === 'sent', `${what}: want {id, status:"sent"}, got ${show(sc)}`);
+  expect(sameKeys(sc, ['id', 'status', 'thread_id']) && sc.status === 'sent', `${what}: want {id, status:"sent", thread_id}, got ${show(sc)}`);
   const msgId = sc.id;
   done.push('send_message');
 
@@ -135,7 +139,7 @@ async function runChecks(client) {
   expect(isDeepStrictEqual(parsed, sc.messages), `${what}: structuredContent.messages ${show(sc.messages)} differs from text JSON ${show(parsed)}`);
   expect(Array.isArray(sc.messages) && sc.messages.length === 1, `${what}: want exactly one message, got ${show(sc.messages)}`);
   const m = sc.messages[0];
-  expect(sameKeys(m, ['id', 'from', 'subject', 'body', 'timestamp']), `${what}: unexpected message keys ${show(Object.keys(m))}`);
+  expect(sameKeys(m, INBOX_KEYS), `${what}: unexpected message keys ${show(Object.keys(m))}`);
   expect(m.id === msgId, `${what}: id ${show(m.id)} != sent id ${show(msgId)}`);
   expect(m.from === nameA, `${what}: from ${show(m.from)} != ${show(nameA)}`);
   expect(m.subject === subject, `${what}: subject ${show(m.subject)} != ${show(subject)}`);
@@ -149,6 +153,16 @@ async function runChecks(client) {
   [parsed, sc] = okResult(res, what);
   expect(isDeepStrictEqual(sc, { messages: [] }) && isDeepStrictEqual(parsed, []), `${what}: want empty inbox, got structuredContent ${show(sc)}, text ${show(parsed)}`);
   done.push('get_inbox drained');
+
+  // --- fetch_inbox (drained mail is still readable) -------------------------------------------
+  what = 'fetch_inbox(B)';
+  res = await call('fetch_inbox', { agent_name: nameB });
+  [parsed, sc] = okResult(res, what);
+  expect(isDeepStrictEqual(parsed, sc), `${what}: structuredContent differs from text JSON`);
+  expect(sc.messages.length === 1 && sc.messages[0].id === msgId && sc.messages[0].drained === true,
+    `${what}: want the drained message, got ${show(sc.messages)}`);
+  expect(sc.next_after === 1 && sc.counts.unread === 0, `${what}: cursor and counts ${show(sc)}`);
+  done.push('fetch_inbox');
 
   // --- search_messages (poll) ---------------------------------------------------------------
   what = `search_messages(${token})`;
