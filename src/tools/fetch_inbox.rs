@@ -6,7 +6,7 @@
 //! cheap peek: only the counts and the cursor of the newest delivery.
 
 use super::args::{object, optional_bool, optional_integer, optional_str, required_str};
-use super::mail::{entry_schema, write_counts, write_entry, Clock, Entry};
+use super::mail::{entry_schema, write_bool, write_counts, write_entry, write_u64, Clock, Entry};
 use super::send_message::{thread_id_arg, MAX_TOKEN_BYTES};
 use super::{
     unreachable_reply, OutputBudget, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES,
@@ -141,11 +141,11 @@ pub fn write_json(out: &mut Vec<u8>, page: &FetchPage, include_bodies: bool) {
         write_entry(out, &entry, &mut clock);
     }
     out.extend_from_slice(b"],\"next_after\":");
-    out.extend_from_slice(page.next_after.to_string().as_bytes());
+    write_u64(out, page.next_after);
     out.extend_from_slice(b",\"has_more\":");
-    out.extend_from_slice(if page.has_more { b"true" } else { b"false" });
+    write_bool(out, page.has_more);
     out.extend_from_slice(b",\"skipped\":");
-    out.extend_from_slice(page.skipped.to_string().as_bytes());
+    write_u64(out, page.skipped);
     out.extend_from_slice(b",\"counts\":");
     write_counts(out, &page.counts);
     out.push(b'}');

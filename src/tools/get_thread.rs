@@ -6,7 +6,7 @@
 //! alone, from the agent's delivery log and sent list.
 
 use super::args::{object, optional_bool, optional_integer, optional_parsed, optional_str};
-use super::mail::{entry_schema, write_entry, Clock, Entry};
+use super::mail::{entry_schema, write_bool, write_entry, Clock, Entry};
 use super::send_message::{thread_id_arg, MAX_TOKEN_BYTES};
 use super::{
     unreachable_reply, OutputBudget, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES,
@@ -124,7 +124,7 @@ pub fn write_json(out: &mut Vec<u8>, thread_id: &str, page: &ThreadPage, include
         write_str(out, name);
     }
     out.extend_from_slice(b"],\"has_more\":");
-    out.extend_from_slice(if page.has_more { b"true" } else { b"false" });
+    write_bool(out, page.has_more);
     out.extend_from_slice(b",\"next_after\":");
     match page.messages.last() {
         Some(last) if page.has_more => write_uuid(out, &last.envelope.id),

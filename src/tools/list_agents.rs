@@ -6,7 +6,7 @@
 
 use super::args::{object, optional_integer, optional_parsed, optional_str};
 use super::create_agent::project_id_of;
-use super::mail::Clock;
+use super::mail::{write_bool, Clock};
 use super::{
     unreachable_reply, OutputBudget, ToolError, ToolOutput, Toolbox, MAX_PROJECT_KEY_BYTES,
 };
@@ -153,7 +153,7 @@ pub fn write_json(out: &mut Vec<u8>, project_id: &Uuid, agents: &[AgentSummary],
         out.push(b'}');
     }
     out.extend_from_slice(b"],\"has_more\":");
-    out.extend_from_slice(if has_more { b"true" } else { b"false" });
+    write_bool(out, has_more);
     out.push(b'}');
 }
 

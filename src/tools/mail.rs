@@ -47,6 +47,25 @@ fn write_names<'a>(out: &mut Vec<u8>, names: impl Iterator<Item = &'a str>) {
     out.push(b']');
 }
 
+/// `,"importance":"…","ack_required":…`
+fn write_importance(out: &mut Vec<u8>, message: &Envelope) {
+    out.extend_from_slice(b",\"importance\":\"");
+    out.extend_from_slice(message.importance.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"ack_required\":");
+    write_bool(out, message.ack_required);
+}
+
+pub fn write_bool(out: &mut Vec<u8>, value: bool) {
+    out.extend_from_slice(if value { b"true" } else { b"false" });
+}
+
+/// A number, without a heap allocation.
+pub fn write_u64(out: &mut Vec<u8>, value: u64) {
+    use std::io::Write as _;
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{value}");
+}
+
 /// The thread id, without allocating for a message in its own thread.
 fn write_thread(out: &mut Vec<u8>, message: &Envelope) {
     match message.named_thread() {
@@ -76,7 +95,7 @@ pub fn write_entry(out: &mut Vec<u8>, entry: &Entry<'_>, clock: &mut Clock) {
     out.push(b'{');
     if let Some(delivery) = entry.delivery {
         out.extend_from_slice(b"\"seq\":");
-        out.extend_from_slice(delivery.seq.to_string().as_bytes());
+        write_u64(out, delivery.seq);
         out.push(b',');
     }
     out.extend_from_slice(b"\"id\":");
@@ -102,14 +121,7 @@ pub fn write_entry(out: &mut Vec<u8>, entry: &Entry<'_>, clock: &mut Clock) {
         out.extend_from_slice(b",\"body\":");
         write_str(out, message.body());
     }
-    out.extend_from_slice(b",\"importance\":\"");
-    out.extend_from_slice(message.importance.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"ack_required\":");
-    out.extend_from_slice(if message.ack_required {
-        b"true"
-    } else {
-        b"false"
-    });
+    write_importance(out, message);
     out.extend_from_slice(b",\"timestamp\":");
     clock.write(out, message.timestamp_ms);
     if let Some(delivery) = entry.delivery {
@@ -118,7 +130,7 @@ pub fn write_entry(out: &mut Vec<u8>, entry: &Entry<'_>, clock: &mut Clock) {
         out.extend_from_slice(b",\"acked_at\":");
         clock.write_optional(out, delivery.acked_at);
         out.extend_from_slice(b",\"drained\":");
-        out.extend_from_slice(if delivery.drained { b"true" } else { b"false" });
+        write_bool(out, delivery.drained);
     }
     out.push(b'}');
 }
@@ -137,19 +149,12 @@ pub fn write_inbox_entry(out: &mut Vec<u8>, delivery: &DeliveryView, clock: &mut
     out.extend_from_slice(b",\"timestamp\":");
     clock.write(out, message.timestamp_ms);
     out.extend_from_slice(b",\"seq\":");
-    out.extend_from_slice(delivery.seq.to_string().as_bytes());
+    write_u64(out, delivery.seq);
     out.extend_from_slice(b",\"thread_id\":");
     write_thread(out, message);
     out.extend_from_slice(b",\"reply_to\":");
     write_optional_uuid(out, message.reply_to.as_ref());
-    out.extend_from_slice(b",\"importance\":\"");
-    out.extend_from_slice(message.importance.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"ack_required\":");
-    out.extend_from_slice(if message.ack_required {
-        b"true"
-    } else {
-        b"false"
-    });
+    write_importance(out, message);
     out.extend_from_slice(b",\"cc\":");
     write_names(out, message.cc());
     out.push(b'}');
@@ -222,11 +227,11 @@ fn entry_frame_bytes() -> (usize, usize) {
 /// The counters of a fetch, as JSON.
 pub fn write_counts(out: &mut Vec<u8>, counts: &shards::Counts) {
     out.extend_from_slice(b"{\"unread\":");
-    out.extend_from_slice(counts.unread.to_string().as_bytes());
+    write_u64(out, counts.unread as u64);
     out.extend_from_slice(b",\"urgent_unread\":");
-    out.extend_from_slice(counts.urgent_unread.to_string().as_bytes());
+    write_u64(out, counts.urgent_unread as u64);
     out.extend_from_slice(b",\"ack_pending\":");
-    out.extend_from_slice(counts.ack_pending.to_string().as_bytes());
+    write_u64(out, counts.ack_pending as u64);
     out.push(b'}');
 }
 

@@ -5,7 +5,7 @@
 //! first time is kept. An error only when none of the ids is a delivery to the agent.
 
 use super::args::{object, optional_str, required_str, uuid_array};
-use super::mail::Clock;
+use super::mail::{write_u64, Clock};
 use super::send_message::MAX_TOKEN_BYTES;
 use super::{unreachable_reply, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES};
 use crate::json::{present, write_uuid};
@@ -84,7 +84,7 @@ pub fn write_json(out: &mut Vec<u8>, marked: &Marked) {
         out.push(b'}');
     }
     out.extend_from_slice(b"],\"changed\":");
-    out.extend_from_slice(marked.changed.to_string().as_bytes());
+    write_u64(out, marked.changed as u64);
     out.extend_from_slice(b",\"not_found\":[");
     for (index, id) in marked.not_found.iter().enumerate() {
         if index > 0 {

@@ -9,7 +9,7 @@ use super::args::{
     object, optional_bool, optional_names, optional_parsed, optional_str, required_str,
 };
 use super::send_message::{
-    dedup_recipients, importance_arg, send, Outgoing, MAX_TOKEN_BYTES, UNBOUNDED_TEXT,
+    dedup_recipients, importance_arg, send, sent_schema, Outgoing, MAX_TOKEN_BYTES, UNBOUNDED_TEXT,
 };
 use super::{
     unreachable_reply, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES, MAX_RECIPIENTS,
@@ -181,15 +181,7 @@ pub fn definition() -> serde_json::Value {
             },
             "required": ["from_agent", "message_id", "body"]
         },
-        "outputSchema": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "string", "format": "uuid"},
-                "status": {"type": "string", "enum": ["sent"]},
-                "thread_id": {"type": "string"}
-            },
-            "required": ["id", "status", "thread_id"]
-        }
+        "outputSchema": sent_schema()
     })
 }
 

@@ -423,15 +423,20 @@ pub fn definition() -> serde_json::Value {
             },
             "required": ["from_agent", "to"]
         },
-        "outputSchema": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "string", "format": "uuid"},
-                "status": {"type": "string", "enum": ["sent"]},
-                "thread_id": {"type": "string"}
-            },
-            "required": ["id", "status", "thread_id"]
-        }
+        "outputSchema": sent_schema()
+    })
+}
+
+/// The result schema of `send_message` and `reply_message`.
+pub fn sent_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "status": {"type": "string", "enum": ["sent"]},
+            "thread_id": {"type": "string"}
+        },
+        "required": ["id", "status", "thread_id"]
     })
 }
 
