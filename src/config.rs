@@ -78,6 +78,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("max-retained-bytes", "ALLMAN_MAX_RETAINED_BYTES", "<N>", Fixed("4194304"), "text bytes of those kept per agent, the same way"),
     setting("max-waiters", "ALLMAN_MAX_WAITERS", "<N>", Fixed("10000"), "wait_for_mail calls parked on one shard; past it the call is refused"),
     setting("agent-auth", "ALLMAN_AGENT_AUTH", BOOL_VALUE, Fixed("off"), "create_agent returns an agent_token once, and every tool acting as that agent requires it"),
+    setting("stale-lease-minutes", "ALLMAN_STALE_LEASE_MINUTES", "<MIN>", Fixed("30"), "a file reservation's holder inactive this long may have it force-released by another agent"),
     setting("cross-shard-queue-depth", "ALLMAN_CROSS_SHARD_QUEUE_DEPTH", "<N>", Fixed("1024"), "requests queued per direction between two shards; callers wait beyond it"),
     setting("spin-us", "ALLMAN_SPIN_US", "<US>", Computed("50 with a log (fsync or batch), else 0"), "busy-poll this long before an idle shard sleeps"),
     setting("data-dir", "DATA_DIR", "<DIR>", Fixed("allman_data"), "durable state (the shards' logs); locked while a server runs"),
@@ -136,6 +137,7 @@ pub struct Config {
     pub max_retained_bytes: usize,
     pub max_waiters: usize,
     pub agent_auth: bool,
+    pub stale_lease_minutes: u64,
     pub cross_shard_queue_depth: usize,
     pub spin_us: u64,
     pub search_queue_depth: usize,
@@ -246,6 +248,7 @@ pub fn parse(
         max_retained_bytes: number(&get, "max-retained-bytes")?,
         max_waiters: number(&get, "max-waiters")?,
         agent_auth: on_off(&get, "agent-auth")?,
+        stale_lease_minutes: number(&get, "stale-lease-minutes")?,
         cross_shard_queue_depth: number(&get, "cross-shard-queue-depth")?,
         spin_us: number_or(
             &get,
@@ -504,6 +507,13 @@ fn validate_durations(config: &Config) -> Result<(), ConfigError> {
             let reason = format!("must be {min_ms}..={MAX_DURATION_MS} (one day)");
             return Err(invalid(name, &value_ms.to_string(), reason));
         }
+    }
+    // A week: longer is a typo; 0 lets any lease be force-released (tests, single operators).
+    const MAX_STALE_LEASE_MINUTES: u64 = 7 * 24 * 60;
+    if config.stale_lease_minutes > MAX_STALE_LEASE_MINUTES {
+        let reason = format!("must be 0..={MAX_STALE_LEASE_MINUTES} (one week)");
+        let value = config.stale_lease_minutes.to_string();
+        return Err(invalid("stale-lease-minutes", &value, reason));
     }
     if config.spin_us > MAX_SPIN_US {
         let reason = format!("must be 0..={MAX_SPIN_US}");

@@ -11,7 +11,7 @@ use crate::metrics::Metrics;
 use crate::routes::Routes;
 use crate::search::{SearchDoc, SearchHandle};
 use crate::storage::{self, StartKits};
-use crate::tools::Toolbox;
+use crate::tools::{ToolSettings, Toolbox};
 use crate::wake::Notify;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
@@ -67,6 +67,7 @@ struct ShardSettings {
     transport: TransportPolicy,
     agent_auth: bool,
     waiters: WaiterLimits,
+    tools: ToolSettings,
 }
 
 impl ShardSettings {
@@ -84,6 +85,10 @@ impl ShardSettings {
             shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
             read_buffer_budget_bytes: config.read_buffer_budget_bytes,
             agent_auth: config.agent_auth,
+            tools: ToolSettings {
+                agent_auth: config.agent_auth,
+                stale_lease_ms: config.stale_lease_minutes as i64 * 60_000,
+            },
             waiters: WaiterLimits {
                 per_shard: config.max_waiters,
                 ..WaiterLimits::default()
@@ -329,7 +334,7 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
         Rc::clone(&search_feed),
         Rc::clone(&audit_feed),
         Arc::clone(&metrics),
-        context.settings.agent_auth,
+        context.settings.tools,
     );
     let policy = Rc::new(context.settings.transport.clone());
     let routes = Rc::new(Routes::new(toolbox, policy, Arc::clone(&metrics)));
@@ -542,6 +547,9 @@ impl glommio::StallDetectionHandler for StallLogger {
 const GAUGE_INTERVAL_MS: u64 = 1_000;
 
 /// Publishes this shard's gauges for `/metrics`, which any shard may serve.
+/// Projects whose expired reservations one sweep (once a second) reaps.
+const LEASE_SWEEP_PROJECTS: usize = 256;
+
 async fn publish_shard_gauges(shard: Rc<Shard>, budget: Rc<ReadBudget>, metrics: Arc<Metrics>) {
     loop {
         let stats = shard.stats();
@@ -554,6 +562,8 @@ async fn publish_shard_gauges(shard: Rc<Shard>, budget: Rc<ReadBudget>, metrics:
         slot.retained_messages
             .store(stats.retained_messages as u64, Ordering::Relaxed);
         slot.waiters.store(stats.waiters as u64, Ordering::Relaxed);
+        // Expired file reservations leave the active lists of a bounded number of projects.
+        shard.with_state(|state| state.sweep_leases(crate::clock::now_ms(), LEASE_SWEEP_PROJECTS));
         slot.cross_shard_in_flight
             .store(stats.in_flight as u64, Ordering::Relaxed);
         if let Some(journal) = shard.journal() {

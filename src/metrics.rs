@@ -33,7 +33,7 @@ impl Latency {
     }
 }
 
-pub const TOOLS: [&str; 11] = [
+pub const TOOLS: [&str; 17] = [
     "create_agent",
     "send_message",
     "get_inbox",
@@ -45,6 +45,12 @@ pub const TOOLS: [&str; 11] = [
     "mark_message_read",
     "get_thread",
     "list_agents",
+    "file_reservation_paths",
+    "release_file_reservations",
+    "renew_file_reservations",
+    "check_file_reservation_conflicts",
+    "list_file_reservations",
+    "force_release_file_reservation",
 ];
 pub const METHODS: [&str; 6] = [
     "initialize",

@@ -9,7 +9,7 @@
 use allman::feed::{self, Feed, FeedLimits};
 use allman::metrics::{FeedGauges, Metrics, SearchMetrics};
 use allman::search::{self, SearchConfig};
-use allman::tools::{self, OutputBudget, ToolOutput, Toolbox};
+use allman::tools::{self, OutputBudget, ToolOutput, ToolSettings, Toolbox};
 use allman::wake::Notify;
 use glommio::{LocalExecutorBuilder, Placement};
 use serde_json::value::RawValue;
@@ -191,7 +191,7 @@ fn a_multi_owner_send_dropped_at_any_step_is_all_or_nothing_and_leaks_nothing() 
                             Feed::new(docs),
                             Feed::new(audit_out),
                             metrics,
-                            false,
+                            ToolSettings::default(),
                         );
                         check_every_drop_point(&toolbox).await;
                         done.iter().for_each(Notify::fire);

@@ -119,5 +119,5 @@ fn the_protocol_doc_shows_every_tool_exactly_as_tools_list_sends_it() {
             "docs/PROTOCOL.md's {name} differs from tools/list"
         );
     }
-    assert_eq!(tools.len(), 11);
+    assert_eq!(tools.len(), 17);
 }

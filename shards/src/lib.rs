@@ -7,6 +7,8 @@
 
 pub mod cooperate;
 pub mod envelope;
+pub mod glob;
+pub mod leases;
 pub mod log;
 pub mod protocol;
 pub mod routing;
@@ -19,8 +21,8 @@ pub use envelope::{Envelope, SharedEnvelope};
 pub use envelope::{Importance, Message};
 pub use protocol::{
     Actor, AgentProfile, AgentSummary, Counts, DeliveryView, DrainedPage, FetchPage, FetchQuery,
-    Kind, Marked, RegisterMode, Registration, Reply, Request, ThreadItem, ThreadPage, ThreadQuery,
-    Undeliverable, UnknownCursor,
+    Kind, LeaseOp, LeaseRequest, Marked, RegisterMode, Registration, Reply, Request, ThreadItem,
+    ThreadPage, ThreadQuery, Undeliverable, UnknownCursor,
 };
 pub use routing::owner_of;
 pub use runtime::{CallError, MeshPair, Shard, ShardStats, Ticket};

@@ -6,6 +6,7 @@
 //! runtime answers later; see [`crate::runtime`].)
 
 use crate::envelope::SharedEnvelope;
+use crate::leases::{Lease, LeaseError, PathConflicts};
 use uuid::Uuid;
 
 #[derive(Debug)]
@@ -62,11 +63,65 @@ pub enum Request {
     },
     /// The caller of wait `wait_id` went away: answer it now. Answered `Settled`.
     CancelWait { wait_id: u64 },
+    /// The actor's project, checking its token and recording its activity (for tools that
+    /// act as an agent on state another shard owns, such as file reservations).
+    Whois { actor: Actor },
+    /// When `name` last acted, if it exists.
+    LastActive { name: Box<str> },
+    /// File reservations of one project, on the project's owner (see `leases`).
+    Leases(LeaseRequest),
     /// Agents of a project on this shard, most recently active first.
     ListAgents {
         project_id: Uuid,
         active_since_ms: Option<i64>,
         limit: usize,
+    },
+}
+
+/// A file-reservation request; `agent` has been checked by its own owner already.
+#[derive(Debug, Clone)]
+pub struct LeaseRequest {
+    pub project_id: Uuid,
+    pub agent: Box<str>,
+    pub now_ms: i64,
+    pub op: LeaseOp,
+}
+
+#[derive(Debug, Clone)]
+pub enum LeaseOp {
+    /// Normalised paths (deduplicated).
+    Reserve {
+        paths: Vec<Box<str>>,
+        ttl_ms: i64,
+        exclusive: bool,
+        reason: Box<str>,
+    },
+    Release {
+        paths: Option<Vec<Box<str>>>,
+        ids: Option<Vec<u64>>,
+    },
+    Renew {
+        paths: Option<Vec<Box<str>>>,
+        ids: Option<Vec<u64>>,
+        extend_ms: i64,
+    },
+    Check {
+        paths: Vec<Box<str>>,
+    },
+    List {
+        /// Only this agent's (else everyone's; `agent` is then unused).
+        only_agent: bool,
+        include_inactive: bool,
+        limit: usize,
+    },
+    /// The active lease `id`, for a force release.
+    Holder {
+        id: u64,
+    },
+    /// Release lease `id` if `holder` still holds it.
+    ForceRelease {
+        id: u64,
+        holder: Box<str>,
     },
 }
 
@@ -269,6 +324,12 @@ pub enum Reply {
         per_agent: bool,
         max: usize,
     },
+    LastActive(Option<i64>),
+    /// Granted (or extended) leases and the paths that conflict.
+    Reserved(Result<(Vec<Lease>, Vec<PathConflicts>), LeaseError>),
+    /// The leases a release, renew, list, holder lookup or force release concerns.
+    Leases(Result<Vec<Lease>, LeaseError>),
+    Checked(Vec<PathConflicts>),
 }
 
 /// The deliveries one drain took, and how many stayed undrained.

@@ -11,12 +11,14 @@
 //! prefix: the undrained inbox is the suffix from `drained` on.
 
 use crate::envelope::{Importance, SharedEnvelope};
+use crate::glob;
+use crate::leases::{owner_of_project, Lease, LeaseError, ProjectLeases};
 use crate::log::record::{self, DeliveryState, Record};
 use crate::log::{Emitted, LogBuffer};
 use crate::protocol::{
     Actor, AgentProfile, AgentSummary, Counts, DeliveryView, DrainedPage, FetchPage, FetchQuery,
-    Kind, Marked, RegisterMode, Registration, Reply, Request, ThreadItem, ThreadPage, ThreadQuery,
-    Undeliverable, UnknownCursor,
+    Kind, LeaseOp, LeaseRequest, Marked, RegisterMode, Registration, Reply, Request, ThreadItem,
+    ThreadPage, ThreadQuery, Undeliverable, UnknownCursor,
 };
 use crate::routing::owner_of;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -309,6 +311,8 @@ pub struct StateImage {
     /// another owner whose `Visible` record was not yet durable still learns the send went
     /// through (see recovery).
     pub recent_visible: Vec<Uuid>,
+    /// The file reservations of the projects this shard owns.
+    pub projects: Vec<(Uuid, Vec<Lease>)>,
 }
 
 #[derive(Debug)]
@@ -331,6 +335,11 @@ pub struct ShardState {
     /// `new_mail` with the log position after it, so waiters wake once it is durable.
     watched: HashSet<Box<str>>,
     new_mail: Vec<(u64, Box<str>)>,
+    /// File reservations, per project this shard owns (see `leases`), and the order the
+    /// periodic sweep visits them in.
+    projects: HashMap<Uuid, ProjectLeases>,
+    project_order: Vec<Uuid>,
+    sweep_cursor: usize,
     log: LogBuffer,
 }
 
@@ -362,6 +371,9 @@ impl ShardState {
             agent_auth: false,
             watched: HashSet::new(),
             new_mail: Vec::new(),
+            projects: HashMap::new(),
+            project_order: Vec::new(),
+            sweep_cursor: 0,
             log,
         }
     }
@@ -522,6 +534,14 @@ impl ShardState {
                 true => Reply::Fetched(self.fetch(&actor.name, &query)),
             },
             Request::CancelWait { .. } => Reply::Settled,
+            Request::Whois { actor } => match self.act(&actor) {
+                false => Reply::Agent(None),
+                true => Reply::Agent(self.agents.get(&actor.name).map(|a| a.profile.project_id)),
+            },
+            Request::LastActive { name } => {
+                Reply::LastActive(self.agents.get(&name).map(|a| a.last_active_ms))
+            }
+            Request::Leases(request) => self.leases(request),
             Request::ListAgents {
                 project_id,
                 active_since_ms,
@@ -1051,6 +1071,131 @@ impl ShardState {
         Some((SharedEnvelope::clone(&agent.deliveries[at].envelope), false))
     }
 
+    /// A file-reservation request on a project this shard owns; each change is logged as
+    /// the lease's whole state.
+    fn leases(&mut self, request: LeaseRequest) -> Reply {
+        let LeaseRequest {
+            project_id,
+            agent,
+            now_ms,
+            op,
+        } = request;
+        debug_assert_eq!(
+            owner_of_project(&project_id, self.shard_count),
+            self.shard_id
+        );
+        let project = self.project(project_id);
+        let changed: Result<Vec<Lease>, LeaseError>;
+        let reply = match op {
+            LeaseOp::Reserve {
+                paths,
+                ttl_ms,
+                exclusive,
+                reason,
+            } => {
+                let parsed: Vec<(Box<str>, glob::Pattern)> = paths
+                    .into_iter()
+                    .filter_map(|p| glob::parse(&p).ok().map(|pattern| (p, pattern)))
+                    .collect();
+                let expires = now_ms.saturating_add(ttl_ms);
+                let outcome = project.reserve(&agent, &parsed, exclusive, &reason, now_ms, expires);
+                changed = outcome
+                    .as_ref()
+                    .map(|(granted, _)| granted.clone())
+                    .map_err(Clone::clone);
+                Reply::Reserved(outcome)
+            }
+            LeaseOp::Release { paths, ids } => {
+                let outcome = project.release(&agent, paths.as_deref(), ids.as_deref(), now_ms);
+                changed = outcome.clone();
+                Reply::Leases(outcome)
+            }
+            LeaseOp::Renew {
+                paths,
+                ids,
+                extend_ms,
+            } => {
+                let outcome =
+                    project.renew(&agent, paths.as_deref(), ids.as_deref(), extend_ms, now_ms);
+                changed = outcome.clone();
+                Reply::Leases(outcome)
+            }
+            LeaseOp::Check { paths } => {
+                project.reap(now_ms);
+                let checks = paths
+                    .iter()
+                    .filter_map(|p| glob::parse(p).ok().map(|pattern| (p, pattern)))
+                    .map(|(p, pattern)| project.conflicts(&agent, p, &pattern, true))
+                    .collect();
+                return Reply::Checked(checks);
+            }
+            LeaseOp::List {
+                only_agent,
+                include_inactive,
+                limit,
+            } => {
+                let who = only_agent.then_some(&*agent);
+                return Reply::Leases(Ok(project.list(who, include_inactive, limit, now_ms)));
+            }
+            LeaseOp::Holder { id } => {
+                return Reply::Leases(Ok(project.active_lease(id, now_ms).into_iter().collect()))
+            }
+            LeaseOp::ForceRelease { id, holder } => {
+                let released: Vec<Lease> = project
+                    .force_release(id, &holder, now_ms)
+                    .into_iter()
+                    .collect();
+                changed = Ok(released.clone());
+                Reply::Leases(Ok(released))
+            }
+        };
+        if let Ok(leases) = changed {
+            for lease in &leases {
+                self.log
+                    .append(|out| record::encode_lease(out, &project_id, lease));
+            }
+        }
+        reply
+    }
+
+    /// The leases of `project_id`, created empty on first use.
+    fn project(&mut self, project_id: Uuid) -> &mut ProjectLeases {
+        if !self.projects.contains_key(&project_id) {
+            self.project_order.push(project_id);
+        }
+        self.projects.entry(project_id).or_default()
+    }
+
+    /// Moves expired leases out of the active lists of at most `max_projects` projects,
+    /// resuming where the last sweep stopped (bounded work per call).
+    pub fn sweep_leases(&mut self, now_ms: i64, max_projects: usize) {
+        for _ in 0..max_projects.min(self.project_order.len()) {
+            self.sweep_cursor %= self.project_order.len();
+            let id = self.project_order[self.sweep_cursor];
+            if let Some(project) = self.projects.get_mut(&id) {
+                project.reap(now_ms);
+            }
+            self.sweep_cursor += 1;
+        }
+    }
+
+    /// Takes every project's leases out (for moving them to other owners after a reshard).
+    pub fn take_projects(&mut self) -> Vec<(Uuid, Vec<Lease>)> {
+        self.project_order.clear();
+        self.projects
+            .drain()
+            .map(|(id, leases)| (id, leases.all().cloned().collect()))
+            .collect()
+    }
+
+    /// Places a project's leases moved from another shard (not logged: the caller snapshots).
+    pub fn restore_project(&mut self, project_id: Uuid, leases: Vec<Lease>) {
+        let project = self.project(project_id);
+        for lease in leases {
+            project.upsert(lease);
+        }
+    }
+
     fn list_agents(
         &self,
         project_id: Uuid,
@@ -1228,6 +1373,10 @@ impl ShardState {
                 self.account(before, &name);
                 Ok(())
             }
+            Record::Lease { project, lease } => {
+                self.project(project).upsert(lease);
+                Ok(())
+            }
             Record::Sent { name, envelope } => {
                 let agent = self.agents.get_mut(&name).ok_or_else(|| {
                     ReplayError(format!("sent copy of {name}, who is not registered"))
@@ -1259,6 +1408,12 @@ impl ShardState {
             agents,
             pending: self.pending.values().cloned().collect(),
             recent_visible: self.recent_visible.clone(),
+            projects: self
+                .projects
+                .iter()
+                .filter(|(_, leases)| !leases.is_empty())
+                .map(|(id, leases)| (*id, leases.all().cloned().collect()))
+                .collect(),
         }
     }
 
@@ -1380,6 +1535,14 @@ pub fn image_records(image: &StateImage, mut write: impl FnMut(Record)) {
     }
     for id in &image.recent_visible {
         write(Record::Visible { id: *id });
+    }
+    for (project, leases) in &image.projects {
+        for lease in leases {
+            write(Record::Lease {
+                project: *project,
+                lease: lease.clone(),
+            });
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 mod args;
 mod create_agent;
 mod fetch_inbox;
+mod file_reservations;
 mod get_inbox;
 mod get_thread;
 mod list_agents;
@@ -67,6 +68,7 @@ pub enum ToolCall<'a> {
     Mark(marks::Args<'a>),
     GetThread(get_thread::Args<'a>),
     ListAgents(list_agents::Args),
+    Reservations(file_reservations::Args<'a>),
 }
 
 #[derive(Debug)]
@@ -92,6 +94,24 @@ pub fn parse<'a>(
         "mark_message_read" => marks::parse(arguments, false).map(ToolCall::Mark),
         "get_thread" => get_thread::parse(arguments).map(ToolCall::GetThread),
         "list_agents" => list_agents::parse(arguments).map(ToolCall::ListAgents),
+        "file_reservation_paths" => {
+            file_reservations::parse_reserve(arguments).map(ToolCall::Reservations)
+        }
+        "release_file_reservations" => {
+            file_reservations::parse_release(arguments).map(ToolCall::Reservations)
+        }
+        "renew_file_reservations" => {
+            file_reservations::parse_renew(arguments).map(ToolCall::Reservations)
+        }
+        "check_file_reservation_conflicts" => {
+            file_reservations::parse_check(arguments).map(ToolCall::Reservations)
+        }
+        "list_file_reservations" => {
+            file_reservations::parse_list(arguments).map(ToolCall::Reservations)
+        }
+        "force_release_file_reservation" => {
+            file_reservations::parse_force(arguments).map(ToolCall::Reservations)
+        }
         _ => return Err(ParseFailure::UnknownTool),
     };
     parsed.map_err(ParseFailure::Arguments)
@@ -151,6 +171,22 @@ pub enum ToolError {
     NoneFound {
         agent: String,
         count: usize,
+    },
+    TooManyLeases {
+        per_agent: bool,
+        max: usize,
+    },
+    LeaseHeldByOther {
+        id: u64,
+        path: String,
+        holder: String,
+    },
+    LeaseNotFound(String),
+    /// A force release of a lease whose holder acted too recently.
+    HolderActive {
+        holder: String,
+        idle_minutes: i64,
+        required_minutes: i64,
     },
 }
 
@@ -240,6 +276,34 @@ impl fmt::Display for ToolError {
                 f,
                 "unknown thread '{thread_id}': '{agent}' has sent or received no message in it"
             ),
+            ToolError::TooManyLeases { per_agent, max } => {
+                let scope = if *per_agent {
+                    "this agent holds"
+                } else {
+                    "this project holds"
+                };
+                write!(
+                    f,
+                    "too many reservations: {scope} at most {max} active ones; release some \
+                     (release_file_reservations) and retry; nothing was granted"
+                )
+            }
+            ToolError::LeaseHeldByOther { id, path, holder } => write!(
+                f,
+                "reservation {id} on {path:?} is held by '{holder}', not by you; only its \
+                 holder may release or renew it (see force_release_file_reservation)"
+            ),
+            ToolError::LeaseNotFound(what) => write!(f, "{what}"),
+            ToolError::HolderActive {
+                holder,
+                idle_minutes,
+                required_minutes,
+            } => write!(
+                f,
+                "'{holder}' was active {idle_minutes} minute(s) ago; a reservation can be \
+                 force-released only after {required_minutes} minutes of inactivity \
+                 (--stale-lease-minutes); ask '{holder}' with send_message"
+            ),
             ToolError::NoneFound { agent, count } => write!(
                 f,
                 "none of the {count} message id(s) is a message delivered to '{agent}' (still \
@@ -324,6 +388,7 @@ pub enum ToolOutput {
         agents: Vec<AgentSummary>,
         has_more: bool,
     },
+    Reservations(file_reservations::Output),
 }
 
 impl ToolOutput {
@@ -351,6 +416,7 @@ impl ToolOutput {
                 agents,
                 has_more,
             } => list_agents::write_json(out, project_id, agents, *has_more),
+            ToolOutput::Reservations(output) => file_reservations::write_json(out, output),
         }
     }
 
@@ -376,6 +442,25 @@ pub struct Toolbox {
     known: RefCell<KnownAgents>,
     /// `--agent-auth`: acting as an agent takes its token.
     agent_auth: bool,
+    settings: ToolSettings,
+}
+
+/// Policies the tools follow, from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToolSettings {
+    /// `--agent-auth`.
+    pub agent_auth: bool,
+    /// `--stale-lease-minutes`: a holder inactive this long may have its lease force-released.
+    pub stale_lease_ms: i64,
+}
+
+impl Default for ToolSettings {
+    fn default() -> Self {
+        ToolSettings {
+            agent_auth: false,
+            stale_lease_ms: 30 * 60_000,
+        }
+    }
 }
 
 impl Toolbox {
@@ -385,7 +470,7 @@ impl Toolbox {
         search_docs: Rc<Feed<SearchDoc>>,
         audit: Rc<Feed<ProfileEvent>>,
         metrics: Arc<Metrics>,
-        agent_auth: bool,
+        settings: ToolSettings,
     ) -> Self {
         let ids = IdGenerator::new(shard.id());
         Toolbox {
@@ -396,7 +481,8 @@ impl Toolbox {
             metrics,
             ids: RefCell::new(ids),
             known: RefCell::new(KnownAgents::default()),
-            agent_auth,
+            agent_auth: settings.agent_auth,
+            settings,
         }
     }
 
@@ -452,6 +538,7 @@ impl Toolbox {
             ToolCall::Mark(args) => marks::run(self, args).await,
             ToolCall::GetThread(args) => get_thread::run(self, args, budget).await,
             ToolCall::ListAgents(args) => list_agents::run(self, args, budget).await,
+            ToolCall::Reservations(args) => file_reservations::run(self, args).await,
         }
     }
 }
@@ -525,6 +612,12 @@ pub fn list_json() -> &'static str {
             marks::mark_read_definition(),
             get_thread::definition(),
             list_agents::definition(),
+            file_reservations::reserve_definition(),
+            file_reservations::release_definition(),
+            file_reservations::renew_definition(),
+            file_reservations::check_definition(),
+            file_reservations::list_definition(),
+            file_reservations::force_definition(),
         ]});
         tools.to_string()
     })
@@ -564,7 +657,13 @@ mod tests {
                 "acknowledge_message",
                 "mark_message_read",
                 "get_thread",
-                "list_agents"
+                "list_agents",
+                "file_reservation_paths",
+                "release_file_reservations",
+                "renew_file_reservations",
+                "check_file_reservation_conflicts",
+                "list_file_reservations",
+                "force_release_file_reservation"
             ]
         );
         for tool in tools {

@@ -74,6 +74,7 @@ pub async fn write_snapshot(
         agents: Vec::new(),
         pending: image.pending.clone(),
         recent_visible: image.recent_visible.clone(),
+        projects: image.projects.clone(),
     };
     image_records(&rest, |record| encode(&mut chunk, &record));
     if !chunk.is_empty() {

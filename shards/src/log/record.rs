@@ -7,6 +7,7 @@
 //! last write.
 
 use crate::envelope::{Envelope, Importance, Message, SharedEnvelope};
+use crate::leases::Lease;
 use crate::protocol::AgentProfile;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -31,6 +32,7 @@ const KIND_MARKED: u8 = 11;
 const KIND_ACTIVITY: u8 = 12;
 const KIND_AGENT: u8 = 13;
 const KIND_DRAINED: u8 = 14;
+const KIND_LEASE: u8 = 15;
 
 /// One state change of a shard. Kinds 1, 2, 3 and 6 are the first format's (before
 /// threads and delivery logs): still read, never written.
@@ -83,6 +85,8 @@ pub enum Record {
         name: Box<str>,
         envelope: SharedEnvelope,
     },
+    /// A file reservation's whole state (new, extended, renewed or released) in `project`.
+    Lease { project: Uuid, lease: Lease },
 }
 
 /// What a recipient did with one delivery. `None` times: not yet.
@@ -145,7 +149,22 @@ pub fn encode(out: &mut Vec<u8>, record: &Record) {
             envelope,
         } => encode_delivery(out, name, state, envelope),
         Record::Sent { name, envelope } => encode_sent(out, name, envelope),
+        Record::Lease { project, lease } => encode_lease(out, project, lease),
     }
+}
+
+pub fn encode_lease(out: &mut Vec<u8>, project: &Uuid, lease: &Lease) {
+    frame(out, KIND_LEASE, |out| {
+        put_uuid(out, project);
+        out.extend_from_slice(&lease.id.to_le_bytes());
+        put_str(out, &lease.agent);
+        put_str(out, &lease.path);
+        out.push(u8::from(lease.exclusive));
+        put_str(out, &lease.reason);
+        out.extend_from_slice(&lease.created_ms.to_le_bytes());
+        out.extend_from_slice(&lease.expires_ms.to_le_bytes());
+        put_optional_i64(out, lease.released_ms);
+    });
 }
 
 pub fn encode_agent(out: &mut Vec<u8>, p: &AgentProfile) {
@@ -397,6 +416,19 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         KIND_SENT => Record::Sent {
             name: reader.str16()?,
             envelope: reader.envelope()?,
+        },
+        KIND_LEASE => Record::Lease {
+            project: reader.uuid()?,
+            lease: Lease {
+                id: reader.u64()?,
+                agent: reader.str16()?,
+                path: reader.str16()?,
+                exclusive: reader.u8()? != 0,
+                reason: reader.str16()?,
+                created_ms: reader.i64()?,
+                expires_ms: reader.i64()?,
+                released_ms: reader.optional_i64()?,
+            },
         },
         _ => return Err(DecodeError::Malformed("unknown record kind")),
     };
@@ -667,6 +699,19 @@ mod tests {
             Record::Sent {
                 name: "Blüe".into(),
                 envelope: envelope(),
+            },
+            Record::Lease {
+                project: Uuid::from_u128(8),
+                lease: Lease {
+                    id: 3,
+                    agent: "a".into(),
+                    path: "src/**/*.rs".into(),
+                    exclusive: true,
+                    reason: "refactor →".into(),
+                    created_ms: 1,
+                    expires_ms: 2,
+                    released_ms: Some(3),
+                },
             },
         ]
     }

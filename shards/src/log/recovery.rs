@@ -361,7 +361,11 @@ pub fn reshard(
     let mut moved: Vec<ShardState> = (0..shard_count)
         .map(|shard| ShardState::with_log(shard, shard_count, limits, LogBuffer::new(true, 0)))
         .collect();
-    for state in states {
+    for mut state in states {
+        for (project, leases) in state.take_projects() {
+            let owner = crate::leases::owner_of_project(&project, shard_count);
+            moved[owner].restore_project(project, leases);
+        }
         for agent in state.into_agents() {
             let owner = owner_of(&agent.profile.name, shard_count);
             moved[owner].restore_agent(agent)?;
