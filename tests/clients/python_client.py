@@ -48,6 +48,8 @@ SDK_VERSION = _dist_version("mcp")
 EXPECTED_TOOLS = {
     "create_agent", "send_message", "get_inbox", "search_messages", "fetch_inbox", "wait_for_mail",
     "reply_message", "acknowledge_message", "mark_message_read", "get_thread", "list_agents",
+    "file_reservation_paths", "release_file_reservations", "renew_file_reservations",
+    "check_file_reservation_conflicts", "list_file_reservations", "force_release_file_reservation",
 }
 INBOX_KEYS = {
     "id", "from", "subject", "body", "timestamp", "seq", "thread_id", "reply_to", "importance",
@@ -205,6 +207,20 @@ async def run_checks(api: Api, server_info: dict[str, Any], protocol_version: st
     expect(len(got) == 1 and got[0]["id"] == msg_id and got[0]["drained"] is True, f"{what}: want the drained message, got {got!r}")
     expect(sc["next_after"] == 1 and sc["counts"]["unread"] == 0, f"{what}: cursor and counts {sc!r}")
     done.append("fetch_inbox")
+
+    # --- file reservations ------------------------------------------------------------------
+    what = "file_reservation_paths(A)"
+    res = await api.call("file_reservation_paths", {"agent_name": name_a, "paths": ["src/", "port:3000"]})
+    parsed, sc = ok_result(res, what)
+    expect(len(sc["granted"]) == 2 and sc["conflicts"] == [], f"{what}: {sc!r}")
+    what = "file_reservation_paths(B), conflicting"
+    res = await api.call("file_reservation_paths", {"agent_name": name_b, "paths": ["src/main.rs"]})
+    parsed, sc = ok_result(res, what)
+    expect(sc["granted"] == [] and sc["conflicts"][0]["holders"][0]["agent"] == name_a, f"{what}: {sc!r}")
+    res = await api.call("release_file_reservations", {"agent_name": name_a})
+    parsed, sc = ok_result(res, "release_file_reservations(A)")
+    expect(len(sc["released"]) == 2, f"release_file_reservations(A): {sc!r}")
+    done.append("file reservations")
 
     # --- search_messages (poll) -------------------------------------------------------------
     what = f"search_messages({token})"

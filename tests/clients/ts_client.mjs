@@ -20,8 +20,10 @@ const SDK_VERSION = JSON.parse(
   readFileSync(new URL('./node_modules/@modelcontextprotocol/sdk/package.json', import.meta.url), 'utf8')
 ).version;
 const EXPECTED_TOOLS = [
-  'acknowledge_message', 'create_agent', 'fetch_inbox', 'get_inbox', 'get_thread', 'list_agents',
-  'mark_message_read', 'reply_message', 'search_messages', 'send_message', 'wait_for_mail',
+  'acknowledge_message', 'check_file_reservation_conflicts', 'create_agent', 'fetch_inbox',
+  'file_reservation_paths', 'force_release_file_reservation', 'get_inbox', 'get_thread',
+  'list_agents', 'list_file_reservations', 'mark_message_read', 'release_file_reservations',
+  'renew_file_reservations', 'reply_message', 'search_messages', 'send_message', 'wait_for_mail',
 ];
 const INBOX_KEYS = ['id', 'from', 'subject', 'body', 'timestamp', 'seq', 'thread_id', 'reply_to', 'importance', 'ack_required', 'cc'];
 const PROJECT_KEY = 'ts-sdk';
@@ -163,6 +165,20 @@ async function runChecks(client) {
     `${what}: want the drained message, got ${show(sc.messages)}`);
   expect(sc.next_after === 1 && sc.counts.unread === 0, `${what}: cursor and counts ${show(sc)}`);
   done.push('fetch_inbox');
+
+  // --- file reservations ----------------------------------------------------------------------
+  what = 'file_reservation_paths(A)';
+  res = await call('file_reservation_paths', { agent_name: nameA, paths: ['src/', 'port:3000'] });
+  [parsed, sc] = okResult(res, what);
+  expect(sc.granted.length === 2 && sc.conflicts.length === 0, `${what}: ${show(sc)}`);
+  what = 'file_reservation_paths(B), conflicting';
+  res = await call('file_reservation_paths', { agent_name: nameB, paths: ['src/main.rs'] });
+  [parsed, sc] = okResult(res, what);
+  expect(sc.granted.length === 0 && sc.conflicts[0].holders[0].agent === nameA, `${what}: ${show(sc)}`);
+  res = await call('release_file_reservations', { agent_name: nameA });
+  [parsed, sc] = okResult(res, 'release_file_reservations(A)');
+  expect(sc.released.length === 2, `release_file_reservations(A): ${show(sc)}`);
+  done.push('file reservations');
 
   // --- search_messages (poll) ---------------------------------------------------------------
   what = `search_messages(${token})`;
