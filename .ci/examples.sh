@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs examples/01..07 against a live server (URL) and checks what each prints.
+# Runs examples/01..08 against a live server (URL) and checks what each prints.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export URL=${1:?usage: .ci/examples.sh http://127.0.0.1:PORT}
@@ -29,4 +29,5 @@ check 04_send_and_inbox.sh '"status": ?"sent"' '"from": ?"BlueLake"' '"messages"
 check 05_search.sh '"from": ?\[' '"BlueLake"'
 check 06_reply_thread_ack.sh '"ack_required": ?true' 'Re: ship 1.4\?' '"changed": ?1' '"participants": ?\[' '"reply_to": ?"[0-9a-f-]{36}"'
 check 07_wait_for_mail.sh '"counts"' '"messages": ?\[\]' '"subject": ?"wake up"' '"importance": ?"urgent"'
-echo "7 passed, 0 failed"
+check 08_file_reservations.sh '"granted": ?\[' '"agent": ?"BlueLake"' 'src/parser.rs is reserved by BlueLake' 'hook: commit refused' 'hook: commit allowed' '"released": ?\['
+echo "8 passed, 0 failed"
