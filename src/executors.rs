@@ -262,6 +262,8 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
         let mut kit = kits.take(id)?;
         // Before any peer is served: a request in between would act without tokens.
         kit.state.set_agent_auth(agent_auth);
+        // Replay keeps every logged lease active; those expired by now leave at once.
+        kit.state.sweep_leases(crate::clock::now_ms(), usize::MAX);
         let journal = kit.log.as_ref().map(|log| kits.journal(log));
         log_start = kit.log;
         Ok((kit.state, journal))
@@ -546,10 +548,11 @@ impl glommio::StallDetectionHandler for StallLogger {
 /// into the metrics; a scrape sees values at most this old.
 const GAUGE_INTERVAL_MS: u64 = 1_000;
 
-/// Publishes this shard's gauges for `/metrics`, which any shard may serve.
 /// Projects whose expired reservations one sweep (once a second) reaps.
 const LEASE_SWEEP_PROJECTS: usize = 256;
 
+/// Publishes this shard's gauges for `/metrics`, which any shard may serve, and sweeps
+/// expired reservations.
 async fn publish_shard_gauges(shard: Rc<Shard>, budget: Rc<ReadBudget>, metrics: Arc<Metrics>) {
     loop {
         let stats = shard.stats();

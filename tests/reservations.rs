@@ -381,3 +381,32 @@ fn reservations_survive_kill_9_with_their_wall_clock_expiry() {
         "ids are never reused across a restart: {new_id}"
     );
 }
+
+#[test]
+fn a_reshard_keeps_a_project_whose_new_owner_has_no_agents() {
+    // A project key whose reservations land on the other shard than its only agent's.
+    let agent = "LonelyAda";
+    let key = (0..)
+        .map(|n| format!("lonely-{n}"))
+        .find(|key| {
+            let project = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_DNS, key.as_bytes());
+            shards::leases::owner_of_project(&project, 2) != shards::owner_of(agent, 2)
+        })
+        .expect("a key");
+    let mut server = Server::start_with(&["--shards", "1"]);
+    let mut client = server.client();
+    client.create_agent(&key, agent);
+    reserve(&mut client, agent, &["src/"], json!({}));
+    assert!(server.terminate().success());
+    let mut stopped = Vec::new();
+    for _ in 0..2 {
+        // The first restart reshards 1 -> 2; the second reads what that wrote.
+        let mut restarted = Server::start_in(&server.dir, &["--shards", "2"]);
+        let listed = restarted
+            .client()
+            .call_ok("list_file_reservations", json!({"project_key": key}));
+        assert_eq!(listed["reservations"][0]["path"], "src", "{listed}");
+        assert!(restarted.terminate().success());
+        stopped.push(restarted);
+    }
+}

@@ -50,6 +50,12 @@ pub enum PathError {
     EscapesProject,
     /// A `[` without its `]`.
     UnclosedClass,
+    /// `[:upper:]` and friends are not supported.
+    PosixClass,
+    /// A `scheme:name`-shaped path written with a `/` (`a:b/`): ambiguous.
+    LooksVirtual,
+    /// Past a bound on a pattern's size or wildcards (see the constants).
+    TooComplex(&'static str),
 }
 
 impl fmt::Display for PathError {
@@ -58,13 +64,32 @@ impl fmt::Display for PathError {
             PathError::Empty => "is empty",
             PathError::EscapesProject => "leaves the project ('..')",
             PathError::UnclosedClass => "has a '[' without its ']'",
+            PathError::PosixClass => "uses a [:class:], which is not supported; use ranges",
+            PathError::LooksVirtual => {
+                "looks like a virtual resource (scheme:name) but has a '/'; drop the '/'"
+            }
+            PathError::TooComplex(what) => what,
         })
     }
 }
 
+/// Segments of one pattern: deeper is no real path.
+pub const MAX_SEGMENTS: usize = 64;
+/// Bytes of one segment: what file systems allow for a name.
+pub const MAX_SEGMENT_BYTES: usize = 255;
+/// `*`, `?` and classes in one segment, and `**` in one pattern: overlap is a search over
+/// pairs of positions, so these keep one comparison to a few thousand steps.
+pub const MAX_WILDCARDS_PER_SEGMENT: usize = 8;
+pub const MAX_ANY_DEPTH: usize = 4;
+/// States one segment comparison may visit before it answers "overlap" (conservative): the
+/// bounds above keep real patterns far below it.
+const MAX_OVERLAP_STEPS: usize = 1 << 16;
+
 /// The canonical text of a path: `\` becomes `/`, leading `/` and `./` are dropped, `.` and
-/// empty segments go, and a trailing `/` is kept off (`dir/` and `dir` cover the same).
-/// A virtual resource is kept as given.
+/// empty segments go, a trailing `/` is kept off (`dir/` and `dir` cover the same), and the
+/// glob is written back in one form (`**/**` is `**`, `a**` is `a*`), so two spellings of one
+/// pattern are one lease. A virtual resource is kept as given. Escapes are not supported
+/// (`\` is a separator).
 pub fn normalize(path: &str) -> Result<String, PathError> {
     if is_virtual(path) {
         return Ok(path.to_string());
@@ -82,8 +107,53 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
         return Err(PathError::Empty);
     }
     let text = segments.join("/");
-    parse(&text)?;
-    Ok(text)
+    if is_virtual(&text) {
+        return Err(PathError::LooksVirtual);
+    }
+    Ok(render(&parse(&text)?))
+}
+
+/// The text of a parsed path pattern, in the one form [`parse`] reads back the same.
+fn render(pattern: &Pattern) -> String {
+    let Pattern::Path(segments) = pattern else {
+        let Pattern::Virtual(name) = pattern else {
+            unreachable!()
+        };
+        return name.to_string();
+    };
+    let mut out = String::new();
+    for (index, segment) in segments.iter().enumerate() {
+        if index > 0 {
+            out.push('/');
+        }
+        match segment {
+            Segment::AnyDepth => out.push_str("**"),
+            Segment::Glob(tokens) => {
+                for token in tokens {
+                    match token {
+                        Token::Char(c) => out.push(*c),
+                        Token::One => out.push('?'),
+                        Token::Star => out.push('*'),
+                        Token::Class { negated, ranges } => {
+                            out.push('[');
+                            if *negated {
+                                out.push('!');
+                            }
+                            for (lo, hi) in ranges {
+                                out.push(*lo);
+                                if lo != hi {
+                                    out.push('-');
+                                    out.push(*hi);
+                                }
+                            }
+                            out.push(']');
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// `scheme:name`: a scheme of ASCII letters, digits, `+`, `.` or `-` starting with a letter,
@@ -105,15 +175,36 @@ pub fn parse(text: &str) -> Result<Pattern, PathError> {
         return Ok(Pattern::Virtual(text.into()));
     }
     let mut segments = Vec::new();
+    let mut any_depth = 0;
     for segment in text.split('/').filter(|s| !s.is_empty()) {
+        if segments.len() >= MAX_SEGMENTS {
+            return Err(PathError::TooComplex("has more than 64 segments"));
+        }
+        if segment.len() > MAX_SEGMENT_BYTES {
+            return Err(PathError::TooComplex("has a segment longer than 255 bytes"));
+        }
         if segment == "**" {
+            any_depth += 1;
+            if any_depth > MAX_ANY_DEPTH {
+                return Err(PathError::TooComplex("has more than 4 '**'"));
+            }
             // `a/**/**/b` is `a/**/b`.
             if segments.last() != Some(&Segment::AnyDepth) {
                 segments.push(Segment::AnyDepth);
             }
             continue;
         }
-        segments.push(Segment::Glob(tokens(segment)?));
+        let tokens = tokens(segment)?;
+        let wildcards = tokens
+            .iter()
+            .filter(|t| !matches!(t, Token::Char(_)))
+            .count();
+        if wildcards > MAX_WILDCARDS_PER_SEGMENT {
+            return Err(PathError::TooComplex(
+                "has more than 8 wildcards ('*', '?', '[…]') in one segment",
+            ));
+        }
+        segments.push(Segment::Glob(tokens));
     }
     if segments.is_empty() {
         return Err(PathError::Empty);
@@ -148,6 +239,9 @@ fn tokens(segment: &str) -> Result<Vec<Token>, PathError> {
                     // A `]` first in the class is a member, as in gitignore.
                     if start == ']' && !first {
                         break;
+                    }
+                    if start == '[' && chars.peek() == Some(&':') {
+                        return Err(PathError::PosixClass);
                     }
                     first = false;
                     let mut end = start;
@@ -291,11 +385,17 @@ fn globs_overlap(x: &[Token], y: &[Token]) -> bool {
     let (n, m) = (x.len(), y.len());
     let mut seen = vec![false; (n + 1) * (m + 1)];
     let mut stack = vec![(0usize, 0usize)];
+    let mut steps = 0usize;
     while let Some((i, j)) = stack.pop() {
         if seen[i * (m + 1) + j] {
             continue;
         }
         seen[i * (m + 1) + j] = true;
+        steps += 1;
+        if steps > MAX_OVERLAP_STEPS {
+            // Past the budget: report an overlap, which is the safe answer.
+            return true;
+        }
         if i == n && j == m {
             return true;
         }
@@ -319,49 +419,69 @@ fn globs_overlap(x: &[Token], y: &[Token]) -> bool {
     false
 }
 
-/// Whether one character (not `/`) is accepted by both tokens.
+/// Whether one character (not `/`) is accepted by both tokens, without allocating.
 fn chars_intersect(a: &Token, b: &Token) -> bool {
-    let set = |t: &Token| -> (bool, Vec<(char, char)>) {
-        match t {
-            Token::Char(c) => (false, vec![(*c, *c)]),
-            Token::One | Token::Star => (true, Vec::new()),
-            Token::Class { negated, ranges } => (*negated, ranges.clone()),
+    match (a, b) {
+        (Token::One | Token::Star, Token::One | Token::Star) => true,
+        (Token::One | Token::Star, other) | (other, Token::One | Token::Star) => {
+            accepts_some(other)
         }
-    };
-    let ((na, ra), (nb, rb)) = (set(a), set(b));
-    let slash = [('/', '/')];
-    match (na, nb) {
-        // Two complements of finite sets always share a character.
-        (true, true) => true,
-        (false, false) => ra.iter().any(|&(lo, hi)| {
-            rb.iter().any(|&(lo2, hi2)| {
-                let (from, to) = (lo.max(lo2), hi.min(hi2));
-                from <= to && !(from == '/' && to == '/')
-            })
-        }),
-        (false, true) => has_outside(&ra, &rb, &slash),
-        (true, false) => has_outside(&rb, &ra, &slash),
+        (Token::Char(x), Token::Char(y)) => x == y,
+        (Token::Char(c), class) | (class, Token::Char(c)) => token_accepts(class, *c),
+        (
+            Token::Class {
+                negated: na,
+                ranges: ra,
+            },
+            Token::Class {
+                negated: nb,
+                ranges: rb,
+            },
+        ) => match (na, nb) {
+            // Two complements of finite sets always share a character.
+            (true, true) => true,
+            (false, false) => ra.iter().any(|&(lo, hi)| {
+                rb.iter().any(|&(lo2, hi2)| {
+                    let (from, to) = (lo.max(lo2), hi.min(hi2));
+                    from <= to && !(from == '/' && to == '/')
+                })
+            }),
+            (false, true) => has_outside(ra, rb),
+            (true, false) => has_outside(rb, ra),
+        },
     }
 }
 
-/// Whether some character of `ranges` lies outside every range of `excluded` and of `also`.
-fn has_outside(ranges: &[(char, char)], excluded: &[(char, char)], also: &[(char, char)]) -> bool {
-    let mut cuts: Vec<(u32, u32)> = excluded
-        .iter()
-        .chain(also)
-        .map(|(lo, hi)| (*lo as u32, *hi as u32))
-        .collect();
-    cuts.sort();
-    ranges.iter().any(|(lo, hi)| {
-        // Walk the sorted exclusions and look for a gap inside [lo, hi].
-        let mut next = *lo as u32;
-        for (clo, chi) in &cuts {
-            if *clo > next {
+/// Whether a token accepts any character at all (other than `/`).
+fn accepts_some(token: &Token) -> bool {
+    match token {
+        Token::Char(c) => *c != '/',
+        Token::One | Token::Star => true,
+        Token::Class { negated: true, .. } => true,
+        Token::Class { ranges, .. } => has_outside(ranges, &[]),
+    }
+}
+
+/// Whether some character of `ranges` lies outside every range of `excluded` (and is not
+/// `/`), without allocating: each range's start is pushed past the exclusions covering it.
+fn has_outside(ranges: &[(char, char)], excluded: &[(char, char)]) -> bool {
+    ranges.iter().any(|&(lo, hi)| {
+        let mut next = lo as u32;
+        // Exclusions in any order: repeat until no exclusion moves `next` (at most one pass
+        // per exclusion).
+        for _ in 0..=excluded.len() {
+            let mut moved = false;
+            for &(clo, chi) in excluded.iter().chain(std::iter::once(&('/', '/'))) {
+                if (clo as u32) <= next && next <= chi as u32 {
+                    next = chi as u32 + 1;
+                    moved = true;
+                }
+            }
+            if !moved {
                 break;
             }
-            next = next.max(chi.saturating_add(1));
         }
-        next <= *hi as u32
+        next <= hi as u32
     })
 }
 

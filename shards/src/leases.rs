@@ -8,7 +8,7 @@
 
 use crate::glob::{self, Pattern};
 use crate::routing::owner_of;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use uuid::Uuid;
 
 /// Active leases one project holds: each reserve compares its paths with all of them, so this
@@ -20,7 +20,7 @@ pub const MAX_AGENT_LEASES: usize = 256;
 pub const RECENT_INACTIVE: usize = 256;
 /// Holders listed for one conflicting path (the rest are counted): keeps an answer small
 /// even when a broad pattern meets thousands of leases.
-pub const MAX_HOLDERS_LISTED: usize = 16;
+pub const MAX_HOLDERS_LISTED: usize = 4;
 
 /// The shard that owns a project's reservations.
 pub fn owner_of_project(project_id: &Uuid, shard_count: usize) -> usize {
@@ -80,8 +80,11 @@ pub struct PathConflicts {
 
 #[derive(Debug, Default, Clone)]
 pub struct ProjectLeases {
-    active: Vec<(Lease, Pattern)>,
+    /// By id: an upsert (live or replayed) finds its lease in O(log n).
+    active: BTreeMap<u64, (Lease, Pattern)>,
     recent: VecDeque<Lease>,
+    /// The next lease's id; kept in snapshots (a `LeaseIds` record), so ids are never reused
+    /// even when the newest lease left `recent`.
     next_id: u64,
 }
 
@@ -94,25 +97,37 @@ impl ProjectLeases {
         self.active.len()
     }
 
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Replay of a snapshot's `LeaseIds`: ids below this were handed out.
+    pub fn set_next_id(&mut self, next_id: u64) {
+        self.next_id = self.next_id.max(next_id);
+    }
+
+    fn active_leases(&self) -> impl Iterator<Item = &Lease> {
+        self.active.values().map(|(l, _)| l)
+    }
+
     /// Every lease, active first, for a snapshot.
     pub fn all(&self) -> impl Iterator<Item = &Lease> {
-        self.active.iter().map(|(l, _)| l).chain(&self.recent)
+        self.active_leases().chain(&self.recent)
     }
 
     /// Moves leases that expired by `now_ms` out of the active list.
     pub fn reap(&mut self, now_ms: i64) {
-        if self.active.iter().all(|(l, _)| l.active(now_ms)) {
-            return;
-        }
-        let mut kept = Vec::with_capacity(self.active.len());
-        for (lease, pattern) in self.active.drain(..) {
-            if lease.active(now_ms) {
-                kept.push((lease, pattern));
-            } else {
+        let expired: Vec<u64> = self
+            .active
+            .values()
+            .filter(|(l, _)| !l.active(now_ms))
+            .map(|(l, _)| l.id)
+            .collect();
+        for id in expired {
+            if let Some((lease, _)) = self.active.remove(&id) {
                 self.recent.push_back(lease);
             }
         }
-        self.active = kept;
         while self.recent.len() > RECENT_INACTIVE {
             self.recent.pop_front();
         }
@@ -121,11 +136,11 @@ impl ProjectLeases {
     /// Applies a lease's whole state (a new lease, an update, a release): live and on replay.
     pub fn upsert(&mut self, lease: Lease) {
         self.next_id = self.next_id.max(lease.id + 1);
-        self.active.retain(|(l, _)| l.id != lease.id);
+        self.active.remove(&lease.id);
         self.recent.retain(|l| l.id != lease.id);
         if lease.released_ms.is_none() {
             if let Ok(pattern) = glob::parse(&lease.path) {
-                self.active.push((lease, pattern));
+                self.active.insert(lease.id, (lease, pattern));
                 return;
             }
         }
@@ -150,7 +165,7 @@ impl ProjectLeases {
             more_holders: 0,
             own: Vec::new(),
         };
-        for (lease, held) in &self.active {
+        for (lease, held) in self.active.values() {
             if !quick_overlap(path, &lease.path) || !glob::overlap(pattern, held) {
                 continue;
             }
@@ -190,10 +205,9 @@ impl ProjectLeases {
             }
             debug_assert_eq!(check.more_holders, 0);
             let existing = self
-                .active
-                .iter()
-                .find(|(l, _)| *l.agent == *agent && l.path == *path)
-                .map(|(l, _)| l.clone());
+                .active_leases()
+                .find(|l| *l.agent == *agent && l.path == *path)
+                .cloned();
             let lease = match existing {
                 Some(mut lease) => {
                     lease.expires_ms = lease.expires_ms.max(expires_ms);
@@ -217,11 +231,7 @@ impl ProjectLeases {
             };
             grants.push((index, lease));
         }
-        let agent_count = self
-            .active
-            .iter()
-            .filter(|(l, _)| *l.agent == *agent)
-            .count();
+        let agent_count = self.active_leases().filter(|l| *l.agent == *agent).count();
         if agent_count + new_count > MAX_AGENT_LEASES {
             return Err(LeaseError::TooMany {
                 per_agent: true,
@@ -246,8 +256,10 @@ impl ProjectLeases {
         Ok((granted, conflicts))
     }
 
-    /// The agent's active leases chosen by `paths` and `ids` (all when neither is given); a
-    /// named lease or path held only by another agent is an error naming the holder.
+    /// The agent's active leases chosen by `paths` and `ids` (all when neither is given). A
+    /// named lease or path held only by another agent is an error naming the holder; one that
+    /// is the agent's own but expired or released is nothing to do; one nobody ever held here
+    /// is an error.
     fn own_selection(
         &self,
         agent: &str,
@@ -257,24 +269,18 @@ impl ProjectLeases {
         let mine = |l: &Lease| *l.agent == *agent;
         let mut chosen: Vec<Lease> = Vec::new();
         if paths.is_none() && ids.is_none() {
-            return Ok(self
-                .active
-                .iter()
-                .map(|(l, _)| l)
-                .filter(|l| mine(l))
-                .cloned()
-                .collect());
+            return Ok(self.active_leases().filter(|l| mine(l)).cloned().collect());
         }
+        let held_by_other = |l: &Lease| LeaseError::HeldByOther {
+            id: l.id,
+            path: l.path.clone(),
+            holder: l.agent.clone(),
+        };
         for id in ids.unwrap_or_default() {
-            match self.active.iter().map(|(l, _)| l).find(|l| l.id == *id) {
+            match self.active.get(id).map(|(l, _)| l) {
                 Some(l) if mine(l) => chosen.push(l.clone()),
-                Some(l) => {
-                    return Err(LeaseError::HeldByOther {
-                        id: l.id,
-                        path: l.path.clone(),
-                        holder: l.agent.clone(),
-                    })
-                }
+                Some(l) => return Err(held_by_other(l)),
+                None if self.recent.iter().any(|l| l.id == *id && mine(l)) => {}
                 None => {
                     return Err(LeaseError::NotFound {
                         what: format!("no active reservation with id {id}"),
@@ -283,22 +289,13 @@ impl ProjectLeases {
             }
         }
         for path in paths.unwrap_or_default() {
-            let on_path: Vec<&Lease> = self
-                .active
-                .iter()
-                .map(|(l, _)| l)
-                .filter(|l| l.path == *path)
-                .collect();
-            match on_path.iter().find(|l| mine(l)) {
-                Some(l) => chosen.push((*l).clone()),
-                None => match on_path.first() {
-                    Some(l) => {
-                        return Err(LeaseError::HeldByOther {
-                            id: l.id,
-                            path: l.path.clone(),
-                            holder: l.agent.clone(),
-                        })
-                    }
+            let mut on_path = self.active_leases().filter(|l| l.path == *path).peekable();
+            let first = on_path.peek().map(|l| (*l).clone());
+            match on_path.find(|l| mine(l)) {
+                Some(l) => chosen.push(l.clone()),
+                None => match first {
+                    Some(l) => return Err(held_by_other(&l)),
+                    None if self.recent.iter().any(|l| l.path == *path && mine(l)) => {}
                     None => {
                         return Err(LeaseError::NotFound {
                             what: format!("no active reservation on {path:?}"),
@@ -353,14 +350,20 @@ impl ProjectLeases {
             .collect())
     }
 
-    /// Releases lease `id` of `holder` for another agent (the staleness was checked by the
-    /// caller against the holder's owner).
-    pub fn force_release(&mut self, id: u64, holder: &str, now_ms: i64) -> Option<Lease> {
+    /// Releases lease `id` of `holder` for another agent, if it is still as the caller saw it
+    /// (same expiry: not renewed since; the staleness was checked on the holder's owner).
+    pub fn force_release(
+        &mut self,
+        id: u64,
+        holder: &str,
+        expires_ms: i64,
+        now_ms: i64,
+    ) -> Option<Lease> {
         self.reap(now_ms);
         let (lease, _) = self
             .active
-            .iter()
-            .find(|(l, _)| l.id == id && *l.agent == *holder)?;
+            .get(&id)
+            .filter(|(l, _)| *l.agent == *holder && l.expires_ms == expires_ms)?;
         let mut lease = lease.clone();
         lease.released_ms = Some(now_ms);
         self.upsert(lease.clone());
@@ -369,10 +372,7 @@ impl ProjectLeases {
 
     pub fn active_lease(&mut self, id: u64, now_ms: i64) -> Option<Lease> {
         self.reap(now_ms);
-        self.active
-            .iter()
-            .find(|(l, _)| l.id == id)
-            .map(|(l, _)| l.clone())
+        self.active.get(&id).map(|(l, _)| l.clone())
     }
 
     /// Leases for a listing: active ones (and with `include_inactive`, recent released or
@@ -386,13 +386,7 @@ impl ProjectLeases {
     ) -> Vec<Lease> {
         self.reap(now_ms);
         let wanted = |l: &&Lease| agent.is_none_or(|a| *l.agent == *a);
-        let mut out: Vec<Lease> = self
-            .active
-            .iter()
-            .map(|(l, _)| l)
-            .filter(wanted)
-            .cloned()
-            .collect();
+        let mut out: Vec<Lease> = self.active_leases().filter(wanted).cloned().collect();
         if include_inactive {
             out.extend(self.recent.iter().filter(wanted).cloned());
         }
@@ -543,14 +537,24 @@ mod tests {
             .release("a", Some(&["docs".into()]), None, 6)
             .expect("releases");
         assert_eq!(released[0].released_ms, Some(6));
+        let again = leases.release("a", Some(&["docs".into()]), Some(&[released[0].id]), 6);
+        assert_eq!(
+            again,
+            Ok(vec![]),
+            "an own lease already released is nothing to do"
+        );
         assert_eq!(leases.active_count(), 1);
+        let expiry = a_leases[0].expires_ms;
+        let (id, b, a) = (a_leases[0].id, "b", "a");
         assert!(
-            leases.force_release(a_leases[0].id, "b", 7).is_none(),
+            leases.force_release(id, b, expiry, 7).is_none(),
             "b does not hold it"
         );
-        let forced = leases
-            .force_release(a_leases[0].id, "a", 7)
-            .expect("held by a");
+        assert!(
+            leases.force_release(id, a, expiry + 1, 7).is_none(),
+            "renewed since"
+        );
+        let forced = leases.force_release(id, a, expiry, 7).expect("held by a");
         assert_eq!(forced.released_ms, Some(7));
         let (granted, _) = reserve(&mut leases, "b", &["src/x.rs"], true, 8);
         assert_eq!(granted.len(), 1, "free after the force release");

@@ -26,5 +26,7 @@ pub use protocol::{
 };
 pub use routing::owner_of;
 pub use runtime::{CallError, MeshPair, Shard, ShardStats, Ticket};
-pub use state::{AgentImage, InboxLimits, PendingSend, ReplayError, ShardState, StateImage};
+pub use state::{
+    AgentImage, InboxLimits, PendingSend, ProjectImage, ReplayError, ShardState, StateImage,
+};
 pub use waiters::WaiterLimits;

@@ -122,6 +122,8 @@ pub enum LeaseOp {
     ForceRelease {
         id: u64,
         holder: Box<str>,
+        /// As the caller saw it: a lease renewed since is not released.
+        expires_ms: i64,
     },
 }
 

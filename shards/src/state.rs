@@ -312,7 +312,15 @@ pub struct StateImage {
     /// through (see recovery).
     pub recent_visible: Vec<Uuid>,
     /// The file reservations of the projects this shard owns.
-    pub projects: Vec<(Uuid, Vec<Lease>)>,
+    pub projects: Vec<ProjectImage>,
+}
+
+/// One project's reservations, as a snapshot holds them or a reshard moves them.
+#[derive(Debug, Clone)]
+pub struct ProjectImage {
+    pub project_id: Uuid,
+    pub next_id: u64,
+    pub leases: Vec<Lease>,
 }
 
 #[derive(Debug)]
@@ -1084,6 +1092,31 @@ impl ShardState {
             owner_of_project(&project_id, self.shard_count),
             self.shard_id
         );
+        // Only a reservation creates a project's entry: reads of unknown projects (anyone
+        // may list any project key) must not grow the state.
+        if !matches!(op, LeaseOp::Reserve { .. }) && !self.projects.contains_key(&project_id) {
+            return match op {
+                LeaseOp::Check { paths } => Reply::Checked(
+                    paths
+                        .into_iter()
+                        .map(|path| crate::leases::PathConflicts {
+                            path,
+                            holders: Vec::new(),
+                            more_holders: 0,
+                            own: Vec::new(),
+                        })
+                        .collect(),
+                ),
+                LeaseOp::Release { paths, ids } | LeaseOp::Renew { paths, ids, .. }
+                    if paths.is_some() || ids.is_some() =>
+                {
+                    Reply::Leases(Err(LeaseError::NotFound {
+                        what: "no active reservation in this project".into(),
+                    }))
+                }
+                _ => Reply::Leases(Ok(Vec::new())),
+            };
+        }
         let project = self.project(project_id);
         let changed: Result<Vec<Lease>, LeaseError>;
         let reply = match op {
@@ -1140,9 +1173,13 @@ impl ShardState {
             LeaseOp::Holder { id } => {
                 return Reply::Leases(Ok(project.active_lease(id, now_ms).into_iter().collect()))
             }
-            LeaseOp::ForceRelease { id, holder } => {
+            LeaseOp::ForceRelease {
+                id,
+                holder,
+                expires_ms,
+            } => {
                 let released: Vec<Lease> = project
-                    .force_release(id, &holder, now_ms)
+                    .force_release(id, &holder, expires_ms, now_ms)
                     .into_iter()
                     .collect();
                 changed = Ok(released.clone());
@@ -1179,19 +1216,25 @@ impl ShardState {
         }
     }
 
+    /// Whether this shard holds any project's reservations.
+    pub fn has_projects(&self) -> bool {
+        !self.projects.is_empty()
+    }
+
     /// Takes every project's leases out (for moving them to other owners after a reshard).
-    pub fn take_projects(&mut self) -> Vec<(Uuid, Vec<Lease>)> {
+    pub fn take_projects(&mut self) -> Vec<ProjectImage> {
         self.project_order.clear();
         self.projects
             .drain()
-            .map(|(id, leases)| (id, leases.all().cloned().collect()))
+            .map(|(id, leases)| project_image(id, &leases))
             .collect()
     }
 
     /// Places a project's leases moved from another shard (not logged: the caller snapshots).
-    pub fn restore_project(&mut self, project_id: Uuid, leases: Vec<Lease>) {
-        let project = self.project(project_id);
-        for lease in leases {
+    pub fn restore_project(&mut self, image: ProjectImage) {
+        let project = self.project(image.project_id);
+        project.set_next_id(image.next_id);
+        for lease in image.leases {
             project.upsert(lease);
         }
     }
@@ -1377,6 +1420,10 @@ impl ShardState {
                 self.project(project).upsert(lease);
                 Ok(())
             }
+            Record::LeaseIds { project, next_id } => {
+                self.project(project).set_next_id(next_id);
+                Ok(())
+            }
             Record::Sent { name, envelope } => {
                 let agent = self.agents.get_mut(&name).ok_or_else(|| {
                     ReplayError(format!("sent copy of {name}, who is not registered"))
@@ -1412,7 +1459,7 @@ impl ShardState {
                 .projects
                 .iter()
                 .filter(|(_, leases)| !leases.is_empty())
-                .map(|(id, leases)| (*id, leases.all().cloned().collect()))
+                .map(|(id, leases)| project_image(*id, leases))
                 .collect(),
         }
     }
@@ -1536,13 +1583,25 @@ pub fn image_records(image: &StateImage, mut write: impl FnMut(Record)) {
     for id in &image.recent_visible {
         write(Record::Visible { id: *id });
     }
-    for (project, leases) in &image.projects {
-        for lease in leases {
+    for project in &image.projects {
+        write(Record::LeaseIds {
+            project: project.project_id,
+            next_id: project.next_id,
+        });
+        for lease in &project.leases {
             write(Record::Lease {
-                project: *project,
+                project: project.project_id,
                 lease: lease.clone(),
             });
         }
+    }
+}
+
+fn project_image(project_id: Uuid, leases: &ProjectLeases) -> ProjectImage {
+    ProjectImage {
+        project_id,
+        next_id: leases.next_id(),
+        leases: leases.all().cloned().collect(),
     }
 }
 

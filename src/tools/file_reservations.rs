@@ -19,10 +19,11 @@ use super::create_agent::project_id_of;
 use super::mail::{write_bool, write_u64, Clock};
 use super::send_message::{send, Outgoing, MAX_TOKEN_BYTES};
 use super::{
-    unreachable_reply, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES, MAX_PROJECT_KEY_BYTES,
+    unreachable_reply, OutputBudget, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES,
+    MAX_PROJECT_KEY_BYTES,
 };
 use crate::clock::now_ms;
-use crate::json::{is_null, present, write_str, write_uuid};
+use crate::json::{both_quoted_len, is_null, present, write_str, write_uuid};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use shards::glob::normalize;
@@ -320,7 +321,11 @@ fn leases_of(reply: Reply, request: &str) -> Result<Vec<Lease>, ToolError> {
     }
 }
 
-pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolError> {
+pub async fn run(
+    tools: &Toolbox,
+    args: Args<'_>,
+    budget: OutputBudget,
+) -> Result<ToolOutput, ToolError> {
     let output = match args {
         Args::Reserve {
             actor,
@@ -395,6 +400,59 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
         }
         Args::ForceRelease { actor, id, note } => force_release(tools, actor, id, note).await?,
     };
+    fit(output, budget)
+}
+
+/// What one listed lease costs in a result at most, besides its text: raw and escaped.
+const LEASE_FRAME_BYTES: usize = 400;
+
+/// What a lease costs in a result: its texts, raw and escaped inside the `text` string.
+fn lease_bytes(lease: &Lease) -> usize {
+    LEASE_FRAME_BYTES
+        + both_quoted_len(&lease.agent)
+        + both_quoted_len(&lease.path)
+        + both_quoted_len(&lease.reason)
+}
+
+/// Keeps a result within the response's budget: a listing is cut (newest first stay);
+/// any other answer that does not fit is an error, before anything is sent.
+fn fit(output: Output, budget: OutputBudget) -> Result<ToolOutput, ToolError> {
+    let mut used = 0usize;
+    let mut output = output;
+    if let Output::Listed { leases, .. } = &mut output {
+        let keep = leases
+            .iter()
+            .position(|lease| {
+                used += lease_bytes(lease);
+                used > budget.bytes
+            })
+            .unwrap_or(leases.len());
+        leases.truncate(keep.max(usize::from(budget.at_least_one)));
+        return Ok(ToolOutput::Reservations(output));
+    }
+    let conflicts = |checks: &[PathConflicts]| -> usize {
+        checks
+            .iter()
+            .map(|c| {
+                LEASE_FRAME_BYTES
+                    + both_quoted_len(&c.path)
+                    + c.holders.iter().map(lease_bytes).sum::<usize>()
+            })
+            .sum()
+    };
+    used = match &output {
+        Output::Reserved {
+            granted,
+            conflicts: c,
+        } => granted.iter().map(lease_bytes).sum::<usize>() + conflicts(c),
+        Output::Released(leases) | Output::Renewed(leases) => leases.iter().map(lease_bytes).sum(),
+        Output::Checked(checks) => conflicts(checks),
+        Output::Forced { lease, .. } => lease_bytes(lease),
+        Output::Listed { .. } => 0,
+    };
+    if used > budget.bytes {
+        return Err(ToolError::ListDoesNotFit);
+    }
     Ok(ToolOutput::Reservations(output))
 }
 
@@ -427,10 +485,11 @@ async fn force_release(
         )
         .await?
     {
-        Reply::LastActive(last) => last.unwrap_or(i64::MIN),
+        // A holder that no longer exists anywhere is as stale as can be.
+        Reply::LastActive(last) => last.unwrap_or(0),
         other => unreachable_reply("LastActive", &other),
     };
-    let idle_ms = now_ms().saturating_sub(last_active);
+    let idle_ms = now_ms().saturating_sub(last_active).max(0);
     if idle_ms < tools.settings.stale_lease_ms {
         return Err(ToolError::HolderActive {
             holder: lease.agent.to_string(),
@@ -441,6 +500,7 @@ async fn force_release(
     let op = LeaseOp::ForceRelease {
         id,
         holder: lease.agent.clone(),
+        expires_ms: lease.expires_ms,
     };
     let released = leases_of(
         lease_call(tools, project, &actor.name, op).await?,
@@ -520,6 +580,8 @@ fn write_conflicts(out: &mut Vec<u8>, checks: &[&PathConflicts], clock: &mut Clo
         write_list(out, &check.holders, |out, lease| {
             write_lease(out, lease, clock, true)
         });
+        out.extend_from_slice(b",\"more_holders\":");
+        write_u64(out, check.more_holders as u64);
         out.push(b'}');
     });
 }
@@ -648,7 +710,7 @@ pub fn reserve_definition() -> serde_json::Value {
         }), &["agent_name", "paths"]),
         "outputSchema": object_schema(serde_json::json!({
             "granted": {"type": "array", "items": {"type": "object"}},
-            "conflicts": {"type": "array", "items": {"type": "object", "description": "path, holders[{id, agent, path, exclusive, reason, expires_at}] (at most 16), more_holders"}}
+            "conflicts": {"type": "array", "items": {"type": "object", "description": "path, holders[{id, agent, path, exclusive, reason, expires_at}] (at most 4), more_holders"}}
         }), &["granted", "conflicts"])
     })
 }

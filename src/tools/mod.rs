@@ -538,7 +538,7 @@ impl Toolbox {
             ToolCall::Mark(args) => marks::run(self, args).await,
             ToolCall::GetThread(args) => get_thread::run(self, args, budget).await,
             ToolCall::ListAgents(args) => list_agents::run(self, args, budget).await,
-            ToolCall::Reservations(args) => file_reservations::run(self, args).await,
+            ToolCall::Reservations(args) => file_reservations::run(self, args, budget).await,
         }
     }
 }

@@ -33,6 +33,7 @@ const KIND_ACTIVITY: u8 = 12;
 const KIND_AGENT: u8 = 13;
 const KIND_DRAINED: u8 = 14;
 const KIND_LEASE: u8 = 15;
+const KIND_LEASE_IDS: u8 = 16;
 
 /// One state change of a shard. Kinds 1, 2, 3 and 6 are the first format's (before
 /// threads and delivery logs): still read, never written.
@@ -87,6 +88,8 @@ pub enum Record {
     },
     /// A file reservation's whole state (new, extended, renewed or released) in `project`.
     Lease { project: Uuid, lease: Lease },
+    /// A snapshot's note of the next lease id of `project` (ids are never reused).
+    LeaseIds { project: Uuid, next_id: u64 },
 }
 
 /// What a recipient did with one delivery. `None` times: not yet.
@@ -150,7 +153,15 @@ pub fn encode(out: &mut Vec<u8>, record: &Record) {
         } => encode_delivery(out, name, state, envelope),
         Record::Sent { name, envelope } => encode_sent(out, name, envelope),
         Record::Lease { project, lease } => encode_lease(out, project, lease),
+        Record::LeaseIds { project, next_id } => encode_lease_ids(out, project, *next_id),
     }
+}
+
+pub fn encode_lease_ids(out: &mut Vec<u8>, project: &Uuid, next_id: u64) {
+    frame(out, KIND_LEASE_IDS, |out| {
+        put_uuid(out, project);
+        out.extend_from_slice(&next_id.to_le_bytes());
+    });
 }
 
 pub fn encode_lease(out: &mut Vec<u8>, project: &Uuid, lease: &Lease) {
@@ -416,6 +427,10 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
         KIND_SENT => Record::Sent {
             name: reader.str16()?,
             envelope: reader.envelope()?,
+        },
+        KIND_LEASE_IDS => Record::LeaseIds {
+            project: reader.uuid()?,
+            next_id: reader.u64()?,
         },
         KIND_LEASE => Record::Lease {
             project: reader.uuid()?,
@@ -712,6 +727,10 @@ mod tests {
                     expires_ms: 2,
                     released_ms: Some(3),
                 },
+            },
+            Record::LeaseIds {
+                project: Uuid::from_u128(8),
+                next_id: 40,
             },
         ]
     }

@@ -362,9 +362,9 @@ pub fn reshard(
         .map(|shard| ShardState::with_log(shard, shard_count, limits, LogBuffer::new(true, 0)))
         .collect();
     for mut state in states {
-        for (project, leases) in state.take_projects() {
-            let owner = crate::leases::owner_of_project(&project, shard_count);
-            moved[owner].restore_project(project, leases);
+        for project in state.take_projects() {
+            let owner = crate::leases::owner_of_project(&project.project_id, shard_count);
+            moved[owner].restore_project(project);
         }
         for agent in state.into_agents() {
             let owner = owner_of(&agent.profile.name, shard_count);
@@ -447,7 +447,8 @@ pub fn create_generation(
     for (shard, state) in states.iter_mut().enumerate() {
         let dir = generation.shard_dir(shard);
         fs::create_dir_all(&dir).map_err(io_error(&dir))?;
-        if state.agent_count() > 0 {
+        // A shard may own projects' reservations without owning any agent.
+        if state.agent_count() > 0 || state.has_projects() {
             let image = state.image();
             write_snapshot(&dir, shard, states_len(&generation), &image)?;
         }
