@@ -317,16 +317,9 @@ impl ProjectLeases {
         ids: Option<&[u64]>,
         now_ms: i64,
     ) -> Result<Vec<Lease>, LeaseError> {
-        self.reap(now_ms);
-        let chosen = self.own_selection(agent, paths, ids)?;
-        Ok(chosen
-            .into_iter()
-            .map(|mut lease| {
-                lease.released_ms = Some(now_ms);
-                self.upsert(lease.clone());
-                lease
-            })
-            .collect())
+        self.update_chosen(agent, paths, ids, now_ms, |lease| {
+            lease.released_ms = Some(now_ms)
+        })
     }
 
     /// Extends the chosen leases by `extend_ms` past their expiry; returns them (to log).
@@ -338,12 +331,26 @@ impl ProjectLeases {
         extend_ms: i64,
         now_ms: i64,
     ) -> Result<Vec<Lease>, LeaseError> {
+        self.update_chosen(agent, paths, ids, now_ms, |lease| {
+            lease.expires_ms = lease.expires_ms.max(now_ms).saturating_add(extend_ms)
+        })
+    }
+
+    /// Applies `change` to each lease [`Self::own_selection`] chooses; returns them (to log).
+    fn update_chosen(
+        &mut self,
+        agent: &str,
+        paths: Option<&[Box<str>]>,
+        ids: Option<&[u64]>,
+        now_ms: i64,
+        change: impl Fn(&mut Lease),
+    ) -> Result<Vec<Lease>, LeaseError> {
         self.reap(now_ms);
         let chosen = self.own_selection(agent, paths, ids)?;
         Ok(chosen
             .into_iter()
             .map(|mut lease| {
-                lease.expires_ms = lease.expires_ms.max(now_ms).saturating_add(extend_ms);
+                change(&mut lease);
                 self.upsert(lease.clone());
                 lease
             })

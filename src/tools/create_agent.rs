@@ -77,6 +77,22 @@ pub fn project_id_of(project_key: &str) -> Uuid {
     Uuid::new_v5(&Uuid::NAMESPACE_DNS, project_key.as_bytes())
 }
 
+/// A project named by `project_key` or `project_id` (both: they must agree).
+pub fn project_arg(key: Option<&RawValue>, id: Option<&RawValue>) -> Result<Uuid, ToolError> {
+    let key = optional_str("project_key", key, MAX_PROJECT_KEY_BYTES)?;
+    let id: Option<Uuid> = super::args::optional_parsed("project_id", id, "a UUID")?;
+    match (key, id) {
+        (Some(key), None) => Ok(project_id_of(&key)),
+        (None, Some(id)) => Ok(id),
+        (Some(key), Some(id)) if project_id_of(&key) == id => Ok(id),
+        (Some(_), Some(_)) => Err(ToolError::InvalidArgument {
+            name: "project_id",
+            problem: "does not match project_key; give one of them".into(),
+        }),
+        (None, None) => Err(ToolError::MissingArgument("project_key")),
+    }
+}
+
 pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolError> {
     let project_id = project_id_of(&args.project_key);
     // Room for the profile on its way to the git writer, taken before anything changes and

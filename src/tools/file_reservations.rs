@@ -12,15 +12,13 @@
 //! one synchronous step (see `shards::leases`). Patterns and overlap: `shards::glob`.
 
 use super::args::{
-    object, optional_bool, optional_integer, optional_parsed, optional_str, required_str,
-    string_array,
+    object, optional_bool, optional_integer, optional_str, required_str, string_array,
 };
-use super::create_agent::project_id_of;
+use super::create_agent::project_arg;
 use super::mail::{write_bool, write_u64, Clock};
 use super::send_message::{send, Outgoing, MAX_TOKEN_BYTES};
 use super::{
     unreachable_reply, OutputBudget, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES,
-    MAX_PROJECT_KEY_BYTES,
 };
 use crate::clock::now_ms;
 use crate::json::{both_quoted_len, is_null, present, write_str, write_uuid};
@@ -219,20 +217,7 @@ pub fn parse_check(arguments: Option<&RawValue>) -> Result<Args<'_>, ToolError> 
 
 pub fn parse_list(arguments: Option<&RawValue>) -> Result<Args<'_>, ToolError> {
     let fields: Fields<'_> = object(arguments)?;
-    let key = optional_str("project_key", fields.project_key, MAX_PROJECT_KEY_BYTES)?;
-    let id: Option<Uuid> = optional_parsed("project_id", fields.project_id, "a UUID")?;
-    let project_id = match (key, id) {
-        (Some(key), None) => project_id_of(&key),
-        (None, Some(id)) => id,
-        (Some(key), Some(id)) if project_id_of(&key) == id => id,
-        (Some(_), Some(_)) => {
-            return Err(ToolError::InvalidArgument {
-                name: "project_id",
-                problem: "does not match project_key; give one of them".into(),
-            })
-        }
-        (None, None) => return Err(ToolError::MissingArgument("project_key")),
-    };
+    let project_id = project_arg(fields.project_key, fields.project_id)?;
     Ok(Args::List {
         project_id,
         agent: optional_str("agent_name", fields.agent_name, MAX_AGENT_NAME_BYTES)?,

@@ -4,12 +4,10 @@
 //! Every shard is asked in parallel for its agents of the project (at most `limit` each,
 //! most recently active first), and the answers are merged.
 
-use super::args::{object, optional_integer, optional_parsed, optional_str};
-use super::create_agent::project_id_of;
+use super::args::{object, optional_integer};
+use super::create_agent::project_arg;
 use super::mail::{write_bool, Clock};
-use super::{
-    unreachable_reply, OutputBudget, ToolError, ToolOutput, Toolbox, MAX_PROJECT_KEY_BYTES,
-};
+use super::{unreachable_reply, OutputBudget, ToolError, ToolOutput, Toolbox};
 use crate::clock::now_ms;
 use crate::json::{both_quoted_len, present, write_str, write_uuid};
 use serde::Deserialize;
@@ -45,20 +43,7 @@ pub struct Args {
 
 pub fn parse(arguments: Option<&RawValue>) -> Result<Args, ToolError> {
     let fields: Fields<'_> = object(arguments)?;
-    let key = optional_str("project_key", fields.project_key, MAX_PROJECT_KEY_BYTES)?;
-    let id: Option<Uuid> = optional_parsed("project_id", fields.project_id, "a UUID")?;
-    let project_id = match (key, id) {
-        (Some(key), None) => project_id_of(&key),
-        (None, Some(id)) => id,
-        (Some(key), Some(id)) if project_id_of(&key) == id => id,
-        (Some(_), Some(_)) => {
-            return Err(ToolError::InvalidArgument {
-                name: "project_id",
-                problem: "does not match project_key; give one of them".into(),
-            })
-        }
-        (None, None) => return Err(ToolError::MissingArgument("project_key")),
-    };
+    let project_id = project_arg(fields.project_key, fields.project_id)?;
     Ok(Args {
         project_id,
         active_within_s: optional_integer(
@@ -192,6 +177,7 @@ pub fn definition() -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tools::create_agent::project_id_of;
 
     #[test]
     fn a_project_is_named_by_key_or_id() {
