@@ -11,8 +11,7 @@ use shards::log::record::{decode, Decoded, Record};
 use shards::log::recovery::{rebuild, ShardLog, Watermarks};
 use shards::log::LogBuffer;
 use shards::{
-    owner_of, Actor, Envelope, Importance, InboxLimits, Message, RegisterMode, Registration, Reply,
-    Request, ShardState,
+    owner_of, Envelope, InboxLimits, RegisterMode, Registration, Reply, Request, ShardState,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -20,7 +19,7 @@ use uuid::Uuid;
 
 mod common;
 
-use common::Rng;
+use common::{actor, message_to, Rng};
 
 const NAMES: [&str; 6] = ["ann", "bob", "cyd", "dee", "eve", "fay"];
 const LIMITS: InboxLimits = InboxLimits {
@@ -138,23 +137,7 @@ impl Run {
     fn envelope(&mut self, to: Vec<Box<str>>) -> Arc<Envelope> {
         let id = Uuid::from_u128(self.next_id);
         self.next_id += 1;
-        Arc::new(Envelope::compose(Message {
-            to,
-            ..Message {
-                id,
-                project_id: Uuid::nil(),
-                timestamp_ms: 0,
-                from: "x",
-                subject: "",
-                body: "",
-                thread_id: None,
-                reply_to: None,
-                importance: Importance::Normal,
-                ack_required: false,
-                to: Vec::new(),
-                cc: Vec::new(),
-            }
-        }))
+        message_to(id, to)
     }
 
     fn send(&mut self) {
@@ -382,13 +365,5 @@ fn acknowledged_work_survives_a_crash_at_any_point() {
             }
             run.crash_and_check(&format!("seed {seed}, shards {count}"));
         }
-    }
-}
-
-fn actor(name: &str) -> Actor {
-    Actor {
-        name: name.into(),
-        token: None,
-        now_ms: 0,
     }
 }

@@ -10,8 +10,8 @@
 //! once, in order, with its drained state, whatever drains took.
 
 use shards::{
-    owner_of, Actor, DrainedPage, Envelope, FetchQuery, Importance, InboxLimits, Message,
-    RegisterMode, Registration, Reply, Request, ShardState, Undeliverable,
+    owner_of, DrainedPage, Envelope, FetchQuery, InboxLimits, RegisterMode, Registration, Reply,
+    Request, ShardState, Undeliverable,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 mod common;
 
-use common::Rng;
+use common::{actor, message_to, Rng};
 
 #[derive(Default)]
 struct ModelAgent {
@@ -101,23 +101,9 @@ impl Run {
     }
 
     fn new_envelope(&mut self, recipients: &BTreeSet<&str>) -> Arc<Envelope> {
-        let id = self.next_message;
+        let id = Uuid::from_u128(self.next_message);
         self.next_message += 1;
-        // One byte of text: weighs 1, so partial drains count messages.
-        Arc::new(Envelope::compose(Message {
-            id: Uuid::from_u128(id),
-            project_id: Uuid::nil(),
-            timestamp_ms: 0,
-            from: "x",
-            subject: "",
-            body: "",
-            thread_id: None,
-            reply_to: None,
-            importance: Importance::Normal,
-            ack_required: false,
-            to: recipients.iter().map(|n| (*n).into()).collect(),
-            cc: Vec::new(),
-        }))
+        message_to(id, recipients.iter().map(|n| (*n).into()).collect())
     }
 
     fn groups(&self, recipients: &BTreeSet<&str>) -> Vec<(usize, Vec<Box<str>>)> {
@@ -432,14 +418,6 @@ fn run(seed: u64, shard_count: usize, steps: usize) {
         assert_eq!(got, expected, "{}: final drain of {name}", run.context);
     }
     run.check_counters();
-}
-
-fn actor(name: &str) -> Actor {
-    Actor {
-        name: name.into(),
-        token: None,
-        now_ms: 0,
-    }
 }
 
 #[test]

@@ -1,5 +1,37 @@
 //! What the shards' property tests share.
 
+use shards::{Actor, Envelope, Importance, Message};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Message `id`: one byte of text ("x", who need not be registered), so it weighs 1 and a
+/// partial drain counts messages, in its own thread, to `to`.
+pub fn message_to(id: Uuid, to: Vec<Box<str>>) -> Arc<Envelope> {
+    Arc::new(Envelope::compose(Message {
+        id,
+        project_id: Uuid::nil(),
+        timestamp_ms: 0,
+        from: "x",
+        subject: "",
+        body: "",
+        thread_id: None,
+        reply_to: None,
+        importance: Importance::Normal,
+        ack_required: false,
+        to,
+        cc: Vec::new(),
+    }))
+}
+
+/// `name` acting at time 0, without a token.
+pub fn actor(name: &str) -> Actor {
+    Actor {
+        name: name.into(),
+        token: None,
+        now_ms: 0,
+    }
+}
+
 /// splitmix64: a tiny deterministic generator, so a failure names a reproducible seed.
 pub struct Rng(pub u64);
 
