@@ -271,11 +271,6 @@ impl Shard {
         }
     }
 
-    /// Long polls parked here now.
-    pub fn waiting(&self) -> usize {
-        self.waiters.borrow().len()
-    }
-
     /// The server is stopping: every long poll parked here answers at once, and new ones do
     /// not wait.
     pub fn close_waiters(&self) {

@@ -292,13 +292,6 @@ pub struct AgentImage {
     pub sent: Vec<SharedEnvelope>,
 }
 
-impl AgentImage {
-    /// Undrained deliveries.
-    pub fn queued(&self) -> usize {
-        self.deliveries.iter().filter(|(d, _)| !d.drained).count()
-    }
-}
-
 /// Pointers to a shard's whole state at one log position, copied in one synchronous step so a
 /// snapshot can be written in the background while requests go on.
 #[derive(Debug)]
@@ -389,10 +382,6 @@ impl ShardState {
     /// Turns agent tokens on (see `--agent-auth`).
     pub fn set_agent_auth(&mut self, on: bool) {
         self.agent_auth = on;
-    }
-
-    pub fn agent_auth(&self) -> bool {
-        self.agent_auth
     }
 
     pub fn shard_id(&self) -> usize {
