@@ -336,9 +336,7 @@ impl Shard {
             actor: actor.clone(),
             query: query.clone(),
         });
-        // An empty page with more past it: the next message does not fit the page's budget;
-        // waiting would not change that.
-        let nothing_yet = matches!(&first, Reply::Fetched(Ok(page)) if page.messages.is_empty() && !page.has_more);
+        let nothing_yet = nothing_new(&first);
         if !nothing_yet || timeout_ms == 0 || self.waiters.borrow().is_closing() {
             return WaitStart::Ready(first, end);
         }
@@ -703,6 +701,13 @@ impl Drop for Ticket<'_> {
     }
 }
 
+/// Whether a long poll's fetch found nothing to answer with yet: an empty page with nothing
+/// more past it (an empty page *with* more is a message too large for the page's budget,
+/// which waiting would not change).
+fn nothing_new(reply: &Reply) -> bool {
+    matches!(reply, Reply::Fetched(Ok(page)) if page.messages.is_empty() && !page.has_more)
+}
+
 /// What [`Shard::start_wait`] decided.
 enum WaitStart {
     Ready(Reply, u64),
@@ -737,7 +742,7 @@ impl Parked {
                 actor: self.actor.clone(),
                 query: self.query.clone(),
             });
-            let found = !matches!(&latest.0, Reply::Fetched(Ok(page)) if page.messages.is_empty() && !page.has_more);
+            let found = !nothing_new(&latest.0);
             if found || woken != Some(Wake::Mail) {
                 return latest;
             }
