@@ -6,6 +6,7 @@
 //! nothing of HTTP or JSON; it speaks [`Request`] and [`Reply`].
 
 pub mod cooperate;
+pub mod directory;
 pub mod envelope;
 pub mod glob;
 pub mod leases;
@@ -17,12 +18,14 @@ pub mod state;
 pub mod waiters;
 
 pub use cooperate::Turn;
+pub use directory::{ProjectSummary, TRAFFIC_MINUTES};
 pub use envelope::{Envelope, SharedEnvelope};
 pub use envelope::{Importance, Message};
 pub use protocol::{
-    Actor, AgentProfile, AgentSummary, Counts, DeliveryView, DrainedPage, FetchPage, FetchQuery,
-    Kind, LeaseOp, LeaseRequest, Marked, RegisterMode, Registration, Reply, Request, ThreadItem,
-    ThreadPage, ThreadQuery, Undeliverable, UnknownCursor,
+    Actor, AgentPage, AgentProfile, AgentRow, AgentSummary, Counts, DeliveryView, DrainedPage,
+    FetchPage, FetchQuery, Kind, LeaseOp, LeaseRequest, Marked, Receipt, RegisterMode,
+    Registration, Reply, Request, RosterPart, ThreadItem, ThreadPage, ThreadQuery, ThreadRef,
+    Undeliverable, UnknownCursor, View, ViewReply,
 };
 pub use routing::owner_of;
 pub use runtime::{CallError, MeshPair, Shard, ShardStats, Ticket};

@@ -5,6 +5,7 @@
 //! own, so cross-shard calls can never wait on a cycle. (A long poll is the one request the
 //! runtime answers later; see [`crate::runtime`].)
 
+use crate::directory::{ProjectSummary, TRAFFIC_MINUTES};
 use crate::envelope::SharedEnvelope;
 use crate::leases::{Lease, LeaseError, PathConflicts};
 use uuid::Uuid;
@@ -76,6 +77,113 @@ pub enum Request {
         active_since_ms: Option<i64>,
         limit: usize,
     },
+    /// A read for the web view: changes nothing (no drain, no read mark, no `last_active`).
+    View(View),
+}
+
+/// What the read-only web view asks a shard. Each does bounded work: `limit` items of an
+/// ordered range, or a search of one agent's history by time (see `ShardState::find_sent`).
+#[derive(Debug, Clone)]
+pub enum View {
+    /// This shard's part of every project, in key order, after `after`.
+    Projects {
+        after: Option<Box<str>>,
+        limit: usize,
+        now_ms: i64,
+    },
+    /// This shard's part of one project: its agents here in name order after `after`, its
+    /// counts and the newest messages its agents here sent.
+    Roster {
+        project_id: Uuid,
+        after: Option<Box<str>>,
+        limit: usize,
+        now_ms: i64,
+    },
+    /// One agent: its deliveries newest first, before `before` (a `seq`), and its threads.
+    Agent {
+        name: Box<str>,
+        before: Option<u64>,
+        limit: usize,
+    },
+    /// Message `id`, from the sent copies of `from` (of every agent here when `None`).
+    Message { id: Uuid, from: Option<Box<str>> },
+    /// How each of `names` (owned here) holds message `id` sent at `timestamp_ms`.
+    Receipts {
+        id: Uuid,
+        timestamp_ms: i64,
+        names: Vec<Box<str>>,
+    },
+}
+
+/// An agent as the web view lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRow {
+    pub profile: AgentProfile,
+    pub last_active_ms: i64,
+    /// Undrained deliveries.
+    pub queued: usize,
+    pub counts: Counts,
+    /// Sent messages kept.
+    pub sent: usize,
+}
+
+/// One shard's part of a project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterPart {
+    /// `None`: no agent of the project lives here.
+    pub key: Option<Box<str>>,
+    pub agent_count: usize,
+    pub queued: usize,
+    pub traffic: [u32; TRAFFIC_MINUTES],
+    pub agents: Vec<AgentRow>,
+    pub has_more: bool,
+    /// The newest messages its agents here sent, newest first.
+    pub recent: Vec<SharedEnvelope>,
+}
+
+/// A thread an agent takes part in, from the newest part of its history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadRef {
+    pub thread_id: Box<str>,
+    pub latest: SharedEnvelope,
+    /// Messages of it seen in the part of the history read.
+    pub messages: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentPage {
+    pub row: AgentRow,
+    /// Newest first.
+    pub deliveries: Vec<DeliveryView>,
+    /// The cursor for the next (older) page, if there is one.
+    pub older: Option<u64>,
+    /// The `seq` of the newest delivery (0: none yet).
+    pub newest_seq: u64,
+    /// Threads by latest message, newest first.
+    pub threads: Vec<ThreadRef>,
+}
+
+/// How a recipient holds a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    pub seq: u64,
+    pub kind: Kind,
+    pub read_at: Option<i64>,
+    pub acked_at: Option<i64>,
+    pub drained: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ViewReply {
+    Projects {
+        projects: Vec<ProjectSummary>,
+        has_more: bool,
+    },
+    Roster(Box<RosterPart>),
+    Agent(Option<Box<AgentPage>>),
+    Message(Option<SharedEnvelope>),
+    /// Per name asked, in order; `None`: not registered, or the delivery left retention.
+    Receipts(Vec<(Box<str>, Option<Receipt>)>),
 }
 
 /// A file-reservation request; `agent` has been checked by its own owner already.
@@ -332,6 +440,7 @@ pub enum Reply {
     /// The leases a release, renew, list, holder lookup or force release concerns.
     Leases(Result<Vec<Lease>, LeaseError>),
     Checked(Vec<PathConflicts>),
+    View(ViewReply),
 }
 
 /// The deliveries one drain took, and how many stayed undrained.

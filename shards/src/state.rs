@@ -10,6 +10,9 @@
 //! front). Drains take the oldest undrained deliveries, so the drained ones are always a
 //! prefix: the undrained inbox is the suffix from `drained` on.
 
+mod views;
+
+use crate::directory::Directory;
 use crate::envelope::{Importance, SharedEnvelope};
 use crate::glob;
 use crate::leases::{owner_of_project, Lease, LeaseError, ProjectLeases};
@@ -341,6 +344,8 @@ pub struct ShardState {
     projects: HashMap<Uuid, ProjectLeases>,
     project_order: Vec<Uuid>,
     sweep_cursor: usize,
+    /// The projects of this shard's agents, for the web view.
+    directory: Directory,
     log: LogBuffer,
 }
 
@@ -375,6 +380,7 @@ impl ShardState {
             projects: HashMap::new(),
             project_order: Vec::new(),
             sweep_cursor: 0,
+            directory: Directory::default(),
             log,
         }
     }
@@ -544,6 +550,7 @@ impl ShardState {
                 active_since_ms,
                 limit,
             } => Reply::Agents(self.list_agents(project_id, active_since_ms, limit)),
+            Request::View(view) => Reply::View(self.view(view)),
         }
     }
 
@@ -629,6 +636,8 @@ impl ShardState {
                 task_description: r.task_description.unwrap_or_default(),
                 token_hash: if auth { r.new_token_hash } else { None },
             };
+            self.directory
+                .add_agent(profile.project_id, &profile.project_key, &profile.name);
             self.agents
                 .insert(r.name.clone(), Agent::new(profile.clone()));
             (profile, true)
@@ -792,6 +801,7 @@ impl ShardState {
                 drained: false,
             });
             agent.evict(&limits);
+            self.directory.queued(&agent.profile.project_id, 1, 0);
             self.queued_messages += 1;
             self.queued_bytes += bytes;
             self.account(before, name);
@@ -815,7 +825,9 @@ impl ShardState {
                 agent.last_active_ms = agent.last_active_ms.max(envelope.timestamp_ms);
                 agent.logged_active_ms = agent.logged_active_ms.max(envelope.timestamp_ms);
                 agent.evict(&limits);
+                let project_id = agent.profile.project_id;
                 self.account(before, from);
+                self.directory.sent(&project_id, envelope);
             }
         }
     }
@@ -877,6 +889,7 @@ impl ShardState {
             count
         };
         let start = agent.drained;
+        let agent_project = agent.profile.project_id;
         let last_id = (count > 0).then(|| agent.deliveries[start + count - 1].envelope.id);
         agent.mark_drained(count, actor.now_ms);
         let messages: Vec<DeliveryView> = (start..start + count).map(|i| agent.view(i)).collect();
@@ -889,6 +902,7 @@ impl ShardState {
             );
             self.queued_messages -= count;
             self.queued_bytes -= bytes;
+            self.directory.queued(&agent_project, 0, count);
             let count32 = u32::try_from(count).unwrap_or(u32::MAX);
             self.log.append(|out| {
                 record::encode_drained(out, &actor.name, count32, &last_id, actor.now_ms)
@@ -1268,6 +1282,11 @@ impl ShardState {
                 match self.agents.get_mut(&profile.name) {
                     Some(agent) => agent.profile = profile,
                     None => {
+                        self.directory.add_agent(
+                            profile.project_id,
+                            &profile.project_key,
+                            &profile.name,
+                        );
                         self.agents
                             .insert(profile.name.clone(), Agent::new(profile));
                     }
@@ -1334,6 +1353,7 @@ impl ShardState {
                 }
                 let at = at_ms.unwrap_or(agent.deliveries[end - 1].envelope.timestamp_ms);
                 let (count, bytes) = agent.mark_drained(count, at);
+                self.directory.queued(&agent.profile.project_id, 0, count);
                 self.queued_messages -= count;
                 self.queued_bytes -= bytes;
                 self.evict(&name);
@@ -1399,6 +1419,7 @@ impl ShardState {
                     drained: state.drained,
                 });
                 if !state.drained {
+                    self.directory.queued(&agent.profile.project_id, 1, 0);
                     self.queued_messages += 1;
                     self.queued_bytes += bytes;
                 }
@@ -1422,6 +1443,7 @@ impl ShardState {
                     agent.retained_bytes,
                 );
                 agent.retained_bytes += envelope.payload_len();
+                self.directory.sent(&agent.profile.project_id, &envelope);
                 agent.sent.push_back(envelope);
                 self.account(before, &name);
                 Ok(())
@@ -2282,6 +2304,20 @@ mod tests {
         all
     }
 
+    /// The web view's directory: per project, (key, agents, queued, messages counted, recent).
+    fn directory_dump(state: &ShardState) -> Vec<(String, usize, usize, u32, Vec<u128>)> {
+        let (projects, _) = state.directory.list(None, usize::MAX, 0);
+        projects
+            .iter()
+            .map(|p| {
+                let entry = state.directory.project(&p.id).expect("listed");
+                let recent = entry.recent.iter().map(|e| e.id.as_u128()).collect();
+                let counted = entry.traffic.last_hour(60_000).iter().sum();
+                (p.key.to_string(), p.agents, p.queued, counted, recent)
+            })
+            .collect()
+    }
+
     fn busy_state(limits: InboxLimits) -> ShardState {
         let mut live = logged_state(limits);
         register(&mut live, "a", 1, RegisterMode::Upsert);
@@ -2325,6 +2361,12 @@ mod tests {
             replayed.replay(record).expect("replays");
         }
         assert_eq!(dump(&replayed), dump(&live));
+        assert_eq!(directory_dump(&replayed), directory_dump(&live));
+        let (key, agents, queued, counted, _) = &directory_dump(&live)[0];
+        assert_eq!(
+            (key.as_str(), *agents, *queued, *counted),
+            ("key-1", 2, live.queued_messages(), 4)
+        );
         assert_eq!(replayed.queued_messages(), live.queued_messages());
         assert_eq!(replayed.retained_messages(), live.retained_messages());
         assert_eq!(replayed.live_bytes(), live.live_bytes());
@@ -2343,6 +2385,14 @@ mod tests {
         let mut restored = ShardState::new(0, 1, limits);
         image_records(&image, |record| restored.replay(record).expect("replays"));
         assert_eq!(dump(&restored), dump(&live));
+        // An image keeps only retained sent copies: the traffic counted may be less.
+        let counts = |s: &ShardState| -> Vec<(String, usize, usize)> {
+            directory_dump(s)
+                .into_iter()
+                .map(|(key, agents, queued, _, _)| (key, agents, queued))
+                .collect()
+        };
+        assert_eq!(counts(&restored), counts(&live));
         assert_eq!(restored.queued_messages(), live.queued_messages());
         // And moving agents one by one (a reshard) gives the same.
         let mut moved = ShardState::new(0, 1, limits);
