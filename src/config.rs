@@ -78,6 +78,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("max-retained-bytes", "ALLMAN_MAX_RETAINED_BYTES", "<N>", Fixed("4194304"), "text bytes of those kept per agent, the same way"),
     setting("max-waiters", "ALLMAN_MAX_WAITERS", "<N>", Fixed("10000"), "wait_for_mail calls parked on one shard; past it the call is refused"),
     setting("agent-auth", "ALLMAN_AGENT_AUTH", BOOL_VALUE, Fixed("off"), "create_agent returns an agent_token once, and every tool acting as that agent requires it"),
+    setting("ui", "ALLMAN_UI", BOOL_VALUE, Fixed("on"), "serve the read-only web view under /ui/ (with --token it asks for the token); off: /ui/ is 404"),
     setting("stale-lease-minutes", "ALLMAN_STALE_LEASE_MINUTES", "<MIN>", Fixed("30"), "a file reservation's holder inactive this long may have it force-released by another agent"),
     setting("cross-shard-queue-depth", "ALLMAN_CROSS_SHARD_QUEUE_DEPTH", "<N>", Fixed("1024"), "requests queued per direction between two shards; callers wait beyond it"),
     setting("spin-us", "ALLMAN_SPIN_US", "<US>", Computed("50 with a log (fsync or batch), else 0"), "busy-poll this long before an idle shard sleeps"),
@@ -137,6 +138,7 @@ pub struct Config {
     pub max_retained_bytes: usize,
     pub max_waiters: usize,
     pub agent_auth: bool,
+    pub ui: bool,
     pub stale_lease_minutes: u64,
     pub cross_shard_queue_depth: usize,
     pub spin_us: u64,
@@ -248,6 +250,7 @@ pub fn parse(
         max_retained_bytes: number(&get, "max-retained-bytes")?,
         max_waiters: number(&get, "max-waiters")?,
         agent_auth: on_off(&get, "agent-auth")?,
+        ui: on_off(&get, "ui")?,
         stale_lease_minutes: number(&get, "stale-lease-minutes")?,
         cross_shard_queue_depth: number(&get, "cross-shard-queue-depth")?,
         spin_us: number_or(

@@ -66,6 +66,8 @@ struct ShardSettings {
     read_buffer_budget_bytes: usize,
     transport: TransportPolicy,
     agent_auth: bool,
+    /// `--ui`: serve the web view.
+    ui: bool,
     waiters: WaiterLimits,
     tools: ToolSettings,
 }
@@ -85,6 +87,7 @@ impl ShardSettings {
             shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
             read_buffer_budget_bytes: config.read_buffer_budget_bytes,
             agent_auth: config.agent_auth,
+            ui: config.ui,
             tools: ToolSettings {
                 agent_auth: config.agent_auth,
                 stale_lease_ms: config.stale_lease_minutes as i64 * 60_000,
@@ -339,7 +342,12 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
         context.settings.tools,
     );
     let policy = Rc::new(context.settings.transport.clone());
-    let routes = Rc::new(Routes::new(toolbox, policy, Arc::clone(&metrics)));
+    let routes = Rc::new(Routes::new(
+        toolbox,
+        policy,
+        Arc::clone(&metrics),
+        context.settings.ui,
+    ));
     let connections = Rc::new(RefCell::new(Connections::default()));
     let budget = Rc::new(ReadBudget::new(context.settings.read_buffer_budget_bytes));
     glommio::spawn_local(publish_shard_gauges(

@@ -3,7 +3,8 @@
 //!
 //! Data flows one way: socket → [`http`] → [`mcp`] → [`tools`] → shards (the `shards` crate)
 //! → reply; [`search`] and [`audit`] are helper threads fed through [`feed`]; [`storage`]
-//! recovers the shards' logs at start and hands each shard its state.
+//! recovers the shards' logs at start and hands each shard its state. [`ui`] serves the
+//! read-only web view beside `/mcp`, through the same shard requests.
 
 pub mod audit;
 pub mod clock;
@@ -23,4 +24,5 @@ pub mod routes;
 pub mod search;
 pub mod storage;
 pub mod tools;
+pub mod ui;
 pub mod wake;

@@ -62,8 +62,8 @@ pub const METHODS: [&str; 6] = [
 ];
 /// Every status code the server answers with (`http::Status`; a test there keeps the two in
 /// step). Codes, not the enum, so that metrics stays a leaf every layer can write to.
-pub const STATUS_CODES: [u16; 15] = [
-    100, 200, 202, 400, 401, 403, 404, 405, 406, 408, 411, 413, 415, 431, 503,
+pub const STATUS_CODES: [u16; 16] = [
+    100, 200, 202, 303, 400, 401, 403, 404, 405, 406, 408, 411, 413, 415, 431, 503,
 ];
 
 /// A counter of [`ShardMetrics`], for rendering tables of them.

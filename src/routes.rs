@@ -6,6 +6,7 @@ use crate::mcp::transport::{self, TransportPolicy};
 use crate::mcp::{self, Outcome};
 use crate::metrics::Metrics;
 use crate::tools::Toolbox;
+use crate::ui::{self, Ui};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -14,14 +15,22 @@ pub struct Routes {
     policy: Rc<TransportPolicy>,
     /// Every shard's counters, rendered by `GET /metrics`.
     metrics: Arc<Metrics>,
+    ui: Ui,
 }
 
 impl Routes {
-    pub fn new(tools: Toolbox, policy: Rc<TransportPolicy>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        tools: Toolbox,
+        policy: Rc<TransportPolicy>,
+        metrics: Arc<Metrics>,
+        ui_enabled: bool,
+    ) -> Self {
+        let ui = Ui::new(ui_enabled, Rc::clone(&policy));
         Routes {
             tools,
             policy,
             metrics,
+            ui,
         }
     }
 
@@ -43,6 +52,12 @@ impl Service for Routes {
     fn admit(&self, head: &Head<'_>, body: &mut Vec<u8>) -> Option<ResponseHead> {
         let refusal = match (head.path, head.method) {
             ("/mcp", Method::Post) => transport::admit(&head.headers, &self.policy, body),
+            // The login form: one short field.
+            ("/ui/login", Method::Post) if head.body_len > ui::MAX_LOGIN_BODY_BYTES => {
+                body.extend_from_slice(b"login form too large\n");
+                Some(ResponseHead::text(Status::PayloadTooLarge))
+            }
+            ("/ui/login", Method::Post) => None,
             // No other route reads a body: refuse one instead of buffering it.
             _ if head.body_len > 0 => {
                 body.extend_from_slice(b"this route takes no request body\n");
@@ -114,8 +129,9 @@ impl Routes {
                 body.extend_from_slice(b"use POST /mcp with a JSON-RPC body\n");
                 ResponseHead::text(Status::MethodNotAllowed).with_headers(ALLOW_MCP)
             }
+            (path, _) if Ui::owns(path) => self.ui.handle(&self.tools, request, body).await,
             _ => {
-                body.extend_from_slice(b"not found: try POST /mcp or GET /health\n");
+                body.extend_from_slice(b"not found: try POST /mcp, GET /health or GET /ui/\n");
                 ResponseHead::text(Status::NotFound)
             }
         }

@@ -26,12 +26,14 @@ const LAYERS: &[(&str, u8)] = &[
     ("tools", 3),
     // JSON-RPC and the MCP transport rules.
     ("mcp", 4),
+    // The web view: HTML over the tools' shard handle, under the transport's rules.
+    ("ui", 5),
     // Routes; the durable state each shard starts from.
-    ("routes", 5),
-    ("storage", 5),
-    ("executors", 6),
+    ("routes", 6),
+    ("storage", 6),
+    ("executors", 7),
     // Drives the decoders for the fuzz targets.
-    ("fuzzing", 7),
+    ("fuzzing", 8),
 ];
 
 fn layer_of(module: &str) -> Option<u8> {

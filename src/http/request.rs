@@ -92,6 +92,8 @@ pub struct Request<'b> {
     pub method: Method,
     /// The path without the query string.
     pub path: &'b str,
+    /// What follows `?` in the request target ("" without one), still percent-encoded.
+    pub query: &'b str,
     /// Whether the connection stays open after the response (HTTP/1.1 default, HTTP/1.0 with
     /// `Connection: keep-alive`).
     pub keep_alive: bool,
@@ -108,6 +110,8 @@ pub struct Head<'b> {
     pub method: Method,
     /// The path without the query string.
     pub path: &'b str,
+    /// What follows `?` in the request target ("" without one), still percent-encoded.
+    pub query: &'b str,
     pub keep_alive: bool,
     pub http10: bool,
     pub headers: Headers<'b>,
@@ -131,6 +135,7 @@ impl<'b> Head<'b> {
         Some(Request {
             method: self.method,
             path: self.path,
+            query: self.query,
             keep_alive: self.keep_alive,
             http10: self.http10,
             headers: self.headers,
@@ -239,7 +244,7 @@ pub fn decode_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Head<'b>
         return Err(HttpError::Malformed("incomplete request line"));
     };
     let method = Method::parse(method);
-    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let http10 = minor == 0;
 
     // The lines after the request line (httparse accepted them, so each is `Name: value`).
@@ -253,6 +258,7 @@ pub fn decode_head<'b>(buf: &'b [u8], limits: &Limits) -> Result<Option<Head<'b>
     Ok(Some(Head {
         method,
         path,
+        query,
         // `close` in any Connection header wins over `keep-alive` in the same or another one.
         keep_alive: !framing.asked_close && (!http10 || framing.asked_keep_alive),
         http10,

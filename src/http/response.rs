@@ -7,6 +7,7 @@ pub enum Status {
     Continue,
     Ok,
     Accepted,
+    SeeOther,
     BadRequest,
     Unauthorized,
     Forbidden,
@@ -23,10 +24,11 @@ pub enum Status {
 
 impl Status {
     /// Every status, for tables that list them.
-    pub const ALL: [Status; 15] = [
+    pub const ALL: [Status; 16] = [
         Status::Continue,
         Status::Ok,
         Status::Accepted,
+        Status::SeeOther,
         Status::BadRequest,
         Status::Unauthorized,
         Status::Forbidden,
@@ -46,6 +48,7 @@ impl Status {
             Status::Continue => 100,
             Status::Ok => 200,
             Status::Accepted => 202,
+            Status::SeeOther => 303,
             Status::BadRequest => 400,
             Status::Unauthorized => 401,
             Status::Forbidden => 403,
@@ -66,6 +69,7 @@ impl Status {
             Status::Continue => b"HTTP/1.1 100 Continue\r\n",
             Status::Ok => b"HTTP/1.1 200 OK\r\n",
             Status::Accepted => b"HTTP/1.1 202 Accepted\r\n",
+            Status::SeeOther => b"HTTP/1.1 303 See Other\r\n",
             Status::BadRequest => b"HTTP/1.1 400 Bad Request\r\n",
             Status::Unauthorized => b"HTTP/1.1 401 Unauthorized\r\n",
             Status::Forbidden => b"HTTP/1.1 403 Forbidden\r\n",
@@ -89,6 +93,11 @@ pub struct ResponseHead {
     pub content_type: Option<&'static str>,
     /// Extra header lines, e.g. `("Allow", "POST")`.
     pub headers: &'static [(&'static str, &'static str)],
+    /// More header lines, for responses that need two sets (the web view's security headers
+    /// and a cookie, say).
+    pub more_headers: &'static [(&'static str, &'static str)],
+    /// How long the server worked on the response, sent as `Server-Timing` (microseconds).
+    pub work_us: Option<u64>,
 }
 
 impl ResponseHead {
@@ -97,6 +106,8 @@ impl ResponseHead {
             status,
             content_type: None,
             headers: &[],
+            more_headers: &[],
+            work_us: None,
         }
     }
 
@@ -105,6 +116,8 @@ impl ResponseHead {
             status,
             content_type: Some("application/json"),
             headers: &[],
+            more_headers: &[],
+            work_us: None,
         }
     }
 
@@ -113,6 +126,8 @@ impl ResponseHead {
             status,
             content_type: Some("text/plain; charset=utf-8"),
             headers: &[],
+            more_headers: &[],
+            work_us: None,
         }
     }
 
@@ -123,6 +138,19 @@ impl ResponseHead {
 
     pub const fn with_headers(mut self, headers: &'static [(&'static str, &'static str)]) -> Self {
         self.headers = headers;
+        self
+    }
+
+    pub const fn with_more_headers(
+        mut self,
+        headers: &'static [(&'static str, &'static str)],
+    ) -> Self {
+        self.more_headers = headers;
+        self
+    }
+
+    pub const fn with_work_us(mut self, work_us: u64) -> Self {
+        self.work_us = Some(work_us);
         self
     }
 }
@@ -166,10 +194,23 @@ pub fn write_head(out: &mut Vec<u8>, head: &ResponseHead, body_len: usize, conne
         out.extend_from_slice(content_type.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    for (name, value) in head.headers {
+    for (name, value) in head.headers.iter().chain(head.more_headers) {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some(work_us) = head.work_us {
+        // Milliseconds with three decimals, as Server-Timing's `dur` expects.
+        out.extend_from_slice(b"Server-Timing: page;dur=");
+        push_decimal(out, (work_us / 1000) as usize);
+        out.push(b'.');
+        let fraction = (work_us % 1000) as usize;
+        out.extend_from_slice(&[
+            b'0' + (fraction / 100) as u8,
+            b'0' + (fraction / 10 % 10) as u8,
+            b'0' + (fraction % 10) as u8,
+        ]);
         out.extend_from_slice(b"\r\n");
     }
     match connection {
@@ -260,6 +301,7 @@ mod tests {
                 Status::Continue
                 | Status::Ok
                 | Status::Accepted
+                | Status::SeeOther
                 | Status::BadRequest
                 | Status::Unauthorized
                 | Status::Forbidden

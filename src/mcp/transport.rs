@@ -60,29 +60,9 @@ pub fn admit(
 
 /// Checks everything about a `POST /mcp` that the headers decide.
 pub fn check(headers: &Headers<'_>, policy: &TransportPolicy) -> Result<(), HeaderRefusal> {
-    let [host, origin, authorization, content_type, accept] =
-        headers.get_each(["host", "origin", "authorization", "content-type", "accept"]);
-    if policy.check_host {
-        if let Some(host) = host {
-            if !host_allowed(host, policy) {
-                return refuse(
-                    Status::Forbidden,
-                    format!("Host {:?} is not allowed", String::from_utf8_lossy(host)),
-                );
-            }
-        }
-    }
-    if let Some(origin) = origin {
-        if !origin_allowed(origin, policy) {
-            return refuse(
-                Status::Forbidden,
-                format!(
-                    "Origin {:?} is not allowed (see --allowed-origins)",
-                    String::from_utf8_lossy(origin)
-                ),
-            );
-        }
-    }
+    check_site(headers, policy)?;
+    let [authorization, content_type, accept] =
+        headers.get_each(["authorization", "content-type", "accept"]);
     if let Some(token) = &policy.token {
         if !bearer_matches(authorization, token) {
             return refuse(Status::Unauthorized, "missing or wrong bearer token");
@@ -101,6 +81,33 @@ pub fn check(headers: &Headers<'_>, policy: &TransportPolicy) -> Result<(), Head
             return refuse(
                 Status::NotAcceptable,
                 "Accept must allow application/json (allman answers with JSON, not SSE)",
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The Host (DNS-rebinding) and Origin (cross-site) rules: the web view follows them too.
+pub fn check_site(headers: &Headers<'_>, policy: &TransportPolicy) -> Result<(), HeaderRefusal> {
+    let [host, origin] = headers.get_each(["host", "origin"]);
+    if policy.check_host {
+        if let Some(host) = host {
+            if !host_allowed(host, policy) {
+                return refuse(
+                    Status::Forbidden,
+                    format!("Host {:?} is not allowed", String::from_utf8_lossy(host)),
+                );
+            }
+        }
+    }
+    if let Some(origin) = origin {
+        if !origin_allowed(origin, policy) {
+            return refuse(
+                Status::Forbidden,
+                format!(
+                    "Origin {:?} is not allowed (see --allowed-origins)",
+                    String::from_utf8_lossy(origin)
+                ),
             );
         }
     }
@@ -219,7 +226,7 @@ fn strip_prefix_ignore_case<'a>(text: &'a [u8], prefix: &[u8]) -> Option<&'a [u8
 }
 
 /// Constant-time in the token's length, so the comparison leaks nothing through timing.
-fn bearer_matches(authorization: Option<&[u8]>, token: &str) -> bool {
+pub fn bearer_matches(authorization: Option<&[u8]>, token: &str) -> bool {
     let Some(value) = authorization else {
         return false;
     };

@@ -96,6 +96,15 @@ impl fmt::Display for QueryError {
     }
 }
 
+/// What a query looks for.
+enum QueryText {
+    /// Query syntax, parsed on the query thread (`search_messages`).
+    Parsed(String),
+    /// Every message whose `thread_id` term is exactly this (the web view's thread page); no
+    /// parsing, so any thread id works whatever characters it holds.
+    Thread(String),
+}
+
 /// What the query thread receives.
 enum QueryWork {
     Job(QueryJob),
@@ -106,7 +115,7 @@ enum QueryWork {
 
 /// A query for the query thread. `reply` gets the hits as a JSON array of named documents.
 struct QueryJob {
-    text: String,
+    query: QueryText,
     limit: usize,
     /// The hits' JSON is cut (lowest-ranked first) so that the tool result carrying it (twice:
     /// once escaped as text, once as structured content) stays within this many bytes.
@@ -132,13 +141,36 @@ impl SearchHandle {
         max_result_bytes: usize,
         at_least_one: bool,
     ) -> Result<String, QueryError> {
+        let query = QueryText::Parsed(text.to_string());
+        self.run(query, limit, max_result_bytes, at_least_one).await
+    }
+
+    /// The messages of a named thread (replies name their root's id), as [`Self::query`]
+    /// gives them.
+    pub async fn thread(
+        &self,
+        thread_id: &str,
+        limit: usize,
+        max_result_bytes: usize,
+    ) -> Result<String, QueryError> {
+        let query = QueryText::Thread(thread_id.to_string());
+        self.run(query, limit, max_result_bytes, true).await
+    }
+
+    async fn run(
+        &self,
+        query: QueryText,
+        limit: usize,
+        max_result_bytes: usize,
+        at_least_one: bool,
+    ) -> Result<String, QueryError> {
         if self.queries_waiting.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED_QUERIES {
             self.queries_waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(QueryError::Busy);
         }
         let (reply, answer) = wake::channel();
         let job = QueryJob {
-            text: text.to_string(),
+            query,
             limit,
             max_result_bytes,
             at_least_one,

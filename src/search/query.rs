@@ -2,19 +2,20 @@
 //! snapshot, off the shards, so a slow query delays only other queries.
 
 use super::schema::fields_of;
-use super::{QueryError, QueryWork};
+use super::{QueryError, QueryText, QueryWork};
 use crate::json::quoted_len;
 use crossbeam_channel::Receiver;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tantivy::collector::TopDocs;
-use tantivy::query::{QueryParser, QueryParserError};
-use tantivy::schema::{document::Document, Schema};
-use tantivy::{Index, IndexReader, TantivyDocument};
+use tantivy::query::{Query, QueryParser, QueryParserError, TermQuery};
+use tantivy::schema::{document::Document, Field, IndexRecordOption, Schema};
+use tantivy::{Index, IndexReader, TantivyDocument, Term};
 
 pub struct QueryRunner {
     reader: IndexReader,
     parser: QueryParser,
+    thread_id: Field,
     schema: Schema,
     queries_waiting: Arc<AtomicUsize>,
 }
@@ -28,6 +29,7 @@ impl QueryRunner {
         QueryRunner {
             reader,
             parser,
+            thread_id: fields.thread_id,
             schema,
             queries_waiting,
         }
@@ -38,7 +40,16 @@ impl QueryRunner {
             let QueryWork::Job(job) = item else {
                 return;
             };
-            let result = self.search(&job.text, job.limit, job.max_result_bytes, job.at_least_one);
+            let result = match &job.query {
+                QueryText::Parsed(text) => {
+                    self.search(text, job.limit, job.max_result_bytes, job.at_least_one)
+                }
+                QueryText::Thread(thread_id) => {
+                    let term = Term::from_field_text(self.thread_id, thread_id);
+                    let query = TermQuery::new(term, IndexRecordOption::Basic);
+                    self.collect(&query, job.limit, job.max_result_bytes, job.at_least_one)
+                }
+            };
             self.queries_waiting.fetch_sub(1, Ordering::AcqRel);
             job.reply.send(result);
         }
@@ -61,9 +72,20 @@ impl QueryRunner {
             )),
             other => QueryError::Syntax(other.to_string()),
         })?;
+        self.collect(&*query, limit, max_result_bytes, at_least_one)
+    }
+
+    /// Runs `query`: the hits as [`Self::search`] describes them.
+    fn collect(
+        &self,
+        query: &dyn Query,
+        limit: usize,
+        max_result_bytes: usize,
+        at_least_one: bool,
+    ) -> Result<String, QueryError> {
         let searcher = self.reader.searcher();
         let hits = searcher
-            .search(&query, &TopDocs::with_limit(limit.max(1)).order_by_score())
+            .search(query, &TopDocs::with_limit(limit.max(1)).order_by_score())
             .map_err(|e| QueryError::Unavailable(e.to_string()))?;
         let mut out = String::from("[");
         // `[]`, raw and escaped with its quotes.

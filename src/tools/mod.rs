@@ -517,6 +517,11 @@ impl Toolbox {
         &self.shard
     }
 
+    /// The search threads (the web view runs its searches through them too).
+    pub fn search(&self) -> &SearchHandle {
+        &self.search
+    }
+
     /// This shard's counters.
     pub fn shard_metrics(&self) -> &ShardMetrics {
         &self.metrics.shards[self.shard.id()]

@@ -1,0 +1,481 @@
+//! What each page shows, gathered from the shards and the search index through the same
+//! typed requests the tools use. Every request is a read ([`View`], a lease listing, a query):
+//! nothing here drains, marks or counts as an agent's activity. Fan-out is to each shard
+//! once per page at most, and each answer is bounded (see `shards::state::views`).
+
+use crate::search::QueryError;
+use crate::tools::Toolbox;
+use serde::Deserialize;
+use shards::leases::{owner_of_project, Lease};
+use shards::{
+    AgentPage, AgentRow, CallError, LeaseOp, LeaseRequest, ProjectSummary, Receipt, Reply, Request,
+    SharedEnvelope, View, ViewReply, TRAFFIC_MINUTES,
+};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// Rows per page of the overview, the roster and an agent's log.
+pub const PAGE_ROWS: usize = 50;
+/// Recent messages shown for a project.
+pub const RECENT_SHOWN: usize = 12;
+/// Reservations shown for a project.
+pub const LEASES_SHOWN: usize = 100;
+/// Messages of a thread shown (search returns them; a longer thread is cut, oldest kept).
+pub const THREAD_MESSAGES: usize = 200;
+/// Hits shown for a search.
+pub const SEARCH_HITS: usize = 50;
+/// Bytes of search results one page reads at most: documents carry whole bodies.
+pub const SEARCH_RESULT_BYTES: usize = 1024 * 1024;
+
+#[derive(Debug)]
+pub enum DataError {
+    Shard(CallError),
+    Search(QueryError),
+}
+
+impl From<CallError> for DataError {
+    fn from(error: CallError) -> Self {
+        DataError::Shard(error)
+    }
+}
+
+/// A project as the overview shows it: every shard's part added up.
+#[derive(Debug, Clone)]
+pub struct ProjectLine {
+    pub id: Uuid,
+    pub key: Box<str>,
+    pub agents: usize,
+    pub queued: usize,
+    pub traffic: [u32; TRAFFIC_MINUTES],
+}
+
+impl ProjectLine {
+    pub fn sent_last_hour(&self) -> u64 {
+        self.traffic.iter().map(|n| u64::from(*n)).sum()
+    }
+
+    fn add(&mut self, part: &ProjectSummary) {
+        self.agents += part.agents;
+        self.queued += part.queued;
+        for (total, n) in self.traffic.iter_mut().zip(part.traffic) {
+            *total = total.saturating_add(n);
+        }
+    }
+}
+
+pub struct Page<T> {
+    pub rows: Vec<T>,
+    /// The cursor of the next page, if there is one.
+    pub next: Option<String>,
+}
+
+/// Sends one request to every shard (all in flight at once) and collects the replies.
+async fn ask_all(
+    tools: &Toolbox,
+    request: impl Fn() -> Request,
+) -> Result<Vec<ViewReply>, CallError> {
+    let shard = tools.shard();
+    let mut tickets = Vec::with_capacity(shard.count());
+    for owner in 0..shard.count() {
+        tickets.push(shard.submit(owner, request()).await?);
+    }
+    let mut replies = Vec::with_capacity(tickets.len());
+    for ticket in tickets {
+        replies.push(view_reply(ticket.await));
+    }
+    Ok(replies)
+}
+
+async fn ask(tools: &Toolbox, owner: usize, view: View) -> Result<ViewReply, CallError> {
+    Ok(view_reply(
+        tools.shard().call(owner, Request::View(view)).await?,
+    ))
+}
+
+fn view_reply(reply: Reply) -> ViewReply {
+    match reply {
+        Reply::View(reply) => reply,
+        other => panic!("shard answered a view with {other:?}"),
+    }
+}
+
+/// Merges pages that each shard cut at `limit` in key order: only keys up to the smallest
+/// last key of a cut page are complete on every shard; the next page starts after it.
+fn complete_up_to<'a>(lasts: impl Iterator<Item = (Option<&'a str>, bool)>) -> Option<String> {
+    lasts
+        .filter(|(_, has_more)| *has_more)
+        .filter_map(|(last, _)| last)
+        .min()
+        .map(str::to_string)
+}
+
+/// One page of the overview, projects in key order after `after`.
+pub async fn projects(
+    tools: &Toolbox,
+    after: Option<&str>,
+    now_ms: i64,
+) -> Result<Page<ProjectLine>, DataError> {
+    let replies = ask_all(tools, || {
+        Request::View(View::Projects {
+            after: after.map(Box::from),
+            limit: PAGE_ROWS,
+            now_ms,
+        })
+    })
+    .await?;
+    let parts: Vec<(Vec<ProjectSummary>, bool)> = replies
+        .into_iter()
+        .map(|reply| match reply {
+            ViewReply::Projects { projects, has_more } => (projects, has_more),
+            other => panic!("projects view answered with {other:?}"),
+        })
+        .collect();
+    let next = complete_up_to(
+        parts
+            .iter()
+            .map(|(rows, more)| (rows.last().map(|p| &*p.key), *more)),
+    );
+    let mut merged: BTreeMap<&str, ProjectLine> = BTreeMap::new();
+    for part in parts.iter().flat_map(|(rows, _)| rows) {
+        if next.as_deref().is_some_and(|cut| &*part.key > cut) {
+            continue;
+        }
+        merged
+            .entry(&part.key)
+            .or_insert_with(|| ProjectLine {
+                id: part.id,
+                key: part.key.clone(),
+                agents: 0,
+                queued: 0,
+                traffic: [0; TRAFFIC_MINUTES],
+            })
+            .add(part);
+    }
+    let mut rows: Vec<ProjectLine> = merged.into_values().collect();
+    let next = cut_page(&mut rows, next, |p| p.key.to_string());
+    Ok(Page { rows, next })
+}
+
+/// Cuts merged rows (in cursor order) to [`PAGE_ROWS`]; the next page then starts after the
+/// last row kept.
+fn cut_page<T>(
+    rows: &mut Vec<T>,
+    next: Option<String>,
+    cursor: impl Fn(&T) -> String,
+) -> Option<String> {
+    if rows.len() <= PAGE_ROWS {
+        return next;
+    }
+    rows.truncate(PAGE_ROWS);
+    rows.last().map(cursor)
+}
+
+/// A project's roster page.
+pub struct Roster {
+    pub key: Box<str>,
+    pub agent_count: usize,
+    pub queued: usize,
+    pub traffic: [u32; TRAFFIC_MINUTES],
+    pub agents: Page<AgentRow>,
+    /// Newest first.
+    pub recent: Vec<SharedEnvelope>,
+    pub leases: Vec<Lease>,
+}
+
+/// `None`: no agent of the project exists.
+pub async fn roster(
+    tools: &Toolbox,
+    project_id: Uuid,
+    after: Option<&str>,
+    now_ms: i64,
+) -> Result<Option<Roster>, DataError> {
+    let replies = ask_all(tools, || {
+        Request::View(View::Roster {
+            project_id,
+            after: after.map(Box::from),
+            limit: PAGE_ROWS,
+            now_ms,
+        })
+    })
+    .await?;
+    let parts: Vec<Box<shards::RosterPart>> = replies
+        .into_iter()
+        .map(|reply| match reply {
+            ViewReply::Roster(part) => part,
+            other => panic!("roster view answered with {other:?}"),
+        })
+        .collect();
+    let Some(key) = parts.iter().find_map(|p| p.key.clone()) else {
+        return Ok(None);
+    };
+    let next = complete_up_to(parts.iter().map(|p| {
+        let last = p.agents.last().map(|a| &*a.profile.name);
+        (last, p.has_more)
+    }));
+    let mut roster = Roster {
+        key,
+        agent_count: 0,
+        queued: 0,
+        traffic: [0; TRAFFIC_MINUTES],
+        agents: Page {
+            rows: Vec::new(),
+            next: None,
+        },
+        recent: Vec::new(),
+        leases: Vec::new(),
+    };
+    for part in parts {
+        roster.agent_count += part.agent_count;
+        roster.queued += part.queued;
+        for (total, n) in roster.traffic.iter_mut().zip(part.traffic) {
+            *total = total.saturating_add(n);
+        }
+        roster.recent.extend(part.recent);
+        let complete = |row: &AgentRow| next.as_deref().is_none_or(|cut| &*row.profile.name <= cut);
+        roster
+            .agents
+            .rows
+            .extend(part.agents.into_iter().filter(complete));
+    }
+    roster
+        .agents
+        .rows
+        .sort_by(|a, b| a.profile.name.cmp(&b.profile.name));
+    roster.agents.next = cut_page(&mut roster.agents.rows, next, |a| {
+        a.profile.name.to_string()
+    });
+    roster
+        .recent
+        .sort_by_key(|e| std::cmp::Reverse((e.timestamp_ms, e.id)));
+    roster.recent.truncate(RECENT_SHOWN);
+    roster.leases = leases(tools, project_id, now_ms).await?;
+    Ok(Some(roster))
+}
+
+/// A project's key, for a page's heading (`None` if it has no agents, or a shard is away).
+pub async fn project_key(tools: &Toolbox, project_id: Uuid, now_ms: i64) -> Option<Box<str>> {
+    let view = || {
+        Request::View(View::Roster {
+            project_id,
+            after: None,
+            limit: 0,
+            now_ms,
+        })
+    };
+    let replies = ask_all(tools, view).await.ok()?;
+    replies.into_iter().find_map(|reply| match reply {
+        ViewReply::Roster(part) => part.key,
+        _ => None,
+    })
+}
+
+/// The project's active reservations, as `list_file_reservations` lists them.
+async fn leases(tools: &Toolbox, project_id: Uuid, now_ms: i64) -> Result<Vec<Lease>, DataError> {
+    let shard = tools.shard();
+    let request = Request::Leases(LeaseRequest {
+        project_id,
+        agent: "".into(),
+        now_ms,
+        op: LeaseOp::List {
+            only_agent: false,
+            include_inactive: false,
+            limit: LEASES_SHOWN,
+        },
+    });
+    match shard
+        .call(owner_of_project(&project_id, shard.count()), request)
+        .await?
+    {
+        Reply::Leases(Ok(leases)) => Ok(leases),
+        Reply::Leases(Err(_)) => Ok(Vec::new()),
+        other => panic!("lease listing answered with {other:?}"),
+    }
+}
+
+/// An agent's page; `None` if it does not exist.
+pub async fn agent(
+    tools: &Toolbox,
+    name: &str,
+    before: Option<u64>,
+) -> Result<Option<Box<AgentPage>>, DataError> {
+    let owner = tools.shard().owner_of(name);
+    let view = View::Agent {
+        name: name.into(),
+        before,
+        limit: PAGE_ROWS,
+    };
+    match ask(tools, owner, view).await? {
+        ViewReply::Agent(page) => Ok(page),
+        other => panic!("agent view answered with {other:?}"),
+    }
+}
+
+/// A message and how each recipient holds it.
+pub struct MessageView {
+    pub envelope: SharedEnvelope,
+    /// Per recipient, in the message's order (`to`, then `cc`).
+    pub receipts: Vec<(Box<str>, Option<Receipt>)>,
+}
+
+/// Message `id`, found through its sender (`from`) or by asking every shard.
+pub async fn message(
+    tools: &Toolbox,
+    id: Uuid,
+    from: Option<&str>,
+) -> Result<Option<MessageView>, DataError> {
+    let Some(envelope) = find_message(tools, id, from).await? else {
+        return Ok(None);
+    };
+    let shard = tools.shard();
+    let mut by_owner: Vec<Vec<Box<str>>> = vec![Vec::new(); shard.count()];
+    for name in envelope.recipients() {
+        by_owner[shard.owner_of(name)].push(name.into());
+    }
+    let mut tickets = Vec::new();
+    for (owner, names) in by_owner.into_iter().enumerate() {
+        if names.is_empty() {
+            continue;
+        }
+        let view = View::Receipts {
+            id,
+            timestamp_ms: envelope.timestamp_ms,
+            names,
+        };
+        tickets.push(shard.submit(owner, Request::View(view)).await?);
+    }
+    let mut found: BTreeMap<Box<str>, Option<Receipt>> = BTreeMap::new();
+    for ticket in tickets {
+        match view_reply(ticket.await) {
+            ViewReply::Receipts(receipts) => found.extend(receipts),
+            other => panic!("receipts view answered with {other:?}"),
+        }
+    }
+    let receipts = envelope
+        .recipients()
+        .map(|name| (Box::from(name), found.get(name).copied().flatten()))
+        .collect();
+    Ok(Some(MessageView { envelope, receipts }))
+}
+
+async fn find_message(
+    tools: &Toolbox,
+    id: Uuid,
+    from: Option<&str>,
+) -> Result<Option<SharedEnvelope>, DataError> {
+    let from = from.filter(|name| crate::tools::valid_agent_name(name));
+    let replies = match from {
+        Some(name) => {
+            let owner = tools.shard().owner_of(name);
+            let view = View::Message {
+                id,
+                from: Some(name.into()),
+            };
+            vec![ask(tools, owner, view).await?]
+        }
+        None => ask_all(tools, || Request::View(View::Message { id, from: None })).await?,
+    };
+    Ok(replies.into_iter().find_map(|reply| match reply {
+        ViewReply::Message(found) => found,
+        other => panic!("message view answered with {other:?}"),
+    }))
+}
+
+/// A message as the search index returns it (every field an array).
+#[derive(Debug, Default, Deserialize)]
+pub struct Hit {
+    #[serde(default)]
+    pub id: Vec<String>,
+    #[serde(default)]
+    pub project_id: Vec<String>,
+    #[serde(default)]
+    pub from: Vec<String>,
+    #[serde(default)]
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub cc: Vec<String>,
+    #[serde(default)]
+    pub thread_id: Vec<String>,
+    #[serde(default)]
+    pub subject: Vec<String>,
+    #[serde(default)]
+    pub body: Vec<String>,
+    #[serde(default)]
+    pub timestamp: Vec<String>,
+}
+
+impl Hit {
+    pub fn first(field: &[String]) -> &str {
+        field.first().map_or("", String::as_str)
+    }
+}
+
+fn hits(json: &str) -> Result<Vec<Hit>, DataError> {
+    serde_json::from_str(json)
+        .map_err(|e| DataError::Search(QueryError::Unavailable(format!("unreadable hits: {e}"))))
+}
+
+/// Search over all mail, best match first.
+pub async fn search(tools: &Toolbox, query: &str) -> Result<Vec<Hit>, DataError> {
+    let json = tools
+        .search()
+        .query(query, SEARCH_HITS, SEARCH_RESULT_BYTES, true)
+        .await
+        .map_err(DataError::Search)?;
+    hits(&json)
+}
+
+/// A thread: the message that started it (when its id is a message id here) and every
+/// message that names it, oldest first, from the search index.
+pub struct ThreadView {
+    pub root: Option<SharedEnvelope>,
+    pub messages: Vec<Hit>,
+    /// The index returned as many as asked: the thread may be longer.
+    pub cut: bool,
+}
+
+pub async fn thread(
+    tools: &Toolbox,
+    project_id: Uuid,
+    thread_id: &str,
+) -> Result<ThreadView, DataError> {
+    let root = match Uuid::try_parse(thread_id) {
+        Ok(id) => find_message(tools, id, None)
+            .await?
+            .filter(|e| e.project_id == project_id),
+        Err(_) => None,
+    };
+    let json = tools
+        .search()
+        .thread(thread_id, THREAD_MESSAGES, SEARCH_RESULT_BYTES)
+        .await
+        .map_err(DataError::Search)?;
+    let mut messages = hits(&json)?;
+    let cut = messages.len() >= THREAD_MESSAGES;
+    let project = project_id.hyphenated().to_string();
+    messages.retain(|hit| Hit::first(&hit.project_id) == project);
+    if let Some(root) = &root {
+        let root_id = root.id.hyphenated().to_string();
+        messages.retain(|hit| Hit::first(&hit.id) != root_id);
+    }
+    // RFC 3339 times of one format sort as text.
+    messages.sort_by(|a, b| Hit::first(&a.timestamp).cmp(Hit::first(&b.timestamp)));
+    Ok(ThreadView {
+        root,
+        messages,
+        cut,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merged_pages_stop_where_every_shard_is_complete() {
+        // Shard 0 cut its page at "m", shard 1 at "f", shard 2 returned all it has.
+        let lasts = [(Some("m"), true), (Some("f"), true), (Some("z"), false)];
+        assert_eq!(complete_up_to(lasts.into_iter()).as_deref(), Some("f"));
+        let done = [(Some("m"), false), (None, false)];
+        assert_eq!(complete_up_to(done.into_iter()), None);
+    }
+}
