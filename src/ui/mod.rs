@@ -25,6 +25,7 @@ use uuid::Uuid;
 const HTML: &str = "text/html; charset=utf-8";
 const CSS: &[u8] = include_bytes!("assets/app.css");
 const JS: &[u8] = include_bytes!("assets/app.js");
+const ICON: &[u8] = include_bytes!("assets/icon.svg");
 
 /// On every response of the view: no script or style but this server's files, no framing,
 /// no sniffing, no referrer, no caching of pages that show mail.
@@ -106,11 +107,11 @@ impl Ui {
         }
         let get = matches!(request.method, Method::Get | Method::Head);
         match request.path {
-            "/ui/static/app.css" | "/ui/static/app.js" if get => {
-                let (bytes, kind) = if request.path.ends_with(".css") {
-                    (CSS, "text/css; charset=utf-8")
-                } else {
-                    (JS, "text/javascript; charset=utf-8")
+            "/ui/static/app.css" | "/ui/static/app.js" | "/ui/static/icon.svg" if get => {
+                let (bytes, kind) = match request.path {
+                    "/ui/static/app.css" => (CSS, "text/css; charset=utf-8"),
+                    "/ui/static/app.js" => (JS, "text/javascript; charset=utf-8"),
+                    _ => (ICON, "image/svg+xml"),
                 };
                 body.extend_from_slice(bytes);
                 ResponseHead::new(Status::Ok)

@@ -36,6 +36,7 @@ pub fn start(html: &mut Html<'_>, title: &str, crumbs: &[(&str, Option<String>)]
         .raw("<title>")
         .text(title)
         .raw(" · allman</title><link rel=\"stylesheet\" href=\"/ui/static/app.css\">")
+        .raw("<link rel=\"icon\" href=\"/ui/static/icon.svg\" type=\"image/svg+xml\">")
         .raw("<script src=\"/ui/static/app.js\" defer></script></head>");
     html.raw(match feed {
         Feed::Yes => "<body data-feed=\"1\">",
@@ -148,7 +149,7 @@ pub fn overview(html: &mut Html<'_>, page: &Page<ProjectLine>, first_page: bool)
             "<p class=\"empty\">No more projects.</p>"
         });
     } else {
-        html.raw("<table class=\"projects\"><thead><tr><th>Project</th><th class=\"n\">Agents</th>")
+        html.raw("<div class=\"scroll\"><table class=\"projects\"><thead><tr><th>Project</th><th class=\"n\">Agents</th>")
             .raw("<th class=\"n\">Queued</th><th class=\"n\">Sent (1 h)</th><th>Messages per minute, last hour</th></tr></thead><tbody>");
         for project in &page.rows {
             html.raw("<tr><td><a href=\"");
@@ -165,7 +166,7 @@ pub fn overview(html: &mut Html<'_>, page: &Page<ProjectLine>, first_page: bool)
             chart::traffic(html, &project.traffic);
             html.raw("</td></tr>");
         }
-        html.raw("</tbody></table>");
+        html.raw("</tbody></table></div>");
     }
     next_link(
         html,
@@ -219,18 +220,18 @@ pub fn roster(html: &mut Html<'_>, project_id: &Uuid, roster: &Roster, now_ms: i
         .num(roster.traffic.iter().map(|n| u64::from(*n)).sum::<u64>())
         .raw("</b> sent in the last hour</div><div class=\"wide\">");
     chart::traffic(html, &roster.traffic);
-    html.raw("</div></div>");
+    html.raw("<div class=\"axis\"><span>an hour ago</span><span>messages per minute</span><span>now</span></div></div></div>");
 
     html.raw("<h2>Agents</h2>");
     if roster.agents.rows.is_empty() {
         html.raw("<p class=\"empty\">No more agents.</p>");
     } else {
-        html.raw("<table class=\"agents\"><thead><tr><th>Agent</th><th>Program</th><th>Model</th><th>Task</th>")
+        html.raw("<div class=\"scroll\"><table class=\"agents\"><thead><tr><th>Agent</th><th class=\"opt\">Program</th><th class=\"opt\">Model</th><th class=\"opt\">Task</th>")
             .raw("<th>Last active</th><th class=\"n\">Queued</th><th class=\"n\">Unread</th><th class=\"n\">Awaiting ack</th></tr></thead><tbody>");
         for row in &roster.agents.rows {
             agent_row(html, project_id, row);
         }
-        html.raw("</tbody></table>");
+        html.raw("</tbody></table></div>");
     }
     let mut base = Vec::new();
     project_href(&mut Html::new(&mut base), project_id);
@@ -247,21 +248,21 @@ pub fn roster(html: &mut Html<'_>, project_id: &Uuid, roster: &Roster, now_ms: i
     if roster.recent.is_empty() {
         html.raw("<p class=\"empty\">No messages yet.</p>");
     } else {
-        html.raw("<table class=\"mail\"><thead><tr><th>Sent</th><th>From</th><th>To</th><th>Subject</th><th>Thread</th></tr></thead><tbody>");
+        html.raw("<div class=\"scroll\"><table class=\"mail\"><thead><tr><th>Sent</th><th>From</th><th class=\"opt\">To</th><th>Subject</th><th class=\"opt\">Thread</th></tr></thead><tbody>");
         for envelope in &roster.recent {
             html.raw("<tr><td>")
                 .time(envelope.timestamp_ms)
                 .raw("</td><td>");
             agent_link(html, project_id, envelope.from());
-            html.raw("</td><td>");
+            html.raw("</td><td class=\"opt\">");
             names(html, project_id, envelope.recipients());
             html.raw("</td><td>");
             subject_link(html, envelope);
-            html.raw("</td><td>");
+            html.raw("</td><td class=\"opt\">");
             thread_link(html, project_id, &envelope.thread_id(), 24);
             html.raw("</td></tr>");
         }
-        html.raw("</tbody></table>");
+        html.raw("</tbody></table></div>");
     }
 
     html.raw("<h2>File reservations</h2>");
@@ -269,13 +270,13 @@ pub fn roster(html: &mut Html<'_>, project_id: &Uuid, roster: &Roster, now_ms: i
     if active.is_empty() {
         html.raw("<p class=\"empty\">No active reservations.</p>");
     } else {
-        html.raw("<table class=\"leases\"><thead><tr><th>Path</th><th>Holder</th><th>Kind</th><th>Reason</th><th>Expires</th></tr></thead><tbody>");
+        html.raw("<div class=\"scroll\"><table class=\"leases\"><thead><tr><th>Path</th><th>Holder</th><th class=\"opt\">Kind</th><th>Reason</th><th>Expires</th></tr></thead><tbody>");
         for lease in active {
             html.raw("<tr><td><code>")
                 .text(&lease.path)
                 .raw("</code></td><td>");
             agent_link(html, project_id, &lease.agent);
-            html.raw("</td><td>")
+            html.raw("</td><td class=\"opt\">")
                 .raw(if lease.exclusive {
                     "exclusive"
                 } else {
@@ -287,7 +288,7 @@ pub fn roster(html: &mut Html<'_>, project_id: &Uuid, roster: &Roster, now_ms: i
                 .time(lease.expires_ms)
                 .raw("</td></tr>");
         }
-        html.raw("</tbody></table>");
+        html.raw("</tbody></table></div>");
     }
     end(html, Feed::Yes);
 }
@@ -296,11 +297,11 @@ fn agent_row(html: &mut Html<'_>, project_id: &Uuid, row: &AgentRow) {
     let p = &row.profile;
     html.raw("<tr><td>");
     agent_link(html, project_id, &p.name);
-    html.raw("</td><td>")
+    html.raw("</td><td class=\"opt\">")
         .text_clipped(&p.program, CELL_CHARS)
-        .raw("</td><td>")
+        .raw("</td><td class=\"opt\">")
         .text_clipped(&p.model, CELL_CHARS)
-        .raw("</td><td>")
+        .raw("</td><td class=\"opt\">")
         .text_clipped(&p.task_description, CELL_CHARS)
         .raw("</td><td>")
         .time(row.last_active_ms)
@@ -392,7 +393,7 @@ pub fn agent(html: &mut Html<'_>, project_id: &Uuid, page: &AgentPage, first_pag
             "<p class=\"empty\">No older deliveries kept.</p>"
         });
     } else {
-        html.raw("<table class=\"mail\"><thead><tr><th class=\"n\">#</th><th>Delivered</th><th>From</th><th>Subject</th><th>As</th><th>State</th><th>Thread</th></tr></thead><tbody>");
+        html.raw("<div class=\"scroll\"><table class=\"mail\"><thead><tr><th class=\"n\">#</th><th>Delivered</th><th>From</th><th>Subject</th><th class=\"opt\">As</th><th>State</th><th class=\"opt\">Thread</th></tr></thead><tbody>");
         for d in &page.deliveries {
             html.raw("<tr><td class=\"n\">")
                 .num(d.seq)
@@ -402,13 +403,15 @@ pub fn agent(html: &mut Html<'_>, project_id: &Uuid, page: &AgentPage, first_pag
             agent_link(html, project_id, d.envelope.from());
             html.raw("</td><td>");
             subject_link(html, &d.envelope);
-            html.raw("</td><td>").raw(d.kind.as_str()).raw("</td><td>");
+            html.raw("</td><td class=\"opt\">")
+                .raw(d.kind.as_str())
+                .raw("</td><td>");
             delivery_state(html, d);
-            html.raw("</td><td>");
+            html.raw("</td><td class=\"opt\">");
             thread_link(html, project_id, &d.envelope.thread_id(), 24);
             html.raw("</td></tr>");
         }
-        html.raw("</tbody></table>");
+        html.raw("</tbody></table></div>");
     }
     let mut base = Vec::new();
     {
@@ -429,7 +432,7 @@ pub fn agent(html: &mut Html<'_>, project_id: &Uuid, page: &AgentPage, first_pag
     if page.threads.is_empty() {
         html.raw("<p class=\"empty\">No conversations in its recent mail.</p>");
     } else {
-        html.raw("<table class=\"threads\"><thead><tr><th>Thread</th><th class=\"n\">Messages</th><th>Latest</th><th>Latest subject</th></tr></thead><tbody>");
+        html.raw("<div class=\"scroll\"><table class=\"threads\"><thead><tr><th>Thread</th><th class=\"n\">Messages</th><th>Latest</th><th>Latest subject</th></tr></thead><tbody>");
         for thread in &page.threads {
             html.raw("<tr><td>");
             thread_link(html, project_id, &thread.thread_id, 60);
@@ -441,7 +444,7 @@ pub fn agent(html: &mut Html<'_>, project_id: &Uuid, page: &AgentPage, first_pag
             subject_link(html, &thread.latest);
             html.raw("</td></tr>");
         }
-        html.raw("</tbody></table>");
+        html.raw("</tbody></table></div>");
     }
     end(html, Feed::Yes);
 }
@@ -626,7 +629,7 @@ pub fn message(html: &mut Html<'_>, view: &MessageView, project_key: Option<&str
         .raw("</code></dd></dl><div class=\"body full\">")
         .text_clipped(e.body(), MESSAGE_BODY_CHARS)
         .raw("</div>");
-    html.raw("<h2>Recipients</h2><table class=\"receipts\"><thead><tr><th>Agent</th><th>As</th><th class=\"n\">#</th><th>Read</th><th>Acknowledged</th><th>Drained</th></tr></thead><tbody>");
+    html.raw("<h2>Recipients</h2><div class=\"scroll\"><table class=\"receipts\"><thead><tr><th>Agent</th><th>As</th><th class=\"n\">#</th><th>Read</th><th>Acknowledged</th><th>Drained</th></tr></thead><tbody>");
     for (name, receipt) in &view.receipts {
         html.raw("<tr><td>");
         agent_link(html, &e.project_id, name);
@@ -658,7 +661,7 @@ pub fn message(html: &mut Html<'_>, view: &MessageView, project_key: Option<&str
         }
         html.raw("</tr>");
     }
-    html.raw("</tbody></table>");
+    html.raw("</tbody></table></div>");
     end(html, Feed::No);
 }
 

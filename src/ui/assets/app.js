@@ -7,7 +7,7 @@
   for (const el of document.querySelectorAll("time[datetime]")) {
     const when = new Date(el.getAttribute("datetime"));
     if (!Number.isNaN(when.getTime())) {
-      el.textContent = when.toLocaleString();
+      el.textContent = when.toLocaleString(undefined, { dateStyle: "short", timeStyle: "medium" });
     }
   }
   const box = document.getElementById("auto-refresh");
