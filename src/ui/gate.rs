@@ -9,20 +9,19 @@ use std::time::{Duration, Instant};
 
 /// Share of a shard's time the view may take. A page's time counts from its start to its end,
 /// waits on other shards and on search included, so the real share is lower.
-pub const UI_DUTY_PERCENT: u32 = 2;
+pub const UI_DUTY_PERCENT: u32 = 1;
 /// Pages waiting for their turn on one shard; past it a page gets 503 at once. A browser opens
 /// at most six connections to a host, so this is several viewers' worth.
 pub const MAX_WAITING_PAGES: usize = 32;
 /// The longest a page waits for its turn before it gets 503.
 pub const MAX_PAGE_WAIT: Duration = Duration::from_secs(5);
 /// The longest pause one slow page imposes on the next.
-const MAX_PAUSE: Duration = Duration::from_secs(2);
-/// How often a waiting page looks again while another is being rendered.
-const BUSY_POLL: Duration = Duration::from_millis(1);
+const MAX_PAUSE: Duration = Duration::from_secs(1);
 
-#[derive(Debug)]
 pub struct Gate {
-    rendering: Cell<bool>,
+    /// One page at a time; waiting pages queue here in order (no polling).
+    turn: glommio::sync::Semaphore,
+    /// When the next page may start: the pause the last one earned.
     next_start: Cell<Instant>,
     waiting: Cell<usize>,
 }
@@ -34,7 +33,7 @@ pub struct Busy;
 impl Default for Gate {
     fn default() -> Self {
         Gate {
-            rendering: Cell::new(false),
+            turn: glommio::sync::Semaphore::new(1),
             next_start: Cell::new(Instant::now()),
             waiting: Cell::new(0),
         }
@@ -44,48 +43,38 @@ impl Default for Gate {
 impl Gate {
     /// Waits for this page's turn; the page runs while the [`Pass`] lives.
     pub async fn enter(&self) -> Result<Pass<'_>, Busy> {
-        if self.open(Instant::now()) {
-            return Ok(self.pass());
-        }
         if self.waiting.get() >= MAX_WAITING_PAGES {
             return Err(Busy);
         }
         let _waiting = Waiting::new(&self.waiting);
         let deadline = Instant::now() + MAX_PAGE_WAIT;
-        loop {
-            let now = Instant::now();
-            if self.open(now) {
-                return Ok(self.pass());
-            }
-            if now >= deadline {
+        let turn =
+            futures_lite::future::or(async { self.turn.acquire_permit(1).await.ok() }, async {
+                glommio::timer::sleep(MAX_PAGE_WAIT).await;
+                None
+            })
+            .await
+            .ok_or(Busy)?;
+        let now = Instant::now();
+        let start = self.next_start.get();
+        if start > now {
+            if start > deadline {
                 return Err(Busy);
             }
-            let wake = if self.rendering.get() {
-                now + BUSY_POLL
-            } else {
-                self.next_start.get()
-            };
-            glommio::timer::sleep(wake.min(deadline).saturating_duration_since(now)).await;
+            glommio::timer::sleep(start - now).await;
         }
-    }
-
-    fn open(&self, now: Instant) -> bool {
-        !self.rendering.get() && now >= self.next_start.get()
-    }
-
-    fn pass(&self) -> Pass<'_> {
-        self.rendering.set(true);
-        Pass {
+        Ok(Pass {
             gate: self,
+            _turn: turn,
             started: Instant::now(),
-        }
+        })
     }
 }
 
 /// The right to render one page; dropping it sets the pause before the next.
-#[derive(Debug)]
 pub struct Pass<'a> {
     gate: &'a Gate,
+    _turn: glommio::sync::Permit<'a>,
     started: Instant,
 }
 
@@ -99,7 +88,6 @@ impl Drop for Pass<'_> {
     fn drop(&mut self) {
         let took = self.started.elapsed();
         let pause = (took * (100 / UI_DUTY_PERCENT - 1)).min(MAX_PAUSE);
-        self.gate.rendering.set(false);
         self.gate.next_start.set(Instant::now() + pause);
     }
 }
@@ -143,7 +131,7 @@ mod tests {
                 let waited = Instant::now();
                 let second = gate.enter().await.expect("opens after the pause");
                 assert!(waited.elapsed() >= pause.mul_f64(0.9));
-                // While a page renders, waiters queue up to the bound; the next is refused.
+                // Waiters queue up to the bound; the next is refused.
                 gate.waiting.set(MAX_WAITING_PAGES);
                 assert_eq!(gate.enter().await.map(|_| ()), Err(Busy));
                 gate.waiting.set(0);

@@ -17,6 +17,11 @@ impl<'a> Html<'a> {
         Html { out }
     }
 
+    /// Bytes in the response body so far.
+    pub fn written(&self) -> usize {
+        self.out.len()
+    }
+
     /// Markup written by this crate (never text from outside).
     pub fn raw(&mut self, markup: &'static str) -> &mut Self {
         self.out.extend_from_slice(markup.as_bytes());

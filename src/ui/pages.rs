@@ -14,10 +14,13 @@ const CELL_CHARS: usize = 120;
 /// Characters of a body shown in a list (the message page shows more).
 const PREVIEW_CHARS: usize = 400;
 /// Characters of a body shown on a thread page, per message.
-const THREAD_BODY_CHARS: usize = 4_000;
-/// Characters of a body shown on the message page: bodies are at most 1 MiB by default; a
-/// page stays well under a few hundred KiB.
-const MESSAGE_BODY_CHARS: usize = 200_000;
+const THREAD_BODY_CHARS: usize = 2_000;
+/// Characters of a body shown on the message page (bodies may be up to 1 MiB): at most six
+/// bytes each once escaped, so the page stays within [`MAX_PAGE_BYTES`].
+const MESSAGE_BODY_CHARS: usize = 100_000;
+/// Bytes a page that lists messages (a thread, search hits) grows to at most: past it the
+/// rest of the list is left out, with a note. Other pages are bounded by their rows.
+pub const MAX_PAGE_BYTES: usize = 1024 * 1024;
 /// Recipients named in a list row before "and N more".
 const NAMES_IN_ROW: usize = 5;
 
@@ -566,18 +569,31 @@ pub fn thread(
         html.raw("<p class=\"empty\">No messages in this thread (yet: new mail is searchable within moments).</p>");
     }
     let root_id = view.root.as_ref().map(|r| r.id.hyphenated().to_string());
+    let mut lines: Vec<Line<'_>> = Vec::with_capacity(count);
     if let (Some(root), Some(id)) = (&view.root, &root_id) {
-        Line::of_envelope(root, id).write(html, THREAD_BODY_CHARS);
+        lines.push(Line::of_envelope(root, id));
     }
-    for hit in &view.messages {
-        Line::of_hit(hit).write(html, THREAD_BODY_CHARS);
-    }
-    if view.cut {
+    lines.extend(view.messages.iter().map(Line::of_hit));
+    let shown = write_lines(html, &lines, THREAD_BODY_CHARS);
+    if view.cut || shown < count {
         html.raw("<p class=\"meta\">Showing the first ")
-            .num(count as u64)
+            .num(shown as u64)
             .raw(" messages of a longer thread.</p>");
     }
     end(html, Feed::Yes);
+}
+
+/// Writes lines while the page is under [`MAX_PAGE_BYTES`] (the first always); returns how
+/// many were written.
+fn write_lines(html: &mut Html<'_>, lines: &[Line<'_>], body_chars: usize) -> usize {
+    let start = html.written();
+    for (count, line) in lines.iter().enumerate() {
+        if count > 0 && html.written() - start >= MAX_PAGE_BYTES {
+            return count;
+        }
+        line.write(html, body_chars);
+    }
+    lines.len()
 }
 
 pub fn message(html: &mut Html<'_>, view: &MessageView, project_key: Option<&str>) {
@@ -679,8 +695,12 @@ pub fn search(html: &mut Html<'_>, query: &str, hits: Result<&[Hit], &str>) {
             html.raw("<p class=\"empty\">No messages match.</p>");
         }
         Ok(hits) => {
-            for hit in hits {
-                Line::of_hit(hit).write(html, PREVIEW_CHARS);
+            let lines: Vec<Line<'_>> = hits.iter().map(Line::of_hit).collect();
+            let shown = write_lines(html, &lines, PREVIEW_CHARS);
+            if shown < lines.len() {
+                html.raw("<p class=\"meta\">Showing the first ")
+                    .num(shown as u64)
+                    .raw(" hits: the page is full.</p>");
             }
         }
     }
@@ -706,4 +726,141 @@ pub fn notice(html: &mut Html<'_>, title: &'static str, detail: &str) {
         .text(detail)
         .raw("</p><p><a href=\"/ui/\">All projects</a></p>");
     end(html, Feed::No);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shards::{Envelope, Message};
+    use std::sync::Arc;
+
+    const XSS: &str = "<script>alert(1)</script><img src=x onerror=alert(2)>";
+
+    fn envelope(body: &str, subject: &str) -> SharedEnvelope {
+        Arc::new(Envelope::compose(Message {
+            id: Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001),
+            project_id: Uuid::from_u128(9),
+            timestamp_ms: 1_764_417_600_000,
+            from: "Alice",
+            subject,
+            body,
+            thread_id: Some("t-1"),
+            reply_to: None,
+            importance: Importance::Urgent,
+            ack_required: true,
+            to: vec!["Bob".into()],
+            cc: vec!["Carol".into()],
+        }))
+    }
+
+    fn hit(body: &str) -> Hit {
+        Hit {
+            id: vec!["0190a000-0000-7000-8000-000000000002".into()],
+            project_id: vec![Uuid::from_u128(9).hyphenated().to_string()],
+            from: vec!["Bob".into()],
+            to: vec!["Alice".into()],
+            subject: vec![XSS.into()],
+            body: vec![body.into()],
+            timestamp: vec!["2025-11-29T12:00:01.000Z".into()],
+            ..Hit::default()
+        }
+    }
+
+    fn render(write: impl FnOnce(&mut Html<'_>)) -> String {
+        let mut out = Vec::new();
+        write(&mut Html::new(&mut out));
+        String::from_utf8(out).expect("utf-8")
+    }
+
+    /// Elements the pages are made of: anything else came from agent text.
+    const ELEMENTS: &[&str] = &[
+        "!doctype", "html", "head", "meta", "title", "link", "script", "body", "header", "a",
+        "nav", "span", "form", "input", "button", "main", "h1", "h2", "h3", "p", "table", "thead",
+        "tbody", "tr", "th", "td", "div", "dl", "dt", "dd", "code", "time", "article", "b", "svg",
+        "rect", "footer", "label", "wbr",
+    ];
+
+    /// Every tag on the page is one of [`ELEMENTS`] and carries no event handler.
+    fn assert_no_injected_markup(page: &str) {
+        assert_eq!(
+            page.matches("<script").count(),
+            1,
+            "only the page's own script tag"
+        );
+        for (at, _) in page.match_indices('<') {
+            let tag = &page[at + 1..];
+            let tag = &tag[..tag.find('>').expect("tags close")];
+            let name = tag
+                .trim_start_matches('/')
+                .split([' ', '/'])
+                .next()
+                .unwrap_or("");
+            assert!(ELEMENTS.contains(&name), "element <{name}> in {tag}");
+            // Attribute names only: quoted values are text (escaped, so they hold no quote).
+            let names: String = tag.split('"').step_by(2).collect();
+            assert!(
+                !names.to_ascii_lowercase().contains(" on"),
+                "an event handler in <{tag}>"
+            );
+        }
+    }
+
+    #[test]
+    fn agent_text_is_escaped_on_every_message_page() {
+        let view = MessageView {
+            envelope: envelope(XSS, XSS),
+            receipts: vec![("Bob".into(), None), ("Carol".into(), None)],
+        };
+        let page = render(|html| message(html, &view, Some(XSS)));
+        assert_no_injected_markup(&page);
+        assert!(page.contains("&lt;img src=x onerror=alert(2)&gt;"));
+        let thread_view = ThreadView {
+            root: Some(envelope(XSS, "root")),
+            messages: vec![hit(XSS)],
+            cut: false,
+        };
+        let page = render(|html| thread(html, &Uuid::from_u128(9), Some(XSS), XSS, &thread_view));
+        assert_no_injected_markup(&page);
+        let page = render(|html| search(html, XSS, Ok(&[hit(XSS)])));
+        assert_no_injected_markup(&page);
+        assert!(
+            page.contains("value=\"&lt;script&gt;"),
+            "the query echoed into the form, escaped"
+        );
+        let page = render(|html| search(html, "q", Err(XSS)));
+        assert_no_injected_markup(&page);
+    }
+
+    #[test]
+    fn pages_of_messages_stay_within_their_bound() {
+        // Quotes escape to six bytes each: the worst case for a page's size.
+        let body = "\"".repeat(THREAD_BODY_CHARS * 3);
+        let view = ThreadView {
+            root: None,
+            messages: (0..200).map(|_| hit(&body)).collect(),
+            cut: false,
+        };
+        let page = render(|html| thread(html, &Uuid::from_u128(9), None, "t", &view));
+        let one_line = THREAD_BODY_CHARS * 6 + 4096;
+        assert!(
+            page.len() <= MAX_PAGE_BYTES + one_line + 8192,
+            "{} bytes",
+            page.len()
+        );
+        assert!(
+            page.contains("Showing the first "),
+            "says it left messages out"
+        );
+        let shown = page.matches("<article").count();
+        assert!((1..200).contains(&shown), "{shown}");
+
+        let huge = envelope(&"<".repeat(1 << 20), "big");
+        let view = MessageView {
+            envelope: huge,
+            receipts: Vec::new(),
+        };
+        let page = render(|html| message(html, &view, None));
+        assert!(page.len() <= MAX_PAGE_BYTES, "{} bytes", page.len());
+        assert!(page.contains("&lt;&lt;…</div>"), "the body is cut, visibly");
+    }
 }
