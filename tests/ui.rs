@@ -137,7 +137,7 @@ fn pages_show_what_the_tools_report_and_escape_agent_text() {
     );
     assert!(agent.contains("/t/plan%3A7\">plan:7</a>"), "named thread");
 
-    let message = page(&mut client, &format!("/ui/m/{first}"));
+    let message = page(&mut client, &format!("/ui/m/{first}?p={project}"));
     assert!(
         message.contains("&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;")
     );
@@ -160,10 +160,8 @@ fn pages_show_what_the_tools_report_and_escape_agent_text() {
         let thread = page(&mut client, &format!("/ui/p/{project}/t/{first}"));
         let articles = thread.matches("<article").count();
         if articles == 2 {
-            assert!(
-                thread.find(&format!(">{a}</a> →")) < thread.find(&format!(">{b}</a> →")),
-                "oldest first"
-            );
+            let at = |name: &str| thread.find(&format!(">{name}</a> →")).expect("a sender");
+            assert!(at(&a) < at(&b), "oldest first");
             break;
         }
         assert!(
@@ -181,11 +179,20 @@ fn pages_show_what_the_tools_report_and_escape_agent_text() {
     assert_eq!(bad.status, 400);
     assert!(bad.text().contains("class=\"error\""));
 
+    // A link may name another project than the agent's (a message's project is the sender's
+    // choice): the agent's own project is shown.
+    let elsewhere = page(
+        &mut client,
+        &format!("/ui/p/{}/a/{b}", project_id("/srv/ui-other")),
+    );
+    assert!(elsewhere.contains(&format!("<a href=\"/ui/p/{project}\">{key}</a>")));
     for missing in [
         "/ui/p/not-a-uuid".to_string(),
         format!("/ui/p/{}", project_id("nobody")),
-        format!("/ui/p/{}/a/{b}", project_id("/srv/ui-other")),
-        format!("/ui/m/{}", project_id("x")),
+        format!("/ui/p/{project}/a/Nobody"),
+        format!("/ui/m/{first}"),
+        format!("/ui/m/{}?p={project}", project_id("x")),
+        format!("/ui/m/{first}?from=Nobody"),
         "/ui/nope".to_string(),
     ] {
         let response = client.get(&missing);
@@ -227,7 +234,7 @@ fn viewing_drains_marks_and_touches_nothing() {
         format!("/ui/p/{project}"),
         format!("/ui/p/{project}/a/{b}"),
         format!("/ui/p/{project}/a/{a}"),
-        format!("/ui/m/{id}"),
+        format!("/ui/m/{id}?p={project}"),
         format!("/ui/p/{project}/t/{id}"),
     ] {
         page(&mut client, &path);
@@ -247,14 +254,26 @@ fn viewing_drains_marks_and_touches_nothing() {
 fn pages_are_bounded_and_link_to_the_next() {
     let server = Server::start();
     let mut client = server.client();
+    // 55 projects: the first 52 (in key order) with their one agent on shard 0, so that shard
+    // alone fills a page and the page must stop where every shard is complete.
+    let mut names = (0..).map(|i| format!("Pager{i}"));
+    let mut sender = String::new();
     for n in 0..55 {
-        client.create_agent(&format!("ui-page-{n:02}"), &format!("Pager{n:02}"));
+        let shard = usize::from(n >= 52);
+        let name = names
+            .by_ref()
+            .find(|name| shards::owner_of(name, 2) == shard)
+            .expect("a name");
+        client.create_agent(&format!("ui-page-{n:02}"), &name);
+        if n == 0 {
+            sender = name;
+        }
     }
     client.create_agent("ui-page-00", "Reader");
     for n in 0..53 {
         send(
             &mut client,
-            json!({"from_agent": "Pager00", "to": ["Reader"], "subject": format!("m{n:02}"), "body": "x"}),
+            json!({"from_agent": sender, "to": ["Reader"], "subject": format!("m{n:02}"), "body": "x"}),
         );
     }
     let first = page(&mut client, "/ui/");
@@ -271,6 +290,38 @@ fn pages_are_bounded_and_link_to_the_next() {
     assert_eq!(second.matches("<tr><td><a href=\"/ui/p/").count(), 5);
     assert!(!second.contains("rel=\"next\""));
 
+    // A roster the same way: 52 of its 55 agents on shard 0.
+    let mut crowd = Vec::new();
+    for n in 0..55 {
+        let shard = usize::from(n >= 52);
+        let name = names
+            .by_ref()
+            .find(|name| shards::owner_of(name, 2) == shard)
+            .expect("a name");
+        client.create_agent("ui-crowd", &name);
+        crowd.push(name);
+    }
+    crowd.sort();
+    let crowd_project = project_id("ui-crowd");
+    let roster = page(&mut client, &format!("/ui/p/{crowd_project}"));
+    let rows = |html: &str| html.matches("<tr><td><a href=\"/ui/p/").count();
+    assert_eq!(rows(&roster), 50);
+    let next = roster
+        .split("rel=\"next\" href=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a next link")
+        .to_string();
+    assert_eq!(next, format!("/ui/p/{crowd_project}?after={}", crowd[49]));
+    let rest = page(&mut client, &next);
+    assert_eq!(rows(&rest), 5);
+    for name in &crowd[50..] {
+        assert!(
+            rest.contains(&format!(">{name}</a>")),
+            "{name} on the second page"
+        );
+    }
+
     let project = project_id("ui-page-00");
     let log = page(&mut client, &format!("/ui/p/{project}/a/Reader"));
     assert_eq!(
@@ -278,7 +329,8 @@ fn pages_are_bounded_and_link_to_the_next() {
         50,
         "one page of deliveries"
     );
-    assert!(log.find(">m52</a>") < log.find(">m03</a>"), "newest first");
+    let at = |subject: &str| log.find(subject).expect("listed");
+    assert!(at(">m52</a>") < at(">m03</a>"), "newest first");
     assert!(!log.contains(">m02</a>"));
     let older = page(&mut client, &format!("/ui/p/{project}/a/Reader?before=4"));
     assert_eq!(older.matches("<tr><td class=\"n\">").count(), 3);

@@ -12,8 +12,9 @@ use uuid::Uuid;
 
 /// Minutes of traffic kept per project: the view's chart covers the last hour.
 pub const TRAFFIC_MINUTES: usize = 60;
-/// Newest sent messages kept per project and shard for the roster page. Each is a pointer to
-/// a message the sender's history keeps anyway (the newest go last), so this costs little.
+/// Newest sent messages remembered per project and shard for the roster page: by time, id and
+/// sender only, so no message outlives its sender's history here (the page finds each in the
+/// sender's sent list, and skips one evicted since).
 pub const RECENT_PER_PROJECT: usize = 12;
 
 /// Messages sent per minute: `counts[i]` is minute `newest_minute - i`.
@@ -79,7 +80,15 @@ pub struct ProjectEntry {
     /// Messages those agents sent.
     pub traffic: Traffic,
     /// The newest messages those agents sent, oldest first (by time, then id).
-    pub recent: VecDeque<SharedEnvelope>,
+    pub recent: VecDeque<RecentRef>,
+}
+
+/// A message an agent here sent, as the roster's recent list remembers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentRef {
+    pub timestamp_ms: i64,
+    pub id: Uuid,
+    pub from: Box<str>,
 }
 
 /// A project as the overview lists it (one shard's part of it).
@@ -147,7 +156,12 @@ impl Directory {
         if recent.get(at).is_some_and(|e| e.id == envelope.id) {
             return;
         }
-        recent.insert(at, SharedEnvelope::clone(envelope));
+        let entry = RecentRef {
+            timestamp_ms: envelope.timestamp_ms,
+            id: envelope.id,
+            from: envelope.from().into(),
+        };
+        recent.insert(at, entry);
         if recent.len() > RECENT_PER_PROJECT {
             recent.pop_front();
         }

@@ -105,9 +105,15 @@ pub enum View {
         before: Option<u64>,
         limit: usize,
     },
-    /// Message `id`, from the sent copies of `from` (of every agent here when `None`).
-    Message { id: Uuid, from: Option<Box<str>> },
-    /// How each of `names` (owned here) holds message `id` sent at `timestamp_ms`.
+    /// Message `id`, from the sent copies of `from`, or else of the agents here of
+    /// `project_id` (neither: not searched).
+    Message {
+        id: Uuid,
+        from: Option<Box<str>>,
+        project_id: Option<Uuid>,
+    },
+    /// How each of `names` (owned here) holds message `id` sent at `timestamp_ms`; `None`
+    /// for a name not registered, a delivery left retention, or past the step budget.
     Receipts {
         id: Uuid,
         timestamp_ms: i64,
@@ -181,7 +187,11 @@ pub enum ViewReply {
     },
     Roster(Box<RosterPart>),
     Agent(Option<Box<AgentPage>>),
-    Message(Option<SharedEnvelope>),
+    Message {
+        found: Option<SharedEnvelope>,
+        /// Not found, and the step budget ran out before every history was read.
+        unfinished: bool,
+    },
     /// Per name asked, in order; `None`: not registered, or the delivery left retention.
     Receipts(Vec<(Box<str>, Option<Receipt>)>),
 }

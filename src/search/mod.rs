@@ -100,9 +100,9 @@ impl fmt::Display for QueryError {
 enum QueryText {
     /// Query syntax, parsed on the query thread (`search_messages`).
     Parsed(String),
-    /// Every message whose `thread_id` term is exactly this (the web view's thread page); no
-    /// parsing, so any thread id works whatever characters it holds.
-    Thread(String),
+    /// Every message of project `.0` whose `thread_id` term is exactly `.1` (the web view's
+    /// thread page); no parsing, so any thread id works whatever characters it holds.
+    Thread(String, String),
 }
 
 /// What the query thread receives.
@@ -122,7 +122,15 @@ struct QueryJob {
     max_result_bytes: usize,
     /// The best hit is sent even if it alone is larger (nothing else shares the response).
     at_least_one: bool,
-    reply: wake::Sender<Result<String, QueryError>>,
+    reply: wake::Sender<Result<Hits, QueryError>>,
+}
+
+/// A query's hits as a JSON array (see `QueryRunner::collect`), and whether hits were left
+/// out (past the limit or the byte bound).
+#[derive(Debug)]
+pub struct Hits {
+    pub json: String,
+    pub cut: bool,
 }
 
 /// What shards hold to reach the search threads. Cheap to clone; `Send`.
@@ -142,18 +150,22 @@ impl SearchHandle {
         at_least_one: bool,
     ) -> Result<String, QueryError> {
         let query = QueryText::Parsed(text.to_string());
-        self.run(query, limit, max_result_bytes, at_least_one).await
+        let hits = self
+            .run(query, limit, max_result_bytes, at_least_one)
+            .await?;
+        Ok(hits.json)
     }
 
-    /// The messages of a named thread (replies name their root's id), as [`Self::query`]
-    /// gives them.
+    /// The messages of a project's named thread (replies name their root's id), as
+    /// [`Self::query`] gives them, and whether some were left out.
     pub async fn thread(
         &self,
+        project_id: &str,
         thread_id: &str,
         limit: usize,
         max_result_bytes: usize,
-    ) -> Result<String, QueryError> {
-        let query = QueryText::Thread(thread_id.to_string());
+    ) -> Result<Hits, QueryError> {
+        let query = QueryText::Thread(project_id.to_string(), thread_id.to_string());
         self.run(query, limit, max_result_bytes, true).await
     }
 
@@ -163,7 +175,7 @@ impl SearchHandle {
         limit: usize,
         max_result_bytes: usize,
         at_least_one: bool,
-    ) -> Result<String, QueryError> {
+    ) -> Result<Hits, QueryError> {
         if self.queries_waiting.fetch_add(1, Ordering::AcqRel) >= MAX_QUEUED_QUERIES {
             self.queries_waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(QueryError::Busy);

@@ -2,13 +2,13 @@
 //! snapshot, off the shards, so a slow query delays only other queries.
 
 use super::schema::fields_of;
-use super::{QueryError, QueryText, QueryWork};
+use super::{Hits, QueryError, QueryText, QueryWork};
 use crate::json::quoted_len;
 use crossbeam_channel::Receiver;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tantivy::collector::TopDocs;
-use tantivy::query::{Query, QueryParser, QueryParserError, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, QueryParserError, TermQuery};
 use tantivy::schema::{document::Document, Field, IndexRecordOption, Schema};
 use tantivy::{Index, IndexReader, TantivyDocument, Term};
 
@@ -16,6 +16,7 @@ pub struct QueryRunner {
     reader: IndexReader,
     parser: QueryParser,
     thread_id: Field,
+    project_id: Field,
     schema: Schema,
     queries_waiting: Arc<AtomicUsize>,
 }
@@ -30,6 +31,7 @@ impl QueryRunner {
             reader,
             parser,
             thread_id: fields.thread_id,
+            project_id: fields.project_id,
             schema,
             queries_waiting,
         }
@@ -41,12 +43,21 @@ impl QueryRunner {
                 return;
             };
             let result = match &job.query {
-                QueryText::Parsed(text) => {
-                    self.search(text, job.limit, job.max_result_bytes, job.at_least_one)
-                }
-                QueryText::Thread(thread_id) => {
-                    let term = Term::from_field_text(self.thread_id, thread_id);
-                    let query = TermQuery::new(term, IndexRecordOption::Basic);
+                QueryText::Parsed(text) => self.parse(text).and_then(|query| {
+                    self.collect(&*query, job.limit, job.max_result_bytes, job.at_least_one)
+                }),
+                QueryText::Thread(project_id, thread_id) => {
+                    let term = |field, text| -> (Occur, Box<dyn Query>) {
+                        let term = Term::from_field_text(field, text);
+                        (
+                            Occur::Must,
+                            Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
+                        )
+                    };
+                    let query = BooleanQuery::new(vec![
+                        term(self.project_id, project_id),
+                        term(self.thread_id, thread_id),
+                    ]);
                     self.collect(&query, job.limit, job.max_result_bytes, job.at_least_one)
                 }
             };
@@ -55,38 +66,36 @@ impl QueryRunner {
         }
     }
 
-    /// The hits, best first, as a JSON array of named documents (every field an array). Hits
-    /// are added while the array, counted as sent (raw plus escaped), stays within
-    /// `max_result_bytes`; with `at_least_one` the best hit is always included.
-    pub fn search(
-        &self,
-        text: &str,
-        limit: usize,
-        max_result_bytes: usize,
-        at_least_one: bool,
-    ) -> Result<String, QueryError> {
-        let query = self.parser.parse_query(text).map_err(|error| match error {
+    /// Parses `search_messages` query syntax (default fields: subject and body).
+    fn parse(&self, text: &str) -> Result<Box<dyn Query>, QueryError> {
+        self.parser.parse_query(text).map_err(|error| match error {
             QueryParserError::FieldNotIndexed(field) => QueryError::Syntax(format!(
                 "{field} is returned with each hit but is not searchable; search by \
                      from, to, project_id, subject or body"
             )),
             other => QueryError::Syntax(other.to_string()),
-        })?;
-        self.collect(&*query, limit, max_result_bytes, at_least_one)
+        })
     }
 
-    /// Runs `query`: the hits as [`Self::search`] describes them.
+    /// Runs `query`: the hits, best first, as a JSON array of named documents (every field an
+    /// array), and whether any were left out (a hit past `limit` exists, or the byte bound
+    /// stopped the list). Hits are added while the array, counted as sent (raw plus escaped),
+    /// stays within `max_result_bytes`; with `at_least_one` the best hit is always included.
     fn collect(
         &self,
         query: &dyn Query,
         limit: usize,
         max_result_bytes: usize,
         at_least_one: bool,
-    ) -> Result<String, QueryError> {
+    ) -> Result<Hits, QueryError> {
         let searcher = self.reader.searcher();
-        let hits = searcher
-            .search(query, &TopDocs::with_limit(limit.max(1)).order_by_score())
+        let limit = limit.max(1);
+        // One more than asked, to tell whether the list is whole.
+        let mut hits = searcher
+            .search(query, &TopDocs::with_limit(limit + 1).order_by_score())
             .map_err(|e| QueryError::Unavailable(e.to_string()))?;
+        let mut cut = hits.len() > limit;
+        hits.truncate(limit);
         let mut out = String::from("[");
         // `[]`, raw and escaped with its quotes.
         let mut sent_bytes = 2 + 4;
@@ -102,7 +111,10 @@ impl QueryRunner {
                 match (index, at_least_one) {
                     (0, false) => return Err(QueryError::DoesNotFit),
                     (0, true) => {}
-                    _ => break,
+                    _ => {
+                        cut = true;
+                        break;
+                    }
                 }
             }
             sent_bytes += cost;
@@ -113,6 +125,6 @@ impl QueryRunner {
         }
         out.push(']');
         debug_assert!(out.len() + quoted_len(&out) <= sent_bytes);
-        Ok(out)
+        Ok(Hits { json: out, cut })
     }
 }

@@ -1,7 +1,8 @@
 //! What each page shows, gathered from the shards and the search index through the same
 //! typed requests the tools use. Every request is a read ([`View`], a lease listing, a query):
-//! nothing here drains, marks or counts as an agent's activity. Fan-out is to each shard
-//! once per page at most, and each answer is bounded (see `shards::state::views`).
+//! nothing here drains, marks or counts as an agent's activity. A page makes a fixed number of
+//! rounds of requests (one per shard each; receipts in chunks of 64 names), and each answer is
+//! bounded (see `shards::state::views`).
 
 use crate::search::QueryError;
 use crate::tools::Toolbox;
@@ -20,8 +21,11 @@ pub const PAGE_ROWS: usize = 50;
 pub const RECENT_SHOWN: usize = 12;
 /// Reservations shown for a project.
 pub const LEASES_SHOWN: usize = 100;
-/// Messages of a thread shown (search returns them; a longer thread is cut, oldest kept).
+/// Messages of a thread shown (search returns them; a longer thread is cut).
 pub const THREAD_MESSAGES: usize = 200;
+/// Recipients whose receipts one request reads: each costs a search of that recipient's
+/// history, and a request stays within its step budget (`MAX_VIEW_STEPS`) for any of them.
+const RECEIPTS_PER_REQUEST: usize = 64;
 /// Hits shown for a search.
 pub const SEARCH_HITS: usize = 50;
 /// Bytes of search results one page reads at most: documents carry whole bodies.
@@ -317,13 +321,20 @@ pub struct MessageView {
     pub receipts: Vec<(Box<str>, Option<Receipt>)>,
 }
 
-/// Message `id`, found through its sender (`from`) or by asking every shard.
+/// Where to look for a message: its sender's history, or the histories of a project's agents.
+#[derive(Debug, Clone, Copy)]
+pub enum Clue<'a> {
+    Sender(&'a str),
+    Project(Uuid),
+}
+
+/// Message `id`, found through its sender or its project; `None` if not found.
 pub async fn message(
     tools: &Toolbox,
     id: Uuid,
-    from: Option<&str>,
+    clue: Clue<'_>,
 ) -> Result<Option<MessageView>, DataError> {
-    let Some(envelope) = find_message(tools, id, from).await? else {
+    let Some(envelope) = find_message(tools, id, clue).await? else {
         return Ok(None);
     };
     let shard = tools.shard();
@@ -333,15 +344,14 @@ pub async fn message(
     }
     let mut tickets = Vec::new();
     for (owner, names) in by_owner.into_iter().enumerate() {
-        if names.is_empty() {
-            continue;
+        for chunk in names.chunks(RECEIPTS_PER_REQUEST) {
+            let view = View::Receipts {
+                id,
+                timestamp_ms: envelope.timestamp_ms,
+                names: chunk.to_vec(),
+            };
+            tickets.push(shard.submit(owner, Request::View(view)).await?);
         }
-        let view = View::Receipts {
-            id,
-            timestamp_ms: envelope.timestamp_ms,
-            names,
-        };
-        tickets.push(shard.submit(owner, Request::View(view)).await?);
     }
     let mut found: BTreeMap<Box<str>, Option<Receipt>> = BTreeMap::new();
     for ticket in tickets {
@@ -360,22 +370,32 @@ pub async fn message(
 async fn find_message(
     tools: &Toolbox,
     id: Uuid,
-    from: Option<&str>,
+    clue: Clue<'_>,
 ) -> Result<Option<SharedEnvelope>, DataError> {
-    let from = from.filter(|name| crate::tools::valid_agent_name(name));
-    let replies = match from {
-        Some(name) => {
+    let replies = match clue {
+        Clue::Sender(name) if crate::tools::valid_agent_name(name) => {
             let owner = tools.shard().owner_of(name);
             let view = View::Message {
                 id,
                 from: Some(name.into()),
+                project_id: None,
             };
             vec![ask(tools, owner, view).await?]
         }
-        None => ask_all(tools, || Request::View(View::Message { id, from: None })).await?,
+        Clue::Sender(_) => return Ok(None),
+        Clue::Project(project_id) => {
+            let view = || {
+                Request::View(View::Message {
+                    id,
+                    from: None,
+                    project_id: Some(project_id),
+                })
+            };
+            ask_all(tools, view).await?
+        }
     };
     Ok(replies.into_iter().find_map(|reply| match reply {
-        ViewReply::Message(found) => found,
+        ViewReply::Message { found, .. } => found,
         other => panic!("message view answered with {other:?}"),
     }))
 }
@@ -424,12 +444,13 @@ pub async fn search(tools: &Toolbox, query: &str) -> Result<Vec<Hit>, DataError>
     hits(&json)
 }
 
-/// A thread: the message that started it (when its id is a message id here) and every
-/// message that names it, oldest first, from the search index.
+/// A thread: the message that started it (when its id is a message id of the project) and
+/// up to [`THREAD_MESSAGES`] messages of the project that name it, oldest first, from the
+/// search index (which of a longer thread's messages are shown is the index's choice).
 pub struct ThreadView {
     pub root: Option<SharedEnvelope>,
     pub messages: Vec<Hit>,
-    /// The index returned as many as asked: the thread may be longer.
+    /// Messages of the thread were left out (the count or byte bound).
     pub cut: bool,
 }
 
@@ -439,20 +460,17 @@ pub async fn thread(
     thread_id: &str,
 ) -> Result<ThreadView, DataError> {
     let root = match Uuid::try_parse(thread_id) {
-        Ok(id) => find_message(tools, id, None)
-            .await?
-            .filter(|e| e.project_id == project_id),
+        Ok(id) => find_message(tools, id, Clue::Project(project_id)).await?,
         Err(_) => None,
     };
-    let json = tools
+    let project = project_id.hyphenated().to_string();
+    let found = tools
         .search()
-        .thread(thread_id, THREAD_MESSAGES, SEARCH_RESULT_BYTES)
+        .thread(&project, thread_id, THREAD_MESSAGES, SEARCH_RESULT_BYTES)
         .await
         .map_err(DataError::Search)?;
-    let mut messages = hits(&json)?;
-    let cut = messages.len() >= THREAD_MESSAGES;
-    let project = project_id.hyphenated().to_string();
-    messages.retain(|hit| Hit::first(&hit.project_id) == project);
+    let mut messages = hits(&found.json)?;
+    let cut = found.cut;
     if let Some(root) = &root {
         let root_id = root.id.hyphenated().to_string();
         messages.retain(|hit| Hit::first(&hit.id) != root_id);

@@ -63,6 +63,15 @@ impl<'a> Html<'a> {
         self
     }
 
+    /// Text where no markup may go (`<title>`): escaped, without breaks, cut to at most
+    /// `max_chars` characters with `…`.
+    pub fn plain_clipped(&mut self, text: &str, max_chars: usize) -> &mut Self {
+        match text.char_indices().nth(max_chars) {
+            Some((end, _)) => self.attr(&text[..end]).raw("…"),
+            None => self.attr(text),
+        }
+    }
+
     /// A decimal number.
     pub fn num(&mut self, n: impl Into<u64>) -> &mut Self {
         let mut buffer = [0u8; 20];
@@ -148,6 +157,10 @@ pub fn decode_url_part(part: &str, plus_is_space: bool) -> Option<String> {
         match bytes[at] {
             b'%' => {
                 let hex = bytes.get(at + 1..at + 3)?;
+                // Both must be hex digits (from_str_radix alone would take "+a").
+                if !hex.iter().all(u8::is_ascii_hexdigit) {
+                    return None;
+                }
                 let hex = std::str::from_utf8(hex).ok()?;
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 at += 3;
@@ -250,6 +263,12 @@ mod tests {
             assert_eq!(decode_url_part(&encoded, false).as_deref(), Some(part));
         }
         assert_eq!(decode_url_part("%zz", false), None);
+        assert_eq!(
+            decode_url_part("%+a", false),
+            None,
+            "a sign is not a hex digit"
+        );
+        assert_eq!(decode_url_part("%4", false), None, "cut short");
         assert_eq!(decode_url_part("%ff", false), None, "not UTF-8");
         assert_eq!(query_value("q=a+b%26c&x=1", "q").as_deref(), Some("a b&c"));
         assert_eq!(query_value("flag&q=", "q").as_deref(), Some(""));

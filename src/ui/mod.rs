@@ -40,11 +40,23 @@ const SECURITY_HEADERS: &[(&str, &str)] = &[
     ("X-Frame-Options", "DENY"),
     ("Cache-Control", "no-store"),
 ];
+/// The stylesheet, script and icon: the same protections, cached for five minutes (they change
+/// only with the binary).
+const ASSET_HEADERS: &[(&str, &str)] = &[
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Cache-Control", "max-age=300"),
+];
 const TO_LOGIN: &[(&str, &str)] = &[("Location", "/ui/login")];
 const TO_HOME: &[(&str, &str)] = &[("Location", "/ui/")];
 const RETRY_SOON: &[(&str, &str)] = &[("Retry-After", "1")];
 const ALLOW_GET: &[(&str, &str)] = &[("Allow", "GET, HEAD")];
 const ALLOW_POST: &[(&str, &str)] = &[("Allow", "POST")];
+/// The view's pause after a wrong token: slows guessing to two tries a second per shard.
+const FAILED_LOGIN_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// One shard's web view.
 pub struct Ui {
@@ -116,7 +128,7 @@ impl Ui {
                 body.extend_from_slice(bytes);
                 ResponseHead::new(Status::Ok)
                     .with_content_type(kind)
-                    .with_headers(SECURITY_HEADERS)
+                    .with_headers(ASSET_HEADERS)
             }
             "/ui/login" if get => match &self.cookie {
                 None => redirect(TO_HOME),
@@ -143,8 +155,8 @@ impl Ui {
                 let Ok(pass) = self.gate.enter().await else {
                     return busy(body);
                 };
-                let status = self.page(tools, request, body).await;
-                let work_us = u64::try_from(pass.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let status = pass.run(self.page(tools, request, body)).await;
+                let work_us = u64::try_from(pass.busy().as_micros()).unwrap_or(u64::MAX);
                 page(status).with_work_us(work_us)
             }
         }
@@ -163,8 +175,9 @@ impl Ui {
         let Some(cookie) = &self.cookie else {
             return redirect(TO_HOME);
         };
-        // Paced like a page: guessing tokens gets a few tries a second at most.
-        let Ok(_pass) = self.gate.enter().await else {
+        // Paced like a page, and a wrong token pauses the view for half a second: guessing
+        // gets two tries a second per shard at most.
+        let Ok(pass) = self.gate.enter().await else {
             return busy(body);
         };
         let form = std::str::from_utf8(request.body).unwrap_or_default();
@@ -173,6 +186,7 @@ impl Ui {
         if auth::same(presented.as_bytes(), token.as_bytes()) {
             return redirect(cookie.set);
         }
+        pass.pause_at_least(FAILED_LOGIN_PAUSE);
         pages::login(&mut Html::new(body), true);
         page(Status::Unauthorized)
     }
@@ -214,17 +228,19 @@ impl Ui {
                 }
             }
             ["p", project, "a", name] => {
-                let (Ok(project_id), true) = (Uuid::try_parse(project), valid_agent_name(name))
-                else {
+                let (Ok(_), true) = (Uuid::try_parse(project), valid_agent_name(name)) else {
                     return missing(body, "No such agent.");
                 };
                 let before = query_value(query, "before").and_then(|b| b.parse::<u64>().ok());
+                // A message's project may differ from its sender's (`send_message` takes a
+                // `project_id`), so a link may name another project: the agent's own is shown.
                 match data::agent(tools, name, before).await {
-                    Ok(Some(page)) if page.row.profile.project_id == project_id => {
-                        pages::agent(&mut Html::new(body), &project_id, &page, before.is_none());
+                    Ok(Some(page)) => {
+                        let own = page.row.profile.project_id;
+                        pages::agent(&mut Html::new(body), &own, &page, before.is_none());
                         Ok(Status::Ok)
                     }
-                    Ok(_) => return missing(body, "No such agent in this project."),
+                    Ok(None) => return missing(body, "No such agent."),
                     Err(error) => Err(error),
                 }
             }
@@ -251,8 +267,21 @@ impl Ui {
                 let Ok(id) = Uuid::try_parse(id) else {
                     return missing(body, "No such message.");
                 };
+                // Links name the sender (`from`) or at least the project (`p`): without
+                // either there is nowhere bounded to look.
                 let from = query_value(query, "from");
-                match data::message(tools, id, from.as_deref()).await {
+                let project = query_value(query, "p").and_then(|p| Uuid::try_parse(&p).ok());
+                let clue = match (&from, project) {
+                    (Some(name), _) => data::Clue::Sender(name),
+                    (None, Some(project_id)) => data::Clue::Project(project_id),
+                    (None, None) => {
+                        return missing(
+                            body,
+                            "Open messages from a list: their links name the sender (?from=) or the project (?p=).",
+                        )
+                    }
+                };
+                match data::message(tools, id, clue).await {
                     Ok(Some(view)) => {
                         let key = data::project_key(tools, view.envelope.project_id, now_ms).await;
                         pages::message(&mut Html::new(body), &view, key.as_deref());

@@ -37,7 +37,7 @@ pub fn start(html: &mut Html<'_>, title: &str, crumbs: &[(&str, Option<String>)]
     html.raw("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">")
         .raw("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")
         .raw("<title>")
-        .text(title)
+        .plain_clipped(title, 120)
         .raw(" · allman</title><link rel=\"stylesheet\" href=\"/ui/static/app.css\">")
         .raw("<link rel=\"icon\" href=\"/ui/static/icon.svg\" type=\"image/svg+xml\">")
         .raw("<script src=\"/ui/static/app.js\" defer></script></head>");
@@ -628,6 +628,8 @@ pub fn message(html: &mut Html<'_>, view: &MessageView, project_key: Option<&str
     if let Some(reply_to) = e.reply_to {
         html.raw("<dt>In reply to</dt><dd><a href=\"/ui/m/")
             .url_part(&reply_to.hyphenated().to_string())
+            .raw("?p=")
+            .url_part(&e.project_id.hyphenated().to_string())
             .raw("\">")
             .text(&reply_to.hyphenated().to_string())
             .raw("</a></dd>");
@@ -854,7 +856,7 @@ mod tests {
         let shown = page.matches("<article").count();
         assert!((1..200).contains(&shown), "{shown}");
 
-        let huge = envelope(&"<".repeat(1 << 20), "big");
+        let huge = envelope(&"<".repeat(1 << 20), &"\"".repeat(1 << 20));
         let view = MessageView {
             envelope: huge,
             receipts: Vec::new(),
@@ -862,5 +864,8 @@ mod tests {
         let page = render(|html| message(html, &view, None));
         assert!(page.len() <= MAX_PAGE_BYTES, "{} bytes", page.len());
         assert!(page.contains("&lt;&lt;…</div>"), "the body is cut, visibly");
+        let title =
+            &page[page.find("<title>").expect("title")..page.find("</title>").expect("end")];
+        assert!(title.len() < 1000 && !title.contains("<wbr>"), "{title}");
     }
 }

@@ -129,9 +129,16 @@ fn main() -> ExitCode {
     let ui_connections: usize = args.get("ui-connections", 6usize);
     let rounds: usize = args.get("rounds", 10usize).max(1);
     let phase = Duration::from_millis(args.get("phase-ms", 1000u64).max(50));
-    let max_increase: Option<f64> = args
-        .optional("max-p99-increase-pct")
-        .and_then(|p| p.parse().ok());
+    let max_increase: Option<f64> = match args.optional("max-p99-increase-pct") {
+        None => None,
+        Some(text) => match text.parse() {
+            Ok(percent) => Some(percent),
+            Err(_) => {
+                eprintln!("--max-p99-increase-pct takes a number, not {text:?}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
     let loader_nice: i32 = args.get("loader-nice", 19i32);
     let run = bench::run_id();
     let names: Vec<String> = (0..agents).map(|i| format!("u{run}A{i}")).collect();

@@ -1,6 +1,6 @@
 //! Reads for the web view ([`View`]): they change nothing, not even `last_active`, and each
-//! does bounded work: at most [`MAX_VIEW_ITEMS`] items of an ordered range, or a search of
-//! one agent's history by time.
+//! does bounded work: at most [`MAX_VIEW_ITEMS`] items of an ordered range, or at most
+//! [`MAX_VIEW_STEPS`] history entries read while searching for a message.
 
 use super::{Agent, ShardState};
 use crate::envelope::SharedEnvelope;
@@ -12,9 +12,9 @@ use uuid::Uuid;
 /// Items one view request returns at most, whatever the caller asks: a page of the view is
 /// a few dozen rows, and this keeps one request's work small on the shard that answers it.
 pub const MAX_VIEW_ITEMS: usize = 500;
-/// Recipients whose receipts one request reads: a message has at most 1,024 (the server's
-/// recipient cap), and each costs one search of that recipient's history.
-pub const MAX_RECEIPTS: usize = 1024;
+/// History entries one request reads at most while looking for messages (a few hundred
+/// microseconds): past it the search stops and reports what it did not finish.
+pub const MAX_VIEW_STEPS: usize = 65_536;
 /// The newest deliveries, and the newest sent messages, read to list an agent's threads.
 pub const THREAD_SCAN: usize = 2_000;
 /// Threads listed for one agent.
@@ -22,8 +22,31 @@ pub const MAX_THREADS_LISTED: usize = 50;
 /// How long after its timestamp a message may become visible on a shard. A shard makes
 /// messages visible in the order it keeps them, each within this long of its timestamp
 /// (a send that took longer has long timed out), so a message is found by a binary search
-/// on time and a scan of this window either side (see [`find_by_time`]).
+/// on time and a scan of this window either side (see [`find_by_time`]). A wall clock
+/// stepped back by more than this can hide a message from the view (never from the tools).
 pub const VISIBLE_SLACK_MS: i64 = 10 * 60_000;
+
+/// What a search of histories may still read.
+struct Budget(usize);
+
+impl Budget {
+    fn full() -> Self {
+        Budget(MAX_VIEW_STEPS)
+    }
+
+    /// Takes one step; false once the budget is spent.
+    fn step(&mut self) -> bool {
+        if self.0 == 0 {
+            return false;
+        }
+        self.0 -= 1;
+        true
+    }
+
+    fn spent(&self) -> bool {
+        self.0 == 0
+    }
+}
 
 impl ShardState {
     pub(super) fn view(&self, view: View) -> ViewReply {
@@ -57,21 +80,35 @@ impl ShardState {
                 self.agent_page(&name, before, limit.min(MAX_VIEW_ITEMS))
                     .map(Box::new),
             ),
-            View::Message { id, from } => ViewReply::Message(self.find_sent(&id, from.as_deref())),
+            View::Message {
+                id,
+                from,
+                project_id,
+            } => {
+                let mut budget = Budget::full();
+                let found = self.find_sent(&id, from.as_deref(), project_id, &mut budget);
+                ViewReply::Message {
+                    unfinished: found.is_none() && budget.spent(),
+                    found,
+                }
+            }
             View::Receipts {
                 id,
                 timestamp_ms,
                 names,
-            } => ViewReply::Receipts(
-                names
-                    .into_iter()
-                    .take(MAX_RECEIPTS)
-                    .map(|name| {
-                        let receipt = self.receipt(&name, &id, timestamp_ms);
-                        (name, receipt)
-                    })
-                    .collect(),
-            ),
+            } => {
+                let mut budget = Budget::full();
+                ViewReply::Receipts(
+                    names
+                        .into_iter()
+                        .take(MAX_VIEW_ITEMS)
+                        .map(|name| {
+                            let receipt = self.receipt(&name, &id, timestamp_ms, &mut budget);
+                            (name, receipt)
+                        })
+                        .collect(),
+                )
+            }
         }
     }
 
@@ -104,6 +141,18 @@ impl ShardState {
             .take(limit)
             .filter_map(|name| self.agents.get(name).map(agent_row))
             .collect();
+        // Each remembered message from its sender's history (skipped once evicted there).
+        let mut budget = Budget::full();
+        let recent = entry
+            .recent
+            .iter()
+            .rev()
+            .filter_map(|r| {
+                let sender = self.agents.get(&r.from)?;
+                let at = find_by_time(&sender.sent, &r.id, r.timestamp_ms, |e| e, &mut budget)?;
+                Some(SharedEnvelope::clone(&sender.sent[at]))
+            })
+            .collect();
         RosterPart {
             key: Some(entry.key.clone()),
             agent_count: entry.agents.len(),
@@ -111,7 +160,7 @@ impl ShardState {
             traffic: entry.traffic.last_hour(now_ms),
             agents,
             has_more: names.next().is_some(),
-            recent: entry.recent.iter().rev().cloned().collect(),
+            recent,
         }
     }
 
@@ -132,32 +181,55 @@ impl ShardState {
         })
     }
 
-    /// Message `id` from the sent copies of `from`, or of every agent here.
-    fn find_sent(&self, id: &Uuid, from: Option<&str>) -> Option<SharedEnvelope> {
+    /// Message `id` from the sent copies of `from`, or of the agents here of `project_id`
+    /// (in name order, while the budget lasts). Neither: nothing is searched.
+    fn find_sent(
+        &self,
+        id: &Uuid,
+        from: Option<&str>,
+        project_id: Option<Uuid>,
+        budget: &mut Budget,
+    ) -> Option<SharedEnvelope> {
         let at_ms = sent_at_ms(id);
-        let find = |agent: &Agent| match at_ms {
-            Some(at_ms) => find_by_time(&agent.sent, id, at_ms, |e| e),
-            // Not a time-ordered id (never one this server made): only a named sender's
-            // history is read, which retention bounds.
-            None => agent.sent.iter().position(|e| e.id == *id),
+        let find = |agent: &Agent, budget: &mut Budget| {
+            let at = match at_ms {
+                Some(at_ms) => find_by_time(&agent.sent, id, at_ms, |e| e, budget),
+                None => None,
+            };
+            at.map(|at| SharedEnvelope::clone(&agent.sent[at]))
         };
-        match from {
-            Some(name) => {
-                let agent = self.agents.get(name)?;
-                find(agent).map(|at| SharedEnvelope::clone(&agent.sent[at]))
-            }
-            None => {
-                at_ms?;
-                self.agents
-                    .values()
-                    .find_map(|agent| find(agent).map(|at| SharedEnvelope::clone(&agent.sent[at])))
-            }
+        if let Some(name) = from {
+            let agent = self.agents.get(name)?;
+            // A miss by time (a clock stepped back, or an id not made here): one linear pass
+            // over this sender's history, within the budget.
+            return find(agent, budget).or_else(|| {
+                agent
+                    .sent
+                    .iter()
+                    .take_while(|_| budget.step())
+                    .find(|e| e.id == *id)
+                    .cloned()
+            });
         }
+        at_ms?;
+        let project = self.directory.project(&project_id?)?;
+        project.agents.iter().find_map(|name| {
+            if budget.spent() {
+                return None;
+            }
+            find(self.agents.get(name)?, budget)
+        })
     }
 
-    fn receipt(&self, name: &str, id: &Uuid, timestamp_ms: i64) -> Option<Receipt> {
+    fn receipt(
+        &self,
+        name: &str,
+        id: &Uuid,
+        timestamp_ms: i64,
+        budget: &mut Budget,
+    ) -> Option<Receipt> {
         let agent = self.agents.get(name)?;
-        let at = find_by_time(&agent.deliveries, id, timestamp_ms, |d| &d.envelope)?;
+        let at = find_by_time(&agent.deliveries, id, timestamp_ms, |d| &d.envelope, budget)?;
         let view = agent.view(at);
         Some(Receipt {
             seq: view.seq,
@@ -189,7 +261,8 @@ fn sent_at_ms(id: &Uuid) -> Option<i64> {
 }
 
 /// The index of message `id`, sent at `at_ms`, in `items` (kept in the order this shard made
-/// them visible, each within [`VISIBLE_SLACK_MS`] of its timestamp).
+/// them visible, each within [`VISIBLE_SLACK_MS`] of its timestamp); each entry read costs
+/// one step of `budget`, and a spent budget ends the search.
 ///
 /// Why a binary search finds it although times are only nearly sorted: every item at or
 /// after the message became visible after it was sent, so its time is at least
@@ -202,11 +275,18 @@ fn find_by_time<T>(
     id: &Uuid,
     at_ms: i64,
     envelope: impl Fn(&T) -> &SharedEnvelope,
+    budget: &mut Budget,
 ) -> Option<usize> {
     let earliest = at_ms.saturating_sub(VISIBLE_SLACK_MS);
     let latest = at_ms.saturating_add(VISIBLE_SLACK_MS);
-    let start = items.partition_point(|item| envelope(item).timestamp_ms < earliest);
+    let start = items.partition_point(|item| {
+        budget.step();
+        envelope(item).timestamp_ms < earliest
+    });
     for (offset, item) in items.range(start..).enumerate() {
+        if !budget.step() {
+            return None;
+        }
         let e = envelope(item);
         if e.id == *id {
             return Some(start + offset);
@@ -389,6 +469,7 @@ mod tests {
             View::Message {
                 id: sent[0].id,
                 from: None,
+                project_id: Some(Uuid::from_u128(1)),
             },
         );
         view(
@@ -535,39 +616,46 @@ mod tests {
     #[test]
     fn a_message_is_found_by_id_and_its_receipts_read() {
         let (mut state, sent) = mailbox();
-        for from in [None, Some("a".into())] {
-            assert_eq!(
-                view(
-                    &mut state,
-                    View::Message {
-                        id: sent[3].id,
-                        from
-                    }
-                ),
-                ViewReply::Message(Some(SharedEnvelope::clone(&sent[3])))
-            );
+        let found = |envelope: Option<&SharedEnvelope>| ViewReply::Message {
+            found: envelope.cloned(),
+            unfinished: false,
+        };
+        let project = Some(Uuid::from_u128(1));
+        for (from, project_id) in [(None, project), (Some("a".into()), None)] {
+            let request = View::Message {
+                id: sent[3].id,
+                from,
+                project_id,
+            };
+            assert_eq!(view(&mut state, request), found(Some(&sent[3])));
         }
+        let by = |from: Option<&str>, project: u128| View::Message {
+            id: sent[3].id,
+            from: from.map(Box::from),
+            project_id: Some(Uuid::from_u128(project)),
+        };
         assert_eq!(
-            view(
-                &mut state,
-                View::Message {
-                    id: sent[3].id,
-                    from: Some("b".into())
-                }
-            ),
-            ViewReply::Message(None),
+            view(&mut state, by(Some("b"), 1)),
+            found(None),
             "b did not send it"
         );
         assert_eq!(
-            view(
-                &mut state,
-                View::Message {
-                    id: id_at(60_000, 77),
-                    from: None
-                }
-            ),
-            ViewReply::Message(None)
+            view(&mut state, by(None, 2)),
+            found(None),
+            "not in project 2"
         );
+        let unscoped = View::Message {
+            id: sent[3].id,
+            from: None,
+            project_id: None,
+        };
+        assert_eq!(view(&mut state, unscoped), found(None), "nothing searched");
+        let absent = View::Message {
+            id: id_at(60_000, 77),
+            from: None,
+            project_id: project,
+        };
+        assert_eq!(view(&mut state, absent), found(None));
         let ViewReply::Receipts(receipts) = view(
             &mut state,
             View::Receipts {
@@ -603,17 +691,30 @@ mod tests {
             let sent_ms = visible_ms - (next() % VISIBLE_SLACK_MS as u64) as i64;
             items.push_back(message(sent_ms, n, "a", &["b"], None));
         }
+        let mut most_steps = 0;
         for (at, item) in items.iter().enumerate() {
-            assert_eq!(
-                find_by_time(&items, &item.id, item.timestamp_ms, |e| e),
-                Some(at)
-            );
+            let mut budget = Budget::full();
+            let found = find_by_time(&items, &item.id, item.timestamp_ms, |e| e, &mut budget);
+            assert_eq!(found, Some(at));
+            most_steps = most_steps.max(MAX_VIEW_STEPS - budget.0);
         }
+        // A window either side of ~600 items of 20 minutes, not the whole history.
+        assert!(most_steps < 1_500, "{most_steps} steps");
         let absent = id_at(items[1500].timestamp_ms, 60_000);
+        let mut budget = Budget::full();
+        let at_ms = items[1500].timestamp_ms;
         assert_eq!(
-            find_by_time(&items, &absent, items[1500].timestamp_ms, |e| e),
+            find_by_time(&items, &absent, at_ms, |e| e, &mut budget),
             None
         );
+        // A spent budget stops the search, even where the message is.
+        let mut spent = Budget(3);
+        let target = &items[2000];
+        assert_eq!(
+            find_by_time(&items, &target.id, target.timestamp_ms, |e| e, &mut spent),
+            None
+        );
+        assert!(spent.spent());
     }
 
     #[test]
