@@ -429,9 +429,21 @@ impl Hit {
     }
 }
 
-fn hits(json: &str) -> Result<Vec<Hit>, DataError> {
-    serde_json::from_str(json)
-        .map_err(|e| DataError::Search(QueryError::Unavailable(format!("unreadable hits: {e}"))))
+/// Reads the hits' JSON a few at a time (see `pages::LINES_PER_TURN`), stepping aside in
+/// between: a long thread's hits are over 100 KB.
+async fn hits(json: &str) -> Result<Vec<Hit>, DataError> {
+    let unreadable = |e: serde_json::Error| {
+        DataError::Search(QueryError::Unavailable(format!("unreadable hits: {e}")))
+    };
+    let raw: Vec<&serde_json::value::RawValue> = serde_json::from_str(json).map_err(unreadable)?;
+    let mut hits = Vec::with_capacity(raw.len());
+    for (count, item) in raw.iter().enumerate() {
+        if count > 0 && count % super::pages::LINES_PER_TURN == 0 {
+            futures_lite::future::yield_now().await;
+        }
+        hits.push(serde_json::from_str(item.get()).map_err(unreadable)?);
+    }
+    Ok(hits)
 }
 
 /// Search over all mail, best match first.
@@ -441,7 +453,7 @@ pub async fn search(tools: &Toolbox, query: &str) -> Result<Vec<Hit>, DataError>
         .query(query, SEARCH_HITS, SEARCH_RESULT_BYTES, true)
         .await
         .map_err(DataError::Search)?;
-    hits(&json)
+    hits(&json).await
 }
 
 /// A thread: the message that started it (when its id is a message id of the project) and
@@ -469,7 +481,7 @@ pub async fn thread(
         .thread(&project, thread_id, THREAD_MESSAGES, SEARCH_RESULT_BYTES)
         .await
         .map_err(DataError::Search)?;
-    let mut messages = hits(&found.json)?;
+    let mut messages = hits(&found.json).await?;
     let cut = found.cut;
     if let Some(root) = &root {
         let root_id = root.id.hyphenated().to_string();

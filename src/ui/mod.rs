@@ -257,7 +257,8 @@ impl Ui {
                             key.as_deref(),
                             thread_id,
                             &view,
-                        );
+                        )
+                        .await;
                         Ok(Status::Ok)
                     }
                     Err(error) => Err(error),
@@ -299,16 +300,16 @@ impl Ui {
             ["search"] => {
                 let q = query_value(query, "q").unwrap_or_default();
                 if q.trim().is_empty() {
-                    pages::search(&mut Html::new(body), &q, Ok(&[]));
+                    pages::search(&mut Html::new(body), &q, Ok(&[])).await;
                     return Status::Ok;
                 }
                 match data::search(tools, &q).await {
                     Ok(hits) => {
-                        pages::search(&mut Html::new(body), &q, Ok(&hits));
+                        pages::search(&mut Html::new(body), &q, Ok(&hits)).await;
                         Ok(Status::Ok)
                     }
                     Err(DataError::Search(crate::search::QueryError::Syntax(reason))) => {
-                        pages::search(&mut Html::new(body), &q, Err(&reason));
+                        pages::search(&mut Html::new(body), &q, Err(&reason)).await;
                         Ok(Status::BadRequest)
                     }
                     Err(error) => Err(error),

@@ -16,7 +16,7 @@ pub const MAX_VIEW_ITEMS: usize = 500;
 /// microseconds): past it the search stops and reports what it did not finish.
 pub const MAX_VIEW_STEPS: usize = 65_536;
 /// The newest deliveries, and the newest sent messages, read to list an agent's threads.
-pub const THREAD_SCAN: usize = 2_000;
+pub const THREAD_SCAN: usize = 500;
 /// Threads listed for one agent.
 pub const MAX_THREADS_LISTED: usize = 50;
 /// How long after its timestamp a message may become visible on a shard. A shard makes
