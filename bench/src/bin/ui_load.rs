@@ -34,7 +34,7 @@ OPTIONS:
     --rounds <N>                  quiet+loaded phase pairs (default 10)
     --phase-ms <MS>               length of each phase (default 1000)
     --pages <LIST>                only these pages, e.g. overview,roster (default all: overview,
-                                  roster, agent, thread, message, message-no-sender, search)
+                                  roster, agent, thread, message, message-by-project, search)
     --loader-nice <N>             nice value of the page loaders' threads (default 19; 0 to
                                   let them compete with the server and the MCP clients)
     --max-p99-increase-pct <P>    fail if the loaded p99 is more than P % above the quiet one
@@ -197,7 +197,10 @@ fn main() -> ExitCode {
             "message",
             format!("/ui/m/{}?from={}", some_message.0, some_message.1),
         ),
-        ("message-no-sender", format!("/ui/m/{}", some_message.0)),
+        (
+            "message-by-project",
+            format!("/ui/m/{}?p={project}", some_message.0),
+        ),
         ("search", "/ui/search?q=progress".to_string()),
     ];
     let chosen = args.optional("pages");
@@ -212,7 +215,7 @@ fn main() -> ExitCode {
             .collect(),
     );
     if pages.is_empty() {
-        eprintln!("--pages names none of: overview, roster, agent, thread, message, message-no-sender, search");
+        eprintln!("--pages names none of: overview, roster, agent, thread, message, message-by-project, search");
         return ExitCode::FAILURE;
     }
     // Let search catch up before measuring the search-backed pages.
