@@ -112,8 +112,8 @@ pub fn help() -> String {
     }
     let _ = write!(
         out,
-        "    {:<32}  print this help\n\nENVIRONMENT:\n    {:<32}  log filter, e.g. allman=info or allman=debug (default {DEFAULT_LOG_FILTER})\n",
-        "-h, --help", "RUST_LOG"
+        "    {:<32}  print this help\n    {:<32}  print the version\n\nENVIRONMENT:\n    {:<32}  log filter, e.g. allman=info or allman=debug (default {DEFAULT_LOG_FILTER})\n",
+        "-h, --help", "-V, --version", "RUST_LOG"
     );
     out
 }
@@ -176,6 +176,7 @@ impl Config {
 #[derive(Debug, PartialEq, Eq)]
 pub enum ConfigError {
     HelpRequested,
+    VersionRequested,
     UnknownFlag(String),
     MissingValue(&'static str),
     Invalid {
@@ -189,6 +190,7 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::HelpRequested => write!(f, "help requested"),
+            ConfigError::VersionRequested => write!(f, "version requested"),
             ConfigError::UnknownFlag(flag) => write!(f, "unknown option {flag} (see --help)"),
             ConfigError::MissingValue(name) => write!(f, "option --{name} needs a value"),
             ConfigError::Invalid {
@@ -296,6 +298,9 @@ fn read_values(
     while let Some(arg) = args.next() {
         if arg == "-h" || arg == "--help" {
             return Err(ConfigError::HelpRequested);
+        }
+        if arg == "-V" || arg == "--version" {
+            return Err(ConfigError::VersionRequested);
         }
         let Some(flag) = arg.strip_prefix("--") else {
             return Err(ConfigError::UnknownFlag(arg));
@@ -830,5 +835,11 @@ mod tests {
             Err(ConfigError::MissingValue("port"))
         );
         assert_eq!(parse_with(&["-h"], &[]), Err(ConfigError::HelpRequested));
+        for flag in ["-V", "--version"] {
+            assert_eq!(
+                parse_with(&["--port", "1", flag], &[]),
+                Err(ConfigError::VersionRequested)
+            );
+        }
     }
 }

@@ -6,6 +6,10 @@
 //! recovers the shards' logs at start and hands each shard its state. [`ui`] serves the
 //! read-only web view beside `/mcp`, through the same shard requests.
 
+/// This build's version (from Cargo.toml): `allman --version`, the start-up log and the
+/// `allman_build_info` gauge.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub mod audit;
 pub mod clock;
 pub mod config;
@@ -20,6 +24,7 @@ pub mod json;
 pub mod lifecycle;
 pub mod mcp;
 pub mod metrics;
+pub mod platform;
 pub mod routes;
 pub mod search;
 pub mod storage;

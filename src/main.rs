@@ -33,6 +33,10 @@ fn main() -> ExitCode {
             print!("{}", config::help());
             return ExitCode::SUCCESS;
         }
+        Err(ConfigError::VersionRequested) => {
+            println!("allman {}", allman::VERSION);
+            return ExitCode::SUCCESS;
+        }
         Err(error) => {
             eprintln!("allman: {error}");
             return ExitCode::from(2);
@@ -51,6 +55,9 @@ fn main() -> ExitCode {
 
 /// Start-up, serving and the orderly stop, in order. An error is a start-up failure.
 fn run(config: &Config) -> Result<ExitCode, String> {
+    // 1b. io_uring must be allowed (containers often filter it): say so plainly.
+    allman::platform::check_io_uring().map_err(|refusal| refusal.to_string())?;
+
     // 2. The one listening socket, bound exclusively (no SO_REUSEPORT): a second server on
     //    the same port fails here instead of silently splitting the traffic.
     let addr = SocketAddr::new(config.bind, config.port);
@@ -369,6 +376,7 @@ fn wait_ready(events: &Receiver<Event>, shard_count: usize) -> Result<(), Startu
 }
 
 fn log_started(config: &Config, addr: SocketAddr) {
+    tracing::info!(version = allman::VERSION, "allman started");
     tracing::info!(
         shards = config.shard_count(),
         shard_cores = ?config.shard_cores,

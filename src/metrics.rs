@@ -229,6 +229,17 @@ impl Metrics {
     /// Renders every metric in the Prometheus text exposition format (0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(8 * 1024);
+        header(
+            &mut out,
+            "allman_build_info",
+            "gauge",
+            "always 1; the running build's version is its label",
+        );
+        let _ = writeln!(
+            out,
+            "allman_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        );
         self.render_layout(&mut out);
         self.render_requests(&mut out);
         self.render_tools(&mut out);

@@ -16,6 +16,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("lifecycle", 0),
     ("wake", 0),
     ("config", 0),
+    ("platform", 0),
     // Handing work to the helper threads.
     ("feed", 1),
     // Bytes <-> requests; the helper threads (search, git).
