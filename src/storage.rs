@@ -166,8 +166,27 @@ pub fn recover(
     }
     let index = index.unwrap_or_default();
     let git = git.unwrap_or_default();
-    let recovered = recovery::recover(&data_dir.log_root(), count, limits, &index, &git)
-        .map_err(|e| format!("cannot recover the log: {e}"))?;
+    // A long recovery says how far it has got, once a second.
+    let mut log_progress = |p: &recovery::Progress| {
+        tracing::info!(
+            phase = ?p.phase,
+            percent = p.percent(),
+            bytes_read = p.bytes_read,
+            bytes_total = p.bytes_total,
+            records = p.records,
+            records_total = p.records_total,
+            "recovering the log"
+        );
+    };
+    let recovered = recovery::recover(
+        &data_dir.log_root(),
+        count,
+        limits,
+        &index,
+        &git,
+        &mut log_progress,
+    )
+    .map_err(|e| format!("cannot recover the log: {e}"))?;
     let generation = recovered.generation.number;
     let same_generation = recovered.report.resharded_from.is_none();
     let progress = |before: &Watermarks| {

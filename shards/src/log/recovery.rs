@@ -27,6 +27,89 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 const COMPLETE_MARKER: &str = "COMPLETE";
+/// Recovery reports its progress at least this often (and not more often), so a long start
+/// is never silent.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+/// Records replayed between two looks at the clock.
+const RECORDS_PER_CLOCK_CHECK: u64 = 4096;
+
+/// How far recovery has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    pub phase: Phase,
+    /// Bytes of snapshots and segments read, of `bytes_total`.
+    pub bytes_read: u64,
+    pub bytes_total: u64,
+    /// Records replayed, of `records_total` (known once every file is read).
+    pub records: u64,
+    pub records_total: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Reading,
+    Replaying,
+}
+
+impl Progress {
+    /// Percent done of the current phase.
+    pub fn percent(&self) -> u64 {
+        let (done, total) = match self.phase {
+            Phase::Reading => (self.bytes_read, self.bytes_total),
+            Phase::Replaying => (self.records, self.records_total),
+        };
+        (done.saturating_mul(100))
+            .checked_div(total)
+            .unwrap_or(100)
+            .min(100)
+    }
+}
+
+/// Calls its reporter with the progress at most once per [`PROGRESS_INTERVAL`].
+pub struct Ticker<'a> {
+    progress: Progress,
+    last: Instant,
+    report: &'a mut dyn FnMut(&Progress),
+}
+
+impl<'a> Ticker<'a> {
+    pub fn new(report: &'a mut dyn FnMut(&Progress)) -> Self {
+        Ticker {
+            progress: Progress {
+                phase: Phase::Reading,
+                bytes_read: 0,
+                bytes_total: 0,
+                records: 0,
+                records_total: 0,
+            },
+            last: Instant::now(),
+            report,
+        }
+    }
+
+    fn tick(&mut self) {
+        if self.last.elapsed() >= PROGRESS_INTERVAL {
+            self.last = Instant::now();
+            (self.report)(&self.progress);
+        }
+    }
+
+    fn read(&mut self, bytes: u64) {
+        self.progress.bytes_read += bytes;
+        self.tick();
+    }
+
+    fn replayed(&mut self) {
+        self.progress.records += 1;
+        if self
+            .progress
+            .records
+            .is_multiple_of(RECORDS_PER_CLOCK_CHECK)
+        {
+            self.tick();
+        }
+    }
+}
 
 /// Why the logs could not be recovered. Start-up stops; nothing is dropped silently.
 #[derive(Debug)]
@@ -184,7 +267,37 @@ pub fn rebuild(
     index: &Watermarks,
     git: &Watermarks,
 ) -> Result<Rebuilt, (usize, ReplayError)> {
+    rebuild_reporting(
+        logs,
+        limits,
+        generation,
+        index,
+        git,
+        &mut Ticker::new(&mut |_| {}),
+    )
+}
+
+/// [`rebuild`], reporting each [`PROGRESS_INTERVAL`] how many records it has replayed.
+fn rebuild_reporting(
+    logs: Vec<ShardLog>,
+    limits: InboxLimits,
+    generation: u64,
+    index: &Watermarks,
+    git: &Watermarks,
+    ticker: &mut Ticker<'_>,
+) -> Result<Rebuilt, (usize, ReplayError)> {
     let count = logs.len();
+    ticker.progress.phase = Phase::Replaying;
+    ticker.progress.records_total = logs
+        .iter()
+        .map(|log| {
+            let snapshot = log
+                .snapshot
+                .as_ref()
+                .map_or(0, |(_, records)| records.len());
+            (snapshot + log.records.len()) as u64
+        })
+        .sum();
     let mut states = Vec::with_capacity(count);
     let mut prepared_on: HashMap<Uuid, u16> = HashMap::new();
     let mut visible: HashSet<Uuid> = HashSet::new();
@@ -233,6 +346,7 @@ pub fn rebuild(
                     _ => {}
                 }
                 state.replay(record).map_err(|e| (shard, e))?;
+                ticker.replayed();
             }
         }
         let mut handover = Handover {
@@ -256,6 +370,7 @@ pub fn rebuild(
                 state.pending_send(id).map(|send| send.envelope.clone())
             });
             state.replay(record).map_err(|e| (shard, e))?;
+            ticker.replayed();
         }
         states.push(state);
     }
@@ -516,6 +631,7 @@ pub fn read_shard(
     shard: usize,
     shard_count: usize,
     report: &mut Report,
+    ticker: &mut Ticker<'_>,
 ) -> Result<ShardLog, RecoveryError> {
     fs::create_dir_all(dir).map_err(io_error(dir))?;
     let mut snapshots: Vec<(u64, PathBuf)> = Vec::new();
@@ -540,6 +656,7 @@ pub fn read_shard(
     if let Some((position, path)) = snapshots.last() {
         let bytes = fs::read(path).map_err(io_error(path))?;
         report.bytes_read += bytes.len() as u64;
+        ticker.read(bytes.len() as u64);
         let scanned = check_and_scan(path, &bytes, FileKind::Snapshot, shard, shard_count)?;
         log.snapshot = Some((
             *position,
@@ -551,6 +668,7 @@ pub fn read_shard(
     for (index, (base, path)) in segments.iter().enumerate() {
         let bytes = fs::read(path).map_err(io_error(path))?;
         report.bytes_read += bytes.len() as u64;
+        ticker.read(bytes.len() as u64);
         if index == last && never_written(&bytes) {
             // A crash between creating the segment and writing its header: it holds nothing.
             fs::remove_file(path).map_err(io_error(path))?;
@@ -599,6 +717,29 @@ pub fn read_shard(
     }
     report.records += log.records.len();
     Ok(log)
+}
+
+/// Bytes of the files [`read_shard`] reads in `dir` (its segments and newest snapshot), for
+/// the progress report; 0 for what cannot be listed (reading will say why).
+fn files_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let (mut segments, mut newest_snapshot) = (0u64, (0u64, 0u64));
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let size = entry.metadata().map_or(0, |m| m.len());
+        let number = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse::<u64>().ok());
+        match (path.extension().and_then(|e| e.to_str()), number) {
+            (Some("log"), Some(_)) => segments += size,
+            (Some("snap"), Some(n)) if n >= newest_snapshot.0 => newest_snapshot = (n, size),
+            _ => {}
+        }
+    }
+    segments + newest_snapshot.1
 }
 
 /// A segment whose header never made it to disk and that holds no data after it.
@@ -665,6 +806,7 @@ pub fn recover(
     limits: InboxLimits,
     index: &Watermarks,
     git: &Watermarks,
+    progress: &mut dyn FnMut(&Progress),
 ) -> Result<Recovered, RecoveryError> {
     let started = Instant::now();
     let mut report = Report::default();
@@ -683,6 +825,10 @@ pub fn recover(
             report,
         });
     };
+    let mut ticker = Ticker::new(progress);
+    ticker.progress.bytes_total = (0..generation.shard_count)
+        .map(|shard| files_bytes(&generation.shard_dir(shard)))
+        .sum();
     let mut logs = Vec::with_capacity(generation.shard_count);
     for shard in 0..generation.shard_count {
         logs.push(read_shard(
@@ -690,14 +836,14 @@ pub fn recover(
             shard,
             generation.shard_count,
             &mut report,
+            &mut ticker,
         )?);
     }
-    let rebuilt = rebuild(logs, limits, generation.number, index, git).map_err(|(shard, e)| {
-        RecoveryError::Corrupt {
+    let rebuilt = rebuild_reporting(logs, limits, generation.number, index, git, &mut ticker)
+        .map_err(|(shard, e)| RecoveryError::Corrupt {
             path: generation.shard_dir(shard),
             detail: e.0,
-        }
-    })?;
+        })?;
     let mut reindex = rebuilt.reindex;
     report.delivered_pending = rebuilt.delivered_pending;
     report.dropped_pending = rebuilt.dropped_pending;
@@ -943,6 +1089,42 @@ mod tests {
             })
             .collect();
         assert_eq!(messages, vec![10]);
+    }
+
+    #[test]
+    fn progress_is_reported_once_an_interval_has_passed() {
+        let mut seen: Vec<Progress> = Vec::new();
+        let mut report = |p: &Progress| seen.push(*p);
+        let ticker = &mut Ticker::new(&mut report);
+        ticker.progress.bytes_total = 1000;
+        ticker.read(250);
+        for _ in 0..RECORDS_PER_CLOCK_CHECK {
+            ticker.replayed();
+        }
+        // Less than an interval since the start: nothing yet.
+        let long_ago = Instant::now().checked_sub(PROGRESS_INTERVAL * 2);
+        ticker.last = long_ago.expect("a clock past two seconds");
+        ticker.read(250);
+        ticker.progress.phase = Phase::Replaying;
+        ticker.progress.records_total = 4 * RECORDS_PER_CLOCK_CHECK;
+        ticker.last = long_ago.expect("a clock past two seconds");
+        for _ in 0..RECORDS_PER_CLOCK_CHECK {
+            ticker.replayed();
+        }
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(
+            (seen[0].phase, seen[0].bytes_read, seen[0].percent()),
+            (Phase::Reading, 500, 50)
+        );
+        assert_eq!((seen[1].phase, seen[1].percent()), (Phase::Replaying, 50));
+        let empty = Progress {
+            phase: Phase::Reading,
+            bytes_read: 0,
+            bytes_total: 0,
+            records: 0,
+            records_total: 0,
+        };
+        assert_eq!(empty.percent(), 100, "nothing to read is done");
     }
 
     #[test]
