@@ -250,6 +250,27 @@ fn viewing_drains_marks_and_touches_nothing() {
     assert_eq!(inbox.len(), 1, "still queued: the view drained nothing");
 }
 
+/// 55 names from `names`: the first 52 owned by shard 0 of 2, the last 3 by shard 1.
+fn lopsided_names(names: &mut impl Iterator<Item = String>) -> Vec<String> {
+    (0..55)
+        .map(|n| {
+            let shard = usize::from(n >= 52);
+            names
+                .find(|name| shards::owner_of(name, 2) == shard)
+                .expect("a name")
+        })
+        .collect()
+}
+
+/// The `rel="next"` link of a page.
+fn next_link(html: &str) -> String {
+    html.split("rel=\"next\" href=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a next link")
+        .to_string()
+}
+
 #[test]
 fn pages_are_bounded_and_link_to_the_next() {
     let server = Server::start();
@@ -257,18 +278,11 @@ fn pages_are_bounded_and_link_to_the_next() {
     // 55 projects: the first 52 (in key order) with their one agent on shard 0, so that shard
     // alone fills a page and the page must stop where every shard is complete.
     let mut names = (0..).map(|i| format!("Pager{i}"));
-    let mut sender = String::new();
-    for n in 0..55 {
-        let shard = usize::from(n >= 52);
-        let name = names
-            .by_ref()
-            .find(|name| shards::owner_of(name, 2) == shard)
-            .expect("a name");
-        client.create_agent(&format!("ui-page-{n:02}"), &name);
-        if n == 0 {
-            sender = name;
-        }
+    let pagers = lopsided_names(&mut names);
+    for (n, name) in pagers.iter().enumerate() {
+        client.create_agent(&format!("ui-page-{n:02}"), name);
     }
+    let sender = pagers[0].clone();
     client.create_agent("ui-page-00", "Reader");
     for n in 0..53 {
         send(
@@ -279,39 +293,23 @@ fn pages_are_bounded_and_link_to_the_next() {
     let first = page(&mut client, "/ui/");
     assert_eq!(first.matches("<tr><td><a href=\"/ui/p/").count(), 50);
     assert!(first.contains("ui-page-49</a>") && !first.contains("ui-page-50</a>"));
-    let next = first
-        .split("rel=\"next\" href=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("a next link")
-        .to_string();
+    let next = next_link(&first);
     assert_eq!(next, "/ui/?after=ui-page-49");
     let second = page(&mut client, &next);
     assert_eq!(second.matches("<tr><td><a href=\"/ui/p/").count(), 5);
     assert!(!second.contains("rel=\"next\""));
 
     // A roster the same way: 52 of its 55 agents on shard 0.
-    let mut crowd = Vec::new();
-    for n in 0..55 {
-        let shard = usize::from(n >= 52);
-        let name = names
-            .by_ref()
-            .find(|name| shards::owner_of(name, 2) == shard)
-            .expect("a name");
-        client.create_agent("ui-crowd", &name);
-        crowd.push(name);
+    let mut crowd = lopsided_names(&mut names);
+    for name in &crowd {
+        client.create_agent("ui-crowd", name);
     }
     crowd.sort();
     let crowd_project = project_id("ui-crowd");
     let roster = page(&mut client, &format!("/ui/p/{crowd_project}"));
     let rows = |html: &str| html.matches("<tr><td><a href=\"/ui/p/").count();
     assert_eq!(rows(&roster), 50);
-    let next = roster
-        .split("rel=\"next\" href=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .expect("a next link")
-        .to_string();
+    let next = next_link(&roster);
     assert_eq!(next, format!("/ui/p/{crowd_project}?after={}", crowd[49]));
     let rest = page(&mut client, &next);
     assert_eq!(rows(&rest), 5);

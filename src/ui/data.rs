@@ -400,26 +400,18 @@ async fn find_message(
     }))
 }
 
-/// A message as the search index returns it (every field an array).
+/// A message as the search index returns it (every field an array; a missing one is empty).
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub struct Hit {
-    #[serde(default)]
     pub id: Vec<String>,
-    #[serde(default)]
     pub project_id: Vec<String>,
-    #[serde(default)]
     pub from: Vec<String>,
-    #[serde(default)]
     pub to: Vec<String>,
-    #[serde(default)]
     pub cc: Vec<String>,
-    #[serde(default)]
     pub thread_id: Vec<String>,
-    #[serde(default)]
     pub subject: Vec<String>,
-    #[serde(default)]
     pub body: Vec<String>,
-    #[serde(default)]
     pub timestamp: Vec<String>,
 }
 

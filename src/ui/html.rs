@@ -49,10 +49,8 @@ impl<'a> Html<'a> {
     /// Text cut to at most `max_chars` characters (on a character boundary), with `…` when
     /// anything was cut.
     pub fn text_clipped(&mut self, text: &str, max_chars: usize) -> &mut Self {
-        match text.char_indices().nth(max_chars) {
-            Some((end, _)) => self.text(&text[..end]).raw("…"),
-            None => self.text(text),
-        }
+        let (kept, cut) = clip(text, max_chars);
+        self.text(kept).raw(if cut { "…" } else { "" })
     }
 
     /// An attribute value (inside double quotes): escaped the same way, without breaks.
@@ -66,10 +64,8 @@ impl<'a> Html<'a> {
     /// Text where no markup may go (`<title>`): escaped, without breaks, cut to at most
     /// `max_chars` characters with `…`.
     pub fn plain_clipped(&mut self, text: &str, max_chars: usize) -> &mut Self {
-        match text.char_indices().nth(max_chars) {
-            Some((end, _)) => self.attr(&text[..end]).raw("…"),
-            None => self.attr(text),
-        }
+        let (kept, cut) = clip(text, max_chars);
+        self.attr(kept).raw(if cut { "…" } else { "" })
     }
 
     /// A decimal number.
@@ -132,6 +128,14 @@ impl<'a> Html<'a> {
                     .extend_from_slice(c.encode_utf8(&mut buffer).as_bytes());
             }
         }
+    }
+}
+
+/// The first `max_chars` characters of `text`, and whether anything was cut.
+fn clip(text: &str, max_chars: usize) -> (&str, bool) {
+    match text.char_indices().nth(max_chars) {
+        Some((end, _)) => (&text[..end], true),
+        None => (text, false),
     }
 }
 
