@@ -376,7 +376,6 @@ fn wait_ready(events: &Receiver<Event>, shard_count: usize) -> Result<(), Startu
 }
 
 fn log_started(config: &Config, addr: SocketAddr) {
-    tracing::info!(version = allman::VERSION, "allman started");
     tracing::info!(
         shards = config.shard_count(),
         shard_cores = ?config.shard_cores,
@@ -386,6 +385,7 @@ fn log_started(config: &Config, addr: SocketAddr) {
         "core layout"
     );
     tracing::info!(
+        version = allman::VERSION,
         %addr,
         max_body_bytes = config.max_body_bytes,
         max_connections = config.max_connections,
