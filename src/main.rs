@@ -55,6 +55,8 @@ fn main() -> ExitCode {
 
 /// Start-up, serving and the orderly stop, in order. An error is a start-up failure.
 fn run(config: &Config) -> Result<ExitCode, String> {
+    // The version first, so that even a failed start (or a long recovery) names it.
+    tracing::info!(version = allman::VERSION, "allman starting");
     // 1b. io_uring must be allowed (containers often filter it): say so plainly.
     allman::platform::check_io_uring().map_err(|refusal| refusal.to_string())?;
 

@@ -7,12 +7,14 @@ use std::fmt;
 /// Why io_uring cannot be used here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IoUringRefused {
-    /// `EPERM` while `kernel.io_uring_disabled` is 0 (or unreadable): a seccomp filter, as
-    /// container runtimes install by default.
+    /// `EPERM` (with `kernel.io_uring_disabled` 0) or `ENOSYS` under a seccomp filter
+    /// (`Seccomp: 2` in /proc/self/status), as container runtimes install by default: Docker's
+    /// answers EPERM, Podman's and CRI-O's ENOSYS.
     Filtered,
     /// `EPERM` with `kernel.io_uring_disabled` set to this value.
     Disabled(String),
-    /// `ENOSYS`: the kernel has no io_uring (before 5.1, or built without it).
+    /// `ENOSYS` with no seccomp filter: the kernel has no io_uring (before 5.1, or built
+    /// without it).
     Missing,
     /// Anything else, with its `errno`.
     Failed(i32),
@@ -23,13 +25,12 @@ impl fmt::Display for IoUringRefused {
         match self {
             IoUringRefused::Filtered => write!(
                 f,
-                "io_uring_setup failed with EPERM (operation not permitted) although \
-                 kernel.io_uring_disabled is 0: a seccomp filter blocks io_uring, as container \
-                 runtimes do by default. Allow io_uring_setup, io_uring_enter and \
-                 io_uring_register in the seccomp profile (Docker/Podman: --security-opt \
-                 seccomp=<profile.json>; Kubernetes: securityContext.seccompProfile), and raise \
-                 the locked-memory limit (--ulimit memlock=-1); see docs/OPERATIONS.md, \
-                 \"Containers\""
+                "io_uring_setup failed with EPERM or ENOSYS under a seccomp filter: it blocks \
+                 io_uring, as container runtimes do by default. Allow io_uring_setup, \
+                 io_uring_enter and io_uring_register in the seccomp profile (Docker/Podman: \
+                 --security-opt seccomp=<profile.json>; Kubernetes: \
+                 securityContext.seccompProfile), and raise the locked-memory limit \
+                 (--ulimit memlock=-1); see docs/OPERATIONS.md, \"Containers\""
             ),
             IoUringRefused::Disabled(value) => write!(
                 f,
@@ -65,18 +66,34 @@ pub fn check_io_uring() -> Result<(), IoUringRefused> {
     }
     let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
     let disabled = std::fs::read_to_string("/proc/sys/kernel/io_uring_disabled").ok();
-    Err(explain(errno, disabled.as_deref()))
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    Err(explain(
+        errno,
+        disabled.as_deref(),
+        seccomp_filtered(&status),
+    ))
 }
 
-/// The refusal that `errno` from io_uring_setup means, given the sysctl's text.
-fn explain(errno: i32, io_uring_disabled: Option<&str>) -> IoUringRefused {
-    match errno {
-        libc::EPERM => match io_uring_disabled.map(str::trim) {
-            Some(value) if value != "0" => IoUringRefused::Disabled(value.to_string()),
-            _ => IoUringRefused::Filtered,
-        },
-        libc::ENOSYS => IoUringRefused::Missing,
-        other => IoUringRefused::Failed(other),
+/// Whether /proc/self/status says a seccomp filter is on (`Seccomp: 2`).
+fn seccomp_filtered(status: &str) -> bool {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Seccomp:"))
+        .is_some_and(|mode| mode.trim() == "2")
+}
+
+/// The refusal that `errno` from io_uring_setup means, given the sysctl's text and whether a
+/// seccomp filter is on.
+fn explain(errno: i32, io_uring_disabled: Option<&str>, filtered: bool) -> IoUringRefused {
+    let disabled = io_uring_disabled
+        .map(str::trim)
+        .filter(|value| *value != "0");
+    match (errno, disabled) {
+        (libc::EPERM, Some(value)) => IoUringRefused::Disabled(value.to_string()),
+        (libc::EPERM, None) => IoUringRefused::Filtered,
+        (libc::ENOSYS, _) if filtered => IoUringRefused::Filtered,
+        (libc::ENOSYS, _) => IoUringRefused::Missing,
+        (other, _) => IoUringRefused::Failed(other),
     }
 }
 
@@ -91,7 +108,7 @@ mod tests {
 
     #[test]
     fn each_refusal_says_what_to_change() {
-        let filtered = explain(libc::EPERM, Some("0\n")).to_string();
+        let filtered = explain(libc::EPERM, Some("0\n"), true).to_string();
         for needle in [
             "EPERM",
             "seccomp",
@@ -99,18 +116,31 @@ mod tests {
         ] {
             assert!(filtered.contains(needle), "{filtered}");
         }
-        assert_eq!(explain(libc::EPERM, None), IoUringRefused::Filtered);
+        assert_eq!(explain(libc::EPERM, None, false), IoUringRefused::Filtered);
         assert_eq!(
-            explain(libc::EPERM, Some("2\n")),
+            explain(libc::EPERM, Some("2\n"), false),
             IoUringRefused::Disabled("2".into())
         );
-        assert!(explain(libc::EPERM, Some("2"))
+        assert!(explain(libc::EPERM, Some("2"), false)
             .to_string()
             .contains("io_uring_disabled is 2"));
-        assert_eq!(explain(libc::ENOSYS, Some("0")), IoUringRefused::Missing);
+        // Podman's and CRI-O's default profiles answer ENOSYS.
         assert_eq!(
-            explain(libc::ENOMEM, None),
+            explain(libc::ENOSYS, Some("0"), true),
+            IoUringRefused::Filtered
+        );
+        assert_eq!(
+            explain(libc::ENOSYS, Some("0"), false),
+            IoUringRefused::Missing
+        );
+        assert_eq!(
+            explain(libc::ENOMEM, None, false),
             IoUringRefused::Failed(libc::ENOMEM)
         );
+        assert!(seccomp_filtered(
+            "Name:\tallman\nSeccomp:\t2\nSeccomp_filters:\t1\n"
+        ));
+        assert!(!seccomp_filtered("Seccomp:\t0\n"));
+        assert!(!seccomp_filtered(""));
     }
 }
