@@ -654,9 +654,8 @@ pub fn read_shard(
     segments.sort();
     let mut log = ShardLog::default();
     if let Some((position, path)) = snapshots.last() {
-        let bytes = fs::read(path).map_err(io_error(path))?;
+        let bytes = read_reporting(path, ticker)?;
         report.bytes_read += bytes.len() as u64;
-        ticker.read(bytes.len() as u64);
         let scanned = check_and_scan(path, &bytes, FileKind::Snapshot, shard, shard_count)?;
         log.snapshot = Some((
             *position,
@@ -666,9 +665,8 @@ pub fn read_shard(
     }
     let last = segments.len().saturating_sub(1);
     for (index, (base, path)) in segments.iter().enumerate() {
-        let bytes = fs::read(path).map_err(io_error(path))?;
+        let bytes = read_reporting(path, ticker)?;
         report.bytes_read += bytes.len() as u64;
-        ticker.read(bytes.len() as u64);
         if index == last && never_written(&bytes) {
             // A crash between creating the segment and writing its header: it holds nothing.
             fs::remove_file(path).map_err(io_error(path))?;
@@ -717,6 +715,28 @@ pub fn read_shard(
     }
     report.records += log.records.len();
     Ok(log)
+}
+
+/// Bytes read between two progress checks: a snapshot (the whole state) can be gigabytes.
+const READ_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+
+/// Reads a whole file in chunks, telling the ticker after each.
+fn read_reporting(path: &Path, ticker: &mut Ticker<'_>) -> Result<Vec<u8>, RecoveryError> {
+    use std::io::Read;
+    let mut file = fs::File::open(path).map_err(io_error(path))?;
+    let size = file.metadata().map_or(0, |m| m.len() as usize);
+    let mut bytes = Vec::with_capacity(size);
+    loop {
+        let before = bytes.len();
+        let read = (&mut file)
+            .take(READ_CHUNK_BYTES as u64)
+            .read_to_end(&mut bytes)
+            .map_err(io_error(path))?;
+        if read == 0 {
+            return Ok(bytes);
+        }
+        ticker.read((bytes.len() - before) as u64);
+    }
 }
 
 /// Bytes of the files [`read_shard`] reads in `dir` (its segments and newest snapshot), for
