@@ -65,10 +65,12 @@ fn the_unit_keeps_io_uring_usable_and_pins_the_cores_its_flags_name() {
         used, affinity,
         "CPUAffinity is exactly the cores the flags use"
     );
-    assert!(
-        !config.shard_cores.contains(&config.index_core),
-        "helpers have a core of their own"
-    );
+    for helper in [config.index_core, config.git_core] {
+        assert!(
+            !config.shard_cores.contains(&helper),
+            "helpers have a core of their own"
+        );
+    }
     assert_eq!(config.data_dir, std::path::Path::new("/var/lib/allman"));
 }
 
@@ -119,13 +121,30 @@ fn metric_names(expr: &str) -> Vec<String> {
     names
 }
 
-/// The labels of every `by (...)` in `expr`.
-fn grouped_by(expr: &str) -> Vec<String> {
-    expr.split("by (")
+/// The labels `expr` groups by (`by (...)`) or selects on (`{name="..."}`), but `le` and the
+/// scrape's own `job`/`instance`.
+fn labels_used(expr: &str) -> Vec<String> {
+    let grouped = expr
+        .split("by (")
         .skip(1)
         .filter_map(|part| part.split(')').next())
-        .flat_map(|labels| labels.split(',').map(|l| l.trim().to_string()))
-        .filter(|label| label != "le")
+        .flat_map(|labels| labels.split(',').map(|l| l.trim().to_string()));
+    let selected = expr
+        .split('{')
+        .skip(1)
+        .filter_map(|part| part.split('}').next())
+        .flat_map(|matchers| matchers.split(','))
+        .filter_map(|matcher| {
+            let name: String = matcher
+                .trim()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            (!name.is_empty()).then_some(name)
+        });
+    grouped
+        .chain(selected)
+        .filter(|label| !["le", "job", "instance"].contains(&label.as_str()))
         .collect()
 }
 
@@ -175,7 +194,7 @@ fn every_metric_the_dashboard_queries_is_exported_with_its_labels() {
             let labels = exported
                 .get(name)
                 .unwrap_or_else(|| panic!("{name} (in {expr}) is not exported by /metrics"));
-            for label in grouped_by(expr) {
+            for label in labels_used(expr) {
                 assert!(
                     labels.contains(&label),
                     "{name} has no label {label} (in {expr})"

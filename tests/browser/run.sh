@@ -20,7 +20,7 @@ if [[ ! -x $CHROMIUM ]]; then
   SUDO=()
   [[ $(id -u) -eq 0 ]] || SUDO=(sudo)
   "${SUDO[@]}" apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -q --no-install-recommends chromium >/dev/null
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null
 fi
 "$CHROMIUM" --version
 
