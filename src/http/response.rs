@@ -227,7 +227,8 @@ pub fn write_continue(out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn push_decimal(out: &mut Vec<u8>, mut value: usize) {
+/// Appends `value` in decimal.
+pub fn push_decimal(out: &mut Vec<u8>, mut value: usize) {
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     loop {

@@ -43,27 +43,15 @@ impl From<CallError> for DataError {
     }
 }
 
-/// A project as the overview shows it: every shard's part added up.
-#[derive(Debug, Clone)]
-pub struct ProjectLine {
-    pub id: Uuid,
-    pub key: Box<str>,
-    pub agents: usize,
-    pub queued: usize,
-    pub traffic: [u32; TRAFFIC_MINUTES],
+/// Messages in a traffic chart's hour.
+pub fn sent_last_hour(traffic: &[u32; TRAFFIC_MINUTES]) -> u64 {
+    traffic.iter().map(|n| u64::from(*n)).sum()
 }
 
-impl ProjectLine {
-    pub fn sent_last_hour(&self) -> u64 {
-        self.traffic.iter().map(|n| u64::from(*n)).sum()
-    }
-
-    fn add(&mut self, part: &ProjectSummary) {
-        self.agents += part.agents;
-        self.queued += part.queued;
-        for (total, n) in self.traffic.iter_mut().zip(part.traffic) {
-            *total = total.saturating_add(n);
-        }
+/// Adds one shard's per-minute counts to the total.
+fn add_traffic(total: &mut [u32; TRAFFIC_MINUTES], part: &[u32; TRAFFIC_MINUTES]) {
+    for (total, n) in total.iter_mut().zip(part) {
+        *total = total.saturating_add(*n);
     }
 }
 
@@ -118,7 +106,7 @@ pub async fn projects(
     tools: &Toolbox,
     after: Option<&str>,
     now_ms: i64,
-) -> Result<Page<ProjectLine>, DataError> {
+) -> Result<Page<ProjectSummary>, DataError> {
     let replies = ask_all(tools, || {
         Request::View(View::Projects {
             after: after.map(Box::from),
@@ -139,23 +127,24 @@ pub async fn projects(
             .iter()
             .map(|(rows, more)| (rows.last().map(|p| &*p.key), *more)),
     );
-    let mut merged: BTreeMap<&str, ProjectLine> = BTreeMap::new();
+    // Every shard's part of a project, added up.
+    let mut merged: BTreeMap<&str, ProjectSummary> = BTreeMap::new();
     for part in parts.iter().flat_map(|(rows, _)| rows) {
         if next.as_deref().is_some_and(|cut| &*part.key > cut) {
             continue;
         }
-        merged
-            .entry(&part.key)
-            .or_insert_with(|| ProjectLine {
-                id: part.id,
-                key: part.key.clone(),
-                agents: 0,
-                queued: 0,
-                traffic: [0; TRAFFIC_MINUTES],
-            })
-            .add(part);
+        match merged.get_mut(&*part.key) {
+            Some(total) => {
+                total.agents += part.agents;
+                total.queued += part.queued;
+                add_traffic(&mut total.traffic, &part.traffic);
+            }
+            None => {
+                merged.insert(&part.key, part.clone());
+            }
+        }
     }
-    let mut rows: Vec<ProjectLine> = merged.into_values().collect();
+    let mut rows: Vec<ProjectSummary> = merged.into_values().collect();
     let next = cut_page(&mut rows, next, |p| p.key.to_string());
     Ok(Page { rows, next })
 }
@@ -231,9 +220,7 @@ pub async fn roster(
     for part in parts {
         roster.agent_count += part.agent_count;
         roster.queued += part.queued;
-        for (total, n) in roster.traffic.iter_mut().zip(part.traffic) {
-            *total = total.saturating_add(n);
-        }
+        add_traffic(&mut roster.traffic, &part.traffic);
         roster.recent.extend(part.recent);
         let complete = |row: &AgentRow| next.as_deref().is_none_or(|cut| &*row.profile.name <= cut);
         roster

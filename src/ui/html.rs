@@ -70,9 +70,8 @@ impl<'a> Html<'a> {
 
     /// A decimal number.
     pub fn num(&mut self, n: impl Into<u64>) -> &mut Self {
-        let mut buffer = [0u8; 20];
-        self.out
-            .extend_from_slice(format_u64(n.into(), &mut buffer));
+        let n = usize::try_from(n.into()).unwrap_or(usize::MAX);
+        crate::http::response::push_decimal(self.out, n);
         self
     }
 
@@ -136,18 +135,6 @@ fn clip(text: &str, max_chars: usize) -> (&str, bool) {
     match text.char_indices().nth(max_chars) {
         Some((end, _)) => (&text[..end], true),
         None => (text, false),
-    }
-}
-
-fn format_u64(mut n: u64, buffer: &mut [u8; 20]) -> &[u8] {
-    let mut start = buffer.len();
-    loop {
-        start -= 1;
-        buffer[start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buffer[start..];
-        }
     }
 }
 

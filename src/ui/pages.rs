@@ -3,10 +3,10 @@
 //! Each page is bounded by the rows its data holds (see `data`) and the clipping below.
 
 use super::chart;
-use super::data::{Hit, MessageView, Page, ProjectLine, Roster, ThreadView};
+use super::data::{sent_last_hour, Hit, MessageView, Page, Roster, ThreadView};
 use super::html::Html;
 use shards::leases::Lease;
-use shards::{AgentPage, AgentRow, DeliveryView, Importance, SharedEnvelope};
+use shards::{AgentPage, AgentRow, DeliveryView, Importance, ProjectSummary, SharedEnvelope};
 use uuid::Uuid;
 
 /// Characters of a subject or task shown in a table cell.
@@ -146,7 +146,7 @@ fn next_link(
     }
 }
 
-pub fn overview(html: &mut Html<'_>, page: &Page<ProjectLine>, first_page: bool) {
+pub fn overview(html: &mut Html<'_>, page: &Page<ProjectSummary>, first_page: bool) {
     start(html, "Projects", &[("Projects", None)], Feed::Yes);
     html.raw("<h1>Projects</h1>");
     if page.rows.is_empty() {
@@ -168,7 +168,7 @@ pub fn overview(html: &mut Html<'_>, page: &Page<ProjectLine>, first_page: bool)
                 .raw("</td><td class=\"n\">")
                 .num(project.queued as u64)
                 .raw("</td><td class=\"n\">")
-                .num(project.sent_last_hour())
+                .num(sent_last_hour(&project.traffic))
                 .raw("</td><td>");
             chart::traffic(html, &project.traffic);
             html.raw("</td></tr>");
@@ -224,7 +224,7 @@ pub fn roster(html: &mut Html<'_>, project_id: &Uuid, roster: &Roster, now_ms: i
         .raw("</b> agents</div><div><b>")
         .num(roster.queued as u64)
         .raw("</b> queued</div><div><b>")
-        .num(roster.traffic.iter().map(|n| u64::from(*n)).sum::<u64>())
+        .num(sent_last_hour(&roster.traffic))
         .raw("</b> sent in the last hour</div><div class=\"wide\">");
     chart::traffic(html, &roster.traffic);
     html.raw("<div class=\"axis\"><span>an hour ago</span><span>messages per minute</span><span>now</span></div></div></div>");
