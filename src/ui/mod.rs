@@ -10,7 +10,7 @@ mod auth;
 mod chart;
 mod data;
 mod gate;
-pub mod html;
+mod html;
 mod pages;
 
 use crate::http::{Method, Request, ResponseHead, Status};
