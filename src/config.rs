@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use shards::log::journal::Durability;
@@ -162,6 +162,21 @@ pub struct Config {
 impl Config {
     pub fn shard_count(&self) -> usize {
         self.shard_cores.len()
+    }
+
+    /// Makes the data directory, `INDEX_PATH` and `REPO_ROOT` absolute against `cwd`, once at
+    /// start-up: glommio opens files with `openat(-1, path)`, where `-1` is not `AT_FDCWD`, so
+    /// a relative path fails with EBADF on a shard. Absolute paths also make every error and
+    /// log line name the place unambiguously. `.` components are dropped; `..` is kept (it
+    /// may cross a symlink, so only the kernel may resolve it).
+    pub fn make_paths_absolute(&mut self, cwd: &Path) {
+        for path in [
+            &mut self.data_dir,
+            &mut self.index_path,
+            &mut self.repo_root,
+        ] {
+            *path = cwd.join(&*path).components().collect();
+        }
     }
 
     /// Whether a shard runs on the indexer's or the git writer's core (then commits, merges
@@ -686,6 +701,20 @@ mod tests {
         assert_eq!(config.index_path, PathBuf::from("/d/index"));
         assert_eq!(config.repo_root, PathBuf::from("/r"));
         assert!(parse_with(&["--data-dir", ""], &[]).is_err());
+    }
+
+    #[test]
+    fn relative_paths_become_absolute_against_the_working_directory() {
+        let mut config =
+            parse_with(&["--data-dir", "./d"], &[("INDEX_PATH", "../i/./x")]).expect("parse");
+        config.make_paths_absolute(Path::new("/work/run"));
+        assert_eq!(config.data_dir, PathBuf::from("/work/run/d"));
+        assert_eq!(config.index_path, PathBuf::from("/work/run/../i/x"));
+        assert_eq!(config.repo_root, PathBuf::from("/work/run/d/repo"));
+        let mut config = parse_with(&["--repo-root", "/abs/r"], &[]).expect("parse");
+        config.make_paths_absolute(Path::new("/cwd"));
+        assert_eq!(config.data_dir, PathBuf::from("/cwd/allman_data"));
+        assert_eq!(config.repo_root, PathBuf::from("/abs/r"), "absolute stays");
     }
 
     #[test]

@@ -23,7 +23,7 @@ const STARTUP_TIMEOUT_MS: u64 = 30_000;
 
 fn main() -> ExitCode {
     // 1. Configuration.
-    let config = match config::parse(
+    let mut config = match config::parse(
         std::env::args().skip(1),
         |key| std::env::var(key).ok(),
         &cores::usable_cores(),
@@ -42,6 +42,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    match std::env::current_dir() {
+        Ok(cwd) => config.make_paths_absolute(&cwd),
+        Err(error) => {
+            eprintln!("allman: cannot read the working directory to resolve --data-dir: {error}");
+            return ExitCode::FAILURE;
+        }
+    }
     init_logging();
     log_panics();
     match run(&config) {

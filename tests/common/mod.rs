@@ -52,16 +52,41 @@ impl Server {
     }
 
     fn start_in_with_env(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let dir = dir.to_path_buf();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_allman"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_allman"));
+        command
             .arg("--port")
             .arg("0")
             .args(args)
-            .envs(env.iter().copied())
             .env("RUST_LOG", "allman=warn,glommio=warn")
             .env("DATA_DIR", dir.join("data"))
             .env("INDEX_PATH", dir.join("index"))
             .env("REPO_ROOT", dir.join("repo"))
+            .envs(env.iter().copied());
+        Server::spawn(command, dir)
+    }
+
+    /// Starts a server in the working directory `cwd` with no path settings of the harness's:
+    /// the data directory, index and repository are the binary's defaults (or what `args` and
+    /// `env` say), relative to `cwd`. `cwd` is removed when the `Server` is dropped.
+    pub fn start_in_cwd(cwd: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_allman"));
+        command
+            .current_dir(cwd)
+            .arg("--port")
+            .arg("0")
+            .args(args)
+            .env("RUST_LOG", "allman=warn,glommio=warn")
+            .env_remove("DATA_DIR")
+            .env_remove("INDEX_PATH")
+            .env_remove("REPO_ROOT")
+            .envs(env.iter().copied());
+        Server::spawn(command, cwd)
+    }
+
+    /// Spawns `command` (an allman with `--port 0`) and waits for its ready line.
+    fn spawn(mut command: Command, dir: &std::path::Path) -> Server {
+        let dir = dir.to_path_buf();
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
