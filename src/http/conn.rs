@@ -8,7 +8,7 @@
 
 use super::request::{decode_head, Limits, Method, Request};
 use super::response::{write_continue, write_head, write_response, Connection, ResponseHead};
-use super::{Service, Status};
+use super::{Service, Status, StreamStep};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use shards::Turn;
@@ -424,6 +424,11 @@ impl Answer<'_> {
         } else {
             self.turn.wait(handling).await
         };
+        if response.streamed {
+            return Streamed { service, request }
+                .send(stream, &response, self.body, self.output)
+                .await;
+        }
         let close = !request.keep_alive;
         let connection = match (close, request.http10) {
             (true, _) => Connection::Close,
@@ -445,6 +450,55 @@ impl Answer<'_> {
             self.output.clear();
         }
         Ok(close)
+    }
+}
+
+/// A streamed response being sent; dropping it (at its end, on a hang-up or an I/O error)
+/// tells the service that it ended.
+struct Streamed<'r, 'b, S: Service> {
+    service: &'r S,
+    request: &'r Request<'b>,
+}
+
+impl<S: Service> Streamed<'_, '_, S> {
+    /// Writes the head and what `handle` wrote at once, then every step as it comes. The
+    /// body has no length, so the connection closes at its end (returns `true`): requests
+    /// pipelined behind a stream are not answered.
+    async fn send(
+        self,
+        stream: &mut TcpStream,
+        response: &ResponseHead,
+        body: &mut Vec<u8>,
+        output: &mut Vec<u8>,
+    ) -> io::Result<bool> {
+        write_head(output, response, 0, Connection::Close);
+        output.extend_from_slice(body);
+        stream.write_all(output).await?;
+        output.clear();
+        loop {
+            body.clear();
+            let next = futures_lite::future::or(
+                async { Some(self.service.stream_next(self.request, body).await) },
+                async {
+                    hung_up(stream, || self.service.stopping()).await;
+                    None
+                },
+            )
+            .await;
+            let Some(step) = next else {
+                return Err(io::ErrorKind::ConnectionAborted.into());
+            };
+            stream.write_all(body).await?;
+            if step == StreamStep::End {
+                return Ok(true);
+            }
+        }
+    }
+}
+
+impl<S: Service> Drop for Streamed<'_, '_, S> {
+    fn drop(&mut self) {
+        self.service.stream_ended(self.request);
     }
 }
 

@@ -9,6 +9,13 @@ pub use conn::{refuse_connection, serve_connection, ConnectionContext, ReadBudge
 pub use request::{Head, Headers, Limits, Method, Request};
 pub use response::{ResponseHead, Status};
 
+/// Whether a streamed response goes on after the part just written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamStep {
+    More,
+    End,
+}
+
 /// What the server runs for each decoded request.
 #[allow(async_fn_in_trait)]
 pub trait Service {
@@ -30,6 +37,17 @@ pub trait Service {
     fn may_wait_long(&self, _request: &Request<'_>) -> bool {
         false
     }
+
+    /// The next part of a streamed response (see [`ResponseHead::streamed`]): waits for it,
+    /// writes it into `body` (which arrives empty) and says whether more follow. Dropped if
+    /// the client hangs up meanwhile.
+    async fn stream_next(&self, _request: &Request<'_>, _body: &mut Vec<u8>) -> StreamStep {
+        StreamStep::End
+    }
+
+    /// A streamed response ended, however it ended (its last step, a hang-up, an I/O error):
+    /// what it held can be given back.
+    fn stream_ended(&self, _request: &Request<'_>) {}
 
     /// Whether the server is stopping: reads then end (see `shutdown_reads`) without the
     /// client having hung up, and a long poll is being answered at once.

@@ -98,6 +98,10 @@ pub struct ResponseHead {
     pub more_headers: &'static [(&'static str, &'static str)],
     /// How long the server worked on the response, sent as `Server-Timing` (microseconds).
     pub work_us: Option<u64>,
+    /// The body is an event stream: what `handle` wrote goes out at once, then the
+    /// [`Service::stream_next`](super::Service::stream_next) steps follow until the end,
+    /// which closes the connection (the body has no length: it ends with the connection).
+    pub streamed: bool,
 }
 
 impl ResponseHead {
@@ -108,6 +112,7 @@ impl ResponseHead {
             headers: &[],
             more_headers: &[],
             work_us: None,
+            streamed: false,
         }
     }
 
@@ -118,6 +123,7 @@ impl ResponseHead {
             headers: &[],
             more_headers: &[],
             work_us: None,
+            streamed: false,
         }
     }
 
@@ -128,6 +134,7 @@ impl ResponseHead {
             headers: &[],
             more_headers: &[],
             work_us: None,
+            streamed: false,
         }
     }
 
@@ -152,6 +159,18 @@ impl ResponseHead {
     pub const fn with_work_us(mut self, work_us: u64) -> Self {
         self.work_us = Some(work_us);
         self
+    }
+
+    /// A `200` server-sent-event stream (`text/event-stream`).
+    pub const fn event_stream() -> Self {
+        ResponseHead {
+            status: Status::Ok,
+            content_type: Some("text/event-stream"),
+            headers: &[("Cache-Control", "no-cache")],
+            more_headers: &[],
+            work_us: None,
+            streamed: true,
+        }
     }
 }
 
@@ -186,8 +205,10 @@ pub fn write_head(out: &mut Vec<u8>, head: &ResponseHead, body_len: usize, conne
     out.extend_from_slice(head.status.status_line());
     out.extend_from_slice(b"Server: allman\r\nDate: ");
     with_http_date(|date| out.extend_from_slice(date.as_bytes()));
-    out.extend_from_slice(b"\r\nContent-Length: ");
-    push_decimal(out, body_len);
+    if !head.streamed {
+        out.extend_from_slice(b"\r\nContent-Length: ");
+        push_decimal(out, body_len);
+    }
     out.extend_from_slice(b"\r\n");
     if let Some(content_type) = head.content_type {
         out.extend_from_slice(b"Content-Type: ");
