@@ -69,6 +69,8 @@ struct ShardSettings {
     /// `--ui`: serve the web view.
     ui: bool,
     waiters: WaiterLimits,
+    /// `subscriptions/listen` streams one shard holds open: `--max-waiters`, like long polls.
+    max_listen_streams: usize,
     tools: ToolSettings,
 }
 
@@ -92,6 +94,7 @@ impl ShardSettings {
                 agent_auth: config.agent_auth,
                 stale_lease_ms: config.stale_lease_minutes as i64 * 60_000,
             },
+            max_listen_streams: config.max_waiters,
             waiters: WaiterLimits {
                 per_shard: config.max_waiters,
                 ..WaiterLimits::default()
@@ -347,6 +350,7 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
         policy,
         Arc::clone(&metrics),
         context.settings.ui,
+        context.settings.max_listen_streams,
     ));
     let connections = Rc::new(RefCell::new(Connections::default()));
     let budget = Rc::new(ReadBudget::new(context.settings.read_buffer_budget_bytes));
@@ -360,7 +364,7 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
     reporter.send(Event::Ready { shard: shard.id() });
 
     let acceptor = Acceptor {
-        routes,
+        routes: Rc::clone(&routes),
         metrics,
         connections: Rc::clone(&connections),
         settings: Rc::clone(&settings),
@@ -373,6 +377,8 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
     drop(listener);
     // Long polls answer now, so their connections can finish within the grace period.
     shard.close_waiters();
+    routes.close_streams();
+    drop(routes);
     finish_connections(shard.id(), &connections, settings.shutdown_grace).await;
     // No request runs here any more: whatever is held goes to the helper threads.
     search_feed.flush_all();

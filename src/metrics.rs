@@ -52,11 +52,13 @@ pub const TOOLS: [&str; 17] = [
     "list_file_reservations",
     "force_release_file_reservation",
 ];
-pub const METHODS: [&str; 6] = [
+pub const METHODS: [&str; 8] = [
     "initialize",
     "ping",
+    "server/discover",
     "tools/list",
     "tools/call",
+    "subscriptions/listen",
     "notification",
     "other",
 ];
@@ -624,7 +626,7 @@ mod tests {
         metrics.shards[0].tool_call("send_message", true, 300);
         metrics.shards[1].tool_call("send_message", false, 3_000_000);
         metrics.shards[0].rpc_method("tools/call");
-        metrics.shards[0].rpc_method("server/discover");
+        metrics.shards[0].rpc_method("resources/list");
         let text = metrics.render();
         assert!(
             text.contains("allman_http_responses_total{code=\"200\"} 2\n"),

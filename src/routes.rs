@@ -1,7 +1,8 @@
 //! Routes: which path and method reach which handler. The [`Service`] each shard plugs into
 //! the HTTP layer.
 
-use crate::http::{Head, Method, Request, ResponseHead, Service, Status};
+use crate::http::{Head, Method, Request, ResponseHead, Service, Status, StreamStep};
+use crate::mcp::listen::Listeners;
 use crate::mcp::transport::{self, TransportPolicy};
 use crate::mcp::{self, Outcome};
 use crate::metrics::Metrics;
@@ -16,6 +17,8 @@ pub struct Routes {
     /// Every shard's counters, rendered by `GET /metrics`.
     metrics: Arc<Metrics>,
     ui: Ui,
+    /// This shard's `subscriptions/listen` streams.
+    listeners: Listeners,
 }
 
 impl Routes {
@@ -24,6 +27,7 @@ impl Routes {
         policy: Rc<TransportPolicy>,
         metrics: Arc<Metrics>,
         ui_enabled: bool,
+        max_listen_streams: usize,
     ) -> Self {
         let ui = Ui::new(ui_enabled, Rc::clone(&policy));
         Routes {
@@ -31,15 +35,25 @@ impl Routes {
             policy,
             metrics,
             ui,
+            listeners: Listeners::new(max_listen_streams),
         }
+    }
+
+    /// The server is stopping: every listen stream sends its final result and ends.
+    pub fn close_streams(&self) {
+        self.listeners.close();
     }
 
     async fn post_mcp(&self, request: &Request<'_>, body: &mut Vec<u8>) -> ResponseHead {
         // The transport rules were checked on the head (`admit`) before the body was read.
-        match mcp::handle_body(request.body, &request.headers, &self.tools, body).await {
+        let listeners = &self.listeners;
+        match mcp::handle_body(request.body, &request.headers, &self.tools, listeners, body).await {
             Outcome::Reply => ResponseHead::json(Status::Ok),
             Outcome::Refused => ResponseHead::json(Status::BadRequest),
             Outcome::Accepted => ResponseHead::new(Status::Accepted),
+            Outcome::NotFound => ResponseHead::json(Status::NotFound),
+            Outcome::Busy => ResponseHead::json(Status::ServiceUnavailable),
+            Outcome::Stream => ResponseHead::event_stream(),
         }
     }
 }
@@ -83,6 +97,16 @@ impl Service for Routes {
 
     fn may_wait_long(&self, request: &Request<'_>) -> bool {
         request.path == "/mcp" && contains(request.body, LONG_POLL_TOOL)
+    }
+
+    /// Only `/mcp`'s `subscriptions/listen` streams.
+    async fn stream_next(&self, request: &Request<'_>, body: &mut Vec<u8>) -> StreamStep {
+        let text = std::str::from_utf8(request.body).unwrap_or_default();
+        mcp::stateless::next_listen_event(text, &self.listeners, body).await
+    }
+
+    fn stream_ended(&self, _request: &Request<'_>) {
+        self.listeners.ended();
     }
 
     fn stopping(&self) -> bool {

@@ -94,15 +94,18 @@ fn protocol_version_header_is_checked_after_initialize() {
     );
     assert_eq!(response.status, 200);
     assert_eq!(response.json()["result"]["protocolVersion"], "2025-06-18");
-    // A method from a later protocol is a plain -32601, never a version error.
+    // Under 2026-07-28 (tests/stateless.rs has the whole era) a request without its `_meta`
+    // is an invalid-params refusal that keeps the request id; `ping` is a method that era
+    // removed, but the envelope is checked first.
     let discover = r#"{"jsonrpc":"2.0","id":3,"method":"server/discover","params":{}}"#;
     let response = post(
         &mut client,
         &[("MCP-Protocol-Version", "2026-07-28")],
         discover,
     );
-    assert_eq!(response.status, 200);
-    assert_eq!(response.json()["error"]["code"], -32601);
+    assert_eq!(response.status, 400);
+    assert_eq!(response.json()["error"]["code"], -32602);
+    assert_eq!(response.json()["id"], 3);
     let response = post(&mut client, &[("MCP-Protocol-Version", "2026-07-28")], PING);
     assert_eq!(
         response.json()["id"],

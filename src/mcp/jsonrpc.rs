@@ -15,6 +15,8 @@ pub const INVALID_PARAMS: i32 = -32602;
 pub struct RpcError {
     pub code: i32,
     pub message: Cow<'static, str>,
+    /// The error's `data`, as JSON text (2026-07-28 errors carry structured details).
+    pub data: Option<String>,
 }
 
 impl RpcError {
@@ -22,7 +24,14 @@ impl RpcError {
         RpcError {
             code,
             message: message.into(),
+            data: None,
         }
+    }
+
+    /// With `data`, which must be JSON text.
+    pub fn with_data(mut self, data: String) -> Self {
+        self.data = Some(data);
+        self
     }
 }
 
@@ -161,13 +170,32 @@ pub fn close_result(out: &mut Vec<u8>) {
     out.push(b'}');
 }
 
+/// An error response; an unknown id is written as `null` (JSON-RPC 2.0).
 pub fn write_error(out: &mut Vec<u8>, id: Option<&RawValue>, error: &RpcError) {
     out.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":");
     out.extend_from_slice(id.map_or("null", RawValue::get).as_bytes());
+    write_error_member(out, error);
+}
+
+/// An error response whose unknown id is left out: MCP 2026-07-28 allows no `null` id.
+pub fn write_error_omitting_unknown_id(out: &mut Vec<u8>, id: Option<&RawValue>, error: &RpcError) {
+    out.extend_from_slice(b"{\"jsonrpc\":\"2.0\"");
+    if let Some(id) = id {
+        out.extend_from_slice(b",\"id\":");
+        out.extend_from_slice(id.get().as_bytes());
+    }
+    write_error_member(out, error);
+}
+
+fn write_error_member(out: &mut Vec<u8>, error: &RpcError) {
     out.extend_from_slice(b",\"error\":{\"code\":");
     out.extend_from_slice(error.code.to_string().as_bytes());
     out.extend_from_slice(b",\"message\":");
     crate::json::write_str(out, &error.message);
+    if let Some(data) = &error.data {
+        out.extend_from_slice(b",\"data\":");
+        out.extend_from_slice(data.as_bytes());
+    }
     out.extend_from_slice(b"}}");
 }
 

@@ -1,7 +1,11 @@
-//! MCP over JSON-RPC 2.0: one POSTed body in, one JSON body (or nothing) out.
-//! Lifecycle (`initialize`, `ping`, notifications), `tools/list`, `tools/call` and batches.
+//! MCP over JSON-RPC 2.0: one POSTed body in, one JSON body (or nothing, or an event stream)
+//! out. Two eras on one endpoint, told apart by each request itself ([`stateless::claims`]):
+//! the 2025 revisions' lifecycle (`initialize`, `ping`, notifications, `tools/list`,
+//! `tools/call`, batches) here, and 2026-07-28's stateless requests in [`stateless`].
 
 pub mod jsonrpc;
+pub mod listen;
+pub mod stateless;
 pub mod transport;
 
 use crate::http::Headers;
@@ -13,11 +17,38 @@ use jsonrpc::{
 };
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::cell::RefCell;
 
-/// Protocol versions allman speaks, newest first.
-pub const SUPPORTED_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
-pub const LATEST_VERSION: &str = SUPPORTED_VERSIONS[0];
+/// The protocol versions of the `initialize` lifecycle, newest first.
+pub const SESSION_VERSIONS: [&str; 3] = ["2025-11-25", "2025-06-18", "2025-03-26"];
+/// The newest version `initialize` negotiates.
+pub const LATEST_SESSION_VERSION: &str = SESSION_VERSIONS[0];
+/// The stateless revision: no handshake, every request carries its own `_meta`.
+pub const STATELESS_VERSION: &str = "2026-07-28";
+/// Every version allman speaks, newest first (`server/discover`'s `supportedVersions`).
+pub const ALL_VERSIONS: [&str; 4] = [
+    STATELESS_VERSION,
+    SESSION_VERSIONS[0],
+    SESSION_VERSIONS[1],
+    SESSION_VERSIONS[2],
+];
+
+/// What the server tells an agent about using it, in `initialize` and `server/discover`: the
+/// whole mail in a few lines (a test keeps every tool group named here).
+pub const INSTRUCTIONS: &str = "Agent mail between coding agents. Register once per project \
+with create_agent (project_key; the name it returns is yours), then act as that agent by \
+name. Send with send_message (to is a list of agent names; cc, importance, ack_required \
+optional) and answer in the same thread with reply_message. Read without draining with \
+fetch_inbox, or drain with get_inbox (each message is returned once). Instead of polling, \
+wait_for_mail blocks until mail arrives or the timeout passes. Acknowledge messages that ask \
+for it with acknowledge_message, mark_message_read what you have read, and follow a \
+conversation with get_thread. search_messages searches all mail (Tantivy query syntax); \
+list_agents shows who is in a project. Before editing files, reserve them with \
+file_reservation_paths, check others' reservations with check_file_reservation_conflicts or \
+list_file_reservations, renew or release yours when done (renew_file_reservations, \
+release_file_reservations); a stale holder's reservation can be taken with \
+force_release_file_reservation.";
 
 /// Messages per batch. A larger batch is refused whole, so one HTTP request cannot occupy a
 /// shard for long.
@@ -59,6 +90,14 @@ pub enum Outcome {
     Refused,
     /// Only notifications or responses were received: 202 with no body.
     Accepted,
+    /// `out` holds a JSON-RPC error for a method this server does not have (2026-07-28): 404.
+    NotFound,
+    /// `out` holds a JSON-RPC error: the server cannot take this now (a bound is full, or it
+    /// is stopping): 503.
+    Busy,
+    /// `out` holds the first events of a `subscriptions/listen` stream; the rest follow
+    /// ([`stateless::next_listen_event`]).
+    Stream,
 }
 
 /// Handles one POSTed body, writing the response JSON into `out`. The headers were admitted
@@ -67,6 +106,7 @@ pub async fn handle_body(
     body: &[u8],
     headers: &Headers<'_>,
     tools: &Toolbox,
+    listeners: &listen::Listeners,
     out: &mut Vec<u8>,
 ) -> Outcome {
     let Ok(text) = std::str::from_utf8(body) else {
@@ -78,6 +118,9 @@ pub async fn handle_body(
         return Outcome::Refused;
     };
     let is_batch = text.trim_start().starts_with('[');
+    if stateless::claims(headers, text) {
+        return stateless::handle(text, is_batch, headers, tools, listeners, out).await;
+    }
     if let Some(refusal) = transport::refuse_version(headers, text, is_batch) {
         write_error(out, refusal.id, &refusal.error);
         return Outcome::Refused;
@@ -221,14 +264,15 @@ async fn handle_message(
                     out.extend_from_slice(tools::list_json().as_bytes());
                     Ok(())
                 }
-                "tools/call" => call_tool(id, params, tools, out, limit).await,
-                other => Err(RpcError::new(
-                    METHOD_NOT_FOUND,
-                    format!(
-                        "method not found: {}",
-                        truncated(other, MAX_ECHOED_METHOD_BYTES)
-                    ),
-                )),
+                "tools/call" => match parse_call(params) {
+                    Ok((name, arguments)) => {
+                        // Writes the whole response, error or result.
+                        call_tool(id, &name, arguments, tools, out, limit, b"").await;
+                        return Written::Response;
+                    }
+                    Err(error) => Err(error),
+                },
+                other => Err(method_not_found(other)),
             };
             match result {
                 Ok(()) => close_result(out),
@@ -237,6 +281,16 @@ async fn handle_message(
             Written::Response
         }
     }
+}
+
+fn method_not_found(method: &str) -> RpcError {
+    RpcError::new(
+        METHOD_NOT_FOUND,
+        format!(
+            "method not found: {}",
+            truncated(method, MAX_ECHOED_METHOD_BYTES)
+        ),
+    )
 }
 
 #[derive(Deserialize)]
@@ -266,11 +320,11 @@ fn initialize(params: Option<&RawValue>) -> Result<&'static str, RpcError> {
         .protocol_version
         .and_then(as_str)
         .ok_or_else(missing)?;
-    Ok(SUPPORTED_VERSIONS
+    Ok(SESSION_VERSIONS
         .iter()
         .find(|v| **v == requested)
         .copied()
-        .unwrap_or(LATEST_VERSION))
+        .unwrap_or(LATEST_SESSION_VERSION))
 }
 
 fn write_initialize_result(out: &mut Vec<u8>, version: &str) {
@@ -281,12 +335,7 @@ fn write_initialize_result(out: &mut Vec<u8>, version: &str) {
     );
     write_str(out, env!("CARGO_PKG_VERSION"));
     out.extend_from_slice(b"},\"instructions\":");
-    write_str(
-        out,
-        "Agent mail: create_agent to register, send_message to write to other agents by name, \
-         get_inbox to drain your inbox (each message is returned once), search_messages to \
-         search all mail.",
-    );
+    write_str(out, INSTRUCTIONS);
     out.push(b'}');
 }
 
@@ -332,33 +381,44 @@ thread_local! {
 /// Above this a scratch buffer is released after use instead of kept for the next call.
 const RETAINED_SCRATCH_BYTES: usize = 64 * 1024;
 
-async fn call_tool(
-    id: &RawValue,
-    params: Option<&RawValue>,
-    tools: &Toolbox,
-    out: &mut Vec<u8>,
-    limit: ResponseLimit,
-) -> Result<(), RpcError> {
-    let invalid = |message: String| RpcError::new(INVALID_PARAMS, message);
+/// A `tools/call`'s tool name and arguments, or why its params are not usable.
+fn parse_call(params: Option<&RawValue>) -> Result<(Cow<'_, str>, Option<&RawValue>), RpcError> {
+    let invalid = |message: &'static str| RpcError::new(INVALID_PARAMS, message);
     // Objects only: serde would also read these structs from arrays, by position.
     let params: CallParams<'_> = params
         .filter(|p| p.get().starts_with('{'))
         .and_then(|p| serde_json::from_str(p.get()).ok())
-        .ok_or_else(|| {
-            invalid("tools/call needs params {\"name\": ..., \"arguments\": {...}}".into())
-        })?;
+        .ok_or_else(|| invalid("tools/call needs params {\"name\": ..., \"arguments\": {...}}"))?;
     let name = params
         .name
         .and_then(as_str)
-        .ok_or_else(|| invalid("tools/call needs a tool name (params.name)".into()))?;
+        .ok_or_else(|| invalid("tools/call needs a tool name (params.name)"))?;
+    Ok((name, params.arguments))
+}
+
+/// Runs the tool `name` and writes the whole response for `id`: its result (with `tail`, the
+/// era's extra result members, before the closing brace), or a JSON-RPC error for a tool that
+/// does not exist.
+async fn call_tool(
+    id: &RawValue,
+    name: &str,
+    arguments: Option<&RawValue>,
+    tools: &Toolbox,
+    out: &mut Vec<u8>,
+    limit: ResponseLimit,
+    tail: &[u8],
+) {
     let started = std::time::Instant::now();
-    let outcome = match tools::parse(&name, params.arguments) {
-        Err(ParseFailure::UnknownTool) => return Err(invalid(format!("unknown tool: {name}"))),
+    let outcome = match tools::parse(name, arguments) {
+        Err(ParseFailure::UnknownTool) => {
+            let error = RpcError::new(INVALID_PARAMS, format!("unknown tool: {name}"));
+            return write_error(out, Some(id), &error);
+        }
         Err(ParseFailure::Arguments(error)) => Err(error),
         Ok(call) => {
             // What is left for the result's JSON once the JSON-RPC envelope around it (which
             // echoes the id) and the result's own frame are written.
-            let envelope = open_result_len(id) + 1 + TOOL_RESULT_FRAME_BYTES;
+            let envelope = open_result_len(id) + 1 + TOOL_RESULT_FRAME_BYTES + tail.len();
             let budget = OutputBudget {
                 bytes: limit.end.saturating_sub(out.len() + envelope),
                 at_least_one: limit.at_least_one,
@@ -369,17 +429,17 @@ async fn call_tool(
     let micros = started.elapsed().as_micros() as u64;
     tools
         .shard_metrics()
-        .tool_call(&name, outcome.is_ok(), micros);
+        .tool_call(name, outcome.is_ok(), micros);
     tracing::debug!(tool = %name, ok = outcome.is_ok(), elapsed_us = micros, "tool call");
     if let Err(error) = &outcome {
         tracing::debug!(tool = %name, %error, "tool error");
     }
     open_result(out, id);
-    write_tool_result(out, &outcome);
-    Ok(())
+    write_tool_result(out, &outcome, tail);
+    close_result(out);
 }
 
-fn write_tool_result(out: &mut Vec<u8>, outcome: &Result<ToolOutput, ToolError>) {
+fn write_tool_result(out: &mut Vec<u8>, outcome: &Result<ToolOutput, ToolError>, tail: &[u8]) {
     match outcome {
         Ok(output) => RESULT_SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
@@ -400,7 +460,9 @@ fn write_tool_result(out: &mut Vec<u8>, outcome: &Result<ToolOutput, ToolError>)
                 }
                 None => out.extend_from_slice(&scratch),
             }
-            out.extend_from_slice(b",\"isError\":false}");
+            out.extend_from_slice(b",\"isError\":false");
+            out.extend_from_slice(tail);
+            out.push(b'}');
             if scratch.capacity() > RETAINED_SCRATCH_BYTES {
                 *scratch = Vec::new();
             }
@@ -408,7 +470,9 @@ fn write_tool_result(out: &mut Vec<u8>, outcome: &Result<ToolOutput, ToolError>)
         Err(error) => {
             out.extend_from_slice(b"{\"content\":[{\"type\":\"text\",\"text\":");
             write_str(out, &error.to_string());
-            out.extend_from_slice(b"}],\"isError\":true}");
+            out.extend_from_slice(b"}],\"isError\":true");
+            out.extend_from_slice(tail);
+            out.push(b'}');
         }
     }
 }
@@ -442,12 +506,12 @@ mod tests {
 
     #[test]
     fn version_negotiation_echoes_supported_and_falls_back_to_latest() {
-        for version in SUPPORTED_VERSIONS {
+        for version in SESSION_VERSIONS {
             let params = raw(&format!("{{\"protocolVersion\":\"{version}\"}}"));
             assert_eq!(initialize(Some(&params)), Ok(version));
         }
         let unknown = raw(r#"{"protocolVersion":"1999-01-01"}"#);
-        assert_eq!(initialize(Some(&unknown)), Ok(LATEST_VERSION));
+        assert_eq!(initialize(Some(&unknown)), Ok(LATEST_SESSION_VERSION));
         let missing = raw(r#"{"capabilities":{}}"#);
         assert_eq!(
             initialize(Some(&missing)).map_err(|e| e.code),
@@ -468,17 +532,24 @@ mod tests {
     }
 
     #[test]
+    fn the_instructions_name_every_tool() {
+        for (tool, ..) in tools::TOOL_HINTS {
+            assert!(INSTRUCTIONS.contains(tool), "instructions name {tool}");
+        }
+    }
+
+    #[test]
     fn the_result_frame_fits_its_reserve() {
         // The longest frame: an array result (wrapped under a key) with an empty JSON.
         let mut out = Vec::new();
-        write_tool_result(&mut out, &Ok(ToolOutput::Search(String::new())));
+        write_tool_result(&mut out, &Ok(ToolOutput::Search(String::new())), b"");
         assert!(out.len() <= TOOL_RESULT_FRAME_BYTES, "{}", out.len());
     }
 
     #[test]
     fn tool_error_results_carry_is_error_and_the_message() {
         let mut out = Vec::new();
-        write_tool_result(&mut out, &Err(ToolError::UnknownAgent("Ghost".into())));
+        write_tool_result(&mut out, &Err(ToolError::UnknownAgent("Ghost".into())), b"");
         let value: serde_json::Value = serde_json::from_slice(&out).expect("valid json");
         assert_eq!(value["isError"], true);
         let text = value["content"][0]["text"].as_str().expect("text");

@@ -4,7 +4,7 @@
 //! the body because `initialize` is exempt.
 
 use super::jsonrpc::{classify, write_error, Message, RpcError};
-use super::SUPPORTED_VERSIONS;
+use super::{ALL_VERSIONS, SESSION_VERSIONS};
 use crate::http::request::trim_ows;
 use crate::http::{Headers, ResponseHead, Status};
 use serde_json::value::RawValue;
@@ -146,7 +146,7 @@ pub fn refuse_version<'a>(
     let message = format!(
         "unsupported MCP-Protocol-Version {:?}; this server speaks {}",
         String::from_utf8_lossy(version),
-        SUPPORTED_VERSIONS.join(", ")
+        ALL_VERSIONS.join(", ")
     );
     Some(VersionRefusal {
         id,
@@ -157,7 +157,7 @@ pub fn refuse_version<'a>(
 /// Compared as bytes: SDK clients send this header on every request, so no allocation here.
 /// (The HTTP decoder has already trimmed surrounding whitespace.)
 fn is_supported_version(header: &[u8]) -> bool {
-    SUPPORTED_VERSIONS.iter().any(|v| v.as_bytes() == header)
+    SESSION_VERSIONS.iter().any(|v| v.as_bytes() == header)
 }
 
 /// Whether a bad version header refuses this single message, and with which id.

@@ -602,10 +602,55 @@ impl KnownAgents {
 }
 
 /// The `tools/list` result, built once.
+/// What each tool does to the mail, as MCP tool annotations: clients gate on them (approval
+/// for writes, plan modes that allow only reads). `(name, read_only, destructive, idempotent)`;
+/// every tool acts on allman's own state only, so none is open-world.
+pub const TOOL_HINTS: [(&str, bool, bool, bool); 17] = [
+    // Registering again with the same name updates the same agent.
+    ("create_agent", false, false, true),
+    ("send_message", false, false, false),
+    // Drains: a message is returned once, then gone from the inbox.
+    ("get_inbox", false, true, false),
+    ("search_messages", true, false, true),
+    ("fetch_inbox", true, false, true),
+    ("wait_for_mail", true, false, true),
+    ("reply_message", false, false, false),
+    ("acknowledge_message", false, false, true),
+    ("mark_message_read", false, false, true),
+    ("get_thread", true, false, true),
+    ("list_agents", true, false, true),
+    ("file_reservation_paths", false, false, false),
+    // Removes the agent's own leases.
+    ("release_file_reservations", false, true, true),
+    ("renew_file_reservations", false, false, false),
+    ("check_file_reservation_conflicts", true, false, true),
+    ("list_file_reservations", true, false, true),
+    // Removes another agent's stale lease.
+    ("force_release_file_reservation", false, true, true),
+];
+
+/// Adds `annotations` to a tool definition, from [`TOOL_HINTS`] and its title.
+fn annotated(mut definition: serde_json::Value) -> serde_json::Value {
+    let name = definition["name"].as_str().unwrap_or_default().to_string();
+    let title = definition["title"].clone();
+    if let Some(&(_, read_only, destructive, idempotent)) =
+        TOOL_HINTS.iter().find(|(tool, ..)| *tool == name)
+    {
+        definition["annotations"] = serde_json::json!({
+            "title": title,
+            "readOnlyHint": read_only,
+            "destructiveHint": destructive,
+            "idempotentHint": idempotent,
+            "openWorldHint": false,
+        });
+    }
+    definition
+}
+
 pub fn list_json() -> &'static str {
     static LIST: OnceLock<String> = OnceLock::new();
     LIST.get_or_init(|| {
-        let tools = serde_json::json!({ "tools": [
+        let definitions = [
             create_agent::definition(),
             send_message::definition(),
             get_inbox::definition(),
@@ -623,14 +668,26 @@ pub fn list_json() -> &'static str {
             file_reservations::check_definition(),
             file_reservations::list_definition(),
             file_reservations::force_definition(),
-        ]});
-        tools.to_string()
+        ];
+        let tools: Vec<serde_json::Value> = definitions.into_iter().map(annotated).collect();
+        serde_json::json!({ "tools": tools }).to_string()
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_listed_tool_has_annotations_and_every_hint_a_tool() {
+        let list: serde_json::Value = serde_json::from_str(list_json()).expect("JSON");
+        let tools = list["tools"].as_array().expect("tools");
+        assert_eq!(tools.len(), TOOL_HINTS.len());
+        for (tool, (name, read_only, ..)) in tools.iter().zip(TOOL_HINTS) {
+            assert_eq!(tool["name"], name, "TOOL_HINTS follows the list's order");
+            assert_eq!(tool["annotations"]["readOnlyHint"], read_only, "{name}");
+        }
+    }
 
     #[test]
     fn agent_name_rules() {
