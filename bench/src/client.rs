@@ -1,5 +1,6 @@
-//! An MCP client for one connection: `initialize`, then `tools/call`, recording each call's
-//! latency per tool.
+//! An MCP client for one connection, recording each call's latency per tool. In the 2025 era
+//! it sends `initialize` first; in the 2026-07-28 era every request carries its own `_meta`
+//! and the `MCP-Protocol-Version`, `Mcp-Method` and `Mcp-Name` headers (no handshake).
 
 use crate::histogram::Histogram;
 use crate::http::{Connection, Url};
@@ -7,7 +8,41 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+/// Whether clients connected from now on speak MCP 2026-07-28 (else the 2025 lifecycle).
+/// Process-wide: a load tool picks one era for the whole run (`--era`).
+static STATELESS: AtomicBool = AtomicBool::new(false);
+
+/// The protocol era of the clients this process connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Era {
+    /// 2025-11-25: `initialize`, then requests.
+    Session,
+    /// 2026-07-28: stateless requests.
+    Stateless,
+}
+
+impl Era {
+    /// `--era 2025` (the default) or `--era 2026`.
+    pub fn parse(text: &str) -> Option<Era> {
+        match text {
+            "2025" | "2025-11-25" => Some(Era::Session),
+            "2026" | "2026-07-28" => Some(Era::Stateless),
+            _ => None,
+        }
+    }
+}
+
+pub fn use_era(era: Era) {
+    STATELESS.store(era == Era::Stateless, Ordering::Relaxed);
+}
+
+const SESSION_VERSION: &str = "2025-11-25";
+const STATELESS_VERSION: &str = "2026-07-28";
+/// The `_meta` every 2026-07-28 request carries.
+const STATELESS_META: &str = r#""_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"allman-bench","version":"1"}}"#;
 
 #[derive(Debug)]
 pub enum CallError {
@@ -64,18 +99,23 @@ pub struct McpClient {
     connection: Connection,
     path: String,
     next_id: u64,
+    stateless: bool,
     pub stats: Stats,
 }
 
 impl McpClient {
-    /// Connects (lazily) and initializes.
+    /// Connects (lazily) and, in the 2025 era, initializes.
     pub fn connect(base: &Url) -> Result<McpClient, CallError> {
         let mut client = McpClient {
             connection: Connection::new(base),
             path: "/mcp".into(),
             next_id: 1,
+            stateless: STATELESS.load(Ordering::Relaxed),
             stats: Stats::default(),
         };
+        if client.stateless {
+            return Ok(client);
+        }
         client.rpc(
             "initialize",
             json!({"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "allman-bench", "version": env!("CARGO_PKG_VERSION")}}),
@@ -85,7 +125,7 @@ impl McpClient {
             .connection
             .post(
                 &client.path,
-                &[("MCP-Protocol-Version", "2025-11-25")],
+                &[("MCP-Protocol-Version", SESSION_VERSION)],
                 note.to_string().as_bytes(),
             )
             .map_err(CallError::Io)?;
@@ -98,20 +138,39 @@ impl McpClient {
         Ok(client)
     }
 
-    fn rpc(&mut self, method: &str, params: Value) -> Result<Value, CallError> {
+    fn rpc(&mut self, method: &str, mut params: Value) -> Result<Value, CallError> {
         let id = self.next_id;
         self.next_id += 1;
+        if self.stateless {
+            let meta: Value = serde_json::from_str(&format!("{{{STATELESS_META}}}"))
+                .map_err(|e| CallError::Json(e.to_string()))?;
+            params["_meta"] = meta["_meta"].clone();
+        }
+        let name = params["name"].as_str().map(str::to_string);
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
-        let response = self.post_ok(body.to_string().as_bytes())?;
+        let response = self.post_ok(body.to_string().as_bytes(), method, name.as_deref())?;
         rpc_result(&response)
     }
 
-    /// POSTs a JSON-RPC body to /mcp; anything but 200 is an error.
-    fn post_ok(&mut self, body: &[u8]) -> Result<Vec<u8>, CallError> {
-        let response = self
-            .connection
-            .post(&self.path, &[("MCP-Protocol-Version", "2025-11-25")], body)
-            .map_err(CallError::Io)?;
+    /// POSTs a JSON-RPC body to /mcp, with the era's headers; anything but 200 is an error.
+    fn post_ok(
+        &mut self,
+        body: &[u8],
+        method: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<u8>, CallError> {
+        let response = if self.stateless {
+            let mut headers = vec![
+                ("MCP-Protocol-Version", STATELESS_VERSION),
+                ("Mcp-Method", method),
+            ];
+            headers.extend(name.map(|name| ("Mcp-Name", name)));
+            self.connection.post(&self.path, &headers, body)
+        } else {
+            let headers = [("MCP-Protocol-Version", SESSION_VERSION)];
+            self.connection.post(&self.path, &headers, body)
+        }
+        .map_err(CallError::Io)?;
         if response.status != 200 {
             return Err(CallError::Http {
                 status: response.status,
@@ -183,9 +242,14 @@ impl McpClient {
         push_json_string(&mut request, subject);
         request.push_str(r#","body":"#);
         push_json_string(&mut request, body);
-        request.push_str("}}}");
+        request.push('}');
+        if self.stateless {
+            request.push(',');
+            request.push_str(STATELESS_META);
+        }
+        request.push_str("}}");
         let result = self
-            .post_ok(request.as_bytes())
+            .post_ok(request.as_bytes(), "tools/call", Some("send_message"))
             .and_then(|reply| sent_id(&reply));
         self.record("send_message", started, result.is_ok());
         result

@@ -3,6 +3,7 @@
 
 use bench::accounting::Ledger;
 use bench::args::Args;
+use bench::client::{use_era, Era};
 use bench::report::{phase_rows, print_table, regressions, write_json};
 use bench::server::Snapshot;
 use bench::workers::run_phase;
@@ -22,6 +23,8 @@ OPTIONS:
     --messages <N>           messages to send, each to one agent (default 1000)
     --concurrency <N>        connections, one thread each (default 16)
     --body-bytes <N>         length of each message body (default 19: \"the quick brown fox\")
+    --era <2025|2026>        MCP era: 2025-11-25 (initialize first, the default) or 2026-07-28
+                             (stateless: _meta and headers on every request, no handshake)
     --keep-queued <BOOL>     true: skip the drain phase and leave every message queued (to
                              measure a restart's recovery, or the log's disk use per message)
     --json <FILE>            also write the results as JSON
@@ -44,6 +47,12 @@ fn main() -> ExitCode {
         }
     });
     let keep_queued: bool = args.get("keep-queued", false);
+    let era_text = args.get("era", "2025".to_string());
+    let Some(era) = Era::parse(&era_text) else {
+        eprintln!("benchmark: --era is 2025 or 2026, not {era_text:?}");
+        return ExitCode::from(2);
+    };
+    use_era(era);
     let run = bench::run_id();
     let project = format!("bench-{run}");
     let names: Arc<Vec<String>> = Arc::new((0..agents).map(|i| format!("b{run}A{i}")).collect());
@@ -142,7 +151,7 @@ fn main() -> ExitCode {
     }
     let result = json!({
         "tool": "benchmark",
-        "config": {"url": url.authority(), "agents": agents, "messages": messages, "concurrency": concurrency},
+        "config": {"url": url.authority(), "agents": agents, "messages": messages, "concurrency": concurrency, "era": era_text},
         "rows": rows,
         "delivery": {"expected": audit.expected, "received": audit.received, "lost": audit.lost, "duplicated": audit.duplicated, "unexpected": audit.unexpected},
         "errors": errors,
