@@ -73,6 +73,12 @@ readme_live_check() {
   expect "get_inbox drains the message sent" '"id":5,.*"from":"BlueLake","subject":"hello","body":"build is green"'
   expect "search_messages answers" '"id":6,"result":\{'
 
+  echo "--- the README's 2026-07-28 request, as written"
+  out=$(bash -euo pipefail -c "$(readme_block try-it-2026)" 2>&1) || { echo "FAIL the 2026-07-28 block exited non-zero"; failed=1; }
+  printf '%s\n' "$out"
+  expect "a stateless tools/call without a handshake" '"id":7,"result":\{.*"structuredContent":\{"messages":\[\{.*"body":"build is green"'
+  expect "its result says it is complete" '"resultType":"complete"'
+
   echo "--- the README's audit-trail commands, as written (the commit follows the registration)"
   local audit ok=0
   audit=$(readme_block audit-trail)

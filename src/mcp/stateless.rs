@@ -412,11 +412,9 @@ fn decode_base64(encoded: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The members every list result and discovery carry besides their own.
-fn list_tail() -> String {
-    format!(
-        ",\"ttlMs\":{CACHE_TTL_MS},\"cacheScope\":\"public\"{}",
-        RESULT_TAIL
-    )
+fn list_tail() -> &'static str {
+    static TAIL: OnceLock<String> = OnceLock::new();
+    TAIL.get_or_init(|| format!(",\"ttlMs\":{CACHE_TTL_MS},\"cacheScope\":\"public\"{RESULT_TAIL}"))
 }
 
 fn discover_result() -> &'static str {
