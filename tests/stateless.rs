@@ -423,8 +423,19 @@ fn removed_and_unknown_methods_are_404_with_method_not_found() {
 /// Opens a listen stream on a fresh connection and returns it with what arrived so far once
 /// `until` is in it.
 fn open_listen(server: &Server, id: u64, until: &str) -> (TcpStream, String) {
+    open_listen_with(server, id, "", "", until)
+}
+
+/// The same, with `padding` inside the params and `trailing` bytes sent after the request.
+fn open_listen_with(
+    server: &Server,
+    id: u64,
+    padding: &str,
+    trailing: &str,
+    until: &str,
+) -> (TcpStream, String) {
     let body = json!({"jsonrpc":"2.0","id":id,"method":"subscriptions/listen",
-        "params":{"_meta":meta(),"notifications":{"toolsListChanged":true}}})
+        "params":{"_meta":meta(),"notifications":{"toolsListChanged":true},"padding":padding}})
     .to_string();
     let mut stream = TcpStream::connect(server.addr).expect("connect");
     stream
@@ -434,7 +445,7 @@ fn open_listen(server: &Server, id: u64, until: &str) -> (TcpStream, String) {
         stream,
         "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
          Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: {VERSION}\r\n\
-         Mcp-Method: subscriptions/listen\r\nContent-Length: {}\r\n\r\n{body}",
+         Mcp-Method: subscriptions/listen\r\nContent-Length: {}\r\n\r\n{body}{trailing}",
         body.len()
     )
     .expect("write");
@@ -509,7 +520,16 @@ fn listen_acknowledges_first_stays_open_and_ends_with_its_result_on_sigterm() {
 #[test]
 fn listen_streams_are_bounded_per_shard_and_a_hang_up_frees_the_slot() {
     let server = Server::start_with(&["--shards", "1", "--max-waiters", "1"]);
-    let (first, _) = open_listen(&server, 1, "\n\n");
+    // A request larger than 4 KiB would hold its buffer (and read budget) for the stream's life.
+    let (_big, refused) = open_listen_with(&server, 9, &"x".repeat(5000), "", "}}");
+    assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
+    assert!(refused.contains("-32602"), "{refused}");
+    // Bytes after the request (a stray CRLF, a pipelined request), sent with it or while the
+    // stream runs, do not hide the hang-up.
+    let pipelined = "\r\nPOST /mcp HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
+    let (mut first, _) = open_listen_with(&server, 1, "", pipelined, "\n\n");
+    first.write_all(b"\r\n").expect("write after the request");
+    std::thread::sleep(Duration::from_millis(50));
     let (_second, refused) = open_listen(&server, 2, "}}");
     assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
     assert!(refused.contains("listen streams"), "{refused}");

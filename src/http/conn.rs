@@ -426,7 +426,7 @@ impl Answer<'_> {
         };
         if response.streamed {
             return Streamed { service, request }
-                .send(stream, &response, self.body, self.output)
+                .send(stream, &response, self.body, self.output, self.turn)
                 .await;
         }
         let close = !request.keep_alive;
@@ -463,24 +463,27 @@ struct Streamed<'r, 'b, S: Service> {
 impl<S: Service> Streamed<'_, '_, S> {
     /// Writes the head and what `handle` wrote at once, then every step as it comes. The
     /// body has no length, so the connection closes at its end (returns `true`): requests
-    /// pipelined behind a stream are not answered.
+    /// pipelined behind a stream are read and dropped, never answered.
     async fn send(
         self,
         stream: &mut TcpStream,
         response: &ResponseHead,
         body: &mut Vec<u8>,
         output: &mut Vec<u8>,
+        turn: &mut Turn,
     ) -> io::Result<bool> {
         write_head(output, response, 0, Connection::Close);
         output.extend_from_slice(body);
         stream.write_all(output).await?;
         output.clear();
+        // A stream may be quiet for long; only a hang-up (or the end) closes it.
+        stream.set_read_timeout(None)?;
         loop {
             body.clear();
             let next = futures_lite::future::or(
                 async { Some(self.service.stream_next(self.request, body).await) },
                 async {
-                    hung_up(stream, || self.service.stopping()).await;
+                    hung_up_discarding(stream, || self.service.stopping(), turn).await;
                     None
                 },
             )
@@ -490,8 +493,34 @@ impl<S: Service> Streamed<'_, '_, S> {
             };
             stream.write_all(body).await?;
             if step == StreamStep::End {
+                // Closed the careful way, so that bytes the client sent after its request do
+                // not turn the close into a reset that destroys the last event in flight.
+                linger(stream).await;
                 return Ok(true);
             }
+        }
+    }
+}
+
+/// Completes when the client of a streamed answer hangs up (end of stream, or a reset).
+/// Whatever it sends meanwhile is read and thrown away, so that a stray CRLF or a pipelined
+/// request cannot hide a later hang-up; a client pouring bytes in takes turns with the rest
+/// of the shard. While the server is `stopping` its own shutdown of reads is no hang-up.
+async fn hung_up_discarding(stream: &mut TcpStream, stopping: impl Fn() -> bool, turn: &mut Turn) {
+    let mut scratch = [0u8; 1024];
+    loop {
+        match stream.read(&mut scratch).await {
+            Ok(0) if stopping() => return std::future::pending().await,
+            Ok(0) => return,
+            Ok(_) => turn.done().await,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::TimedOut
+                        | io::ErrorKind::WouldBlock
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return,
         }
     }
 }

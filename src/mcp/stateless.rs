@@ -47,6 +47,10 @@ const CACHE_TTL_MS: u64 = 300_000;
 /// Between events on an idle listen stream the server sends an SSE comment this often, so a
 /// client whose network vanished without a FIN is found by a failed write and its slot freed.
 const LISTEN_HEARTBEAT: Duration = Duration::from_secs(30);
+/// A listen stream keeps its request in the connection's read buffer for as long as it is
+/// open; requests this small fit the buffer every connection has anyway, so open streams
+/// charge (almost) nothing to the shard's read budget.
+const MAX_LISTEN_REQUEST_BYTES: usize = 4 * 1024;
 /// `Mcp-Name` values that are not plain ASCII travel as `=?base64?…?=` (SEP-2243).
 const BASE64_NAME_PREFIX: &[u8] = b"=?base64?";
 const BASE64_NAME_SUFFIX: &[u8] = b"?=";
@@ -145,6 +149,15 @@ struct Refusal {
     outcome: Outcome,
 }
 
+/// A method's params are wrong (an unknown tool, prompt or resource; no tool name): -32602
+/// with HTTP 200, as in the 2025 era. Only the envelope's own faults are 400s.
+fn invalid_params(message: impl Into<Cow<'static, str>>) -> Refusal {
+    Refusal {
+        error: RpcError::new(INVALID_PARAMS, message),
+        outcome: Outcome::Reply,
+    }
+}
+
 impl Refusal {
     fn bad_request(code: i32, message: impl Into<Cow<'static, str>>) -> Self {
         Refusal {
@@ -193,7 +206,19 @@ pub async fn handle(
     };
     tracing::debug!(method = %method, "stateless request");
     tools.shard_metrics().rpc_method(&method);
-    match answer(id, &method, params, headers, tools, listeners, out).await {
+    let request_len = text.len();
+    match answer(
+        id,
+        &method,
+        params,
+        request_len,
+        headers,
+        tools,
+        listeners,
+        out,
+    )
+    .await
+    {
         Ok(outcome) => outcome,
         Err(refusal) => {
             write_error_omitting_unknown_id(out, Some(id), &refusal.error);
@@ -204,10 +229,12 @@ pub async fn handle(
 
 /// Checks the envelope in the order the revision gives (`_meta`, then the headers against it,
 /// then the version), then runs the method.
+#[allow(clippy::too_many_arguments)]
 async fn answer(
     id: &RawValue,
     method: &str,
     params: Option<&RawValue>,
+    request_len: usize,
     headers: &Headers<'_>,
     tools: &Toolbox,
     listeners: &Listeners,
@@ -266,9 +293,8 @@ async fn answer(
         _ => None,
     };
     if let Some(raw) = routed_name {
-        let name = as_str(raw).ok_or_else(|| {
-            Refusal::bad_request(INVALID_PARAMS, "params.name (or uri) must be a string")
-        })?;
+        let name =
+            as_str(raw).ok_or_else(|| invalid_params("params.name (or uri) must be a string"))?;
         if !name_header_matches(header_name, &name) {
             return Err(Refusal::bad_request(
                 HEADER_MISMATCH,
@@ -279,13 +305,9 @@ async fn answer(
             ));
         }
     }
-    let not_found = |what: &str, name: Cow<'_, str>| {
-        Refusal {
-            // SEP-2164: an unknown prompt or resource is an invalid parameter.
-            error: RpcError::new(INVALID_PARAMS, format!("unknown {what}: {name}")),
-            outcome: Outcome::Reply,
-        }
-    };
+    // SEP-2164: an unknown prompt or resource is an invalid parameter.
+    let not_found =
+        |what: &str, name: Cow<'_, str>| invalid_params(format!("unknown {what}: {name}"));
     match method {
         "server/discover" => {
             open_result(out, id);
@@ -298,9 +320,10 @@ async fn answer(
             close_result(out);
         }
         "tools/call" => {
-            let name = params.name.and_then(as_str).ok_or_else(|| {
-                Refusal::bad_request(INVALID_PARAMS, "tools/call needs a tool name (params.name)")
-            })?;
+            let name = params
+                .name
+                .and_then(as_str)
+                .ok_or_else(|| invalid_params("tools/call needs a tool name (params.name)"))?;
             let limit = ResponseLimit {
                 end: out.len() + MAX_RESPONSE_BYTES,
                 at_least_one: true,
@@ -320,7 +343,9 @@ async fn answer(
             let uri = params.uri.and_then(as_str).unwrap_or_default();
             return Err(not_found("resource", uri));
         }
-        "subscriptions/listen" => return open_listen(id, params.notifications, listeners, out),
+        "subscriptions/listen" => {
+            return open_listen(id, params.notifications, request_len, listeners, out)
+        }
         // `initialize`, `ping`, `logging/setLevel`, `resources/subscribe` and
         // `resources/unsubscribe` are gone from this revision, like any unknown method.
         other => {
@@ -464,9 +489,16 @@ fn write_empty_list(out: &mut Vec<u8>, id: &RawValue, key: &str) {
 fn open_listen(
     id: &RawValue,
     filter: Option<&RawValue>,
+    request_len: usize,
     listeners: &Listeners,
     out: &mut Vec<u8>,
 ) -> Result<Outcome, Refusal> {
+    if request_len > MAX_LISTEN_REQUEST_BYTES {
+        return Err(Refusal::bad_request(
+            INVALID_PARAMS,
+            format!("a subscriptions/listen request is at most {MAX_LISTEN_REQUEST_BYTES} bytes"),
+        ));
+    }
     if !filter.is_some_and(|f| f.get().starts_with('{')) {
         return Err(Refusal::bad_request(
             INVALID_PARAMS,
