@@ -170,6 +170,7 @@ impl Config {
     /// log line name the place unambiguously. `.` components are dropped; `..` is kept (it
     /// may cross a symlink, so only the kernel may resolve it).
     pub fn make_paths_absolute(&mut self, cwd: &Path) {
+        debug_assert!(cwd.is_absolute(), "the working directory is absolute");
         for path in [
             &mut self.data_dir,
             &mut self.index_path,
@@ -177,6 +178,13 @@ impl Config {
         ] {
             *path = cwd.join(&*path).components().collect();
         }
+    }
+
+    /// Whether any of the state paths is relative (then the working directory is needed).
+    pub fn has_relative_paths(&self) -> bool {
+        [&self.data_dir, &self.index_path, &self.repo_root]
+            .iter()
+            .any(|path| path.is_relative())
     }
 
     /// Whether a shard runs on the indexer's or the git writer's core (then commits, merges
@@ -242,6 +250,12 @@ pub fn parse(
     let data_dir = PathBuf::from(get("data-dir").unwrap_or_default());
     if data_dir.as_os_str().is_empty() {
         return Err(invalid("data-dir", "", "must name a directory".into()));
+    }
+    // An empty path would become the working directory itself once made absolute.
+    for name in ["index-path", "repo-root"] {
+        if get(name).is_some_and(str::is_empty) {
+            return Err(invalid(name, "", "must name a directory".into()));
+        }
     }
     let durability = durability(
         get("durability").unwrap_or_default(),
@@ -701,6 +715,8 @@ mod tests {
         assert_eq!(config.index_path, PathBuf::from("/d/index"));
         assert_eq!(config.repo_root, PathBuf::from("/r"));
         assert!(parse_with(&["--data-dir", ""], &[]).is_err());
+        assert!(parse_with(&[], &[("INDEX_PATH", "")]).is_err());
+        assert!(parse_with(&["--repo-root="], &[]).is_err());
     }
 
     #[test]

@@ -42,11 +42,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match std::env::current_dir() {
-        Ok(cwd) => config.make_paths_absolute(&cwd),
-        Err(error) => {
-            eprintln!("allman: cannot read the working directory to resolve --data-dir: {error}");
-            return ExitCode::FAILURE;
+    if config.has_relative_paths() {
+        match std::env::current_dir() {
+            Ok(cwd) => config.make_paths_absolute(&cwd),
+            Err(error) => {
+                eprintln!(
+                    "allman: cannot read the working directory to resolve a relative \
+                     --data-dir, INDEX_PATH or REPO_ROOT: {error}"
+                );
+                return ExitCode::FAILURE;
+            }
         }
     }
     init_logging();
