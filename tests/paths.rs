@@ -4,24 +4,10 @@
 
 mod common;
 
+use common::fresh_dir as fresh_cwd;
 use common::Server;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh, empty working directory for one server.
-fn fresh_cwd() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "allman-cwd-{}-{}",
-        std::process::id(),
-        NEXT_DIR.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create working dir");
-    dir
-}
 
 /// Serves in `cwd` with `args`/`env`, sends one message, restarts in the same directory and
 /// drains it there: the message survived in the state directory `expected_data`, under `cwd`.

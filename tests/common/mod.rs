@@ -36,14 +36,7 @@ impl Server {
 
     /// Starts a server with extra environment variables (e.g. the debug-build test hooks).
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let dir = std::env::temp_dir().join(format!(
-            "allman-test-{}-{}",
-            std::process::id(),
-            NEXT_DIR.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create test dir");
-        Server::start_in_with_env(&dir, args, env)
+        Server::start_in_with_env(&fresh_dir(), args, env)
     }
 
     /// Starts a server whose index and repository live under `dir` (kept across restarts).
@@ -177,6 +170,18 @@ impl Server {
         let mut child = self.child.take().expect("running");
         wait_with_deadline(&mut child, Duration::from_secs(30))
     }
+}
+
+/// A new, empty directory under the system's temporary directory, unique to this test run.
+pub fn fresh_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "allman-test-{}-{}",
+        std::process::id(),
+        NEXT_DIR.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create test dir");
+    dir
 }
 
 pub fn wait_with_deadline(child: &mut Child, deadline: Duration) -> ExitStatus {
