@@ -64,37 +64,31 @@ pub fn claims(headers: &Headers<'_>, text: &str) -> bool {
     match headers.get("mcp-protocol-version") {
         Some(version) if SESSION_VERSIONS.iter().any(|v| v.as_bytes() == version) => false,
         Some(version) if version == STATELESS_VERSION.as_bytes() => true,
-        Some(_) => text.contains(META_PROTOCOL_VERSION) && names_meta_version(text),
+        Some(_) => text.contains(META_PROTOCOL_VERSION) && is_stateless_request(text, false),
         // The substring tests keep the common header-less 2025 request from a second parse.
         None => {
             let may = text.contains(META_PROTOCOL_VERSION)
                 || text.contains("server/discover")
                 || text.contains("subscriptions/listen");
-            may && (names_meta_version(text) || is_stateless_only_method(text))
+            may && is_stateless_request(text, true)
         }
     }
 }
 
-fn names_meta_version(text: &str) -> bool {
-    let Ok(Message::Request {
-        params: Some(params),
-        ..
-    }) = classify(text)
-    else {
+/// Whether `text` is a request whose `params._meta` names a protocol version, or (with
+/// `by_method`) whose method only this revision has. One parse; a batch is never one.
+fn is_stateless_request(text: &str, by_method: bool) -> bool {
+    let Ok(Message::Request { method, params, .. }) = classify(text) else {
         return false;
     };
-    parse_params(params).is_some_and(|p| {
-        p.meta
-            .and_then(parse_meta)
-            .is_some_and(|m| m.protocol_version.is_some())
-    })
-}
-
-fn is_stateless_only_method(text: &str) -> bool {
-    matches!(
-        classify(text),
-        Ok(Message::Request { method, .. }) if method == "server/discover" || method == "subscriptions/listen"
-    )
+    if by_method && (method == "server/discover" || method == "subscriptions/listen") {
+        return true;
+    }
+    params
+        .and_then(parse_params)
+        .and_then(|p| p.meta)
+        .and_then(parse_meta)
+        .is_some_and(|m| m.protocol_version.is_some())
 }
 
 #[derive(Deserialize)]
@@ -176,16 +170,13 @@ pub async fn handle(
     listeners: &Listeners,
     out: &mut Vec<u8>,
 ) -> Outcome {
+    // Only a `MCP-Protocol-Version: 2026-07-28` header claims a batch (`claims` reads no
+    // `_meta` or method out of an array).
     if is_batch {
-        let error = match headers.get("mcp-protocol-version") {
-            Some(version) if version != STATELESS_VERSION.as_bytes() => {
-                unsupported_version(&String::from_utf8_lossy(version))
-            }
-            _ => RpcError::new(
-                INVALID_REQUEST,
-                "invalid request: MCP 2026-07-28 has no batches; send one request per POST",
-            ),
-        };
+        let error = RpcError::new(
+            INVALID_REQUEST,
+            "invalid request: MCP 2026-07-28 has no batches; send one request per POST",
+        );
         write_error_omitting_unknown_id(out, None, &error);
         return Outcome::Refused;
     }
@@ -358,16 +349,23 @@ async fn answer(
     Ok(Outcome::Reply)
 }
 
-fn unsupported_version(requested: &str) -> RpcError {
-    let mut data = Vec::with_capacity(128);
-    data.extend_from_slice(b"{\"supported\":[");
+/// `[...]`: every version allman speaks, as a JSON array.
+fn write_versions(out: &mut Vec<u8>) {
+    out.push(b'[');
     for (index, version) in ALL_VERSIONS.iter().enumerate() {
         if index > 0 {
-            data.push(b',');
+            out.push(b',');
         }
-        write_str(&mut data, version);
+        write_str(out, version);
     }
-    data.extend_from_slice(b"],\"requested\":");
+    out.push(b']');
+}
+
+fn unsupported_version(requested: &str) -> RpcError {
+    let mut data = Vec::with_capacity(128);
+    data.extend_from_slice(b"{\"supported\":");
+    write_versions(&mut data);
+    data.extend_from_slice(b",\"requested\":");
     write_str(&mut data, requested);
     data.push(b'}');
     RpcError::new(
@@ -446,17 +444,12 @@ fn discover_result() -> &'static str {
     static RESULT: OnceLock<String> = OnceLock::new();
     RESULT.get_or_init(|| {
         let mut out = Vec::with_capacity(2048);
-        out.extend_from_slice(b"{\"supportedVersions\":[");
-        for (index, version) in ALL_VERSIONS.iter().enumerate() {
-            if index > 0 {
-                out.push(b',');
-            }
-            write_str(&mut out, version);
-        }
+        out.extend_from_slice(b"{\"supportedVersions\":");
+        write_versions(&mut out);
         // What the handlers below honour: tools; prompts and resources lists (empty); no
         // list ever changes and no resource can be subscribed to, so no such flags.
         out.extend_from_slice(
-            b"],\"capabilities\":{\"tools\":{},\"prompts\":{},\"resources\":{}},\"instructions\":",
+            b",\"capabilities\":{\"tools\":{},\"prompts\":{},\"resources\":{}},\"instructions\":",
         );
         write_str(&mut out, INSTRUCTIONS);
         out.extend_from_slice(list_tail().as_bytes());
