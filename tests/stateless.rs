@@ -22,19 +22,13 @@ fn meta() -> Value {
 
 /// POSTs a JSON-RPC request with exactly these header lines (besides length and types).
 fn post_with(client: &mut Client, headers: &[(&str, &str)], body: &Value) -> Response {
-    let body = body.to_string();
-    let mut request = format!(
-        "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-         Accept: application/json, text/event-stream\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(&body);
-    client.send_raw(request.as_bytes());
-    client.read_response()
+    let mut all = vec![
+        ("Host", "localhost"),
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+    ];
+    all.extend_from_slice(headers);
+    client.post_with_headers("/mcp", &all, body.to_string().as_bytes())
 }
 
 /// A 2026-07-28 request as a conforming client sends it: `_meta`, and the three headers

@@ -11,14 +11,7 @@ const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","param
 /// POSTs `body` to /mcp with exactly these extra header lines. A refusal closes the
 /// connection (its body is never read), so the client then reconnects for the next request.
 fn post(client: &mut Client, headers: &[(&str, &str)], body: &str) -> Response {
-    let mut request = format!("POST /mcp HTTP/1.1\r\nContent-Length: {}\r\n", body.len());
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    client.send_raw(request.as_bytes());
-    let response = client.read_response();
+    let response = client.post_with_headers("/mcp", headers, body.as_bytes());
     // Transport refusals are decided on the head; a version refusal needs the body (initialize
     // is exempt) and keeps the connection.
     if [401, 403, 406, 415].contains(&response.status) {

@@ -256,6 +256,24 @@ impl Client {
         self.stream.write_all(bytes).expect("write");
     }
 
+    /// POSTs `body` to `path` with exactly these header lines besides `Content-Length`.
+    pub fn post_with_headers(
+        &mut self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Response {
+        let mut request = format!("POST {path} HTTP/1.1\r\nContent-Length: {}\r\n", body.len());
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        let mut request = request.into_bytes();
+        request.extend_from_slice(body);
+        self.send_raw(&request);
+        self.read_response()
+    }
+
     pub fn get(&mut self, path: &str) -> Response {
         self.send_raw(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes());
         self.read_response()
