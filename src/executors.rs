@@ -6,6 +6,7 @@ use crate::config::{Config, Durability, MAX_HEADER_BYTES};
 use crate::feed::{Feed, Producer};
 use crate::http::{self, refuse_connection, serve_connection, ConnectionContext, ReadBudget};
 use crate::lifecycle::Event;
+use crate::mcp::sessions::Sessions;
 use crate::mcp::transport::TransportPolicy;
 use crate::metrics::Metrics;
 use crate::routes::Routes;
@@ -127,6 +128,7 @@ pub fn start(
     let mesh = MeshPair::new(config.shard_count(), config.cross_shard_queue_depth);
     let settings = ShardSettings::from_config(config);
     let open_connections = Arc::clone(&helpers.metrics.open_connections);
+    let sessions = Arc::new(Sessions::default());
     let mut shards = Executors {
         stops: Vec::new(),
         exits: Vec::new(),
@@ -151,6 +153,7 @@ pub fn start(
             exit: exit.clone(),
             open_connections: Arc::clone(&open_connections),
             helpers: helpers.clone(),
+            sessions: Arc::clone(&sessions),
         };
         let mut builder = LocalExecutorBuilder::new(Placement::Fixed(core))
             .name("allman-shard")
@@ -250,6 +253,8 @@ struct ShardContext {
     exit: Notify,
     open_connections: Arc<AtomicUsize>,
     helpers: Helpers,
+    /// MCP 2025 sessions, shared by every shard.
+    sessions: Arc<Sessions>,
 }
 
 async fn run_shard(context: ShardContext, reporter: &Reporter) {
@@ -351,6 +356,7 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
         Arc::clone(&metrics),
         context.settings.ui,
         context.settings.max_listen_streams,
+        Arc::clone(&context.sessions),
     ));
     let connections = Rc::new(RefCell::new(Connections::default()));
     let budget = Rc::new(ReadBudget::new(context.settings.read_buffer_budget_bytes));

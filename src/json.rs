@@ -36,6 +36,23 @@ pub fn is_null(raw: &RawValue) -> bool {
 }
 
 /// Appends `text` as a JSON string literal (quoted and escaped).
+/// At most `max` bytes of `text`, cut at a character boundary (for echoing client text in an
+/// error, or quoting a subject in a notice).
+pub fn prefix_at_char(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// A number, without a heap allocation.
+pub fn write_u64(out: &mut Vec<u8>, value: u64) {
+    use std::io::Write as _;
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "{value}");
+}
+
 pub fn write_str(out: &mut Vec<u8>, text: &str) {
     // Writing into a Vec cannot fail, and a &str always serialises.
     let _ = serde_json::to_writer(&mut *out, text);

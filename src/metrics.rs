@@ -87,6 +87,8 @@ pub struct ShardMetrics {
     pub retained_messages: AtomicU64,
     /// `wait_for_mail` calls parked on this shard.
     pub waiters: AtomicU64,
+    /// Event streams open on this shard (`subscriptions/listen`, `GET /mcp`).
+    pub event_streams: AtomicU64,
     pub cross_shard_in_flight: AtomicU64,
     /// Request bytes buffered beyond each connection's first read buffer (the read budget).
     pub read_buffer_bytes: AtomicU64,
@@ -297,7 +299,7 @@ impl Metrics {
     }
 
     fn render_shards(&self, out: &mut String) {
-        let gauges: [(&str, &str, ShardField); 6] = [
+        let gauges: [(&str, &str, ShardField); 7] = [
             ("allman_shard_agents", "agents owned, per shard", |s| &s.agents),
             (
                 "allman_shard_queued_messages",
@@ -313,6 +315,11 @@ impl Metrics {
                 "allman_shard_waiters",
                 "wait_for_mail calls parked, per shard (bounded by --max-waiters)",
                 |s| &s.waiters,
+            ),
+            (
+                "allman_shard_event_streams",
+                "event streams open (subscriptions/listen and GET /mcp), per shard (bounded by --max-waiters)",
+                |s| &s.event_streams,
             ),
             (
                 "allman_shard_cross_shard_in_flight",

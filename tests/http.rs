@@ -32,9 +32,10 @@ fn unknown_path_is_404_and_wrong_method_is_405_with_allow() {
     let server = Server::start();
     let mut client = server.client();
     assert_eq!(client.get("/nope").status, 404);
-    let response = client.get("/mcp");
+    client.send_raw(b"PUT /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n");
+    let response = client.read_response();
     assert_eq!(response.status, 405);
-    assert_eq!(response.header("allow"), Some("POST"));
+    assert_eq!(response.header("allow"), Some("GET, POST, DELETE"));
     let response = client.post("/health", b"");
     assert_eq!(response.status, 405);
     assert_eq!(response.header("allow"), Some("GET, HEAD"));

@@ -20,7 +20,11 @@ fn initialize_negotiates_the_protocol_version() {
         );
         let result = &response["result"];
         assert_eq!(result["protocolVersion"], version);
-        assert_eq!(result["capabilities"], json!({"tools": {}}));
+        assert_eq!(
+            result["capabilities"],
+            json!({"tools": {}, "resources": {"subscribe": true, "listChanged": false},
+                "experimental": {"claude/channel": {}}})
+        );
         assert_eq!(result["serverInfo"]["name"], "allman");
         assert_eq!(result["serverInfo"]["version"], env!("CARGO_PKG_VERSION"));
     }

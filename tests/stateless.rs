@@ -4,9 +4,9 @@
 
 mod common;
 
-use common::{Client, Response, Server};
+use common::{events, read_until, Client, Response, Server};
 use serde_json::{json, Value};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -221,14 +221,19 @@ fn tools_list_carries_annotations_and_cache_hints_in_a_stable_order() {
     // The 2025 era lists the same tools with the same annotations.
     let legacy = server.client().rpc("tools/list", json!({}));
     assert_eq!(legacy["result"]["tools"], first["tools"]);
-    // Empty, honest lists for what allman does not have.
-    for (method, key) in [
-        ("prompts/list", "prompts"),
-        ("resources/list", "resources"),
-        ("resources/templates/list", "resourceTemplates"),
+    // Honest lists: no prompts; no inbox resource for a client bound to no agent; one
+    // template, the inbox's.
+    for (method, key, length) in [
+        ("prompts/list", "prompts", 0),
+        ("resources/list", "resources", 0),
+        ("resources/templates/list", "resourceTemplates", 1),
     ] {
         let result = request(&mut client, 9, method, json!({})).json()["result"].clone();
-        assert_eq!(result[key], json!([]), "{method}");
+        assert_eq!(
+            result[key].as_array().map(Vec::len),
+            Some(length),
+            "{method}"
+        );
         assert_eq!(result["cacheScope"], "public", "{method}");
     }
     let response = request(&mut client, 10, "resources/read", json!({"uri": "x://y"}));
@@ -445,33 +450,6 @@ fn open_listen_with(
     .expect("write");
     let text = read_until(&mut stream, String::new(), until);
     (stream, text)
-}
-
-fn read_until(stream: &mut TcpStream, mut text: String, until: &str) -> String {
-    let deadline = Instant::now() + common::IO_TIMEOUT;
-    let mut chunk = [0u8; 4096];
-    while !text.contains(until) {
-        assert!(Instant::now() < deadline, "no {until:?} in {text:?}");
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => text.push_str(&String::from_utf8_lossy(&chunk[..n])),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => panic!("read: {e}"),
-        }
-    }
-    text
-}
-
-/// The JSON of every `data:` line of an event stream.
-fn events(text: &str) -> Vec<Value> {
-    text.lines()
-        .filter_map(|line| line.strip_prefix("data: "))
-        .map(|data| serde_json::from_str(data).expect("event JSON"))
-        .collect()
 }
 
 #[test]

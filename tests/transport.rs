@@ -36,15 +36,32 @@ fn error_message(response: &Response) -> String {
 }
 
 #[test]
-fn get_and_delete_on_mcp_are_405_with_allow_post() {
+fn get_and_delete_on_mcp_need_a_session_and_other_methods_are_405() {
     let server = Server::start();
-    let mut client = server.client();
-    for method in ["GET", "DELETE", "PUT"] {
-        client.send_raw(format!("{method} /mcp HTTP/1.1\r\nContent-Length: 0\r\n\r\n").as_bytes());
+    // A refusal on the head closes the connection: one client each.
+    let status = |request: &str| {
+        let mut client = server.client();
+        client.send_raw(request.as_bytes());
         let response = client.read_response();
-        assert_eq!(response.status, 405, "{method}");
-        assert_eq!(response.header("allow"), Some("POST"));
-    }
+        (
+            response.status,
+            response.header("allow").map(str::to_string),
+        )
+    };
+    // GET is a session's event stream: the client must accept one, and name its session.
+    let get = "GET /mcp HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(status(get), (406, None));
+    let get = "GET /mcp HTTP/1.1\r\nAccept: text/event-stream\r\n\r\n";
+    assert_eq!(status(get), (400, None));
+    let get = format!(
+        "GET /mcp HTTP/1.1\r\nAccept: text/event-stream\r\nMcp-Session-Id: {}\r\n\r\n",
+        "0".repeat(32)
+    );
+    assert_eq!(status(&get), (404, None));
+    let delete = "DELETE /mcp HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(status(delete), (404, None));
+    let put = "PUT /mcp HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+    assert_eq!(status(put), (405, Some("GET, POST, DELETE".to_string())));
 }
 
 #[test]

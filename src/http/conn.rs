@@ -409,7 +409,8 @@ impl Answer<'_> {
             stream.write_all(self.output).await?;
             self.output.clear();
         }
-        let handling = service.handle(request, self.body);
+        let mut state = S::Stream::default();
+        let handling = service.handle(request, self.body, &mut state);
         let response = if long {
             match futures_lite::future::or(async { Some(handling.await) }, async {
                 hung_up(stream, || service.stopping()).await;
@@ -425,9 +426,13 @@ impl Answer<'_> {
             self.turn.wait(handling).await
         };
         if response.streamed {
-            return Streamed { service, request }
-                .send(stream, &response, self.body, self.output, self.turn)
-                .await;
+            return Streamed {
+                service,
+                request,
+                state,
+            }
+            .send(stream, &response, self.body, self.output, self.turn)
+            .await;
         }
         let close = !request.keep_alive;
         let connection = match (close, request.http10) {
@@ -458,6 +463,7 @@ impl Answer<'_> {
 struct Streamed<'r, 'b, S: Service> {
     service: &'r S,
     request: &'r Request<'b>,
+    state: S::Stream,
 }
 
 impl<S: Service> Streamed<'_, '_, S> {
@@ -465,7 +471,7 @@ impl<S: Service> Streamed<'_, '_, S> {
     /// body has no length, so the connection closes at its end (returns `true`): requests
     /// pipelined behind a stream are read and dropped, never answered.
     async fn send(
-        self,
+        mut self,
         stream: &mut TcpStream,
         response: &ResponseHead,
         body: &mut Vec<u8>,
@@ -478,12 +484,14 @@ impl<S: Service> Streamed<'_, '_, S> {
         output.clear();
         // A stream may be quiet for long; only a hang-up (or the end) closes it.
         stream.set_read_timeout(None)?;
+        let (service, request) = (self.service, self.request);
         loop {
             body.clear();
+            let state = &mut self.state;
             let next = futures_lite::future::or(
-                async { Some(self.service.stream_next(self.request, body).await) },
+                async { Some(service.stream_next(request, state, body).await) },
                 async {
-                    hung_up_discarding(stream, || self.service.stopping(), turn).await;
+                    hung_up_discarding(stream, || service.stopping(), turn).await;
                     None
                 },
             )
@@ -492,6 +500,8 @@ impl<S: Service> Streamed<'_, '_, S> {
                 return Err(io::ErrorKind::ConnectionAborted.into());
             };
             stream.write_all(body).await?;
+            // A stream with mail ready at every step never waits: take turns with the shard.
+            turn.done().await;
             if step == StreamStep::End {
                 // Closed the careful way, so that bytes the client sent after its request do
                 // not turn the close into a reset that destroys the last event in flight.
@@ -527,7 +537,7 @@ async fn hung_up_discarding(stream: &mut TcpStream, stopping: impl Fn() -> bool,
 
 impl<S: Service> Drop for Streamed<'_, '_, S> {
     fn drop(&mut self) {
-        self.service.stream_ended(self.request);
+        self.service.stream_ended(self.request, &mut self.state);
     }
 }
 

@@ -26,8 +26,18 @@ pub trait Service {
     /// cannot make the server hold a body.
     fn admit(&self, head: &Head<'_>, body: &mut Vec<u8>) -> Option<ResponseHead>;
 
+    /// What a streamed response keeps between its steps (`Default` until `handle` opens one).
+    type Stream: Default;
+
     /// Handles `request`, writing the response body (if any) into `body`, which arrives empty.
-    async fn handle(&self, request: &Request<'_>, body: &mut Vec<u8>) -> ResponseHead;
+    /// A streamed response (see [`ResponseHead::streamed`]) leaves what its steps need in
+    /// `stream`.
+    async fn handle(
+        &self,
+        request: &Request<'_>,
+        body: &mut Vec<u8>,
+        stream: &mut Self::Stream,
+    ) -> ResponseHead;
 
     /// Called each time a header section is parsed, for the metrics.
     fn head_parsed(&self) {}
@@ -41,13 +51,18 @@ pub trait Service {
     /// The next part of a streamed response (see [`ResponseHead::streamed`]): waits for it,
     /// writes it into `body` (which arrives empty) and says whether more follow. Dropped if
     /// the client hangs up meanwhile.
-    async fn stream_next(&self, _request: &Request<'_>, _body: &mut Vec<u8>) -> StreamStep {
+    async fn stream_next(
+        &self,
+        _request: &Request<'_>,
+        _stream: &mut Self::Stream,
+        _body: &mut Vec<u8>,
+    ) -> StreamStep {
         StreamStep::End
     }
 
     /// A streamed response ended, however it ended (its last step, a hang-up, an I/O error):
     /// what it held can be given back.
-    fn stream_ended(&self, _request: &Request<'_>) {}
+    fn stream_ended(&self, _request: &Request<'_>, _stream: &mut Self::Stream) {}
 
     /// Whether the server is stopping: reads then end (see `shutdown_reads`) without the
     /// client having hung up, and a long poll is being answered at once.

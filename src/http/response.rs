@@ -98,6 +98,8 @@ pub struct ResponseHead {
     pub more_headers: &'static [(&'static str, &'static str)],
     /// How long the server worked on the response, sent as `Server-Timing` (microseconds).
     pub work_us: Option<u64>,
+    /// One header whose value is made per response (a session id), not a constant.
+    pub value_header: Option<(&'static str, ShortValue)>,
     /// The body is an event stream: what `handle` wrote goes out at once, then the
     /// [`Service::stream_next`](super::Service::stream_next) steps follow until the end,
     /// which closes the connection (the body has no length: it ends with the connection).
@@ -112,6 +114,7 @@ impl ResponseHead {
             headers: &[],
             more_headers: &[],
             work_us: None,
+            value_header: None,
             streamed: false,
         }
     }
@@ -123,6 +126,7 @@ impl ResponseHead {
             headers: &[],
             more_headers: &[],
             work_us: None,
+            value_header: None,
             streamed: false,
         }
     }
@@ -134,6 +138,7 @@ impl ResponseHead {
             headers: &[],
             more_headers: &[],
             work_us: None,
+            value_header: None,
             streamed: false,
         }
     }
@@ -156,6 +161,17 @@ impl ResponseHead {
         self
     }
 
+    /// Adds `name: value`; a value longer than [`ShortValue::MAX_BYTES`] is a bug and is not
+    /// sent.
+    pub fn with_value_header(mut self, name: &'static str, value: &str) -> Self {
+        debug_assert!(
+            value.len() <= ShortValue::MAX_BYTES,
+            "{name} value too long"
+        );
+        self.value_header = ShortValue::new(value).map(|value| (name, value));
+        self
+    }
+
     pub const fn with_work_us(mut self, work_us: u64) -> Self {
         self.work_us = Some(work_us);
         self
@@ -169,8 +185,37 @@ impl ResponseHead {
             headers: &[("Cache-Control", "no-cache")],
             more_headers: &[],
             work_us: None,
+            value_header: None,
             streamed: true,
         }
+    }
+}
+
+/// A header value made per response, kept inline so a head stays `Copy` and allocation-free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShortValue {
+    bytes: [u8; ShortValue::MAX_BYTES],
+    len: u8,
+}
+
+impl ShortValue {
+    pub const MAX_BYTES: usize = 64;
+
+    /// `None` if `value` is too long or holds a byte a header value cannot (controls).
+    pub fn new(value: &str) -> Option<Self> {
+        if value.len() > Self::MAX_BYTES || value.bytes().any(|b| b.is_ascii_control()) {
+            return None;
+        }
+        let mut bytes = [0u8; Self::MAX_BYTES];
+        bytes[..value.len()].copy_from_slice(value.as_bytes());
+        Some(ShortValue {
+            bytes,
+            len: value.len() as u8,
+        })
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
     }
 }
 
@@ -216,6 +261,12 @@ pub fn write_head(out: &mut Vec<u8>, head: &ResponseHead, body_len: usize, conne
         out.extend_from_slice(b"\r\n");
     }
     for (name, value) in head.headers.iter().chain(head.more_headers) {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if let Some((name, value)) = &head.value_header {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());

@@ -3,8 +3,11 @@
 //! the 2025 revisions' lifecycle (`initialize`, `ping`, notifications, `tools/list`,
 //! `tools/call`, batches) here, and 2026-07-28's stateless requests in [`stateless`].
 
+pub mod events;
 pub mod jsonrpc;
 pub mod listen;
+pub mod resources;
+pub mod sessions;
 pub mod stateless;
 pub mod transport;
 
@@ -50,6 +53,9 @@ list_file_reservations, renew or release yours when done (renew_file_reservation
 release_file_reservations); a stale holder's reservation can be taken with \
 force_release_file_reservation.";
 
+/// A 2025-era `resources/read` of a resource that does not exist (2026-07-28 uses -32602).
+pub const RESOURCE_NOT_FOUND: i32 = -32002;
+
 /// Messages per batch. A larger batch is refused whole, so one HTTP request cannot occupy a
 /// shard for long.
 pub const MAX_BATCH_LEN: usize = 256;
@@ -81,6 +87,15 @@ struct ResponseLimit {
     at_least_one: bool,
 }
 
+/// What a body is answered with besides itself: this shard's tools and streams, the server's
+/// sessions, and the request's headers.
+pub struct Context<'a> {
+    pub tools: &'a Toolbox,
+    pub listeners: &'a listen::Listeners,
+    pub sessions: &'a sessions::Sessions,
+    pub headers: &'a Headers<'a>,
+}
+
 /// What the HTTP layer should answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -96,19 +111,22 @@ pub enum Outcome {
     /// is stopping): 503.
     Busy,
     /// `out` holds the first events of a `subscriptions/listen` stream; the rest follow
-    /// ([`stateless::next_listen_event`]).
+    /// from the [`events::EventStream`] left in the handler's `stream`.
     Stream,
+    /// `out` holds the answer to `initialize`, which opened this session: 200 with
+    /// `Mcp-Session-Id`.
+    Opened(sessions::SessionId),
 }
 
 /// Handles one POSTed body, writing the response JSON into `out`. The headers were admitted
 /// by [`transport::admit`]; the protocol-version rule, which needs the body, runs here.
 pub async fn handle_body(
     body: &[u8],
-    headers: &Headers<'_>,
-    tools: &Toolbox,
-    listeners: &listen::Listeners,
+    context: &Context<'_>,
+    stream: &mut Option<events::EventStream>,
     out: &mut Vec<u8>,
 ) -> Outcome {
+    let headers = context.headers;
     let Ok(text) = std::str::from_utf8(body) else {
         write_error(
             out,
@@ -119,7 +137,7 @@ pub async fn handle_body(
     };
     let is_batch = text.trim_start().starts_with('[');
     if stateless::claims(headers, text) {
-        return stateless::handle(text, is_batch, headers, tools, listeners, out).await;
+        return stateless::handle(text, is_batch, context, stream, out).await;
     }
     if let Some(refusal) = transport::refuse_version(headers, text, is_batch) {
         write_error(out, refusal.id, &refusal.error);
@@ -130,7 +148,8 @@ pub async fn handle_body(
             end: out.len() + MAX_RESPONSE_BYTES,
             at_least_one: true,
         };
-        return match handle_message(text, tools, out, limit).await {
+        return match handle_message(text, context, out, limit).await {
+            Written::Opened(session) => Outcome::Opened(session),
             Written::Response => Outcome::Reply,
             Written::Refusal => Outcome::Refused,
             Written::Nothing => Outcome::Accepted,
@@ -143,7 +162,7 @@ pub async fn handle_body(
             return Outcome::Refused;
         }
     };
-    handle_batch(items, tools, out).await
+    handle_batch(items, context, out).await
 }
 
 /// The messages of a batch, or why the batch is refused whole.
@@ -164,7 +183,7 @@ fn batch_items(text: &str) -> Result<Vec<&RawValue>, RpcError> {
 }
 
 /// Answers a batch's messages in order, within the batch's response bound.
-async fn handle_batch(items: Vec<&RawValue>, tools: &Toolbox, out: &mut Vec<u8>) -> Outcome {
+async fn handle_batch(items: Vec<&RawValue>, context: &Context<'_>, out: &mut Vec<u8>) -> Outcome {
     out.push(b'[');
     let mut wrote_any = false;
     let count = items.len();
@@ -199,8 +218,10 @@ async fn handle_batch(items: Vec<&RawValue>, tools: &Toolbox, out: &mut Vec<u8>)
             end,
             at_least_one: !wrote_any,
         };
-        match handle_message(item.get(), tools, out, limit).await {
-            Written::Response | Written::Refusal => wrote_any = true,
+        // A session opened inside a batch is not announced (no header per item): 2025-06-18
+        // and later forbid `initialize` in a batch anyway.
+        match handle_message(item.get(), context, out, limit).await {
+            Written::Response | Written::Refusal | Written::Opened(_) => wrote_any = true,
             Written::Nothing => out.truncate(mark),
         }
         // Up to MAX_BATCH_LEN tool calls in one request: let the shard serve others between.
@@ -214,16 +235,9 @@ async fn handle_batch(items: Vec<&RawValue>, tools: &Toolbox, out: &mut Vec<u8>)
     Outcome::Reply
 }
 
-/// At most `max` bytes of `text`, cut at a character boundary.
-fn truncated(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
 enum Written {
+    /// The answer to an `initialize` that opened this session.
+    Opened(sessions::SessionId),
     Response,
     Refusal,
     Nothing,
@@ -231,10 +245,11 @@ enum Written {
 
 async fn handle_message(
     text: &str,
-    tools: &Toolbox,
+    context: &Context<'_>,
     out: &mut Vec<u8>,
     limit: ResponseLimit,
 ) -> Written {
+    let tools = context.tools;
     match classify(text) {
         Err(refusal) => {
             write_error(out, refusal.id, &refusal.error);
@@ -250,10 +265,23 @@ async fn handle_message(
             tracing::debug!(method = %method, "request");
             tools.shard_metrics().rpc_method(&method);
             let result = match &*method {
-                "initialize" => initialize(params).map(|version| {
-                    open_result(out, id);
-                    write_initialize_result(out, version);
-                }),
+                "initialize" => match initialize(params) {
+                    Ok(version) => {
+                        open_result(out, id);
+                        write_initialize_result(out, version);
+                        close_result(out);
+                        return match context.sessions.create() {
+                            Some(session) => Written::Opened(session),
+                            None => {
+                                tracing::warn!(
+                                    "every session has an open stream: initialize without one"
+                                );
+                                Written::Response
+                            }
+                        };
+                    }
+                    Err(error) => Err(error),
+                },
                 "ping" => {
                     open_result(out, id);
                     out.extend_from_slice(b"{}");
@@ -263,6 +291,21 @@ async fn handle_message(
                     open_result(out, id);
                     out.extend_from_slice(tools::list_json().as_bytes());
                     Ok(())
+                }
+                "resources/templates/list"
+                | "resources/list"
+                | "resources/read"
+                | "resources/subscribe"
+                | "resources/unsubscribe" => {
+                    let params = resources::ResourceParams::parse(params);
+                    let start = out.len();
+                    open_result(out, id);
+                    let answered = session_resources(&method, &params, context, out).await;
+                    if answered.is_err() {
+                        // Nothing of the result stays: the error replaces it.
+                        out.truncate(start);
+                    }
+                    answered
                 }
                 "tools/call" => match parse_call(params) {
                     Ok((name, arguments)) => {
@@ -283,12 +326,104 @@ async fn handle_message(
     }
 }
 
+/// The 2025 era's resource methods: writes the result object into `out`.
+async fn session_resources(
+    method: &str,
+    params: &resources::ResourceParams<'_>,
+    context: &Context<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), RpcError> {
+    let (tools, headers, sessions) = (context.tools, context.headers, context.sessions);
+    let session = headers.get("mcp-session-id").and_then(sessions::parse_id);
+    match method {
+        "resources/templates/list" => {
+            params.check_no_cursor()?;
+            resources::write_templates(out);
+        }
+        "resources/list" => {
+            params.check_no_cursor()?;
+            let mut agents: Vec<Box<str>> = resources::bound_agent(headers)
+                .map(Box::from)
+                .into_iter()
+                .collect();
+            if let Some(session) = session {
+                for agent in sessions.agents(session).unwrap_or_default() {
+                    if !agents.contains(&agent) {
+                        agents.push(agent);
+                    }
+                }
+            }
+            let names: Vec<&str> = agents.iter().map(|a| &**a).collect();
+            resources::write_list(out, &names);
+        }
+        "resources/read" => {
+            // 2025-11-25 names its own code for a resource that does not exist.
+            let not_found = |mut error: RpcError| {
+                if error.code == INVALID_PARAMS && error.message.starts_with("unknown resource") {
+                    error.code = RESOURCE_NOT_FOUND;
+                }
+                error
+            };
+            let agent = params.inbox().map_err(not_found)?;
+            let token = tools.token_hash(params.token(headers).as_deref());
+            resources::write_read(tools, &agent, token, out)
+                .await
+                .map_err(not_found)?;
+        }
+        subscribe => {
+            let session = session.ok_or_else(|| {
+                RpcError::new(
+                    INVALID_PARAMS,
+                    format!("{subscribe} needs the Mcp-Session-Id header initialize gave"),
+                )
+            })?;
+            let agent = params.inbox()?;
+            let result = if subscribe == "resources/subscribe" {
+                let token = tools.token_hash(params.token(headers).as_deref());
+                let cursor = tools
+                    .inbox_cursor(&agent, token)
+                    .await
+                    .map_err(|error| resources::inbox_error(&agent, error))?;
+                let subscription = sessions::Subscription {
+                    agent: agent.as_ref().into(),
+                    token,
+                    cursor,
+                };
+                sessions.subscribe(session, subscription)
+            } else {
+                sessions.unsubscribe(session, &agent).map(|_| ())
+            };
+            result.map_err(session_error)?;
+            out.extend_from_slice(b"{}");
+            return Ok(());
+        }
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+fn session_error(error: sessions::SessionError) -> RpcError {
+    match error {
+        sessions::SessionError::Unknown => RpcError::new(
+            transport::TRANSPORT_ERROR,
+            "unknown session (ended, or the server restarted): initialize again",
+        ),
+        sessions::SessionError::TooManySubscriptions => RpcError::new(
+            INVALID_PARAMS,
+            format!(
+                "a session subscribes to at most {} inboxes; unsubscribe one first",
+                sessions::MAX_SUBSCRIPTIONS
+            ),
+        ),
+    }
+}
+
 fn method_not_found(method: &str) -> RpcError {
     RpcError::new(
         METHOD_NOT_FOUND,
         format!(
             "method not found: {}",
-            truncated(method, MAX_ECHOED_METHOD_BYTES)
+            crate::json::prefix_at_char(method, MAX_ECHOED_METHOD_BYTES)
         ),
     )
 }
@@ -331,7 +466,8 @@ fn write_initialize_result(out: &mut Vec<u8>, version: &str) {
     out.extend_from_slice(b"{\"protocolVersion\":");
     write_str(out, version);
     out.extend_from_slice(
-        b",\"capabilities\":{\"tools\":{}},\"serverInfo\":{\"name\":\"allman\",\"version\":",
+        b",\"capabilities\":{\"tools\":{},\"resources\":{\"subscribe\":true,\"listChanged\":false},\
+          \"experimental\":{\"claude/channel\":{}}},\"serverInfo\":{\"name\":\"allman\",\"version\":",
     );
     write_str(out, env!("CARGO_PKG_VERSION"));
     out.extend_from_slice(b"},\"instructions\":");
@@ -526,7 +662,11 @@ mod tests {
         write_initialize_result(&mut out, "2025-06-18");
         let value: serde_json::Value = serde_json::from_slice(&out).expect("valid json");
         assert_eq!(value["protocolVersion"], "2025-06-18");
-        assert_eq!(value["capabilities"], serde_json::json!({"tools": {}}));
+        assert_eq!(
+            value["capabilities"],
+            serde_json::json!({"tools": {}, "resources": {"subscribe": true, "listChanged": false},
+                "experimental": {"claude/channel": {}}})
+        );
         assert_eq!(value["serverInfo"]["name"], "allman");
         assert_eq!(value["serverInfo"]["version"], env!("CARGO_PKG_VERSION"));
     }

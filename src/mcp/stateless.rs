@@ -6,24 +6,26 @@
 //! Which era a request belongs to is decided from the request itself ([`claims`]); the 2025
 //! lifecycle in `mcp/mod.rs` serves everything else, unchanged.
 
+use super::events::EventStream;
 use super::jsonrpc::{
     classify, close_result, open_result, write_error_omitting_unknown_id, Message, RpcError,
     INVALID_PARAMS, INVALID_REQUEST,
 };
-use super::listen::{Listeners, OpenRefused};
+use super::listen::OpenRefused;
+use super::resources::{self, inbox_agent, ResourceParams};
+use super::sessions::{Subscription, MAX_SUBSCRIPTIONS};
 use super::transport::TRANSPORT_ERROR;
 use super::{
-    call_tool, method_not_found, Outcome, ResponseLimit, ALL_VERSIONS, INSTRUCTIONS,
+    call_tool, method_not_found, Context, Outcome, ResponseLimit, ALL_VERSIONS, INSTRUCTIONS,
     MAX_RESPONSE_BYTES, SESSION_VERSIONS, STATELESS_VERSION,
 };
-use crate::http::{Headers, StreamStep};
+use crate::http::Headers;
 use crate::json::{as_str, present, write_str};
-use crate::tools::{self, Toolbox};
+use crate::tools;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 /// A header disagrees with the body, or a required one is missing.
 pub const HEADER_MISMATCH: i32 = -32020;
@@ -44,9 +46,6 @@ const RESULT_TAIL: &str = concat!(
 /// Lists (and discovery) may be cached: they change only with the server's version, and are
 /// the same for every client. Five minutes keeps an upgrade visible soon.
 const CACHE_TTL_MS: u64 = 300_000;
-/// Between events on an idle listen stream the server sends an SSE comment this often, so a
-/// client whose network vanished without a FIN is found by a failed write and its slot freed.
-const LISTEN_HEARTBEAT: Duration = Duration::from_secs(30);
 /// A listen stream keeps its request in the connection's read buffer for as long as it is
 /// open; requests this small fit the buffer every connection has anyway, so open streams
 /// charge (almost) nothing to the shard's read budget.
@@ -103,6 +102,17 @@ struct Params<'a> {
     arguments: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     notifications: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Filter<'a> {
+    #[serde(
+        rename = "resourceSubscriptions",
+        default,
+        borrow,
+        deserialize_with = "present"
+    )]
+    resource_subscriptions: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -165,11 +175,11 @@ impl Refusal {
 pub async fn handle(
     text: &str,
     is_batch: bool,
-    headers: &Headers<'_>,
-    tools: &Toolbox,
-    listeners: &Listeners,
+    context: &Context<'_>,
+    stream: &mut Option<EventStream>,
     out: &mut Vec<u8>,
 ) -> Outcome {
+    let tools = context.tools;
     // Only a `MCP-Protocol-Version: 2026-07-28` header claims a batch (`claims` reads no
     // `_meta` or method out of an array).
     if is_batch {
@@ -197,19 +207,13 @@ pub async fn handle(
     };
     tracing::debug!(method = %method, "stateless request");
     tools.shard_metrics().rpc_method(&method);
-    let request_len = text.len();
-    match answer(
+    let request = Request {
         id,
-        &method,
+        method: &method,
         params,
-        request_len,
-        headers,
-        tools,
-        listeners,
-        out,
-    )
-    .await
-    {
+        len: text.len(),
+    };
+    match answer(request, context, stream, out).await {
         Ok(outcome) => outcome,
         Err(refusal) => {
             write_error_omitting_unknown_id(out, Some(id), &refusal.error);
@@ -218,19 +222,28 @@ pub async fn handle(
     }
 }
 
+/// One 2026-07-28 request, as classified.
+struct Request<'a> {
+    id: &'a RawValue,
+    method: &'a str,
+    params: Option<&'a RawValue>,
+    /// Its body's length in bytes.
+    len: usize,
+}
+
 /// Checks the envelope in the order the revision gives (`_meta`, then the headers against it,
 /// then the version), then runs the method.
-#[allow(clippy::too_many_arguments)]
 async fn answer(
-    id: &RawValue,
-    method: &str,
-    params: Option<&RawValue>,
-    request_len: usize,
-    headers: &Headers<'_>,
-    tools: &Toolbox,
-    listeners: &Listeners,
+    request: Request<'_>,
+    context: &Context<'_>,
+    stream: &mut Option<EventStream>,
     out: &mut Vec<u8>,
 ) -> Result<Outcome, Refusal> {
+    let Request {
+        id, method, params, ..
+    } = request;
+    let (tools, headers) = (context.tools, context.headers);
+    let raw_params = params;
     let missing_meta = || {
         Refusal::bad_request(
             INVALID_PARAMS,
@@ -322,20 +335,55 @@ async fn answer(
             let tail = RESULT_TAIL.as_bytes();
             call_tool(id, &name, params.arguments, tools, out, limit, tail).await;
         }
-        // allman has no prompts and no resources (yet): the lists are honestly empty.
+        // allman has no prompts: the list is honestly empty.
         "prompts/list" => write_empty_list(out, id, "prompts"),
-        "resources/list" => write_empty_list(out, id, "resources"),
-        "resources/templates/list" => write_empty_list(out, id, "resourceTemplates"),
         "prompts/get" => {
             let name = params.name.and_then(as_str).unwrap_or_default();
             return Err(not_found("prompt", name));
         }
-        "resources/read" => {
-            let uri = params.uri.and_then(as_str).unwrap_or_default();
-            return Err(not_found("resource", uri));
+        "resources/list" | "resources/templates/list" | "resources/read" => {
+            let params = ResourceParams::parse(raw_params);
+            let start = out.len();
+            open_result(out, id);
+            let written = match method {
+                "resources/read" => match params.inbox() {
+                    Ok(agent) => {
+                        let token = tools.token_hash(params.token(headers).as_deref());
+                        resources::write_read(tools, &agent, token, out).await
+                    }
+                    Err(error) => Err(error),
+                },
+                "resources/list" => params.check_no_cursor().map(|()| {
+                    let bound = resources::bound_agent(headers);
+                    resources::write_list(out, bound.as_slice());
+                }),
+                _ => params
+                    .check_no_cursor()
+                    .map(|()| resources::write_templates(out)),
+            };
+            if let Err(error) = written {
+                out.truncate(start);
+                return Err(Refusal {
+                    error,
+                    outcome: Outcome::Reply,
+                });
+            }
+            // A summary changes with every message: never cached. The lists are fixed.
+            if method == "resources/read" {
+                out.extend_from_slice(RESULT_TAIL.as_bytes());
+            } else {
+                out.extend_from_slice(list_tail().as_bytes());
+            }
+            out.push(b'}');
+            close_result(out);
         }
         "subscriptions/listen" => {
-            return open_listen(id, params.notifications, request_len, listeners, out)
+            let listen = Listen {
+                id,
+                filter: params.notifications,
+                request_len: request.len,
+            };
+            return open_listen(listen, context, stream, out).await;
         }
         // `initialize`, `ping`, `logging/setLevel`, `resources/subscribe` and
         // `resources/unsubscribe` are gone from this revision, like any unknown method.
@@ -476,29 +524,67 @@ fn write_empty_list(out: &mut Vec<u8>, id: &RawValue, key: &str) {
     out.extend_from_slice(b"}}");
 }
 
-/// `subscriptions/listen`: takes a stream slot and writes the acknowledgement, the stream's
-/// first event. It names the notifications the server agreed to send: none yet, since no
-/// list of allman's changes and there are no resources to watch.
-fn open_listen(
-    id: &RawValue,
-    filter: Option<&RawValue>,
+/// A `subscriptions/listen` request.
+struct Listen<'a> {
+    id: &'a RawValue,
+    filter: Option<&'a RawValue>,
     request_len: usize,
-    listeners: &Listeners,
+}
+
+/// `subscriptions/listen`: checks the filter (every inbox named must exist and, with agent
+/// tokens on, take the token given), takes a stream slot and writes the acknowledgement, the
+/// stream's first event, naming what the server agreed to send: updates of the inbox
+/// resources named, nothing else (list changes never happen here; and the revision forbids
+/// sending what was not asked for, so no Claude Code channel messages: Claude Code takes
+/// those only from a 2025 session's stream). The events follow from the [`EventStream`]
+/// left in `stream`.
+async fn open_listen(
+    listen: Listen<'_>,
+    context: &Context<'_>,
+    stream: &mut Option<EventStream>,
     out: &mut Vec<u8>,
 ) -> Result<Outcome, Refusal> {
-    if request_len > MAX_LISTEN_REQUEST_BYTES {
+    if listen.request_len > MAX_LISTEN_REQUEST_BYTES {
         return Err(Refusal::bad_request(
             INVALID_PARAMS,
             format!("a subscriptions/listen request is at most {MAX_LISTEN_REQUEST_BYTES} bytes"),
         ));
     }
-    if !filter.is_some_and(|f| f.get().starts_with('{')) {
-        return Err(Refusal::bad_request(
-            INVALID_PARAMS,
-            "subscriptions/listen needs params.notifications (an object naming what to send)",
-        ));
+    let filter: Filter<'_> = listen
+        .filter
+        .filter(|f| f.get().starts_with('{'))
+        .and_then(|f| serde_json::from_str(f.get()).ok())
+        .ok_or_else(|| {
+            Refusal::bad_request(
+                INVALID_PARAMS,
+                "subscriptions/listen needs params.notifications (an object naming what to send)",
+            )
+        })?;
+    let uris: Vec<Cow<'_, str>> = match filter.resource_subscriptions {
+        None => Vec::new(),
+        Some(raw) => serde_json::from_str(raw.get()).map_err(|_| {
+            invalid_params("notifications.resourceSubscriptions must be an array of URIs")
+        })?,
+    };
+    if uris.len() > MAX_SUBSCRIPTIONS {
+        return Err(invalid_params(format!(
+            "a listen stream watches at most {MAX_SUBSCRIPTIONS} inboxes"
+        )));
     }
-    match listeners.open() {
+    let (tools, headers) = (context.tools, context.headers);
+    let token = tools.token_hash(ResourceParams::default().token(headers).as_deref());
+    let mut watched = Vec::with_capacity(uris.len());
+    for uri in &uris {
+        let agent = inbox_agent(uri).ok_or_else(|| {
+            invalid_params(format!(
+                "unknown resource: {}; allman's resources are {}",
+                crate::json::prefix_at_char(uri, 200),
+                resources::INBOX_URI_TEMPLATE
+            ))
+        })?;
+        watched.push(watch(tools, agent, token).await?);
+    }
+    match context.listeners.open() {
         Ok(()) => {}
         Err(OpenRefused::Full { limit }) => {
             return Err(Refusal {
@@ -520,44 +606,56 @@ fn open_listen(
     }
     out.extend_from_slice(
         b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/subscriptions/acknowledged\",\
-          \"params\":{\"notifications\":{},\"_meta\":{\"io.modelcontextprotocol/subscriptionId\":",
+          \"params\":{\"notifications\":{",
     );
-    out.extend_from_slice(id.get().as_bytes());
+    if !watched.is_empty() {
+        out.extend_from_slice(b"\"resourceSubscriptions\":[");
+        for (index, inbox) in watched.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            resources::write_inbox_uri(out, &inbox.agent);
+        }
+        out.push(b']');
+    }
+    out.extend_from_slice(b"},\"_meta\":{\"io.modelcontextprotocol/subscriptionId\":");
+    out.extend_from_slice(listen.id.get().as_bytes());
     out.extend_from_slice(b"}}}\n\n");
+    *stream = Some(EventStream::listen(listen.id.get(), watched));
     Ok(Outcome::Stream)
 }
 
-/// The next event of the listen stream opened by the request `text`: a heartbeat comment
-/// while the server runs, then, once it stops, the listen request's result (tagged with its
-/// subscription id), which ends the stream.
-pub async fn next_listen_event(text: &str, listeners: &Listeners, out: &mut Vec<u8>) -> StreamStep {
-    let stopped = futures_lite::future::or(
-        async {
-            listeners.closed().await;
-            true
-        },
-        async {
-            glommio::timer::sleep(LISTEN_HEARTBEAT).await;
-            false
-        },
-    )
-    .await;
-    if !stopped {
-        out.extend_from_slice(b": keep-alive\n\n");
-        return StreamStep::More;
-    }
-    if let Ok(Message::Request { id, .. }) = classify(text) {
-        out.extend_from_slice(b"data: ");
-        open_result(out, id);
-        out.extend_from_slice(
-            b"{\"resultType\":\"complete\",\"_meta\":{\"io.modelcontextprotocol/subscriptionId\":",
-        );
-        out.extend_from_slice(id.get().as_bytes());
-        out.extend_from_slice(b"}}");
-        close_result(out);
-        out.extend_from_slice(b"\n\n");
-    }
-    StreamStep::End
+/// An inbox to watch from its newest delivery on, once it is known to exist (and, with
+/// agent tokens on, to take `token`).
+async fn watch(
+    tools: &tools::Toolbox,
+    agent: &str,
+    token: Option<uuid::Uuid>,
+) -> Result<Subscription, Refusal> {
+    let cursor = tools
+        .inbox_cursor(agent, token)
+        .await
+        .map_err(|error| Refusal {
+            error: resources::inbox_error(agent, error),
+            outcome: Outcome::Reply,
+        })?;
+    Ok(Subscription {
+        agent: agent.into(),
+        token,
+        cursor,
+    })
+}
+
+/// The listen request's result, tagged with its subscription id: the event that ends the
+/// stream (`id` is the request's id as JSON).
+pub fn write_listen_result(out: &mut Vec<u8>, id: &str) {
+    out.extend_from_slice(b"data: {\"jsonrpc\":\"2.0\",\"id\":");
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(
+        b",\"result\":{\"resultType\":\"complete\",\"_meta\":{\"io.modelcontextprotocol/subscriptionId\":",
+    );
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b"}}}\n\n");
 }
 
 #[cfg(test)]

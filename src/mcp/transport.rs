@@ -58,6 +58,46 @@ pub fn admit(
     })
 }
 
+/// The answer to a `GET /mcp` (a session's event stream) or `DELETE /mcp` (ending a session)
+/// whose headers break a transport rule, as [`admit`] does for POST: the same Host, Origin
+/// and bearer rules, and a stream must be acceptable to the client.
+pub fn admit_session_request(
+    headers: &Headers<'_>,
+    policy: &TransportPolicy,
+    stream: bool,
+    body: &mut Vec<u8>,
+) -> Option<ResponseHead> {
+    let checked = check_site(headers, policy).and_then(|()| {
+        if let Some(token) = &policy.token {
+            if !bearer_matches(headers.get("authorization"), token) {
+                return refuse(Status::Unauthorized, "missing or wrong bearer token");
+            }
+        }
+        if stream && !headers.get("accept").is_some_and(accepts_event_stream) {
+            return refuse(
+                Status::NotAcceptable,
+                "GET /mcp opens an event stream: Accept must allow text/event-stream",
+            );
+        }
+        Ok(())
+    });
+    let refusal = checked.err()?;
+    write_error(body, None, &RpcError::new(TRANSPORT_ERROR, refusal.message));
+    let head = ResponseHead::json(refusal.status);
+    Some(match refusal.status {
+        Status::Unauthorized => head.with_headers(BEARER_CHALLENGE),
+        _ => head,
+    })
+}
+
+fn accepts_event_stream(accept: &[u8]) -> bool {
+    accept.split(|b| *b == b',').any(|entry| {
+        media_type_is(entry, b"text/event-stream")
+            || media_type_is(entry, b"text/*")
+            || media_type_is(entry, b"*/*")
+    })
+}
+
 /// Checks everything about a `POST /mcp` that the headers decide.
 pub fn check(headers: &Headers<'_>, policy: &TransportPolicy) -> Result<(), HeaderRefusal> {
     check_site(headers, policy)?;

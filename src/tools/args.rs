@@ -171,11 +171,7 @@ pub fn optional_integer(
 
 /// At most this much of a bad value is echoed in an error.
 fn shorten(text: &str) -> &str {
-    let mut end = text.len().min(64);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    crate::json::prefix_at_char(text, 64)
 }
 
 /// An optional array of at most `max_len` agent names (absent or null means none).

@@ -59,12 +59,7 @@ pub fn write_bool(out: &mut Vec<u8>, value: bool) {
     out.extend_from_slice(if value { b"true" } else { b"false" });
 }
 
-/// A number, without a heap allocation.
-pub fn write_u64(out: &mut Vec<u8>, value: u64) {
-    use std::io::Write as _;
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{value}");
-}
+pub use crate::json::write_u64;
 
 /// The thread id, without allocating for a message in its own thread.
 fn write_thread(out: &mut Vec<u8>, message: &Envelope) {

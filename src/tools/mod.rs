@@ -7,6 +7,7 @@ mod fetch_inbox;
 mod file_reservations;
 mod get_inbox;
 mod get_thread;
+pub mod inbox;
 mod list_agents;
 mod mail;
 mod marks;
@@ -517,6 +518,11 @@ impl Toolbox {
         &self.shard
     }
 
+    /// The shard as long polls need it (they may outlive one call's borrow).
+    pub fn shard_handle(&self) -> &Rc<Shard> {
+        &self.shard
+    }
+
     /// The search threads (the web view runs its searches through them too).
     pub fn search(&self) -> &SearchHandle {
         &self.search
@@ -555,6 +561,12 @@ const TOKEN_NAMESPACE: Uuid = Uuid::from_u128(0x6a1d_0c3e_5b7f_4e2a_9c41_3f0e_8d
 /// A fresh agent token: 32 random bytes from the kernel, as 64 hex digits.
 pub fn new_agent_token() -> String {
     let mut bytes = [0u8; 32];
+    random_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Fills `bytes` from the kernel's randomness (for secrets: tokens, session ids).
+pub fn random_bytes(bytes: &mut [u8]) {
     let mut filled = 0;
     while filled < bytes.len() {
         // SAFETY: the pointer and length describe the unfilled tail of `bytes`.
@@ -564,11 +576,10 @@ pub fn new_agent_token() -> String {
         if got > 0 {
             filled += got as usize;
         } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            // No kernel randomness (never on Linux 3.17+): refuse to make a guessable token.
+            // No kernel randomness (never on Linux 3.17+): refuse to make a guessable secret.
             panic!("getrandom failed: {}", std::io::Error::last_os_error());
         }
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A shard answered a request with the wrong kind of reply: a bug in this server, never

@@ -482,6 +482,34 @@ pub fn names_on_same_shard(prefix: &str, shard_count: usize) -> (String, String)
 }
 
 /// The value of the sample named exactly `series` (with its labels) in a /metrics text.
+/// Reads `stream` until `until` is in what arrived (or the server closes it).
+pub fn read_until(stream: &mut TcpStream, mut text: String, until: &str) -> String {
+    let deadline = Instant::now() + IO_TIMEOUT;
+    let mut chunk = [0u8; 4096];
+    while !text.contains(until) {
+        assert!(Instant::now() < deadline, "no {until:?} in {text:?}");
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&chunk[..n])),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("read: {e}"),
+        }
+    }
+    text
+}
+
+/// The JSON of every `data:` line of an event stream.
+pub fn events(text: &str) -> Vec<Value> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str(data).expect("event JSON"))
+        .collect()
+}
+
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
