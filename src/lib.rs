@@ -18,6 +18,7 @@ pub mod executors;
 pub mod feed;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hook;
 pub mod http;
 pub mod ids;
 pub mod json;

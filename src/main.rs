@@ -22,26 +22,28 @@ const DRAIN_REPORT_SLACK_MS: u64 = 2_000;
 const STARTUP_TIMEOUT_MS: u64 = 30_000;
 
 fn main() -> ExitCode {
+    // 0. `allman hook …` is a client for a coding agent's hooks, not the server.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "hook") {
+        return run_hook(&args[1..]);
+    }
     // 1. Configuration.
-    let mut config = match config::parse(
-        std::env::args().skip(1),
-        |key| std::env::var(key).ok(),
-        &cores::usable_cores(),
-    ) {
-        Ok(config) => config,
-        Err(ConfigError::HelpRequested) => {
-            print!("{}", config::help());
-            return ExitCode::SUCCESS;
-        }
-        Err(ConfigError::VersionRequested) => {
-            println!("allman {}", allman::VERSION);
-            return ExitCode::SUCCESS;
-        }
-        Err(error) => {
-            eprintln!("allman: {error}");
-            return ExitCode::from(2);
-        }
-    };
+    let mut config =
+        match config::parse(args, |key| std::env::var(key).ok(), &cores::usable_cores()) {
+            Ok(config) => config,
+            Err(ConfigError::HelpRequested) => {
+                print!("{}", config::help());
+                return ExitCode::SUCCESS;
+            }
+            Err(ConfigError::VersionRequested) => {
+                println!("allman {}", allman::VERSION);
+                return ExitCode::SUCCESS;
+            }
+            Err(error) => {
+                eprintln!("allman: {error}");
+                return ExitCode::from(2);
+            }
+        };
     if config.has_relative_paths() {
         match std::env::current_dir() {
             Ok(cwd) => config.make_paths_absolute(&cwd),
@@ -63,6 +65,31 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `allman hook`: reads the client's event from stdin, prints the report (if any).
+fn run_hook(args: &[String]) -> ExitCode {
+    let hook_args = match allman::hook::parse_args(args, |key| std::env::var(key).ok()) {
+        Ok(hook_args) => hook_args,
+        Err(problem) => {
+            if !problem.is_empty() {
+                eprintln!("allman hook: {problem}");
+            }
+            eprint!("{}", allman::hook::USAGE);
+            return ExitCode::from(if problem.is_empty() { 0 } else { 2 });
+        }
+    };
+    let mut stdin = String::new();
+    if !std::io::stdin().is_terminal() {
+        // At most a hook event's size: the prompt itself may be long, and is not needed.
+        let _ = std::io::Read::read_to_string(
+            &mut std::io::Read::take(std::io::stdin(), 1 << 20),
+            &mut stdin,
+        );
+    }
+    // Whatever happens, the client's session goes on: a hook's failure is never an error.
+    let _ = allman::hook::run(&hook_args, &stdin, &mut std::io::stdout());
+    ExitCode::SUCCESS
 }
 
 /// Start-up, serving and the orderly stop, in order. An error is a start-up failure.

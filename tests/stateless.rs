@@ -89,7 +89,7 @@ fn discover_answers_without_a_handshake() {
     );
     assert_eq!(
         result["capabilities"],
-        json!({"tools": {}, "prompts": {}, "resources": {}})
+        json!({"tools": {}, "prompts": {}, "resources": {"subscribe": true}})
     );
     assert_eq!(result["resultType"], "complete");
     assert_eq!(result["cacheScope"], "public");

@@ -494,10 +494,10 @@ fn discover_result() -> &'static str {
         let mut out = Vec::with_capacity(2048);
         out.extend_from_slice(b"{\"supportedVersions\":");
         write_versions(&mut out);
-        // What the handlers below honour: tools; prompts and resources lists (empty); no
-        // list ever changes and no resource can be subscribed to, so no such flags.
+        // What the handlers below honour: tools; prompts (none); inbox resources, which a
+        // listen stream can watch. No list ever changes, so no listChanged flags.
         out.extend_from_slice(
-            b",\"capabilities\":{\"tools\":{},\"prompts\":{},\"resources\":{}},\"instructions\":",
+            b",\"capabilities\":{\"tools\":{},\"prompts\":{},\"resources\":{\"subscribe\":true}},\"instructions\":",
         );
         write_str(&mut out, INSTRUCTIONS);
         out.extend_from_slice(list_tail().as_bytes());
