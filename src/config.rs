@@ -76,7 +76,7 @@ pub const SETTINGS: &[Setting] = &[
     setting("max-inbox-bytes", "ALLMAN_MAX_INBOX_BYTES", "<N>", Fixed("67108864"), "text bytes one inbox holds; a send that would exceed it is refused"),
     setting("max-retained-messages", "ALLMAN_MAX_RETAINED_MESSAGES", "<N>", Fixed("10000"), "deliveries plus sent messages kept per agent for fetch_inbox and get_thread; past it the oldest drained ones go (undrained mail never)"),
     setting("max-retained-bytes", "ALLMAN_MAX_RETAINED_BYTES", "<N>", Fixed("4194304"), "text bytes of those kept per agent, the same way"),
-    setting("max-waiters", "ALLMAN_MAX_WAITERS", "<N>", Fixed("10000"), "wait_for_mail calls parked on one shard, and subscriptions/listen streams open on it; past it the call is refused"),
+    setting("max-waiters", "ALLMAN_MAX_WAITERS", "<N>", Fixed("10000"), "wait_for_mail calls parked on one shard, and event streams (subscriptions/listen, GET /mcp) open on it; past it the call is refused"),
     setting("agent-auth", "ALLMAN_AGENT_AUTH", BOOL_VALUE, Fixed("off"), "create_agent returns an agent_token once, and every tool acting as that agent requires it"),
     setting("ui", "ALLMAN_UI", BOOL_VALUE, Fixed("on"), "serve the read-only web view under /ui/ (with --token it asks for the token); off: /ui/ is 404"),
     setting("stale-lease-minutes", "ALLMAN_STALE_LEASE_MINUTES", "<MIN>", Fixed("30"), "a file reservation's holder inactive this long may have it force-released by another agent"),
