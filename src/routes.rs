@@ -3,8 +3,8 @@
 
 use crate::http::{Head, Method, Request, ResponseHead, Service, Status, StreamStep};
 use crate::mcp::events::EventStream;
-use crate::mcp::listen::{Listeners, OpenRefused};
-use crate::mcp::resources::{bound_agent, ResourceParams};
+use crate::mcp::listen::Listeners;
+use crate::mcp::resources::{bound_agent, watch_from_newest, ResourceParams};
 use crate::mcp::sessions::{self, Sessions};
 use crate::mcp::transport::{self, TransportPolicy};
 use crate::mcp::{self, Context, Outcome};
@@ -121,12 +121,8 @@ impl Routes {
             Some(agent) => {
                 let token_text = ResourceParams::default().token(headers);
                 let token = self.tools.token_hash(token_text.as_deref());
-                match self.tools.inbox_cursor(agent, token).await {
-                    Ok(cursor) => Some(sessions::Subscription {
-                        agent: agent.into(),
-                        token,
-                        cursor,
-                    }),
+                match watch_from_newest(&self.tools, agent, token).await {
+                    Ok(subscription) => Some(subscription),
                     Err(error) => {
                         let message = format!("Allman-Agent {agent}: {error}");
                         return json_error(body, Status::Forbidden, &message);
@@ -135,17 +131,8 @@ impl Routes {
             }
             None => None,
         };
-        match self.listeners.open() {
-            Ok(()) => {}
-            Err(OpenRefused::Full { limit }) => {
-                let message = format!(
-                    "this shard holds its limit of {limit} event streams (--max-waiters); retry later"
-                );
-                return json_error(body, Status::ServiceUnavailable, &message);
-            }
-            Err(OpenRefused::Stopping) => {
-                return json_error(body, Status::ServiceUnavailable, "the server is stopping")
-            }
+        if let Err(refused) = self.listeners.open() {
+            return json_error(body, Status::ServiceUnavailable, &refused.to_string());
         }
         let Ok(number) = self.sessions.attach(session) else {
             self.listeners.ended();

@@ -35,6 +35,19 @@ pub enum OpenRefused {
     Stopping,
 }
 
+impl std::fmt::Display for OpenRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OpenRefused::Full { limit } => write!(
+                f,
+                "this shard holds its limit of {limit} event streams (listen streams and GET \
+                 /mcp streams, --max-waiters); close one or retry later"
+            ),
+            OpenRefused::Stopping => write!(f, "the server is stopping"),
+        }
+    }
+}
+
 impl Listeners {
     pub fn new(limit: usize) -> Self {
         Listeners {

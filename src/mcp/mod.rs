@@ -380,15 +380,9 @@ async fn session_resources(
             let agent = params.inbox()?;
             let result = if subscribe == "resources/subscribe" {
                 let token = tools.token_hash(params.token(headers).as_deref());
-                let cursor = tools
-                    .inbox_cursor(&agent, token)
+                let subscription = resources::watch_from_newest(tools, &agent, token)
                     .await
                     .map_err(|error| resources::inbox_error(&agent, error))?;
-                let subscription = sessions::Subscription {
-                    agent: agent.as_ref().into(),
-                    token,
-                    cursor,
-                };
                 sessions.subscribe(session, subscription)
             } else {
                 sessions.unsubscribe(session, &agent).map(|_| ())

@@ -8,6 +8,7 @@
 //! a project's agents).
 
 use super::jsonrpc::{RpcError, INVALID_PARAMS};
+use super::sessions::Subscription;
 use super::transport::TRANSPORT_ERROR;
 use crate::http::Headers;
 use crate::json::{as_str, present, write_str};
@@ -192,6 +193,21 @@ pub async fn write_read(
     write_str(out, std::str::from_utf8(&summary).unwrap_or_default());
     out.extend_from_slice(b"}]");
     Ok(())
+}
+
+/// `agent`'s inbox to watch from its newest delivery on, once it is known to exist (and,
+/// with agent tokens on, to take `token`): how every subscription starts, in either era.
+pub async fn watch_from_newest(
+    tools: &Toolbox,
+    agent: &str,
+    token: Option<Uuid>,
+) -> Result<Subscription, ToolError> {
+    let cursor = tools.inbox_cursor(agent, token).await?;
+    Ok(Subscription {
+        agent: agent.into(),
+        token,
+        cursor,
+    })
 }
 
 /// A failed inbox lookup as a JSON-RPC error: an unknown agent (or, with `--agent-auth`, a

@@ -11,7 +11,6 @@ use super::jsonrpc::{
     classify, close_result, open_result, write_error_omitting_unknown_id, Message, RpcError,
     INVALID_PARAMS, INVALID_REQUEST,
 };
-use super::listen::OpenRefused;
 use super::resources::{self, inbox_agent, ResourceParams};
 use super::sessions::{Subscription, MAX_SUBSCRIPTIONS};
 use super::transport::TRANSPORT_ERROR;
@@ -584,25 +583,11 @@ async fn open_listen(
         })?;
         watched.push(watch(tools, agent, token).await?);
     }
-    match context.listeners.open() {
-        Ok(()) => {}
-        Err(OpenRefused::Full { limit }) => {
-            return Err(Refusal {
-                error: RpcError::new(
-                    TRANSPORT_ERROR,
-                    format!(
-                        "this shard holds its limit of {limit} listen streams (--max-waiters); close one or retry later"
-                    ),
-                ),
-                outcome: Outcome::Busy,
-            })
-        }
-        Err(OpenRefused::Stopping) => {
-            return Err(Refusal {
-                error: RpcError::new(TRANSPORT_ERROR, "the server is stopping"),
-                outcome: Outcome::Busy,
-            })
-        }
+    if let Err(refused) = context.listeners.open() {
+        return Err(Refusal {
+            error: RpcError::new(TRANSPORT_ERROR, refused.to_string()),
+            outcome: Outcome::Busy,
+        });
     }
     out.extend_from_slice(
         b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/subscriptions/acknowledged\",\
@@ -625,25 +610,18 @@ async fn open_listen(
     Ok(Outcome::Stream)
 }
 
-/// An inbox to watch from its newest delivery on, once it is known to exist (and, with
-/// agent tokens on, to take `token`).
+/// An inbox to watch from its newest delivery on, or the refusal (answered with 200).
 async fn watch(
     tools: &tools::Toolbox,
     agent: &str,
     token: Option<uuid::Uuid>,
 ) -> Result<Subscription, Refusal> {
-    let cursor = tools
-        .inbox_cursor(agent, token)
+    resources::watch_from_newest(tools, agent, token)
         .await
         .map_err(|error| Refusal {
             error: resources::inbox_error(agent, error),
             outcome: Outcome::Reply,
-        })?;
-    Ok(Subscription {
-        agent: agent.into(),
-        token,
-        cursor,
-    })
+        })
 }
 
 /// The listen request's result, tagged with its subscription id: the event that ends the
