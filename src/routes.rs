@@ -224,7 +224,6 @@ impl Service for Routes {
     /// `/mcp`'s event streams.
     async fn stream_next(
         &self,
-        _request: &Request<'_>,
         stream: &mut Option<EventStream>,
         body: &mut Vec<u8>,
     ) -> StreamStep {
@@ -237,7 +236,7 @@ impl Service for Routes {
         }
     }
 
-    fn stream_ended(&self, _request: &Request<'_>, stream: &mut Option<EventStream>) {
+    fn stream_ended(&self, stream: &mut Option<EventStream>) {
         let Some(events) = stream.take() else {
             return;
         };

@@ -23,6 +23,8 @@ pub const INITIAL_READ_BYTES: usize = 8 * 1024;
 /// Response buffers that grew past this for one large response are given back once the
 /// connection is idle again, so a burst of big answers does not pin memory on every connection.
 const RETAINED_BUFFER_BYTES: usize = 64 * 1024;
+/// What a stream's body buffer keeps between steps: an event is a few hundred bytes.
+const STREAM_STEP_BYTES: usize = 512;
 /// Pipelined responses are flushed once this much is waiting, bounding output per connection.
 const MAX_PENDING_OUTPUT_BYTES: usize = 256 * 1024;
 /// A response body at least this large is written from its own buffer instead of being
@@ -163,6 +165,14 @@ impl<'a> ReadBuffer<'a> {
         self.charged = now;
     }
 
+    /// Gives the buffer back for good: the connection reads no more requests.
+    fn release(&mut self) {
+        self.bytes = Vec::new();
+        self.start = 0;
+        self.end = 0;
+        self.recharge();
+    }
+
     fn spare(&mut self) -> &mut [u8] {
         &mut self.bytes[self.end..]
     }
@@ -191,7 +201,7 @@ impl<S> Clone for ConnectionContext<'_, S> {
 impl<S> Copy for ConnectionContext<'_, S> {}
 
 /// What the read loop does after the requests in the buffer have been handled.
-enum Next {
+enum Next<T> {
     /// Read more bytes; `need` is the most the request being read may still take (its
     /// announced size once its head is known).
     Read { need: usize },
@@ -199,6 +209,9 @@ enum Next {
     Close,
     /// The request was refused; close carefully (lingering) so the client reads why.
     CloseAfterRefusal,
+    /// The last answer is a stream (its head and first part are in `output`): its steps
+    /// follow, and the connection reads no more requests.
+    Stream(T),
 }
 
 /// Serves `stream` until the client closes it, asks to close, breaks the protocol, times out,
@@ -222,6 +235,7 @@ pub async fn serve_connection<S: Service>(
                 linger(stream).await;
                 return Ok(());
             }
+            Next::Stream(streamed) => return session.stream(stream, streamed).await,
         };
         session.make_ready_to_read();
         if session.input.make_room(need).is_err() {
@@ -279,7 +293,10 @@ impl<'a, S: Service> Session<'a, S> {
 
     /// Decodes and answers every complete request in the buffer, in order, and says what to
     /// do next. Refusals are written to `output` here; answers too, unless they are large.
-    async fn answer_buffered(&mut self, stream: &mut TcpStream) -> io::Result<Next> {
+    async fn answer_buffered(
+        &mut self,
+        stream: &mut TcpStream,
+    ) -> io::Result<Next<Streamed<'a, S>>> {
         let ConnectionContext {
             service, limits, ..
         } = self.context;
@@ -320,15 +337,17 @@ impl<'a, S: Service> Session<'a, S> {
                 output: &mut self.output,
                 turn: &mut self.turn,
             };
-            let close = answer.send(stream, service, &request).await?;
+            let sent = answer.send(stream, service, &request).await?;
             self.input.consume(total);
             self.admitted_len = None;
             self.continue_sent = false;
             // The clock restarts for the next request, whose bytes may already be here: time
             // spent answering this one is not charged to it.
             self.request_started = None;
-            if close {
-                return Ok(Next::Close);
+            match sent {
+                Sent::Reply { close: true } => return Ok(Next::Close),
+                Sent::Reply { close: false } => {}
+                Sent::Stream(streamed) => return Ok(Next::Stream(streamed)),
             }
             // Socket reads and writes complete without ever returning `Pending` while data or
             // buffer space is there, so a pipelining client would otherwise keep this shard.
@@ -341,7 +360,7 @@ impl<'a, S: Service> Session<'a, S> {
     }
 
     /// Queues a refusal, with `reason` as its body or else what `body` holds, and closes.
-    fn refuse(&mut self, response: &ResponseHead, reason: Option<&[u8]>) -> Next {
+    fn refuse(&mut self, response: &ResponseHead, reason: Option<&[u8]>) -> Next<Streamed<'a, S>> {
         let body = reason.unwrap_or(&self.body);
         write_response(&mut self.output, response, body, Connection::Close, false);
         tracing::debug!(status = response.status.code(), "refused a request");
@@ -373,6 +392,22 @@ impl<'a, S: Service> Session<'a, S> {
         Some(timeouts.request.saturating_sub(started.elapsed())).filter(|left| !left.is_zero())
     }
 
+    /// Sends a streamed answer's steps; the head and first part are already written. The
+    /// connection reads no more requests, so its buffers shrink to what a step needs: an
+    /// idle stream then costs little beyond its task (issue 27 asks at most 16 KiB).
+    async fn stream(
+        &mut self,
+        stream: &mut TcpStream,
+        streamed: Streamed<'a, S>,
+    ) -> io::Result<()> {
+        self.input.release();
+        self.output = Vec::new();
+        if self.body.capacity() > STREAM_STEP_BYTES {
+            self.body = Vec::with_capacity(STREAM_STEP_BYTES);
+        }
+        streamed.send(stream, &mut self.body, &mut self.turn).await
+    }
+
     /// The shard's read budget cannot hold this request: 503, then close.
     async fn refuse_over_budget(&mut self, stream: &mut TcpStream) -> io::Result<()> {
         tracing::debug!(
@@ -393,15 +428,23 @@ struct Answer<'s> {
     turn: &'s mut Turn,
 }
 
+/// How a request was answered.
+enum Sent<T> {
+    /// A whole response is queued or written; `close` when the connection ends after it.
+    Reply { close: bool },
+    /// A streamed response's head and first part are queued; its steps follow. Held in its
+    /// guard from here on, so that the service hears of its end on every path.
+    Stream(T),
+}
+
 impl Answer<'_> {
-    /// Handles `request` and queues (or, when large, writes) its response. Returns whether
-    /// the connection closes after it.
-    async fn send<S: Service>(
+    /// Handles `request` and queues (or, when large, writes) its response.
+    async fn send<'s, S: Service>(
         self,
         stream: &mut TcpStream,
-        service: &S,
+        service: &'s S,
         request: &Request<'_>,
-    ) -> io::Result<bool> {
+    ) -> io::Result<Sent<Streamed<'s, S>>> {
         self.body.clear();
         let long = service.may_wait_long(request);
         if long && !self.output.is_empty() {
@@ -410,12 +453,18 @@ impl Answer<'_> {
             self.output.clear();
         }
         let mut state = S::Stream::default();
-        let handling = service.handle(request, self.body, &mut state);
+        // The handling future (the largest part of a connection's task) is built inside each
+        // branch and pinned where it is awaited: a future moved from a local into another
+        // keeps a slot in both, so the task would hold it twice.
         let response = if long {
-            match futures_lite::future::or(async { Some(handling.await) }, async {
-                hung_up(stream, || service.stopping()).await;
-                None
-            })
+            let (body, state) = (&mut *self.body, &mut state);
+            match futures_lite::future::or(
+                async { Some(service.handle(request, body, state).await) },
+                async {
+                    hung_up(stream, || service.stopping()).await;
+                    None
+                },
+            )
             .await
             {
                 Some(response) => response,
@@ -423,16 +472,15 @@ impl Answer<'_> {
                 None => return Err(io::ErrorKind::ConnectionAborted.into()),
             }
         } else {
+            let handling = std::pin::pin!(service.handle(request, self.body, &mut state));
             self.turn.wait(handling).await
         };
         if response.streamed {
-            return Streamed {
-                service,
-                request,
-                state,
-            }
-            .send(stream, &response, self.body, self.output, self.turn)
-            .await;
+            // The body has no length, so the connection closes at its end: requests
+            // pipelined behind a stream are dropped, never answered.
+            write_head(self.output, &response, 0, Connection::Close);
+            self.output.extend_from_slice(self.body);
+            return Ok(Sent::Stream(Streamed { service, state }));
         }
         let close = !request.keep_alive;
         let connection = match (close, request.http10) {
@@ -454,42 +502,33 @@ impl Answer<'_> {
             stream.write_all(self.output).await?;
             self.output.clear();
         }
-        Ok(close)
+        Ok(Sent::Reply { close })
     }
 }
 
 /// A streamed response being sent; dropping it (at its end, on a hang-up or an I/O error)
 /// tells the service that it ended.
-struct Streamed<'r, 'b, S: Service> {
-    service: &'r S,
-    request: &'r Request<'b>,
+struct Streamed<'s, S: Service> {
+    service: &'s S,
     state: S::Stream,
 }
 
-impl<S: Service> Streamed<'_, '_, S> {
-    /// Writes the head and what `handle` wrote at once, then every step as it comes. The
-    /// body has no length, so the connection closes at its end (returns `true`): requests
-    /// pipelined behind a stream are read and dropped, never answered.
+impl<S: Service> Streamed<'_, S> {
+    /// Writes every step as it comes, until the last one (returns then) or a hang-up.
     async fn send(
         mut self,
         stream: &mut TcpStream,
-        response: &ResponseHead,
         body: &mut Vec<u8>,
-        output: &mut Vec<u8>,
         turn: &mut Turn,
-    ) -> io::Result<bool> {
-        write_head(output, response, 0, Connection::Close);
-        output.extend_from_slice(body);
-        stream.write_all(output).await?;
-        output.clear();
+    ) -> io::Result<()> {
         // A stream may be quiet for long; only a hang-up (or the end) closes it.
         stream.set_read_timeout(None)?;
-        let (service, request) = (self.service, self.request);
+        let service = self.service;
         loop {
             body.clear();
             let state = &mut self.state;
             let next = futures_lite::future::or(
-                async { Some(service.stream_next(request, state, body).await) },
+                async { Some(service.stream_next(state, body).await) },
                 async {
                     hung_up_discarding(stream, || service.stopping(), turn).await;
                     None
@@ -506,7 +545,7 @@ impl<S: Service> Streamed<'_, '_, S> {
                 // Closed the careful way, so that bytes the client sent after its request do
                 // not turn the close into a reset that destroys the last event in flight.
                 linger(stream).await;
-                return Ok(true);
+                return Ok(());
             }
         }
     }
@@ -535,9 +574,9 @@ async fn hung_up_discarding(stream: &mut TcpStream, stopping: impl Fn() -> bool,
     }
 }
 
-impl<S: Service> Drop for Streamed<'_, '_, S> {
+impl<S: Service> Drop for Streamed<'_, S> {
     fn drop(&mut self) {
-        self.service.stream_ended(self.request, &mut self.state);
+        self.service.stream_ended(&mut self.state);
     }
 }
 
@@ -670,5 +709,20 @@ mod tests {
         first.compact();
         assert_eq!(first.bytes.len(), INITIAL_READ_BYTES);
         assert_eq!(budget.used_bytes(), 0);
+    }
+
+    #[test]
+    fn a_released_buffer_holds_no_memory_and_no_budget() {
+        let budget = ReadBudget::new(100_000);
+        let mut buffer = ReadBuffer::new(&budget);
+        buffer.end = INITIAL_READ_BYTES;
+        assert!(buffer.make_room(30_000).is_ok());
+        assert_eq!(budget.used_bytes(), INITIAL_READ_BYTES);
+        buffer.release();
+        assert_eq!(buffer.bytes.capacity(), 0);
+        assert!(buffer.is_empty());
+        assert_eq!(budget.used_bytes(), 0);
+        drop(buffer);
+        assert_eq!(budget.used_bytes(), 0, "nothing is given back twice");
     }
 }

@@ -30,8 +30,8 @@ pub trait Service {
     type Stream: Default;
 
     /// Handles `request`, writing the response body (if any) into `body`, which arrives empty.
-    /// A streamed response (see [`ResponseHead::streamed`]) leaves what its steps need in
-    /// `stream`.
+    /// A streamed response (see [`ResponseHead::streamed`]) leaves everything its steps need
+    /// in `stream`: the request is gone once they begin.
     async fn handle(
         &self,
         request: &Request<'_>,
@@ -51,18 +51,13 @@ pub trait Service {
     /// The next part of a streamed response (see [`ResponseHead::streamed`]): waits for it,
     /// writes it into `body` (which arrives empty) and says whether more follow. Dropped if
     /// the client hangs up meanwhile.
-    async fn stream_next(
-        &self,
-        _request: &Request<'_>,
-        _stream: &mut Self::Stream,
-        _body: &mut Vec<u8>,
-    ) -> StreamStep {
+    async fn stream_next(&self, _stream: &mut Self::Stream, _body: &mut Vec<u8>) -> StreamStep {
         StreamStep::End
     }
 
     /// A streamed response ended, however it ended (its last step, a hang-up, an I/O error):
     /// what it held can be given back.
-    fn stream_ended(&self, _request: &Request<'_>, _stream: &mut Self::Stream) {}
+    fn stream_ended(&self, _stream: &mut Self::Stream) {}
 
     /// Whether the server is stopping: reads then end (see `shutdown_reads`) without the
     /// client having hung up, and a long poll is being answered at once.

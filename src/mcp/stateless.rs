@@ -45,9 +45,9 @@ const RESULT_TAIL: &str = concat!(
 /// Lists (and discovery) may be cached: they change only with the server's version, and are
 /// the same for every client. Five minutes keeps an upgrade visible soon.
 const CACHE_TTL_MS: u64 = 300_000;
-/// A listen stream keeps its request in the connection's read buffer for as long as it is
-/// open; requests this small fit the buffer every connection has anyway, so open streams
-/// charge (almost) nothing to the shard's read budget.
+/// A listen request names a few inboxes; this bound fits the read buffer every connection has
+/// anyway, so opening a stream draws nothing from the shard's read budget (and once the
+/// stream runs, the connection gives that buffer back).
 const MAX_LISTEN_REQUEST_BYTES: usize = 4 * 1024;
 /// `Mcp-Name` values that are not plain ASCII travel as `=?base64?…?=` (SEP-2243).
 const BASE64_NAME_PREFIX: &[u8] = b"=?base64?";
