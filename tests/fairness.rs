@@ -3,9 +3,11 @@
 
 mod common;
 
-use common::{wait_with_deadline, Client, Server};
+use common::{listen_request, metric, wait_with_deadline, Client, Server};
+use serde_json::json;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -148,6 +150,83 @@ fn a_pipelining_flood_of_local_sends_cannot_stall_the_shard() {
         slowest < Duration::from_millis(50),
         "a fresh connection's ping took {slowest:?} under the flood"
     );
+}
+
+/// Event streams opened by clients that never read one byte.
+const STUCK_STREAMS: usize = 8;
+
+/// Shrinks a client socket's receive buffer, so that a stream it never reads backs up into
+/// the server's socket within a few hundred events instead of megabytes of them.
+fn shrink_receive_buffer(stream: &TcpStream) {
+    let bytes: libc::c_int = 4096;
+    // SAFETY: a valid open socket and a c_int option of the size given.
+    let status = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            std::ptr::addr_of!(bytes).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(status, 0, "setsockopt: {}", std::io::Error::last_os_error());
+}
+
+fn open_streams(client: &mut Client) -> Option<f64> {
+    metric(
+        &client.get("/metrics").text(),
+        "allman_shard_event_streams{shard=\"0\"}",
+    )
+}
+
+/// Event streams whose clients never read watch the inbox a flood of sends fills: their
+/// events back up in their sockets, and the shard keeps serving everyone else within the
+/// floods' bound. The stuck streams stay open (bounded by the write timeout), and hanging
+/// up frees them.
+#[test]
+fn event_streams_that_never_read_cannot_stall_the_shard() {
+    let _heavy = one_at_a_time();
+    let server = Server::start_with(&["--shards", "1", "--max-inbox-messages", "1000000"]);
+    let mut client = server.client();
+    client.create_agent("p", "Flooder");
+    client.create_agent("p", "Watched");
+    let uris = ["allman://inbox/Watched".to_string()];
+    let stuck: Vec<TcpStream> = (0..STUCK_STREAMS as u64)
+        .map(|id| {
+            let mut stream = TcpStream::connect(server.addr).expect("connect");
+            shrink_receive_buffer(&stream);
+            stream
+                .write_all(listen_request(id, &uris, &[]).as_bytes())
+                .expect("write");
+            stream
+        })
+        .collect();
+    let deadline = Instant::now() + common::IO_TIMEOUT;
+    while open_streams(&mut client) != Some(STUCK_STREAMS as f64) {
+        assert!(Instant::now() < deadline, "the streams never opened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let send = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"send_message","arguments":{"from_agent":"Flooder","to":["Watched"],"body":"x"}}}"#;
+    let slowest = slowest_probe_under_flood(&server, &padded_post(send));
+    assert!(
+        slowest < Duration::from_millis(50),
+        "a fresh connection's ping took {slowest:?} beside streams that never read"
+    );
+    assert_eq!(
+        open_streams(&mut client),
+        Some(STUCK_STREAMS as f64),
+        "a stream that cannot be written to is kept, not dropped, within the write timeout"
+    );
+    let inbox = client.call_ok("fetch_inbox", json!({"agent_name": "Watched", "limit": 1}));
+    assert!(inbox.to_string().contains("Flooder"), "{inbox}");
+    drop(stuck);
+    while open_streams(&mut client) != Some(0.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the hung-up streams were never freed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{events, metric, read_until, Client, Server};
+use common::{events, listen_request, metric, read_until, Client, Server};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::net::TcpStream;
@@ -114,24 +114,11 @@ fn open_listen(
     uris: &[String],
     headers: &[(&str, &str)],
 ) -> (TcpStream, String) {
-    let body = json!({"jsonrpc":"2.0","id":id,"method":"subscriptions/listen",
-        "params":{"_meta":meta(),"notifications":{"toolsListChanged":true,"resourceSubscriptions":uris}}})
-    .to_string();
     let mut stream = TcpStream::connect(server.addr).expect("connect");
     stream
         .set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
-    let mut request = format!(
-        "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
-         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: {STATELESS}\r\n\
-         Mcp-Method: subscriptions/listen\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(&body);
+    let request = listen_request(id, uris, headers);
     stream.write_all(request.as_bytes()).expect("write");
     // A refusal is a JSON body; a stream starts with its acknowledgement event.
     let text = read_until(&mut stream, String::new(), "}");

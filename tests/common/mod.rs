@@ -481,7 +481,6 @@ pub fn names_on_same_shard(prefix: &str, shard_count: usize) -> (String, String)
     panic!("no name on the same shard");
 }
 
-/// The value of the sample named exactly `series` (with its labels) in a /metrics text.
 /// Reads `stream` until `until` is in what arrived (or the server closes it).
 pub fn read_until(stream: &mut TcpStream, mut text: String, until: &str) -> String {
     let deadline = Instant::now() + IO_TIMEOUT;
@@ -510,9 +509,34 @@ pub fn events(text: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The value of the sample named exactly `series` (with its labels) in a /metrics text.
 pub fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
         .and_then(|line| line.rsplit_once(' '))
         .and_then(|(_, value)| value.parse().ok())
+}
+
+/// A raw 2026-07-28 `subscriptions/listen` request naming the resources `uris`, with these
+/// extra header lines.
+pub fn listen_request(id: u64, uris: &[String], headers: &[(&str, &str)]) -> String {
+    let meta = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {}
+    });
+    let body = json!({"jsonrpc":"2.0","id":id,"method":"subscriptions/listen",
+        "params":{"_meta":meta,"notifications":{"toolsListChanged":true,"resourceSubscriptions":uris}}})
+    .to_string();
+    let mut request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\n\
+         Mcp-Method: subscriptions/listen\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    request
 }
