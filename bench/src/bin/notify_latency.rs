@@ -6,7 +6,7 @@ use bench::args::Args;
 use bench::client::McpClient;
 use bench::histogram::Histogram;
 use bench::http::Url;
-use bench::server::Snapshot;
+use bench::server::{CpuSplit, Snapshot};
 use bench::workers::{run_phase, PhaseResult};
 use serde_json::json;
 use std::io::{Read, Write};
@@ -24,7 +24,9 @@ OPTIONS:
     --url <URL>              server to load (default http://127.0.0.1:8000)
     --rounds <N>             latency rounds: one send to a watched inbox, one event (default 500)
     --streams <N>            listen streams open for the memory and loaded phases (default 1000)
-    --messages <N>           messages sent with and without the streams open (default 20000)
+    --messages <N>           messages per send phase (default 20000)
+    --repeats <N>            send phases without and with the streams open, alternating;
+                             medians are reported (default 3)
     --concurrency <N>        sending connections (default 16)
     -h, --help               print this help
 
@@ -86,6 +88,53 @@ fn latency(
     Ok(from_reply)
 }
 
+/// Waits this long for the helpers to settle before a reading.
+const SETTLE: Duration = Duration::from_millis(1500);
+
+/// One send phase: messages per second, p99, and the shard threads' CPU per message.
+#[derive(Debug, Clone, Copy)]
+struct Sends {
+    rate: f64,
+    p99_ms: f64,
+    shard_us: f64,
+}
+
+impl Sends {
+    fn of(phase: &PhaseResult<String>, cpu: &CpuSplit) -> Sends {
+        let sent = phase.outputs.len().max(1) as f64;
+        Sends {
+            rate: sent / phase.elapsed.as_secs_f64(),
+            p99_ms: phase
+                .stats
+                .latency
+                .get("send_message")
+                .map_or(0.0, |h| h.percentile(99.0) as f64 / 1000.0),
+            shard_us: cpu.server.get("shard").copied().unwrap_or(0.0) * 1e6 / sent,
+        }
+    }
+
+    /// Each figure's median over `runs` (taken apart: the figures need not share a run).
+    fn median(runs: &[Sends]) -> Sends {
+        let middle = |figure: fn(&Sends) -> f64| {
+            let mut values: Vec<f64> = runs.iter().map(figure).collect();
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        Sends {
+            rate: middle(|s| s.rate),
+            p99_ms: middle(|s| s.p99_ms),
+            shard_us: middle(|s| s.shard_us),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{:.0} msgs/s (p99 {:.2} ms, shard {:.1} µs CPU per message)",
+            self.rate, self.p99_ms, self.shard_us
+        )
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::from_env(HELP);
     let url = args.url();
@@ -93,6 +142,7 @@ fn main() -> ExitCode {
     let open: usize = args.get("streams", 1000usize);
     let messages: usize = args.get("messages", 20000usize);
     let concurrency: usize = args.get("concurrency", 16usize).max(1);
+    let repeats: usize = args.get("repeats", 3usize).max(1);
     let run = bench::run_id();
     let project = format!("notify-{run}");
     let sender = format!("n{run}Sender");
@@ -110,33 +160,44 @@ fn main() -> ExitCode {
     for name in pairs.iter() {
         let _ = client.create_agent(&project, name);
     }
-    let send_phase = |label: &str| {
+    let send_phase = |url: &Url, label: &str| -> Result<Sends, String> {
         let pairs = Arc::clone(&pairs);
-        run_phase(label, &url, concurrency, messages, move |client, i| {
+        let before = Snapshot::take(url);
+        let phase = run_phase(label, url, concurrency, messages, move |client, i| {
             let from = &pairs[i % pairs.len()];
             let to = &pairs[(i * 7 + 1) % pairs.len()];
             client.send(from, &[to], "load", "the quick brown fox")
         })
+        .map_err(|_| format!("{label}: phase failed"))?;
+        let cpu = before.cpu_between(&Snapshot::take(url));
+        Ok(Sends::of(&phase, &cpu))
+    };
+    let open_all = |agents: &[String]| -> Result<Vec<TcpStream>, String> {
+        let mut streams = Vec::with_capacity(agents.len());
+        for (i, agent) in agents.iter().enumerate() {
+            let id = i + 1;
+            streams.push(open_stream(&url, id, agent).map_err(|e| format!("stream {id}: {e}"))?);
+        }
+        Ok(streams)
     };
     let result = (|| -> Result<(), String> {
-        // 1. Sends with no stream open: the baseline.
-        let without = send_phase("send, no streams").map_err(|_| "send phase failed")?;
-        // 2. One stream: latency from the send's reply to its event.
+        // 1. One stream: latency from the send's reply to its event.
         let mut watcher = open_stream(&url, 0, &watched).map_err(|e| e.to_string())?;
         let one = latency(&mut client, &sender, &watched, &mut watcher, rounds)?;
         println!(
             "notification latency, 1 stream open, from the send's reply: {}",
             one.summary_ms(3)
         );
-        // 3. Memory: many more streams, each on its own inbox.
-        let before = Snapshot::take(&url);
-        let mut streams = Vec::with_capacity(open);
-        for i in 1..open {
-            let agent = format!("n{run}W{i}");
-            let _ = client.create_agent(&project, &agent);
-            streams.push(open_stream(&url, i, &agent).map_err(|e| format!("stream {i}: {e}"))?);
+        // 2. Memory: many more streams, each on its own inbox. The agents exist (and the
+        //    helpers have committed them) before the first reading: only streams are counted.
+        let agents: Vec<String> = (1..open).map(|i| format!("n{run}W{i}")).collect();
+        for agent in &agents {
+            let _ = client.create_agent(&project, agent);
         }
-        std::thread::sleep(Duration::from_millis(1500));
+        std::thread::sleep(SETTLE);
+        let before = Snapshot::take(&url);
+        let streams = open_all(&agents)?;
+        std::thread::sleep(SETTLE);
         let after = Snapshot::take(&url);
         if let (Some(a), Some(b)) = (before.server_rss_bytes, after.server_rss_bytes) {
             println!(
@@ -147,31 +208,33 @@ fn main() -> ExitCode {
                 (b as i64 - a as i64) / (open as i64 - 1).max(1)
             );
         }
-        // 4. Latency and sends with every stream open.
+        // 3. Latency with every stream open.
         let many = latency(&mut client, &sender, &watched, &mut watcher, rounds)?;
         println!(
             "notification latency, {open} streams open, from the send's reply: {}",
             many.summary_ms(3)
         );
-        let with = send_phase("send, streams open").map_err(|_| "send phase failed")?;
-        let rate =
-            |phase: &PhaseResult<String>| phase.outputs.len() as f64 / phase.elapsed.as_secs_f64();
-        let p99 = |phase: &PhaseResult<String>| {
-            phase
-                .stats
-                .latency
-                .get("send_message")
-                .map_or(0.0, |h| h.percentile(99.0) as f64 / 1000.0)
-        };
-        println!(
-            "send: {:.0} msgs/s (p99 {:.2} ms) with no stream, {:.0} msgs/s (p99 {:.2} ms) with {open} streams open ({:+.1} %)",
-            rate(&without),
-            p99(&without),
-            rate(&with),
-            p99(&with),
-            (rate(&with) / rate(&without) - 1.0) * 100.0
-        );
         drop(streams);
+        // 4. Sends without and with the streams open, alternating, so that the mail piling
+        //    up and the machine's drift fall on both sides alike.
+        let (mut without, mut with) = (Vec::new(), Vec::new());
+        for _ in 0..repeats {
+            std::thread::sleep(SETTLE / 3);
+            without.push(send_phase(&url, "send, no streams")?);
+            let streams = open_all(&agents)?;
+            std::thread::sleep(SETTLE / 3);
+            with.push(send_phase(&url, "send, streams open")?);
+            drop(streams);
+        }
+        let (none, some) = (Sends::median(&without), Sends::median(&with));
+        println!(
+            "send, median of {repeats}: {} with no stream; {} with {open} streams open \
+             ({:+.1} % msgs/s, {:+.1} % shard CPU per message)",
+            none.describe(),
+            some.describe(),
+            (some.rate / none.rate - 1.0) * 100.0,
+            (some.shard_us / none.shard_us - 1.0) * 100.0
+        );
         Ok(())
     })();
     match result {
