@@ -2,7 +2,8 @@
 //! does bounded work: at most [`MAX_VIEW_ITEMS`] items of an ordered range, or at most
 //! [`MAX_VIEW_STEPS`] history entries read while searching for a message.
 
-use super::{Agent, ShardState};
+use super::agents::Agent;
+use super::ShardState;
 use crate::envelope::SharedEnvelope;
 use crate::protocol::{AgentPage, AgentRow, Receipt, RosterPart, ThreadRef, View, ViewReply};
 use crate::TRAFFIC_MINUTES;

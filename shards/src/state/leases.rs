@@ -1,0 +1,172 @@
+//! File reservations of the projects this shard owns: the dispatch of lease requests, the
+//! periodic sweep, and moving projects between shards.
+
+use super::images::{project_image, ProjectImage};
+use super::ShardState;
+use crate::glob;
+use crate::leases::{owner_of_project, Lease, LeaseError, ProjectLeases};
+use crate::log::record;
+use crate::protocol::{LeaseOp, LeaseRequest, Reply};
+use uuid::Uuid;
+
+impl ShardState {
+    /// A file-reservation request on a project this shard owns; each change is logged as
+    /// the lease's whole state.
+    pub(super) fn leases(&mut self, request: LeaseRequest) -> Reply {
+        let LeaseRequest {
+            project_id,
+            agent,
+            now_ms,
+            op,
+        } = request;
+        debug_assert_eq!(
+            owner_of_project(&project_id, self.shard_count),
+            self.shard_id
+        );
+        // Only a reservation creates a project's entry: reads of unknown projects (anyone
+        // may list any project key) must not grow the state.
+        if !matches!(op, LeaseOp::Reserve { .. }) && !self.projects.contains_key(&project_id) {
+            return match op {
+                LeaseOp::Check { paths } => Reply::Checked(
+                    paths
+                        .into_iter()
+                        .map(|path| crate::leases::PathConflicts {
+                            path,
+                            holders: Vec::new(),
+                            more_holders: 0,
+                            own: Vec::new(),
+                        })
+                        .collect(),
+                ),
+                LeaseOp::Release { paths, ids } | LeaseOp::Renew { paths, ids, .. }
+                    if paths.is_some() || ids.is_some() =>
+                {
+                    Reply::Leases(Err(LeaseError::NotFound {
+                        what: "no active reservation in this project".into(),
+                    }))
+                }
+                _ => Reply::Leases(Ok(Vec::new())),
+            };
+        }
+        let project = self.project(project_id);
+        let changed: Result<Vec<Lease>, LeaseError>;
+        let reply = match op {
+            LeaseOp::Reserve {
+                paths,
+                ttl_ms,
+                exclusive,
+                reason,
+            } => {
+                let parsed: Vec<(Box<str>, glob::Pattern)> = paths
+                    .into_iter()
+                    .filter_map(|p| glob::parse(&p).ok().map(|pattern| (p, pattern)))
+                    .collect();
+                let expires = now_ms.saturating_add(ttl_ms);
+                let outcome = project.reserve(&agent, &parsed, exclusive, &reason, now_ms, expires);
+                changed = outcome
+                    .as_ref()
+                    .map(|(granted, _)| granted.clone())
+                    .map_err(Clone::clone);
+                Reply::Reserved(outcome)
+            }
+            LeaseOp::Release { paths, ids } => {
+                let outcome = project.release(&agent, paths.as_deref(), ids.as_deref(), now_ms);
+                changed = outcome.clone();
+                Reply::Leases(outcome)
+            }
+            LeaseOp::Renew {
+                paths,
+                ids,
+                extend_ms,
+            } => {
+                let outcome =
+                    project.renew(&agent, paths.as_deref(), ids.as_deref(), extend_ms, now_ms);
+                changed = outcome.clone();
+                Reply::Leases(outcome)
+            }
+            LeaseOp::Check { paths } => {
+                project.reap(now_ms);
+                let checks = paths
+                    .iter()
+                    .filter_map(|p| glob::parse(p).ok().map(|pattern| (p, pattern)))
+                    .map(|(p, pattern)| project.conflicts(&agent, p, &pattern, true))
+                    .collect();
+                return Reply::Checked(checks);
+            }
+            LeaseOp::List {
+                only_agent,
+                include_inactive,
+                limit,
+            } => {
+                let who = only_agent.then_some(&*agent);
+                return Reply::Leases(Ok(project.list(who, include_inactive, limit, now_ms)));
+            }
+            LeaseOp::Holder { id } => {
+                return Reply::Leases(Ok(project.active_lease(id, now_ms).into_iter().collect()))
+            }
+            LeaseOp::ForceRelease {
+                id,
+                holder,
+                expires_ms,
+            } => {
+                let released: Vec<Lease> = project
+                    .force_release(id, &holder, expires_ms, now_ms)
+                    .into_iter()
+                    .collect();
+                changed = Ok(released.clone());
+                Reply::Leases(Ok(released))
+            }
+        };
+        if let Ok(leases) = changed {
+            for lease in &leases {
+                self.log
+                    .append(|out| record::encode_lease(out, &project_id, lease));
+            }
+        }
+        reply
+    }
+
+    /// The leases of `project_id`, created empty on first use.
+    pub(super) fn project(&mut self, project_id: Uuid) -> &mut ProjectLeases {
+        if !self.projects.contains_key(&project_id) {
+            self.project_order.push(project_id);
+        }
+        self.projects.entry(project_id).or_default()
+    }
+
+    /// Moves expired leases out of the active lists of at most `max_projects` projects,
+    /// resuming where the last sweep stopped (bounded work per call).
+    pub fn sweep_leases(&mut self, now_ms: i64, max_projects: usize) {
+        for _ in 0..max_projects.min(self.project_order.len()) {
+            self.sweep_cursor %= self.project_order.len();
+            let id = self.project_order[self.sweep_cursor];
+            if let Some(project) = self.projects.get_mut(&id) {
+                project.reap(now_ms);
+            }
+            self.sweep_cursor += 1;
+        }
+    }
+
+    /// Whether this shard holds any project's reservations.
+    pub fn has_projects(&self) -> bool {
+        !self.projects.is_empty()
+    }
+
+    /// Takes every project's leases out (for moving them to other owners after a reshard).
+    pub fn take_projects(&mut self) -> Vec<ProjectImage> {
+        self.project_order.clear();
+        self.projects
+            .drain()
+            .map(|(id, leases)| project_image(id, &leases))
+            .collect()
+    }
+
+    /// Places a project's leases moved from another shard (not logged: the caller snapshots).
+    pub fn restore_project(&mut self, image: ProjectImage) {
+        let project = self.project(image.project_id);
+        project.set_next_id(image.next_id);
+        for lease in image.leases {
+            project.upsert(lease);
+        }
+    }
+}
