@@ -293,7 +293,7 @@ impl EventStream {
     /// just ends (its client reconnects).
     fn write_final(&self, out: &mut Vec<u8>) {
         if let Era::Listen { id } = &self.era {
-            super::stateless::write_listen_result(out, id);
+            write_listen_result(out, id);
         }
     }
 }
@@ -312,4 +312,16 @@ impl<F: Future> Future for FirstOf<F> {
         }
         Poll::Pending
     }
+}
+
+/// The listen request's result, tagged with its subscription id: the event that ends the
+/// stream (`id` is the request's id as JSON).
+fn write_listen_result(out: &mut Vec<u8>, id: &str) {
+    out.extend_from_slice(b"data: {\"jsonrpc\":\"2.0\",\"id\":");
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(
+        b",\"result\":{\"resultType\":\"complete\",\"_meta\":{\"io.modelcontextprotocol/subscriptionId\":",
+    );
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b"}}}\n\n");
 }

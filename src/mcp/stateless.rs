@@ -624,18 +624,6 @@ async fn watch(
         })
 }
 
-/// The listen request's result, tagged with its subscription id: the event that ends the
-/// stream (`id` is the request's id as JSON).
-pub fn write_listen_result(out: &mut Vec<u8>, id: &str) {
-    out.extend_from_slice(b"data: {\"jsonrpc\":\"2.0\",\"id\":");
-    out.extend_from_slice(id.as_bytes());
-    out.extend_from_slice(
-        b",\"result\":{\"resultType\":\"complete\",\"_meta\":{\"io.modelcontextprotocol/subscriptionId\":",
-    );
-    out.extend_from_slice(id.as_bytes());
-    out.extend_from_slice(b"}}}\n\n");
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,11 @@ use shards::{
 use std::collections::BTreeMap;
 use uuid::Uuid;
 
+/// Items (messages, hits) read or written between two turns of the executor: a long thread
+/// or a page of hits goes in steps of this many, so requests waiting on the shard get in
+/// between (each step is well under 100 µs in a release build).
+pub const LINES_PER_TURN: usize = 16;
+
 /// Rows per page of the overview, the roster and an agent's log.
 pub const PAGE_ROWS: usize = 50;
 /// Recent messages shown for a project.
@@ -408,7 +413,7 @@ impl Hit {
     }
 }
 
-/// Reads the hits' JSON a few at a time (see `pages::LINES_PER_TURN`), stepping aside in
+/// Reads the hits' JSON a few at a time (see [`LINES_PER_TURN`]), stepping aside in
 /// between: a long thread's hits are over 100 KB.
 async fn hits(json: &str) -> Result<Vec<Hit>, DataError> {
     let unreadable = |e: serde_json::Error| {
@@ -417,7 +422,7 @@ async fn hits(json: &str) -> Result<Vec<Hit>, DataError> {
     let raw: Vec<&serde_json::value::RawValue> = serde_json::from_str(json).map_err(unreadable)?;
     let mut hits = Vec::with_capacity(raw.len());
     for (count, item) in raw.iter().enumerate() {
-        if count > 0 && count % super::pages::LINES_PER_TURN == 0 {
+        if count > 0 && count % LINES_PER_TURN == 0 {
             futures_lite::future::yield_now().await;
         }
         hits.push(serde_json::from_str(item.get()).map_err(unreadable)?);

@@ -3,7 +3,7 @@
 //! Each page is bounded by the rows its data holds (see `data`) and the clipping below.
 
 use super::chart;
-use super::data::{sent_last_hour, Hit, MessageView, Page, Roster, ThreadView};
+use super::data::{sent_last_hour, Hit, MessageView, Page, Roster, ThreadView, LINES_PER_TURN};
 use super::html::Html;
 use shards::leases::Lease;
 use shards::{AgentPage, AgentRow, DeliveryView, Importance, ProjectSummary, SharedEnvelope};
@@ -21,10 +21,6 @@ const MESSAGE_BODY_CHARS: usize = 100_000;
 /// Bytes a page that lists messages (a thread, search hits) grows to at most: past it the
 /// rest of the list is left out, with a note. Other pages are bounded by their rows.
 pub const MAX_PAGE_BYTES: usize = 1024 * 1024;
-/// Messages written between two turns of the executor: a long thread or a page of hits is
-/// written in steps of this many, so requests waiting on the shard get in between (each step
-/// is well under 100 µs in a release build).
-pub const LINES_PER_TURN: usize = 16;
 /// Recipients named in a list row before "and N more".
 const NAMES_IN_ROW: usize = 5;
 
