@@ -314,15 +314,72 @@ impl ShardState {
         }
     }
 
+    // The only places a delivery or a sent copy enters or leaves an agent's logs, live or
+    // replayed: each keeps the shard's totals (queued, retained, the directory) in step, so
+    // the totals are written nowhere else.
+
+    /// Appends `delivery` to `name`'s delivery log (not evicting: the caller decides when).
+    /// Returns its text bytes.
+    pub(super) fn push_delivery(&mut self, name: &str, delivery: Delivery) -> usize {
+        let Some(agent) = self.agents.get_mut(name) else {
+            return 0;
+        };
+        let before = retained(agent);
+        let queued = !delivery.drained;
+        let bytes = agent.push(delivery);
+        if queued {
+            self.directory.queued(&agent.profile.project_id, 1, 0);
+            self.queued_messages += 1;
+            self.queued_bytes += bytes;
+        }
+        self.account(before, name);
+        bytes
+    }
+
+    /// Appends `envelope` to `name`'s sent messages (not evicting).
+    pub(super) fn push_sent(&mut self, name: &str, envelope: SharedEnvelope) {
+        let Some(agent) = self.agents.get_mut(name) else {
+            return;
+        };
+        let before = retained(agent);
+        agent.retained_bytes += envelope.payload_len();
+        self.directory.sent(&agent.profile.project_id, &envelope);
+        agent.sent.push_back(envelope);
+        self.account(before, name);
+    }
+
+    /// Marks the oldest `count` undrained deliveries of `name` drained at `at_ms` (read then,
+    /// if unread; not evicting).
+    pub(super) fn drain_front(&mut self, name: &str, count: usize, at_ms: i64) {
+        let Some(agent) = self.agents.get_mut(name) else {
+            return;
+        };
+        assert!(
+            count <= agent.undrained() && count <= self.queued_messages,
+            "a drain of more than {name}'s inbox holds"
+        );
+        let (count, bytes) = agent.mark_drained(count, at_ms);
+        self.directory.queued(&agent.profile.project_id, 0, count);
+        self.queued_messages -= count;
+        self.queued_bytes -= bytes;
+    }
+
+    /// Evicts the oldest of `name`'s history while retention is exceeded.
     pub(super) fn evict(&mut self, name: &str) {
         let limits = self.limits;
         if let Some(agent) = self.agents.get_mut(name) {
-            let before = (
-                agent.deliveries.len() + agent.sent.len(),
-                agent.retained_bytes,
-            );
+            let before = retained(agent);
             agent.evict(&limits);
             self.account(before, name);
+        }
+    }
+
+    /// Carries one agent's change of retained messages and bytes into the shard's totals.
+    fn account(&mut self, before: (usize, usize), name: &str) {
+        if let Some(agent) = self.agents.get(name) {
+            let after = retained(agent);
+            self.retained_messages = self.retained_messages + after.0 - before.0;
+            self.retained_bytes = self.retained_bytes + after.1 - before.1;
         }
     }
 
@@ -350,4 +407,12 @@ impl ShardState {
         found.truncate(limit);
         found
     }
+}
+
+/// What an agent retains: (deliveries and sent messages, their text bytes).
+fn retained(agent: &Agent) -> (usize, usize) {
+    (
+        agent.deliveries.len() + agent.sent.len(),
+        agent.retained_bytes,
+    )
 }

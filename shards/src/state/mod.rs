@@ -5,6 +5,9 @@
 //! Every change is appended to the shard's [`LogBuffer`] in the same step that makes it, and
 //! [`ShardState::replay`] applies a logged record again: replaying a shard's log gives back
 //! its state. The state does no I/O; the flusher (see [`crate::log::journal`]) writes the log.
+//! A live change and its replay make the same calls: a delivery or sent copy enters, is
+//! drained from or is evicted from an agent's logs only through `push_delivery`,
+//! `push_sent`, `drain_front` and `evict` (in `agents`), the one place the totals change.
 //!
 //! A delivery log is a deque ordered by `seq`, which is contiguous (evictions only take the
 //! front). Drains take the oldest undrained deliveries, so the drained ones are always a

@@ -6,8 +6,8 @@ use super::ShardState;
 use crate::envelope::SharedEnvelope;
 use crate::log::record;
 use crate::protocol::{
-    Actor, DeliveryView, DrainedPage, FetchPage, FetchQuery, Marked, ThreadItem, ThreadPage,
-    ThreadQuery, UnknownCursor,
+    Actor, DrainedPage, FetchPage, FetchQuery, Marked, ThreadItem, ThreadPage, ThreadQuery,
+    UnknownCursor,
 };
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -42,27 +42,28 @@ impl ShardState {
             }
             count
         };
-        let start = agent.drained;
-        let agent_project = agent.profile.project_id;
-        let last_id = (count > 0).then(|| agent.deliveries[start + count - 1].envelope.id);
-        agent.mark_drained(count, actor.now_ms);
-        let messages: Vec<DeliveryView> = (start..start + count).map(|i| agent.view(i)).collect();
-        let left = agent.undrained();
-        if let Some(last_id) = last_id {
-            let bytes: usize = messages.iter().map(|m| m.envelope.payload_len()).sum();
-            assert!(
-                count <= self.queued_messages,
-                "queued-message count out of step with the inboxes"
-            );
-            self.queued_messages -= count;
-            self.queued_bytes -= bytes;
-            self.directory.queued(&agent_project, 0, count);
-            let count32 = u32::try_from(count).unwrap_or(u32::MAX);
-            self.log.append(|out| {
-                record::encode_drained(out, &actor.name, count32, &last_id, actor.now_ms)
-            });
-            self.evict(&actor.name);
+        if count == 0 {
+            return DrainedPage {
+                messages: Vec::new(),
+                left: agent.undrained(),
+            };
         }
+        let start = agent.drained;
+        let last_id = agent.deliveries[start + count - 1].envelope.id;
+        let count32 = u32::try_from(count).unwrap_or(u32::MAX);
+        self.log.append(|out| {
+            record::encode_drained(out, &actor.name, count32, &last_id, actor.now_ms)
+        });
+        self.drain_front(&actor.name, count, actor.now_ms);
+        // The page is read before eviction, which may take what was just drained.
+        let (messages, left) = match self.agents.get(&actor.name) {
+            Some(agent) => (
+                (start..start + count).map(|i| agent.view(i)).collect(),
+                agent.undrained(),
+            ),
+            None => (Vec::new(), 0),
+        };
+        self.evict(&actor.name);
         DrainedPage { messages, left }
     }
 

@@ -103,10 +103,7 @@ impl ShardState {
                     )));
                 }
                 let at = at_ms.unwrap_or(agent.deliveries[end - 1].envelope.timestamp_ms);
-                let (count, bytes) = agent.mark_drained(count, at);
-                self.directory.queued(&agent.profile.project_id, 0, count);
-                self.queued_messages -= count;
-                self.queued_bytes -= bytes;
+                self.drain_front(&name, count, at);
                 self.evict(&name);
                 Ok(())
             }
@@ -159,22 +156,13 @@ impl ShardState {
                         state.seq
                     )));
                 }
-                let before = (
-                    agent.deliveries.len() + agent.sent.len(),
-                    agent.retained_bytes,
-                );
-                let bytes = agent.push(Delivery {
+                let delivery = Delivery {
                     envelope,
                     read_at: state.read_at.unwrap_or(UNSET),
                     acked_at: state.acked_at.unwrap_or(UNSET),
                     drained: state.drained,
-                });
-                if !state.drained {
-                    self.directory.queued(&agent.profile.project_id, 1, 0);
-                    self.queued_messages += 1;
-                    self.queued_bytes += bytes;
-                }
-                self.account(before, &name);
+                };
+                self.push_delivery(&name, delivery);
                 Ok(())
             }
             Record::Lease { project, lease } => {
@@ -186,17 +174,12 @@ impl ShardState {
                 Ok(())
             }
             Record::Sent { name, envelope } => {
-                let agent = self.agents.get_mut(&name).ok_or_else(|| {
-                    ReplayError(format!("sent copy of {name}, who is not registered"))
-                })?;
-                let before = (
-                    agent.deliveries.len() + agent.sent.len(),
-                    agent.retained_bytes,
-                );
-                agent.retained_bytes += envelope.payload_len();
-                self.directory.sent(&agent.profile.project_id, &envelope);
-                agent.sent.push_back(envelope);
-                self.account(before, &name);
+                if !self.agents.contains_key(&name) {
+                    return Err(ReplayError(format!(
+                        "sent copy of {name}, who is not registered"
+                    )));
+                }
+                self.push_sent(&name, envelope);
                 Ok(())
             }
         }

@@ -149,63 +149,37 @@ impl ShardState {
     /// sent copy.
     pub(super) fn make_visible(&mut self, local: &[Box<str>], envelope: &SharedEnvelope) {
         let position = self.log.end();
-        let limits = self.limits;
         for name in local {
-            let Some(agent) = self.agents.get_mut(name) else {
+            if !self.agents.contains_key(name) {
                 continue;
-            };
-            let before = (
-                agent.deliveries.len() + agent.sent.len(),
-                agent.retained_bytes,
-            );
-            let bytes = agent.push(Delivery {
+            }
+            let delivery = Delivery {
                 envelope: SharedEnvelope::clone(envelope),
                 read_at: UNSET,
                 acked_at: UNSET,
                 drained: false,
-            });
-            agent.evict(&limits);
-            self.directory.queued(&agent.profile.project_id, 1, 0);
-            self.queued_messages += 1;
-            self.queued_bytes += bytes;
-            self.account(before, name);
+            };
+            self.push_delivery(name, delivery);
+            self.evict(name);
             if self.watched.contains(name) {
                 self.new_mail.push((position, name.clone()));
             }
         }
         let from = envelope.from();
-        if self.owns(from) {
-            // A first-format snapshot lists a message once per local recipient: one copy.
-            let copied = |agent: &Agent| {
-                !envelope.sender_took_part && agent.sent.iter().any(|e| e.id == envelope.id)
-            };
-            if let Some(agent) = self.agents.get_mut(from).filter(|a| !copied(a)) {
-                let before = (
-                    agent.deliveries.len() + agent.sent.len(),
-                    agent.retained_bytes,
-                );
-                agent.sent.push_back(SharedEnvelope::clone(envelope));
-                agent.retained_bytes += envelope.payload_len();
-                agent.last_active_ms = agent.last_active_ms.max(envelope.timestamp_ms);
-                agent.logged_active_ms = agent.logged_active_ms.max(envelope.timestamp_ms);
-                agent.evict(&limits);
-                let project_id = agent.profile.project_id;
-                self.account(before, from);
-                self.directory.sent(&project_id, envelope);
-            }
+        if !self.owns(from) {
+            return;
         }
-    }
-
-    /// Carries one agent's change of retained messages and bytes into the shard's totals.
-    pub(super) fn account(&mut self, before: (usize, usize), name: &str) {
-        if let Some(agent) = self.agents.get(name) {
-            let after = (
-                agent.deliveries.len() + agent.sent.len(),
-                agent.retained_bytes,
-            );
-            self.retained_messages = self.retained_messages + after.0 - before.0;
-            self.retained_bytes = self.retained_bytes + after.1 - before.1;
-        }
+        // A first-format snapshot lists a message once per local recipient: one copy.
+        let copied = |agent: &Agent| {
+            !envelope.sender_took_part && agent.sent.iter().any(|e| e.id == envelope.id)
+        };
+        let Some(agent) = self.agents.get_mut(from).filter(|a| !copied(a)) else {
+            return;
+        };
+        agent.last_active_ms = agent.last_active_ms.max(envelope.timestamp_ms);
+        agent.logged_active_ms = agent.logged_active_ms.max(envelope.timestamp_ms);
+        self.push_sent(from, SharedEnvelope::clone(envelope));
+        self.evict(from);
     }
 
     pub(super) fn deliver(&mut self, envelope: SharedEnvelope) -> Result<usize, Undeliverable> {

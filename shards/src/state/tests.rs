@@ -5,8 +5,8 @@ use crate::envelope::{Envelope, Importance, Message, SharedEnvelope};
 use crate::log::record::Record;
 use crate::log::Emitted;
 use crate::protocol::{
-    Counts, FetchPage, FetchQuery, Kind, RegisterMode, Registration, ThreadQuery, Undeliverable,
-    UnknownCursor,
+    Counts, FetchPage, FetchQuery, Kind, LeaseOp, LeaseRequest, RegisterMode, Registration,
+    ThreadQuery, Undeliverable, UnknownCursor,
 };
 use std::sync::Arc;
 use uuid::Uuid;
@@ -732,7 +732,58 @@ fn busy_state(limits: InboxLimits) -> ShardState {
         ids: vec![Uuid::from_u128(3), Uuid::from_u128(4)],
         ack: true,
     });
+    // Acting a while later logs the agent's activity.
+    live.handle(Request::Whois {
+        actor: Actor {
+            now_ms: 9_000,
+            ..actor("a")
+        },
+    });
+    let reserved = live.handle(Request::Leases(LeaseRequest {
+        project_id: Uuid::from_u128(1),
+        agent: "a".into(),
+        now_ms: 9_000,
+        op: LeaseOp::Reserve {
+            paths: vec!["src/a.rs".into()],
+            ttl_ms: 60_000,
+            exclusive: true,
+            reason: "edit".into(),
+        },
+    }));
+    assert!(
+        matches!(reserved, Reply::Reserved(Ok((ref granted, ref conflicts))) if granted.len() == 1 && conflicts.is_empty()),
+        "{reserved:?}"
+    );
     live
+}
+
+/// Every record kind, named, so that a new kind cannot be left out of the replay tests.
+fn kind(record: &Record) -> &'static str {
+    match record {
+        Record::Agent(_) => "agent",
+        Record::Enqueued { .. } => "enqueued",
+        Record::Prepared { .. } => "prepared",
+        Record::Visible { .. } => "visible",
+        Record::Aborted { .. } => "aborted",
+        Record::Drained { .. } => "drained",
+        Record::Marked { .. } => "marked",
+        Record::Activity { .. } => "activity",
+        Record::Lease { .. } => "lease",
+        Record::Delivery { .. } => "delivery",
+        Record::Sent { .. } => "sent",
+        Record::LeaseIds { .. } => "lease ids",
+    }
+}
+
+/// The leases of every project, as text (a lease has no equality of its own).
+fn leases_dump(state: &mut ShardState) -> Vec<String> {
+    let mut all: Vec<String> = state
+        .take_projects()
+        .into_iter()
+        .map(|p| format!("{} next={} {:?}", p.project_id, p.next_id, p.leases))
+        .collect();
+    all.sort();
+    all
 }
 
 #[test]
@@ -744,6 +795,17 @@ fn replaying_the_log_gives_the_live_state() {
     let mut live = busy_state(limits);
     let records = records_of(&mut live);
     assert_eq!(live.log().end(), records.len() as u64);
+    let mut kinds: Vec<&str> = records.iter().map(kind).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    // Every kind a live change writes (the rest are a snapshot's: see the image test).
+    assert_eq!(
+        kinds,
+        [
+            "aborted", "activity", "agent", "drained", "enqueued", "lease", "marked", "prepared",
+            "visible"
+        ]
+    );
     let mut replayed = ShardState::new(0, 1, limits);
     for record in records {
         replayed.replay(record).expect("replays");
@@ -760,6 +822,8 @@ fn replaying_the_log_gives_the_live_state() {
     assert_eq!(replayed.live_bytes(), live.live_bytes());
     let pending = |s: &ShardState| s.pending().map(|p| p.envelope.id).collect::<Vec<_>>();
     assert_eq!(pending(&replayed), pending(&live));
+    assert_eq!(leases_dump(&mut replayed), leases_dump(&mut live));
+    assert_eq!(leases_dump(&mut live).len(), 0, "taken out above");
 }
 
 #[test]
@@ -771,8 +835,22 @@ fn an_image_replays_to_the_same_state() {
     let mut live = busy_state(limits);
     let image = live.image();
     let mut restored = ShardState::new(0, 1, limits);
-    image_records(&image, |record| restored.replay(record).expect("replays"));
+    let mut kinds = Vec::new();
+    image_records(&image, |record| {
+        kinds.push(kind(&record));
+        restored.replay(record).expect("replays")
+    });
+    kinds.sort_unstable();
+    kinds.dedup();
+    // A snapshot's own kinds, beside profiles, prepares and markers.
+    for snapshot_kind in ["delivery", "sent", "lease", "lease ids", "activity"] {
+        assert!(
+            kinds.contains(&snapshot_kind),
+            "{snapshot_kind} not in {kinds:?}"
+        );
+    }
     assert_eq!(dump(&restored), dump(&live));
+    assert_eq!(leases_dump(&mut restored), leases_dump(&mut live));
     // An image keeps only retained sent copies: the traffic counted may be less.
     let counts = |s: &ShardState| -> Vec<(String, usize, usize)> {
         directory_dump(s)
