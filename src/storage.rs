@@ -10,7 +10,9 @@ use crate::config::{Config, Durability};
 use crate::feed::{Feed, Producer};
 use crate::search::SearchDoc;
 use shards::log::journal::Journal;
-use shards::log::recovery::{self, Report, Watermarks};
+use shards::log::progress::Progress;
+use shards::log::recovery::{self, Report};
+use shards::log::watermarks::Watermarks;
 use shards::log::Emitted;
 use shards::{InboxLimits, ShardState};
 use std::fs::File;
@@ -167,7 +169,7 @@ pub fn recover(
     let index = index.unwrap_or_default();
     let git = git.unwrap_or_default();
     // A long recovery says how far it has got, once a second.
-    let mut log_progress = |p: &recovery::Progress| {
+    let mut log_progress = |p: &Progress| {
         tracing::info!(
             phase = ?p.phase,
             percent = p.percent(),

@@ -8,7 +8,8 @@
 //! - no acknowledged drain's messages are delivered again.
 
 use shards::log::record::{decode, Decoded, Record};
-use shards::log::recovery::{rebuild, ShardLog, Watermarks};
+use shards::log::recovery::{rebuild, ShardLog};
+use shards::log::watermarks::Watermarks;
 use shards::log::LogBuffer;
 use shards::{
     owner_of, Envelope, InboxLimits, RegisterMode, Registration, Reply, Request, ShardState,

@@ -35,7 +35,7 @@ pub struct ProfileEvent {
     pub origin: Option<(usize, u64)>,
 }
 
-pub use shards::log::recovery::Watermarks;
+pub use shards::log::watermarks::Watermarks;
 
 /// What a profile costs the git feed's byte budget besides its text.
 pub const PROFILE_FIXED_BYTES: usize = 128;

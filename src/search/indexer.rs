@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 /// How far into each shard's log the index has got: every message a shard emitted below its
 /// position is in the index. Kept as each commit's payload.
-pub use shards::log::recovery::Watermarks;
+pub use shards::log::watermarks::Watermarks;
 
 /// After a failed commit (disk full, say), wait this long beyond the commit interval.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);

@@ -1,13 +1,16 @@
 //! A shard's write-ahead log: what a record is ([`record`]), how files hold them
 //! ([`segment`]), the shard's in-memory buffer of records not yet written ([`LogBuffer`]), the
-//! flusher that writes them with group commit ([`journal`]) and the reading at start-up
-//! ([`recovery`]).
+//! flusher that writes them with group commit ([`journal`]), snapshots and deleting what
+//! they replace ([`compaction`]), and the reading at start-up ([`recovery`], reporting its
+//! [`progress`]; what the helper threads have seen is in [`watermarks`]).
 
 pub mod compaction;
 pub mod journal;
+pub mod progress;
 pub mod record;
 pub mod recovery;
 pub mod segment;
+pub mod watermarks;
 
 pub use record::Record;
 

@@ -11,8 +11,10 @@
 //! delivered if any log marks it visible or every owner's prepare record is present;
 //! otherwise it is dropped everywhere.
 
+use super::progress::{Phase, Progress, Ticker};
 use super::record::Record;
 use super::segment::{scan, Corrupt, FileKind, Header, HEADER_BYTES};
+use super::watermarks::Watermarks;
 use super::{Emitted, LogBuffer};
 use crate::envelope::SharedEnvelope;
 use crate::protocol::AgentProfile;
@@ -27,90 +29,6 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 const COMPLETE_MARKER: &str = "COMPLETE";
-/// Recovery reports its progress at least this often (and not more often), so a long start
-/// is never silent.
-pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
-/// Records replayed between two looks at the clock.
-const RECORDS_PER_CLOCK_CHECK: u64 = 4096;
-
-/// How far recovery has got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Progress {
-    pub phase: Phase,
-    /// Bytes of snapshots and segments read, of `bytes_total`.
-    pub bytes_read: u64,
-    pub bytes_total: u64,
-    /// Records replayed, of `records_total` (known once every file is read).
-    pub records: u64,
-    pub records_total: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Reading,
-    Replaying,
-}
-
-impl Progress {
-    /// Percent done of the current phase.
-    pub fn percent(&self) -> u64 {
-        let (done, total) = match self.phase {
-            Phase::Reading => (self.bytes_read, self.bytes_total),
-            Phase::Replaying => (self.records, self.records_total),
-        };
-        (done.saturating_mul(100))
-            .checked_div(total)
-            .unwrap_or(100)
-            .min(100)
-    }
-}
-
-/// Calls its reporter with the progress at most once per [`PROGRESS_INTERVAL`].
-pub struct Ticker<'a> {
-    progress: Progress,
-    last: Instant,
-    report: &'a mut dyn FnMut(&Progress),
-}
-
-impl<'a> Ticker<'a> {
-    pub fn new(report: &'a mut dyn FnMut(&Progress)) -> Self {
-        Ticker {
-            progress: Progress {
-                phase: Phase::Reading,
-                bytes_read: 0,
-                bytes_total: 0,
-                records: 0,
-                records_total: 0,
-            },
-            last: Instant::now(),
-            report,
-        }
-    }
-
-    fn tick(&mut self) {
-        if self.last.elapsed() >= PROGRESS_INTERVAL {
-            self.last = Instant::now();
-            (self.report)(&self.progress);
-        }
-    }
-
-    fn read(&mut self, bytes: u64) {
-        self.progress.bytes_read += bytes;
-        self.tick();
-    }
-
-    fn replayed(&mut self) {
-        self.progress.records += 1;
-        if self
-            .progress
-            .records
-            .is_multiple_of(RECORDS_PER_CLOCK_CHECK)
-        {
-            self.tick();
-        }
-    }
-}
-
 /// Why the logs could not be recovered. Start-up stops; nothing is dropped silently.
 #[derive(Debug)]
 pub enum RecoveryError {
@@ -144,75 +62,6 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RecoveryError + '_ {
     move |error| RecoveryError::Io {
         path: path.to_path_buf(),
         error,
-    }
-}
-
-/// How far the helper threads got, per shard, in one generation: records below these
-/// positions need not be handed to them again.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Watermarks {
-    /// The log generation the positions belong to (0: none).
-    pub generation: u64,
-    pub positions: Vec<u64>,
-}
-
-impl Watermarks {
-    pub fn new(generation: u64, shard_count: usize) -> Self {
-        Watermarks {
-            generation,
-            positions: vec![0; shard_count],
-        }
-    }
-
-    /// A record at `origin` (shard, position) has been handled: everything below the next
-    /// position is, as each shard hands records over in log order.
-    pub fn note(&mut self, origin: Option<(usize, u64)>) {
-        if let Some((shard, seq)) = origin {
-            if let Some(position) = self.positions.get_mut(shard) {
-                *position = (*position).max(seq + 1);
-            }
-        }
-    }
-
-    /// The text form kept with a search commit or in a git commit message.
-    pub fn to_text(&self) -> String {
-        let positions: Vec<String> = self.positions.iter().map(u64::to_string).collect();
-        format!(
-            "allman-log gen={} positions={}",
-            self.generation,
-            positions.join(",")
-        )
-    }
-
-    /// Reads [`Watermarks::to_text`]'s form back, wherever it starts in `text`.
-    pub fn from_text(text: &str) -> Option<Self> {
-        let start = text.find("allman-log gen=")?;
-        let rest = &text[start + "allman-log gen=".len()..];
-        let line = rest.lines().next()?;
-        let (generation, positions) = line.split_once(" positions=")?;
-        let positions = if positions.trim().is_empty() {
-            Vec::new()
-        } else {
-            positions
-                .trim()
-                .split(',')
-                .map(|p| p.parse().ok())
-                .collect::<Option<Vec<u64>>>()?
-        };
-        Some(Watermarks {
-            generation: generation.parse().ok()?,
-            positions,
-        })
-    }
-
-    /// The position below which shard `shard` of `generation` is done; 0 for another
-    /// generation (everything is handed over again).
-    pub fn of(&self, generation: u64, shard: usize) -> u64 {
-        if self.generation == generation {
-            self.positions.get(shard).copied().unwrap_or(0)
-        } else {
-            0
-        }
     }
 }
 
@@ -1109,42 +958,6 @@ mod tests {
             })
             .collect();
         assert_eq!(messages, vec![10]);
-    }
-
-    #[test]
-    fn progress_is_reported_once_an_interval_has_passed() {
-        let mut seen: Vec<Progress> = Vec::new();
-        let mut report = |p: &Progress| seen.push(*p);
-        let ticker = &mut Ticker::new(&mut report);
-        ticker.progress.bytes_total = 1000;
-        ticker.read(250);
-        for _ in 0..RECORDS_PER_CLOCK_CHECK {
-            ticker.replayed();
-        }
-        // Less than an interval since the start: nothing yet.
-        let long_ago = Instant::now().checked_sub(PROGRESS_INTERVAL * 2);
-        ticker.last = long_ago.expect("a clock past two seconds");
-        ticker.read(250);
-        ticker.progress.phase = Phase::Replaying;
-        ticker.progress.records_total = 4 * RECORDS_PER_CLOCK_CHECK;
-        ticker.last = long_ago.expect("a clock past two seconds");
-        for _ in 0..RECORDS_PER_CLOCK_CHECK {
-            ticker.replayed();
-        }
-        assert_eq!(seen.len(), 2, "{seen:?}");
-        assert_eq!(
-            (seen[0].phase, seen[0].bytes_read, seen[0].percent()),
-            (Phase::Reading, 500, 50)
-        );
-        assert_eq!((seen[1].phase, seen[1].percent()), (Phase::Replaying, 50));
-        let empty = Progress {
-            phase: Phase::Reading,
-            bytes_read: 0,
-            bytes_total: 0,
-            records: 0,
-            records_total: 0,
-        };
-        assert_eq!(empty.percent(), 100, "nothing to read is done");
     }
 
     #[test]
