@@ -35,24 +35,26 @@ pub fn is_null(raw: &RawValue) -> bool {
     raw.get() == "null"
 }
 
-/// Appends `text` as a JSON string literal (quoted and escaped).
-/// At most `max` bytes of `text`, cut at a character boundary (for echoing client text in an
-/// error, or quoting a subject in a notice).
-pub fn prefix_at_char(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
+/// At most `max` bytes of a text, cut at a character boundary (for echoing client text in an
+/// error, or quoting a subject in a notice). One definition, in the shards crate, for both.
+pub use shards::envelope::prefix_at_char;
+
+/// Appends `value` in decimal, without a heap allocation (JSON numbers, HTTP lengths).
+pub fn write_u64(out: &mut Vec<u8>, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
     }
-    &text[..end]
+    out.extend_from_slice(&digits[start..]);
 }
 
-/// A number, without a heap allocation.
-pub fn write_u64(out: &mut Vec<u8>, value: u64) {
-    use std::io::Write as _;
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{value}");
-}
-
+/// Appends `text` as a JSON string literal (quoted and escaped).
 pub fn write_str(out: &mut Vec<u8>, text: &str) {
     // Writing into a Vec cannot fail, and a &str always serialises.
     let _ = serde_json::to_writer(&mut *out, text);
@@ -110,6 +112,15 @@ pub fn write_uuid(out: &mut Vec<u8>, id: &Uuid) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_written_in_decimal() {
+        for value in [0u64, 7, 10, 1_048_576, u64::MAX] {
+            let mut out = Vec::new();
+            write_u64(&mut out, value);
+            assert_eq!(out, value.to_string().into_bytes());
+        }
+    }
 
     fn raw(text: &str) -> Box<RawValue> {
         RawValue::from_string(text.to_string()).expect("valid json")

@@ -187,13 +187,10 @@ impl Envelope {
             text.push_str(field);
         }
         for name in message.to.iter().chain(&message.cc) {
-            let mut end = name.len().min(MAX_NAME_BYTES);
-            while !name.is_char_boundary(end) {
-                end -= 1;
-            }
+            let name = prefix_at_char(name, MAX_NAME_BYTES);
             // A length of at most 127 is one ASCII character.
-            text.push(char::from(end as u8));
-            text.push_str(&name[..end]);
+            text.push(char::from(name.len() as u8));
+            text.push_str(name);
         }
         let payload = message.from.len() + message.subject.len() + message.body.len();
         Envelope {
@@ -328,6 +325,15 @@ impl Envelope {
 
 fn len32_count(count: usize) -> u32 {
     u32::try_from(count).unwrap_or(u32::MAX)
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary.
+pub fn prefix_at_char(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Writing responses into a connection's output buffer.
 
 use crate::clock::with_http_date;
+use crate::json::write_u64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -252,7 +253,7 @@ pub fn write_head(out: &mut Vec<u8>, head: &ResponseHead, body_len: usize, conne
     with_http_date(|date| out.extend_from_slice(date.as_bytes()));
     if !head.streamed {
         out.extend_from_slice(b"\r\nContent-Length: ");
-        push_decimal(out, body_len);
+        write_u64(out, body_len as u64);
     }
     out.extend_from_slice(b"\r\n");
     if let Some(content_type) = head.content_type {
@@ -275,7 +276,7 @@ pub fn write_head(out: &mut Vec<u8>, head: &ResponseHead, body_len: usize, conne
     if let Some(work_us) = head.work_us {
         // Milliseconds with three decimals, as Server-Timing's `dur` expects.
         out.extend_from_slice(b"Server-Timing: page;dur=");
-        push_decimal(out, (work_us / 1000) as usize);
+        write_u64(out, work_us / 1000);
         out.push(b'.');
         let fraction = (work_us % 1000) as usize;
         out.extend_from_slice(&[
@@ -297,21 +298,6 @@ pub fn write_head(out: &mut Vec<u8>, head: &ResponseHead, body_len: usize, conne
 pub fn write_continue(out: &mut Vec<u8>) {
     out.extend_from_slice(Status::Continue.status_line());
     out.extend_from_slice(b"\r\n");
-}
-
-/// Appends `value` in decimal.
-pub fn push_decimal(out: &mut Vec<u8>, mut value: usize) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[start..]);
 }
 
 #[cfg(test)]
@@ -389,15 +375,6 @@ mod tests {
                 | Status::ServiceUnavailable => true,
             };
             assert!(listed);
-        }
-    }
-
-    #[test]
-    fn decimal_formatting() {
-        for value in [0usize, 7, 10, 1_048_576, usize::MAX] {
-            let mut out = Vec::new();
-            push_decimal(&mut out, value);
-            assert_eq!(out, value.to_string().into_bytes());
         }
     }
 }

@@ -70,8 +70,7 @@ impl<'a> Html<'a> {
 
     /// A decimal number.
     pub fn num(&mut self, n: impl Into<u64>) -> &mut Self {
-        let n = usize::try_from(n.into()).unwrap_or(usize::MAX);
-        crate::http::response::push_decimal(self.out, n);
+        crate::json::write_u64(self.out, n.into());
         self
     }
 
