@@ -6,10 +6,9 @@
 //! below both the snapshot and what the search index and git trail have safely recorded.
 
 use super::journal::sync_directory;
-use super::record::{self, encode};
 use super::recovery::snapshot_name;
 use super::segment::Header;
-use crate::state::{image_records, StateImage};
+use crate::state::{ImageEncoder, StateImage};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -47,38 +46,15 @@ pub async fn write_snapshot(
     let header = Header::snapshot(shard, shard_count, image.position);
     let mut chunk = header.encode();
     let mut offset = 0u64;
-    // The same records as `image_records`, encoded straight from the image (nothing built
-    // per message), a chunk at a time.
-    for agent in &image.agents {
-        let name = &agent.profile.name;
-        record::encode_agent(&mut chunk, &agent.profile);
-        record::encode_activity(&mut chunk, name, agent.last_active_ms, agent.next_seq);
-        for (state, envelope) in &agent.deliveries {
-            record::encode_delivery(&mut chunk, name, state, envelope);
-            if chunk.len() >= SNAPSHOT_CHUNK_BYTES {
-                offset += write_chunk(&file, &mut chunk, offset).await?;
-            }
-        }
-        for envelope in &agent.sent {
-            record::encode_sent(&mut chunk, name, envelope);
-            if chunk.len() >= SNAPSHOT_CHUNK_BYTES {
-                offset += write_chunk(&file, &mut chunk, offset).await?;
-            }
-        }
-        if chunk.len() >= SNAPSHOT_CHUNK_BYTES {
+    let mut encoder = ImageEncoder::new(image);
+    loop {
+        let done = encoder.fill(&mut chunk, SNAPSHOT_CHUNK_BYTES);
+        if !chunk.is_empty() {
             offset += write_chunk(&file, &mut chunk, offset).await?;
         }
-    }
-    let rest = StateImage {
-        position: image.position,
-        agents: Vec::new(),
-        pending: image.pending.clone(),
-        recent_visible: image.recent_visible.clone(),
-        projects: image.projects.clone(),
-    };
-    image_records(&rest, |record| encode(&mut chunk, &record));
-    if !chunk.is_empty() {
-        write_chunk(&file, &mut chunk, offset).await?;
+        if done {
+            break;
+        }
     }
     file.fdatasync().await.map_err(io::Error::from)?;
     file.close().await.map_err(io::Error::from)?;

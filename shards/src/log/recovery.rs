@@ -19,7 +19,7 @@ use super::{Emitted, LogBuffer};
 use crate::envelope::SharedEnvelope;
 use crate::protocol::AgentProfile;
 use crate::routing::owner_of;
-use crate::state::{image_records, InboxLimits, ReplayError, ShardState, StateImage};
+use crate::state::{ImageEncoder, InboxLimits, ReplayError, ShardState, StateImage};
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::fs;
@@ -454,17 +454,16 @@ pub fn write_snapshot(
     let temporary = path.with_extension("snap.tmp");
     let mut file = io::BufWriter::new(fs::File::create(&temporary).map_err(io_error(&temporary))?);
     let mut buffer = header.encode();
-    let mut result = Ok(());
-    image_records(image, |record| {
-        super::record::encode(&mut buffer, &record);
-        if buffer.len() >= 1 << 20 && result.is_ok() {
-            result = file.write_all(&buffer);
-            buffer.clear();
+    let mut encoder = ImageEncoder::new(image);
+    loop {
+        let done = encoder.fill(&mut buffer, 1 << 20);
+        file.write_all(&buffer).map_err(io_error(&temporary))?;
+        buffer.clear();
+        if done {
+            break;
         }
-    });
-    result
-        .and_then(|()| file.write_all(&buffer))
-        .and_then(|()| file.flush())
+    }
+    file.flush()
         .and_then(|()| file.get_ref().sync_all())
         .map_err(io_error(&temporary))?;
     fs::rename(&temporary, &path).map_err(io_error(&path))?;

@@ -7,7 +7,7 @@ use super::send::PendingSend;
 use super::ShardState;
 use crate::envelope::SharedEnvelope;
 use crate::leases::{Lease, ProjectLeases};
-use crate::log::record::{DeliveryState, Record};
+use crate::log::record::{self, DeliveryState, Record};
 use crate::protocol::AgentProfile;
 use uuid::Uuid;
 
@@ -173,6 +173,78 @@ pub fn image_records(image: &StateImage, mut write: impl FnMut(Record)) {
                 lease: lease.clone(),
             });
         }
+    }
+}
+
+/// Encodes an image's records (the same as [`image_records`], in the same order) a piece at a
+/// time, straight from the image with nothing built per message: a snapshot writer writes
+/// each piece and may yield between them. Both snapshot writers (compaction's on a shard,
+/// start-up's blocking one) encode through it.
+pub struct ImageEncoder<'a> {
+    image: &'a StateImage,
+    /// The agent being encoded, and how far into its deliveries and sent messages.
+    agent: usize,
+    delivery: usize,
+    sent: usize,
+    profile_written: bool,
+    done: bool,
+}
+
+impl<'a> ImageEncoder<'a> {
+    pub fn new(image: &'a StateImage) -> Self {
+        ImageEncoder {
+            image,
+            agent: 0,
+            delivery: 0,
+            sent: 0,
+            profile_written: false,
+            done: false,
+        }
+    }
+
+    /// Appends records to `out` until it holds at least `piece_bytes` or the whole image is
+    /// encoded; returns whether it is.
+    pub fn fill(&mut self, out: &mut Vec<u8>, piece_bytes: usize) -> bool {
+        while let Some(agent) = self.image.agents.get(self.agent) {
+            let name = &agent.profile.name;
+            if !self.profile_written {
+                record::encode_agent(out, &agent.profile);
+                record::encode_activity(out, name, agent.last_active_ms, agent.next_seq);
+                self.profile_written = true;
+            }
+            while let Some((state, envelope)) = agent.deliveries.get(self.delivery) {
+                if out.len() >= piece_bytes {
+                    return false;
+                }
+                record::encode_delivery(out, name, state, envelope);
+                self.delivery += 1;
+            }
+            while let Some(envelope) = agent.sent.get(self.sent) {
+                if out.len() >= piece_bytes {
+                    return false;
+                }
+                record::encode_sent(out, name, envelope);
+                self.sent += 1;
+            }
+            (self.agent, self.delivery, self.sent) = (self.agent + 1, 0, 0);
+            self.profile_written = false;
+            if out.len() >= piece_bytes {
+                return false;
+            }
+        }
+        if !self.done {
+            // The rest is small: pending sends, markers, reservations.
+            let rest = StateImage {
+                position: self.image.position,
+                agents: Vec::new(),
+                pending: self.image.pending.clone(),
+                recent_visible: self.image.recent_visible.clone(),
+                projects: self.image.projects.clone(),
+            };
+            image_records(&rest, |record| record::encode(out, &record));
+            self.done = true;
+        }
+        true
     }
 }
 

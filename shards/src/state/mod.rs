@@ -32,7 +32,9 @@ mod send;
 mod tests;
 mod views;
 
-pub use images::{agent_records, image_records, AgentImage, ProjectImage, StateImage};
+pub use images::{
+    agent_records, image_records, AgentImage, ImageEncoder, ProjectImage, StateImage,
+};
 pub use replay::ReplayError;
 pub use send::PendingSend;
 

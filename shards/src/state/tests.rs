@@ -948,3 +948,30 @@ fn the_byte_cap_refuses_and_a_drain_pages_by_bytes() {
         Reply::Delivered(Ok(1))
     );
 }
+
+#[test]
+fn the_image_encoder_writes_the_image_records_in_pieces() {
+    let mut live = busy_state(LIMITS);
+    let image = live.image();
+    let mut whole = Vec::new();
+    image_records(&image, |record| crate::log::record::encode(&mut whole, &record));
+    for piece_bytes in [1, 200, usize::MAX] {
+        let mut encoder = ImageEncoder::new(&image);
+        let (mut all, mut pieces) = (Vec::new(), 0);
+        loop {
+            let mut piece = Vec::new();
+            let done = encoder.fill(&mut piece, piece_bytes);
+            all.extend_from_slice(&piece);
+            pieces += 1;
+            assert!(pieces <= 1_000, "the encoder never finishes");
+            if done {
+                break;
+            }
+        }
+        assert_eq!(all, whole, "pieces of {piece_bytes} bytes");
+        match piece_bytes {
+            usize::MAX => assert_eq!(pieces, 1),
+            _ => assert!(pieces > 4, "{pieces} pieces of {piece_bytes} bytes"),
+        }
+    }
+}
