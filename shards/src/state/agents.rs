@@ -316,28 +316,36 @@ impl ShardState {
 
     // The only places a delivery or a sent copy enters or leaves an agent's logs, live or
     // replayed: each keeps the shard's totals (queued, retained, the directory) in step, so
-    // the totals are written nowhere else.
+    // the totals are written nowhere else. Each finds the agent once (they are on the send
+    // and drain paths).
 
-    /// Appends `delivery` to `name`'s delivery log (not evicting: the caller decides when).
-    /// Returns its text bytes.
-    pub(super) fn push_delivery(&mut self, name: &str, delivery: Delivery) -> usize {
-        let Some(agent) = self.agents.get_mut(name) else {
-            return 0;
-        };
+    /// Appends `delivery` to `name`'s delivery log, then (with `evict`) evicts what retention
+    /// no longer keeps. Returns its text bytes; `None` when `name` is not here.
+    pub(super) fn push_delivery(
+        &mut self,
+        name: &str,
+        delivery: Delivery,
+        evict: bool,
+    ) -> Option<usize> {
+        let agent = self.agents.get_mut(name)?;
         let before = retained(agent);
         let queued = !delivery.drained;
         let bytes = agent.push(delivery);
+        if evict {
+            agent.evict(&self.limits);
+        }
         if queued {
             self.directory.queued(&agent.profile.project_id, 1, 0);
             self.queued_messages += 1;
             self.queued_bytes += bytes;
         }
-        self.account(before, name);
-        bytes
+        let after = retained(agent);
+        self.account(before, after);
+        Some(bytes)
     }
 
-    /// Appends `envelope` to `name`'s sent messages (not evicting).
-    pub(super) fn push_sent(&mut self, name: &str, envelope: SharedEnvelope) {
+    /// Appends `envelope` to `name`'s sent messages, then (with `evict`) evicts.
+    pub(super) fn push_sent(&mut self, name: &str, envelope: SharedEnvelope, evict: bool) {
         let Some(agent) = self.agents.get_mut(name) else {
             return;
         };
@@ -345,42 +353,51 @@ impl ShardState {
         agent.retained_bytes += envelope.payload_len();
         self.directory.sent(&agent.profile.project_id, &envelope);
         agent.sent.push_back(envelope);
-        self.account(before, name);
+        if evict {
+            agent.evict(&self.limits);
+        }
+        let after = retained(agent);
+        self.account(before, after);
     }
 
     /// Marks the oldest `count` undrained deliveries of `name` drained at `at_ms` (read then,
-    /// if unread; not evicting).
-    pub(super) fn drain_front(&mut self, name: &str, count: usize, at_ms: i64) {
+    /// if unread), appends their views to `page` if asked (before eviction, which may take
+    /// them), then evicts. Returns how many stay undrained.
+    pub(super) fn drain_front(
+        &mut self,
+        name: &str,
+        count: usize,
+        at_ms: i64,
+        page: Option<&mut Vec<DeliveryView>>,
+    ) -> usize {
         let Some(agent) = self.agents.get_mut(name) else {
-            return;
+            return 0;
         };
         assert!(
             count <= agent.undrained() && count <= self.queued_messages,
             "a drain of more than {name}'s inbox holds"
         );
+        let before = retained(agent);
+        let start = agent.drained;
         let (count, bytes) = agent.mark_drained(count, at_ms);
+        if let Some(page) = page {
+            page.extend((start..start + count).map(|i| agent.view(i)));
+        }
+        agent.evict(&self.limits);
         self.directory.queued(&agent.profile.project_id, 0, count);
         self.queued_messages -= count;
         self.queued_bytes -= bytes;
+        let left = agent.undrained();
+        let after = retained(agent);
+        self.account(before, after);
+        left
     }
 
-    /// Evicts the oldest of `name`'s history while retention is exceeded.
-    pub(super) fn evict(&mut self, name: &str) {
-        let limits = self.limits;
-        if let Some(agent) = self.agents.get_mut(name) {
-            let before = retained(agent);
-            agent.evict(&limits);
-            self.account(before, name);
-        }
-    }
-
-    /// Carries one agent's change of retained messages and bytes into the shard's totals.
-    fn account(&mut self, before: (usize, usize), name: &str) {
-        if let Some(agent) = self.agents.get(name) {
-            let after = retained(agent);
-            self.retained_messages = self.retained_messages + after.0 - before.0;
-            self.retained_bytes = self.retained_bytes + after.1 - before.1;
-        }
+    /// Carries one agent's change of retained messages and bytes (before and after) into the
+    /// shard's totals.
+    fn account(&mut self, before: (usize, usize), after: (usize, usize)) {
+        self.retained_messages = self.retained_messages + after.0 - before.0;
+        self.retained_bytes = self.retained_bytes + after.1 - before.1;
     }
 
     pub(super) fn list_agents(

@@ -54,16 +54,8 @@ impl ShardState {
         self.log.append(|out| {
             record::encode_drained(out, &actor.name, count32, &last_id, actor.now_ms)
         });
-        self.drain_front(&actor.name, count, actor.now_ms);
-        // The page is read before eviction, which may take what was just drained.
-        let (messages, left) = match self.agents.get(&actor.name) {
-            Some(agent) => (
-                (start..start + count).map(|i| agent.view(i)).collect(),
-                agent.undrained(),
-            ),
-            None => (Vec::new(), 0),
-        };
-        self.evict(&actor.name);
+        let mut messages = Vec::with_capacity(count);
+        let left = self.drain_front(&actor.name, count, actor.now_ms, Some(&mut messages));
         DrainedPage { messages, left }
     }
 

@@ -103,8 +103,7 @@ impl ShardState {
                     )));
                 }
                 let at = at_ms.unwrap_or(agent.deliveries[end - 1].envelope.timestamp_ms);
-                self.drain_front(&name, count, at);
-                self.evict(&name);
+                self.drain_front(&name, count, at, None);
                 Ok(())
             }
             Record::Marked {
@@ -162,7 +161,7 @@ impl ShardState {
                     acked_at: state.acked_at.unwrap_or(UNSET),
                     drained: state.drained,
                 };
-                self.push_delivery(&name, delivery);
+                self.push_delivery(&name, delivery, false);
                 Ok(())
             }
             Record::Lease { project, lease } => {
@@ -179,7 +178,7 @@ impl ShardState {
                         "sent copy of {name}, who is not registered"
                     )));
                 }
-                self.push_sent(&name, envelope);
+                self.push_sent(&name, envelope, false);
                 Ok(())
             }
         }

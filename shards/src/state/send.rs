@@ -150,18 +150,13 @@ impl ShardState {
     pub(super) fn make_visible(&mut self, local: &[Box<str>], envelope: &SharedEnvelope) {
         let position = self.log.end();
         for name in local {
-            if !self.agents.contains_key(name) {
-                continue;
-            }
             let delivery = Delivery {
                 envelope: SharedEnvelope::clone(envelope),
                 read_at: UNSET,
                 acked_at: UNSET,
                 drained: false,
             };
-            self.push_delivery(name, delivery);
-            self.evict(name);
-            if self.watched.contains(name) {
+            if self.push_delivery(name, delivery, true).is_some() && self.watched.contains(name) {
                 self.new_mail.push((position, name.clone()));
             }
         }
@@ -178,8 +173,7 @@ impl ShardState {
         };
         agent.last_active_ms = agent.last_active_ms.max(envelope.timestamp_ms);
         agent.logged_active_ms = agent.logged_active_ms.max(envelope.timestamp_ms);
-        self.push_sent(from, SharedEnvelope::clone(envelope));
-        self.evict(from);
+        self.push_sent(from, SharedEnvelope::clone(envelope), true);
     }
 
     pub(super) fn deliver(&mut self, envelope: SharedEnvelope) -> Result<usize, Undeliverable> {

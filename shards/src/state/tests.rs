@@ -954,7 +954,9 @@ fn the_image_encoder_writes_the_image_records_in_pieces() {
     let mut live = busy_state(LIMITS);
     let image = live.image();
     let mut whole = Vec::new();
-    image_records(&image, |record| crate::log::record::encode(&mut whole, &record));
+    image_records(&image, |record| {
+        crate::log::record::encode(&mut whole, &record)
+    });
     for piece_bytes in [1, 200, usize::MAX] {
         let mut encoder = ImageEncoder::new(&image);
         let (mut all, mut pieces) = (Vec::new(), 0);
