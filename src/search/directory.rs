@@ -6,7 +6,7 @@
 //! every few seconds (and at shutdown): files first, then the metadata, then the deletions
 //! that waited for it. So the index on disk is always one Tantivy can open, however the
 //! process ends, and the shards' logs hold whatever it has not persisted yet (see
-//! docs/ARCHITECTURE.md, "Search survives restarts").
+//! docs/DECISIONS.md, "Search survives restarts").
 //!
 //! Each commit writes a new segment of some ten small files, and merges soon delete them
 //! again. Creating a file costs far more than its bytes on some file systems: on the ext4

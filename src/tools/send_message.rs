@@ -8,7 +8,8 @@
 //! invisibly) and, once all have granted, every owner *commits* (makes it visible); a refusal
 //! aborts the others. The reply is sent only after every owner has made the message visible,
 //! so a `get_inbox` that follows it always sees it, and only once every owner's record is
-//! durable, so a crash cannot lose it for some recipients (see docs/ARCHITECTURE.md).
+//! durable, so a crash cannot lose it for some recipients (see docs/DECISIONS.md, "Multi-owner
+//! sends").
 
 use super::args::{
     object, optional_bool, optional_names, optional_parsed, optional_str, required_str,
