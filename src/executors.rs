@@ -511,7 +511,8 @@ impl Acceptor {
                 .fetch_add(1, Ordering::Relaxed);
             glommio::spawn_local(async move {
                 let mut stream = stream;
-                refuse_connection(&mut stream, "too many open connections; retry later\n").await;
+                let reason = "too many open connections; retry later\n";
+                refuse_connection(&mut stream, reason, &mut Turn::new()).await;
                 tracing::debug!("refused a connection over the limit");
             })
             .detach();

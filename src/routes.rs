@@ -1,7 +1,7 @@
 //! Routes: which path and method reach which handler. The [`Service`] each shard plugs into
 //! the HTTP layer.
 
-use crate::http::{Head, Method, Request, ResponseHead, Service, Status, StreamStep};
+use crate::http::{Head, Method, Request, ResponseHead, Service, Status, StreamStep, TakeTurns};
 use crate::mcp::events::EventStream;
 use crate::mcp::listen::Listeners;
 use crate::mcp::resources::{bound_agent, watch_from_newest, ResourceParams};
@@ -11,6 +11,7 @@ use crate::mcp::{self, Context, Outcome};
 use crate::metrics::Metrics;
 use crate::tools::Toolbox;
 use crate::ui::{self, Ui};
+use shards::Turn;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -172,6 +173,8 @@ const ALLOW_HEALTH: &[(&str, &str)] = &[("Allow", "GET, HEAD")];
 const ALLOW_MCP: &[(&str, &str)] = &[("Allow", "GET, POST, DELETE")];
 
 impl Service for Routes {
+    type Turn = Turn;
+
     fn admit(&self, head: &Head<'_>, body: &mut Vec<u8>) -> Option<ResponseHead> {
         let refusal = match (head.path, head.method) {
             ("/mcp", Method::Post) => transport::admit(&head.headers, &self.policy, body),
@@ -304,5 +307,16 @@ impl Routes {
                 ResponseHead::text(Status::NotFound)
             }
         }
+    }
+}
+
+/// Connections take turns the way every loop on a shard does.
+impl TakeTurns for Turn {
+    async fn done(&mut self) {
+        Turn::done(self).await;
+    }
+
+    async fn wait<F: std::future::Future>(&mut self, future: F) -> F::Output {
+        Turn::wait(self, future).await
     }
 }

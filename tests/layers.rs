@@ -70,12 +70,17 @@ fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 
 /// Every `crate::name` in `text` (code only: line comments are skipped).
 fn crate_paths(text: &str) -> Vec<(usize, String)> {
+    paths(text, "crate::")
+}
+
+/// Every `prefix` followed by a name in `text` (code only), e.g. `shards::` + `Turn`.
+fn paths(text: &str, prefix: &str) -> Vec<(usize, String)> {
     let mut found = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let code = line.split("//").next().unwrap_or_default();
         let mut rest = code;
-        while let Some(at) = rest.find("crate::") {
-            let after = &rest[at + "crate::".len()..];
+        while let Some(at) = rest.find(prefix) {
+            let after = &rest[at + prefix.len()..];
             let name: String = after
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
@@ -135,6 +140,30 @@ fn no_module_uses_a_layer_above_its_own() {
     // The scan must see the real dependencies, or it proves nothing.
     assert!(seen.contains_key("tools -> feed"), "{seen:?}");
     assert!(seen.contains_key("executors -> routes"), "{seen:?}");
+}
+
+/// HTTP turns bytes into requests and back and knows nothing of what it serves: not MCP
+/// (the layers above say so), and not the shards either; the server hands it a service and
+/// the way its connections take turns.
+#[test]
+fn http_uses_nothing_of_the_shards_crate() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut users = BTreeMap::new();
+    for file in &files {
+        let module = module_of(file.strip_prefix(&src).expect("under src"));
+        let text = std::fs::read_to_string(file).expect("read");
+        for (line, name) in paths(&text, "shards::") {
+            users
+                .entry(module.clone())
+                .or_insert_with(Vec::new)
+                .push(format!("{}:{line} {name}", file.display()));
+        }
+    }
+    assert!(!users.contains_key("http"), "{:?}", users.get("http"));
+    // The scan must see the real uses, or it proves nothing.
+    assert!(users.contains_key("tools"), "{users:?}");
 }
 
 #[test]

@@ -8,10 +8,9 @@
 
 use super::request::{decode_head, Limits, Method, Request};
 use super::response::{write_continue, write_head, write_response, Connection, ResponseHead};
-use super::{Service, Status, StreamStep};
+use super::{Service, Status, StreamStep, TakeTurns};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use shards::Turn;
 use std::cell::Cell;
 use std::io;
 use std::net::Shutdown;
@@ -232,7 +231,7 @@ pub async fn serve_connection<S: Service>(
             Next::Read { need } => need,
             Next::Close => return Ok(()),
             Next::CloseAfterRefusal => {
-                linger(stream).await;
+                linger(stream, &mut session.turn).await;
                 return Ok(());
             }
             Next::Stream(streamed) => return session.stream(stream, streamed).await,
@@ -242,7 +241,7 @@ pub async fn serve_connection<S: Service>(
             return session.refuse_over_budget(stream).await;
         }
         let Some(timeout) = session.read_timeout() else {
-            return request_timed_out(stream, &mut session.output).await;
+            return request_timed_out(stream, &mut session.output, &mut session.turn).await;
         };
         stream.set_read_timeout(Some(timeout))?;
         match session.turn.wait(stream.read(session.input.spare())).await {
@@ -253,7 +252,7 @@ pub async fn serve_connection<S: Service>(
                 session.turn.done().await;
             }
             Err(error) if error.kind() == io::ErrorKind::TimedOut && !session.input.is_empty() => {
-                return request_timed_out(stream, &mut session.output).await;
+                return request_timed_out(stream, &mut session.output, &mut session.turn).await;
             }
             Err(error) => return Err(error),
         }
@@ -261,7 +260,7 @@ pub async fn serve_connection<S: Service>(
 }
 
 /// One connection's state between reads. Buffers are reused across requests.
-struct Session<'a, S> {
+struct Session<'a, S: Service> {
     context: ConnectionContext<'a, S>,
     input: ReadBuffer<'a>,
     /// Responses not written yet (pipelined answers go out in one write).
@@ -274,7 +273,7 @@ struct Session<'a, S> {
     continue_sent: bool,
     /// When the first byte of the request being read arrived (the request timeout's clock).
     request_started: Option<Instant>,
-    turn: Turn,
+    turn: S::Turn,
 }
 
 impl<'a, S: Service> Session<'a, S> {
@@ -287,7 +286,7 @@ impl<'a, S: Service> Session<'a, S> {
             admitted_len: None,
             continue_sent: false,
             request_started: None,
-            turn: Turn::new(),
+            turn: S::Turn::default(),
         }
     }
 
@@ -415,17 +414,24 @@ impl<'a, S: Service> Session<'a, S> {
             "read budget spent; refusing a request"
         );
         let reason = b"the server is buffering too many request bodies; retry shortly\n";
-        answer_and_close(stream, &mut self.output, Status::ServiceUnavailable, reason).await;
+        answer_and_close(
+            stream,
+            &mut self.output,
+            Status::ServiceUnavailable,
+            reason,
+            &mut self.turn,
+        )
+        .await;
         Ok(())
     }
 }
 
 /// The buffers one answer is written with (borrowed apart from the request, which borrows
 /// the input).
-struct Answer<'s> {
+struct Answer<'s, T> {
     body: &'s mut Vec<u8>,
     output: &'s mut Vec<u8>,
-    turn: &'s mut Turn,
+    turn: &'s mut T,
 }
 
 /// How a request was answered.
@@ -437,7 +443,7 @@ enum Sent<T> {
     Stream(T),
 }
 
-impl Answer<'_> {
+impl<T: TakeTurns> Answer<'_, T> {
     /// Handles `request` and queues (or, when large, writes) its response.
     async fn send<'s, S: Service>(
         self,
@@ -519,7 +525,7 @@ impl<S: Service> Streamed<'_, S> {
         mut self,
         stream: &mut TcpStream,
         body: &mut Vec<u8>,
-        turn: &mut Turn,
+        turn: &mut S::Turn,
     ) -> io::Result<()> {
         // A stream may be quiet for long; only a hang-up (or the end) closes it.
         stream.set_read_timeout(None)?;
@@ -544,7 +550,7 @@ impl<S: Service> Streamed<'_, S> {
             if step == StreamStep::End {
                 // Closed the careful way, so that bytes the client sent after its request do
                 // not turn the close into a reset that destroys the last event in flight.
-                linger(stream).await;
+                linger(stream, turn).await;
                 return Ok(());
             }
         }
@@ -555,7 +561,11 @@ impl<S: Service> Streamed<'_, S> {
 /// Whatever it sends meanwhile is read and thrown away, so that a stray CRLF or a pipelined
 /// request cannot hide a later hang-up; a client pouring bytes in takes turns with the rest
 /// of the shard. While the server is `stopping` its own shutdown of reads is no hang-up.
-async fn hung_up_discarding(stream: &mut TcpStream, stopping: impl Fn() -> bool, turn: &mut Turn) {
+async fn hung_up_discarding(
+    stream: &mut TcpStream,
+    stopping: impl Fn() -> bool,
+    turn: &mut impl TakeTurns,
+) {
     let mut scratch = [0u8; 1024];
     loop {
         match stream.read(&mut scratch).await {
@@ -608,22 +618,27 @@ async fn hung_up(stream: &TcpStream, stopping: impl Fn() -> bool) {
 
 /// Answers a connection the server will not serve (over the connection limit) with a 503,
 /// then closes it the same careful way as any refusal.
-pub async fn refuse_connection(stream: &mut TcpStream, reason: &str) {
+pub async fn refuse_connection(stream: &mut TcpStream, reason: &str, turn: &mut impl TakeTurns) {
     let mut out = Vec::with_capacity(256);
     answer_and_close(
         stream,
         &mut out,
         Status::ServiceUnavailable,
         reason.as_bytes(),
+        turn,
     )
     .await;
 }
 
 /// The client took longer than the request timeout to send one request: 408, then close.
-async fn request_timed_out(stream: &mut TcpStream, output: &mut Vec<u8>) -> io::Result<()> {
+async fn request_timed_out(
+    stream: &mut TcpStream,
+    output: &mut Vec<u8>,
+    turn: &mut impl TakeTurns,
+) -> io::Result<()> {
     tracing::debug!("request timed out");
     let reason = b"request not completed in time\n";
-    answer_and_close(stream, output, Status::RequestTimeout, reason).await;
+    answer_and_close(stream, output, Status::RequestTimeout, reason, turn).await;
     Ok(())
 }
 
@@ -634,16 +649,17 @@ async fn answer_and_close(
     output: &mut Vec<u8>,
     status: Status,
     body: &[u8],
+    turn: &mut impl TakeTurns,
 ) {
     let head = ResponseHead::text(status);
     write_response(output, &head, body, Connection::Close, false);
     if stream.write_all(output).await.is_ok() {
-        linger(stream).await;
+        linger(stream, turn).await;
     }
 }
 
 /// Half-closes and drains what the client is still sending, bounded in bytes and time.
-async fn linger(stream: &mut TcpStream) {
+async fn linger(stream: &mut TcpStream, turn: &mut impl TakeTurns) {
     if stream.shutdown(Shutdown::Write).await.is_err() {
         return;
     }
@@ -651,7 +667,6 @@ async fn linger(stream: &mut TcpStream) {
     let deadline = std::time::Instant::now() + Duration::from_millis(LINGER_MS);
     let mut scratch = [0u8; 4096];
     let mut discarded = 0;
-    let mut turn = Turn::new();
     while discarded < LINGER_BYTES {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {

@@ -16,9 +16,23 @@ pub enum StreamStep {
     End,
 }
 
+/// How a connection takes turns with the rest of its executor. Socket reads and writes on
+/// glommio complete without ever returning `Pending` while data or buffer space is there, so
+/// a busy connection must step aside by itself; the server supplies the policy.
+#[allow(async_fn_in_trait)]
+pub trait TakeTurns: Default {
+    /// Ends a step: steps aside if this turn has run long.
+    async fn done(&mut self);
+    /// Awaits `future`; if it really waited, others ran meanwhile and a new turn starts.
+    async fn wait<F: std::future::Future>(&mut self, future: F) -> F::Output;
+}
+
 /// What the server runs for each decoded request.
 #[allow(async_fn_in_trait)]
 pub trait Service {
+    /// How this service's connections take turns with the rest of the executor.
+    type Turn: TakeTurns;
+
     /// Decides from the head alone, as soon as the header section is complete and before any
     /// of the body is buffered, whether the request is refused. `Some` is the refusal: its body
     /// goes into `body` (which arrives empty), it is sent, and the connection is closed without
