@@ -241,8 +241,69 @@ async fn answer(
     let Request {
         id, method, params, ..
     } = request;
-    let (tools, headers) = (context.tools, context.headers);
+    let tools = context.tools;
     let raw_params = params;
+    let params = checked_params(method, params, context.headers)?;
+    match method {
+        "server/discover" => {
+            open_result(out, id);
+            out.extend_from_slice(discover_result().as_bytes());
+            close_result(out);
+        }
+        "tools/list" => {
+            open_result(out, id);
+            out.extend_from_slice(tools_list_result().as_bytes());
+            close_result(out);
+        }
+        "tools/call" => {
+            let name = params
+                .name
+                .and_then(as_str)
+                .ok_or_else(|| invalid_params("tools/call needs a tool name (params.name)"))?;
+            let limit = ResponseLimit {
+                end: out.len() + MAX_RESPONSE_BYTES,
+                at_least_one: true,
+            };
+            let tail = RESULT_TAIL.as_bytes();
+            call_tool(id, &name, params.arguments, tools, out, limit, tail).await;
+        }
+        // allman has no prompts: the list is honestly empty.
+        "prompts/list" => write_empty_list(out, id, "prompts"),
+        "prompts/get" => {
+            // SEP-2164: an unknown prompt or resource is an invalid parameter.
+            let name = params.name.and_then(as_str).unwrap_or_default();
+            return Err(invalid_params(format!("unknown prompt: {name}")));
+        }
+        "resources/list" | "resources/templates/list" | "resources/read" => {
+            answer_resources(method, id, raw_params, context, out).await?;
+        }
+        "subscriptions/listen" => {
+            let listen = Listen {
+                id,
+                filter: params.notifications,
+                request_len: request.len,
+            };
+            return open_listen(listen, context, stream, out).await;
+        }
+        // `initialize`, `ping`, `logging/setLevel`, `resources/subscribe` and
+        // `resources/unsubscribe` are gone from this revision, like any unknown method.
+        other => {
+            return Err(Refusal {
+                error: method_not_found(other),
+                outcome: Outcome::NotFound,
+            })
+        }
+    }
+    Ok(Outcome::Reply)
+}
+
+/// A request's params once its `_meta` names this revision and the `MCP-Protocol-Version`,
+/// `Mcp-Method` and `Mcp-Name` headers agree with the body.
+fn checked_params<'a>(
+    method: &str,
+    params: Option<&'a RawValue>,
+    headers: &Headers<'_>,
+) -> Result<Params<'a>, Refusal> {
     let missing_meta = || {
         Refusal::bad_request(
             INVALID_PARAMS,
@@ -308,92 +369,53 @@ async fn answer(
             ));
         }
     }
-    // SEP-2164: an unknown prompt or resource is an invalid parameter.
-    let not_found =
-        |what: &str, name: Cow<'_, str>| invalid_params(format!("unknown {what}: {name}"));
-    match method {
-        "server/discover" => {
-            open_result(out, id);
-            out.extend_from_slice(discover_result().as_bytes());
-            close_result(out);
-        }
-        "tools/list" => {
-            open_result(out, id);
-            out.extend_from_slice(tools_list_result().as_bytes());
-            close_result(out);
-        }
-        "tools/call" => {
-            let name = params
-                .name
-                .and_then(as_str)
-                .ok_or_else(|| invalid_params("tools/call needs a tool name (params.name)"))?;
-            let limit = ResponseLimit {
-                end: out.len() + MAX_RESPONSE_BYTES,
-                at_least_one: true,
-            };
-            let tail = RESULT_TAIL.as_bytes();
-            call_tool(id, &name, params.arguments, tools, out, limit, tail).await;
-        }
-        // allman has no prompts: the list is honestly empty.
-        "prompts/list" => write_empty_list(out, id, "prompts"),
-        "prompts/get" => {
-            let name = params.name.and_then(as_str).unwrap_or_default();
-            return Err(not_found("prompt", name));
-        }
-        "resources/list" | "resources/templates/list" | "resources/read" => {
-            let params = ResourceParams::parse(raw_params);
-            let start = out.len();
-            open_result(out, id);
-            let written = match method {
-                "resources/read" => match params.inbox() {
-                    Ok(agent) => {
-                        let token = tools.token_hash(params.token(headers).as_deref());
-                        resources::write_read(tools, &agent, token, out).await
-                    }
-                    Err(error) => Err(error),
-                },
-                "resources/list" => params.check_no_cursor().map(|()| {
-                    let bound = resources::bound_agent(headers);
-                    resources::write_list(out, bound.as_slice());
-                }),
-                _ => params
-                    .check_no_cursor()
-                    .map(|()| resources::write_templates(out)),
-            };
-            if let Err(error) = written {
-                out.truncate(start);
-                return Err(Refusal {
-                    error,
-                    outcome: Outcome::Reply,
-                });
+    Ok(params)
+}
+
+/// `resources/read`, `resources/list` and `resources/templates/list`.
+async fn answer_resources(
+    method: &str,
+    id: &RawValue,
+    raw_params: Option<&RawValue>,
+    context: &Context<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), Refusal> {
+    let (tools, headers) = (context.tools, context.headers);
+    let params = ResourceParams::parse(raw_params);
+    let start = out.len();
+    open_result(out, id);
+    let written = match method {
+        "resources/read" => match params.inbox() {
+            Ok(agent) => {
+                let token = tools.token_hash(params.token(headers).as_deref());
+                resources::write_read(tools, &agent, token, out).await
             }
-            // A summary changes with every message: never cached. The lists are fixed.
-            if method == "resources/read" {
-                out.extend_from_slice(RESULT_TAIL.as_bytes());
-            } else {
-                out.extend_from_slice(list_tail().as_bytes());
-            }
-            out.push(b'}');
-            close_result(out);
-        }
-        "subscriptions/listen" => {
-            let listen = Listen {
-                id,
-                filter: params.notifications,
-                request_len: request.len,
-            };
-            return open_listen(listen, context, stream, out).await;
-        }
-        // `initialize`, `ping`, `logging/setLevel`, `resources/subscribe` and
-        // `resources/unsubscribe` are gone from this revision, like any unknown method.
-        other => {
-            return Err(Refusal {
-                error: method_not_found(other),
-                outcome: Outcome::NotFound,
-            })
-        }
+            Err(error) => Err(error),
+        },
+        "resources/list" => params.check_no_cursor().map(|()| {
+            let bound = resources::bound_agent(headers);
+            resources::write_list(out, bound.as_slice());
+        }),
+        _ => params
+            .check_no_cursor()
+            .map(|()| resources::write_templates(out)),
+    };
+    if let Err(error) = written {
+        out.truncate(start);
+        return Err(Refusal {
+            error,
+            outcome: Outcome::Reply,
+        });
     }
-    Ok(Outcome::Reply)
+    // A summary changes with every message: never cached. The lists are fixed.
+    if method == "resources/read" {
+        out.extend_from_slice(RESULT_TAIL.as_bytes());
+    } else {
+        out.extend_from_slice(list_tail().as_bytes());
+    }
+    out.push(b'}');
+    close_result(out);
+    Ok(())
 }
 
 /// `[...]`: every version allman speaks, as a JSON array.
