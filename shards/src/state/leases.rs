@@ -26,102 +26,12 @@ impl ShardState {
         // Only a reservation creates a project's entry: reads of unknown projects (anyone
         // may list any project key) must not grow the state.
         if !matches!(op, LeaseOp::Reserve { .. }) && !self.projects.contains_key(&project_id) {
-            return match op {
-                LeaseOp::Check { paths } => Reply::Checked(
-                    paths
-                        .into_iter()
-                        .map(|path| crate::leases::PathConflicts {
-                            path,
-                            holders: Vec::new(),
-                            more_holders: 0,
-                            own: Vec::new(),
-                        })
-                        .collect(),
-                ),
-                LeaseOp::Release { paths, ids } | LeaseOp::Renew { paths, ids, .. }
-                    if paths.is_some() || ids.is_some() =>
-                {
-                    Reply::Leases(Err(LeaseError::NotFound {
-                        what: "no active reservation in this project".into(),
-                    }))
-                }
-                _ => Reply::Leases(Ok(Vec::new())),
-            };
+            return reply_without_project(op);
         }
-        let project = self.project(project_id);
-        let changed: Result<Vec<Lease>, LeaseError>;
-        let reply = match op {
-            LeaseOp::Reserve {
-                paths,
-                ttl_ms,
-                exclusive,
-                reason,
-            } => {
-                let parsed: Vec<(Box<str>, glob::Pattern)> = paths
-                    .into_iter()
-                    .filter_map(|p| glob::parse(&p).ok().map(|pattern| (p, pattern)))
-                    .collect();
-                let expires = now_ms.saturating_add(ttl_ms);
-                let outcome = project.reserve(&agent, &parsed, exclusive, &reason, now_ms, expires);
-                changed = outcome
-                    .as_ref()
-                    .map(|(granted, _)| granted.clone())
-                    .map_err(Clone::clone);
-                Reply::Reserved(outcome)
-            }
-            LeaseOp::Release { paths, ids } => {
-                let outcome = project.release(&agent, paths.as_deref(), ids.as_deref(), now_ms);
-                changed = outcome.clone();
-                Reply::Leases(outcome)
-            }
-            LeaseOp::Renew {
-                paths,
-                ids,
-                extend_ms,
-            } => {
-                let outcome =
-                    project.renew(&agent, paths.as_deref(), ids.as_deref(), extend_ms, now_ms);
-                changed = outcome.clone();
-                Reply::Leases(outcome)
-            }
-            LeaseOp::Check { paths } => {
-                project.reap(now_ms);
-                let checks = paths
-                    .iter()
-                    .filter_map(|p| glob::parse(p).ok().map(|pattern| (p, pattern)))
-                    .map(|(p, pattern)| project.conflicts(&agent, p, &pattern, true))
-                    .collect();
-                return Reply::Checked(checks);
-            }
-            LeaseOp::List {
-                only_agent,
-                include_inactive,
-                limit,
-            } => {
-                let who = only_agent.then_some(&*agent);
-                return Reply::Leases(Ok(project.list(who, include_inactive, limit, now_ms)));
-            }
-            LeaseOp::Holder { id } => {
-                return Reply::Leases(Ok(project.active_lease(id, now_ms).into_iter().collect()))
-            }
-            LeaseOp::ForceRelease {
-                id,
-                holder,
-                expires_ms,
-            } => {
-                let released: Vec<Lease> = project
-                    .force_release(id, &holder, expires_ms, now_ms)
-                    .into_iter()
-                    .collect();
-                changed = Ok(released.clone());
-                Reply::Leases(Ok(released))
-            }
-        };
-        if let Ok(leases) = changed {
-            for lease in &leases {
-                self.log
-                    .append(|out| record::encode_lease(out, &project_id, lease));
-            }
+        let (reply, changed) = run_lease_op(self.project(project_id), &agent, op, now_ms);
+        for lease in &changed {
+            self.log
+                .append(|out| record::encode_lease(out, &project_id, lease));
         }
         reply
     }
@@ -167,6 +77,107 @@ impl ShardState {
         project.set_next_id(image.next_id);
         for lease in image.leases {
             project.upsert(lease);
+        }
+    }
+}
+
+/// What a lease request on a project nobody has reserved in answers: nothing is held there.
+fn reply_without_project(op: LeaseOp) -> Reply {
+    match op {
+        LeaseOp::Check { paths } => Reply::Checked(
+            paths
+                .into_iter()
+                .map(|path| crate::leases::PathConflicts {
+                    path,
+                    holders: Vec::new(),
+                    more_holders: 0,
+                    own: Vec::new(),
+                })
+                .collect(),
+        ),
+        LeaseOp::Release { paths, ids } | LeaseOp::Renew { paths, ids, .. }
+            if paths.is_some() || ids.is_some() =>
+        {
+            Reply::Leases(Err(LeaseError::NotFound {
+                what: "no active reservation in this project".into(),
+            }))
+        }
+        _ => Reply::Leases(Ok(Vec::new())),
+    }
+}
+
+/// Runs `op` for `agent` on `project`: the reply, and the leases it changed (each is logged
+/// as its whole state).
+fn run_lease_op(
+    project: &mut ProjectLeases,
+    agent: &str,
+    op: LeaseOp,
+    now_ms: i64,
+) -> (Reply, Vec<Lease>) {
+    let changed = |outcome: &Result<Vec<Lease>, LeaseError>| outcome.clone().unwrap_or_default();
+    match op {
+        LeaseOp::Reserve {
+            paths,
+            ttl_ms,
+            exclusive,
+            reason,
+        } => {
+            let parsed: Vec<(Box<str>, glob::Pattern)> = paths
+                .into_iter()
+                .filter_map(|p| glob::parse(&p).ok().map(|pattern| (p, pattern)))
+                .collect();
+            let expires = now_ms.saturating_add(ttl_ms);
+            let outcome = project.reserve(agent, &parsed, exclusive, &reason, now_ms, expires);
+            let granted = outcome
+                .as_ref()
+                .map(|(granted, _)| granted.clone())
+                .unwrap_or_default();
+            (Reply::Reserved(outcome), granted)
+        }
+        LeaseOp::Release { paths, ids } => {
+            let outcome = project.release(agent, paths.as_deref(), ids.as_deref(), now_ms);
+            (Reply::Leases(outcome.clone()), changed(&outcome))
+        }
+        LeaseOp::Renew {
+            paths,
+            ids,
+            extend_ms,
+        } => {
+            let outcome = project.renew(agent, paths.as_deref(), ids.as_deref(), extend_ms, now_ms);
+            (Reply::Leases(outcome.clone()), changed(&outcome))
+        }
+        LeaseOp::Check { paths } => {
+            project.reap(now_ms);
+            let checks = paths
+                .iter()
+                .filter_map(|p| glob::parse(p).ok().map(|pattern| (p, pattern)))
+                .map(|(p, pattern)| project.conflicts(agent, p, &pattern, true))
+                .collect();
+            (Reply::Checked(checks), Vec::new())
+        }
+        LeaseOp::List {
+            only_agent,
+            include_inactive,
+            limit,
+        } => {
+            let who = only_agent.then_some(agent);
+            let listed = project.list(who, include_inactive, limit, now_ms);
+            (Reply::Leases(Ok(listed)), Vec::new())
+        }
+        LeaseOp::Holder { id } => {
+            let held = project.active_lease(id, now_ms).into_iter().collect();
+            (Reply::Leases(Ok(held)), Vec::new())
+        }
+        LeaseOp::ForceRelease {
+            id,
+            holder,
+            expires_ms,
+        } => {
+            let released: Vec<Lease> = project
+                .force_release(id, &holder, expires_ms, now_ms)
+                .into_iter()
+                .collect();
+            (Reply::Leases(Ok(released.clone())), released)
         }
     }
 }
