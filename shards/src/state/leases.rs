@@ -130,8 +130,7 @@ fn run_lease_op(
             let outcome = project.reserve(agent, &parsed, exclusive, &reason, now_ms, expires);
             let granted = outcome
                 .as_ref()
-                .map(|(granted, _)| granted.clone())
-                .unwrap_or_default();
+                .map_or_else(|_| Vec::new(), |(g, _)| g.clone());
             (Reply::Reserved(outcome), granted)
         }
         LeaseOp::Release { paths, ids } => {
@@ -146,15 +145,7 @@ fn run_lease_op(
             let outcome = project.renew(agent, paths.as_deref(), ids.as_deref(), extend_ms, now_ms);
             (Reply::Leases(outcome.clone()), changed(&outcome))
         }
-        LeaseOp::Check { paths } => {
-            project.reap(now_ms);
-            let checks = paths
-                .iter()
-                .filter_map(|p| glob::parse(p).ok().map(|pattern| (p, pattern)))
-                .map(|(p, pattern)| project.conflicts(agent, p, &pattern, true))
-                .collect();
-            (Reply::Checked(checks), Vec::new())
-        }
+        LeaseOp::Check { paths } => (check_paths(project, agent, &paths, now_ms), Vec::new()),
         LeaseOp::List {
             only_agent,
             include_inactive,
@@ -180,4 +171,15 @@ fn run_lease_op(
             (Reply::Leases(Ok(released.clone())), released)
         }
     }
+}
+
+/// Who holds what overlaps each of `paths` (expired leases reaped first).
+fn check_paths(project: &mut ProjectLeases, agent: &str, paths: &[Box<str>], now_ms: i64) -> Reply {
+    project.reap(now_ms);
+    let checks = paths
+        .iter()
+        .filter_map(|p| glob::parse(p).ok().map(|pattern| (p, pattern)))
+        .map(|(p, pattern)| project.conflicts(agent, p, &pattern, true))
+        .collect();
+    Reply::Checked(checks)
 }
