@@ -22,9 +22,10 @@ struct Acked {
     /// (agent, subject) drained before the crash, from answered drains.
     drained: Vec<(String, String)>,
     registered: BTreeSet<String>,
-    /// Agents with a drain in flight when the server died: its messages may be gone
-    /// without anyone having seen them.
-    drain_in_flight: BTreeSet<String>,
+    /// Drains in flight per agent when the server died: their messages may be gone without
+    /// anyone having seen them. Counted, not a set: two threads may drain one agent at
+    /// once, and the first to finish must not forget the other.
+    drain_in_flight: BTreeMap<String, usize>,
 }
 
 struct Rng(u64);
@@ -73,14 +74,20 @@ fn load(
                 }
                 _ => {
                     let agent = AGENTS[rng.below(AGENTS.len())];
-                    acked
+                    *acked
                         .lock()
                         .unwrap()
                         .drain_in_flight
-                        .insert(agent.to_string());
+                        .entry(agent.to_string())
+                        .or_default() += 1;
                     let messages = client.inbox(agent);
                     let mut acked = acked.lock().unwrap();
-                    acked.drain_in_flight.remove(agent);
+                    if let Some(count) = acked.drain_in_flight.get_mut(agent) {
+                        *count -= 1;
+                        if *count == 0 {
+                            acked.drain_in_flight.remove(agent);
+                        }
+                    }
                     for message in messages {
                         let subject = message["subject"].as_str().unwrap_or_default();
                         acked.drained.push((agent.to_string(), subject.to_string()));
@@ -149,7 +156,7 @@ fn crash_once(mode: &str, run_for: Duration) -> (usize, usize, usize) {
     for (subject, recipients) in &acked.sends {
         for recipient in recipients {
             let key = (recipient.clone(), subject.clone());
-            if !seen.contains_key(&key) && !acked.drain_in_flight.contains(recipient) {
+            if !seen.contains_key(&key) && !acked.drain_in_flight.contains_key(recipient) {
                 lost += 1;
             }
         }
