@@ -241,7 +241,7 @@ fn start_helpers(
     Ok((search, audit, helpers))
 }
 
-fn log_recovery(report: &shards::log::recovery::Report) {
+fn log_recovery(report: &shards::recovery::Report) {
     for (path, bytes) in &report.torn {
         tracing::warn!(
             file = %path.display(),

@@ -11,9 +11,9 @@ use crate::feed::{Feed, Producer};
 use crate::search::SearchDoc;
 use shards::log::journal::Journal;
 use shards::log::progress::Progress;
-use shards::log::recovery::{self, Report};
 use shards::log::watermarks::Watermarks;
-use shards::log::Emitted;
+use shards::recovery::{self, Report};
+use shards::state::outbox::Emitted;
 use shards::{InboxLimits, ShardState};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -219,7 +219,9 @@ pub fn recover(
         .zip(emitted_ends)
         .enumerate()
         .map(|(shard, ((mut state, base), (message_end, profile_end)))| {
-            state.log_mut().set_emitted_ends(message_end, profile_end);
+            state
+                .outbox_mut()
+                .set_emitted_ends(message_end, profile_end);
             let dir = recovered.generation.shard_dir(shard);
             let bytes_before = segment_bytes(&dir);
             Some(StartKit {

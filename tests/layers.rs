@@ -1,6 +1,6 @@
-//! Data flows one way: a module of `src/` may use only modules of a lower layer (or its own).
-//! This reads every `crate::<module>` path in `src/` and fails on one that points up or
-//! sideways, so the layering the docs describe cannot drift.
+//! Data flows one way: a module of `src/` (and of `shards/src/`) may use only modules of a
+//! lower layer (or its own). This reads every `crate::<module>` path in both crates and fails
+//! on one that points up or sideways, so the layering the docs describe cannot drift.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -40,8 +40,29 @@ const LAYERS: &[(&str, u8)] = &[
     ("fuzzing", 8),
 ];
 
-fn layer_of(module: &str) -> Option<u8> {
-    LAYERS
+/// The same for the shards crate, `shards/src/`.
+const SHARDS_LAYERS: &[(&str, u8)] = &[
+    // Leaves. The log keeps bytes it does not interpret: nothing of the state or protocol.
+    ("routing", 0),
+    ("envelope", 0),
+    ("glob", 0),
+    ("cooperate", 0),
+    ("log", 0),
+    // One project's reservations; an agent directory; the long polls parked on a shard.
+    ("leases", 1),
+    ("directory", 1),
+    ("waiters", 1),
+    // Requests and replies.
+    ("protocol", 2),
+    // What a shard owns, and what its records mean.
+    ("state", 3),
+    // Start-up (the log's records replayed into states) and the running shard.
+    ("recovery", 4),
+    ("runtime", 5),
+];
+
+fn layer_in(layers: &[(&str, u8)], module: &str) -> Option<u8> {
+    layers
         .iter()
         .find(|(name, _)| *name == module)
         .map(|(_, layer)| *layer)
@@ -92,46 +113,46 @@ fn paths(text: &str, prefix: &str) -> Vec<(usize, String)> {
     found
 }
 
-#[test]
-fn no_module_uses_a_layer_above_its_own() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+/// Every `crate::` path of the crate under `src` that points to a module of its own layer or
+/// above; and every `module -> used` pair seen, so a caller can check the scan saw real uses.
+fn layer_violations(src: &Path, layers: &[(&str, u8)]) -> (Vec<String>, BTreeMap<String, usize>) {
     let mut files = Vec::new();
-    rust_files(&src, &mut files);
+    rust_files(src, &mut files);
     let mut violations = Vec::new();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for file in &files {
-        let relative = file.strip_prefix(&src).expect("under src");
+        let relative = file.strip_prefix(src).expect("under src");
         let module = module_of(relative);
         if module == "main" || module == "lib" {
             continue; // start-up and the crate root may use everything
         }
-        let own = layer_of(&module).unwrap_or_else(|| {
-            panic!(
-                "{module} (src/{}) has no layer in LAYERS",
-                relative.display()
-            )
-        });
+        let shown = format!("{}/{}", src.display(), relative.display());
+        let own =
+            layer_in(layers, &module).unwrap_or_else(|| panic!("{module} ({shown}) has no layer"));
         let text = std::fs::read_to_string(file).expect("read");
         for (line, used) in crate_paths(&text) {
             *seen.entry(format!("{module} -> {used}")).or_default() += 1;
             if used == module {
                 continue;
             }
-            let Some(theirs) = layer_of(&used) else {
-                violations.push(format!(
-                    "src/{}:{line}: unknown module {used}",
-                    relative.display()
-                ));
+            let Some(theirs) = layer_in(layers, &used) else {
+                violations.push(format!("{shown}:{line}: unknown module {used}"));
                 continue;
             };
             if theirs >= own {
                 violations.push(format!(
-                    "src/{}:{line}: {module} (layer {own}) uses {used} (layer {theirs})",
-                    relative.display()
+                    "{shown}:{line}: {module} (layer {own}) uses {used} (layer {theirs})"
                 ));
             }
         }
     }
+    (violations, seen)
+}
+
+#[test]
+fn no_module_uses_a_layer_above_its_own() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let (violations, seen) = layer_violations(&src, LAYERS);
     assert!(
         violations.is_empty(),
         "modules using a layer that is not below theirs:\n{}",
@@ -140,6 +161,22 @@ fn no_module_uses_a_layer_above_its_own() {
     // The scan must see the real dependencies, or it proves nothing.
     assert!(seen.contains_key("tools -> feed"), "{seen:?}");
     assert!(seen.contains_key("executors -> routes"), "{seen:?}");
+}
+
+/// The shards crate in layers too: above all, the log below the state (it frames, writes and
+/// reads back bytes; what they mean is the state's), and recovery above both.
+#[test]
+fn no_module_of_the_shards_crate_uses_a_layer_above_its_own() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("shards/src");
+    let (violations, seen) = layer_violations(&src, SHARDS_LAYERS);
+    assert!(
+        violations.is_empty(),
+        "shards modules using a layer that is not below theirs:\n{}",
+        violations.join("\n")
+    );
+    assert!(seen.contains_key("state -> log"), "{seen:?}");
+    assert!(seen.contains_key("recovery -> state"), "{seen:?}");
+    assert!(seen.contains_key("runtime -> protocol"), "{seen:?}");
 }
 
 /// HTTP turns bytes into requests and back and knows nothing of what it serves: not MCP

@@ -12,6 +12,7 @@ pub mod glob;
 pub mod leases;
 pub mod log;
 pub mod protocol;
+pub mod recovery;
 pub mod routing;
 pub mod runtime;
 pub mod state;

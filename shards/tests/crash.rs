@@ -7,10 +7,10 @@
 //! - no message is visible to some of its recipients and missing for others;
 //! - no acknowledged drain's messages are delivered again.
 
-use shards::log::record::{decode, Decoded, Record};
-use shards::log::recovery::{rebuild, ShardLog};
 use shards::log::watermarks::Watermarks;
 use shards::log::LogBuffer;
+use shards::recovery::{rebuild, ShardLog};
+use shards::state::record::{decode, Decoded, Record};
 use shards::{
     owner_of, Envelope, InboxLimits, RegisterMode, Registration, Reply, Request, ShardState,
 };
@@ -90,7 +90,9 @@ impl Run {
             at += len;
         }
         let mut events = Vec::new();
-        self.cluster[shard].log_mut().take_events(end, &mut events);
+        self.cluster[shard]
+            .outbox_mut()
+            .take_events(end, &mut events);
     }
 
     /// Acknowledges an operation that needs `needs` durable: flushes those shards first,

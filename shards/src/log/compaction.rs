@@ -1,14 +1,14 @@
 //! Compaction: a shard's log does not grow without bound. Once the log written since the last
 //! snapshot passes `max(min_log_bytes, 2 × live bytes)`, the shard copies pointers to its
 //! whole state in one synchronous step ([`crate::ShardState::image`]), writes them as a
-//! snapshot in the background (in chunks, yielding between them), and once the snapshot is
+//! snapshot in the background (bytes encoded by the state in chunks, yielding between them;
+//! the driving loop is [`crate::runtime`]'s compactor), and once the snapshot is
 //! durable deletes what it makes obsolete: older snapshots, and segments whose records are all
 //! below both the snapshot and what the search index and git trail have safely recorded.
 
+use super::files::snapshot_name;
 use super::journal::sync_directory;
-use super::recovery::snapshot_name;
 use super::segment::Header;
-use crate::state::{ImageEncoder, StateImage};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,15 +26,17 @@ pub struct CompactPolicy {
 /// Bytes encoded before each write of a snapshot: the work between two yields.
 const SNAPSHOT_CHUNK_BYTES: usize = 1 << 20;
 
-/// Writes `image` as the snapshot for its position in `dir`, through io_uring, yielding to
-/// the executor after each chunk: to a temporary name, synced, renamed, directory synced.
+/// Writes the snapshot at `position` in `dir`, through io_uring, its records appended by
+/// `fill` a chunk at a time (true once done), yielding to the executor after each chunk: to a
+/// temporary name, synced, renamed, directory synced.
 pub async fn write_snapshot(
     dir: &Path,
     shard: u32,
     shard_count: u32,
-    image: &StateImage,
+    position: u64,
+    mut fill: impl FnMut(&mut Vec<u8>, usize) -> bool,
 ) -> io::Result<PathBuf> {
-    let path = dir.join(snapshot_name(image.position));
+    let path = dir.join(snapshot_name(position));
     let temporary = path.with_extension("snap.tmp");
     let file = glommio::io::OpenOptions::new()
         .write(true)
@@ -43,12 +45,11 @@ pub async fn write_snapshot(
         .buffered_open(&temporary)
         .await
         .map_err(io::Error::from)?;
-    let header = Header::snapshot(shard, shard_count, image.position);
+    let header = Header::snapshot(shard, shard_count, position);
     let mut chunk = header.encode();
     let mut offset = 0u64;
-    let mut encoder = ImageEncoder::new(image);
     loop {
-        let done = encoder.fill(&mut chunk, SNAPSHOT_CHUNK_BYTES);
+        let done = fill(&mut chunk, SNAPSHOT_CHUNK_BYTES);
         if !chunk.is_empty() {
             offset += write_chunk(&file, &mut chunk, offset).await?;
         }

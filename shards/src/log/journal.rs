@@ -7,7 +7,7 @@
 //! for the position they saw (see [`Journal::wait_durable`]); emissions to the helper threads
 //! wait for theirs.
 
-use super::record::FRAME_BYTES;
+use super::frame::FRAME_BYTES;
 use super::segment::{FileKind, Header, HEADER_BYTES};
 use std::cell::{Cell, RefCell};
 use std::fmt;

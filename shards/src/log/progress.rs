@@ -43,7 +43,7 @@ impl Progress {
 
 /// Calls its reporter with the progress at most once per [`PROGRESS_INTERVAL`].
 pub struct Ticker<'a> {
-    pub(super) progress: Progress,
+    pub(crate) progress: Progress,
     last: Instant,
     report: &'a mut dyn FnMut(&Progress),
 }
@@ -63,19 +63,19 @@ impl<'a> Ticker<'a> {
         }
     }
 
-    pub(super) fn tick(&mut self) {
+    pub(crate) fn tick(&mut self) {
         if self.last.elapsed() >= PROGRESS_INTERVAL {
             self.last = Instant::now();
             (self.report)(&self.progress);
         }
     }
 
-    pub(super) fn read(&mut self, bytes: u64) {
+    pub(crate) fn read(&mut self, bytes: u64) {
         self.progress.bytes_read += bytes;
         self.tick();
     }
 
-    pub(super) fn replayed(&mut self) {
+    pub(crate) fn replayed(&mut self) {
         self.progress.records += 1;
         if self
             .progress

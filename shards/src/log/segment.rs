@@ -3,9 +3,10 @@
 //!
 //! A file starts with a [`HEADER_BYTES`] header (magic, format version, shard index, shard
 //! count, the sequence number of its first record, the block size its writer aligned to),
-//! then records. A segment's records are numbered from its base on; padding takes no number.
+//! then framed records ([`super::frame`]). A segment's records are numbered from its base on;
+//! padding takes no number. What a record means is the caller's `decode`.
 
-use super::record::{decode, DecodeError, Decoded, Record};
+use super::frame::{self, Frame};
 use std::fmt;
 
 /// The header takes one whole block of any device (≤ 4 KiB logical blocks), so the first
@@ -127,9 +128,9 @@ impl fmt::Display for Corrupt {
 }
 
 /// A file's records in order, each with its sequence number.
-#[derive(Debug, Default)]
-pub struct Scanned {
-    pub records: Vec<(u64, Record)>,
+#[derive(Debug)]
+pub struct Scanned<R> {
+    pub records: Vec<(u64, R)>,
     /// Where valid data ends (the file can be cut here), and the sequence number after the
     /// last record.
     pub valid_bytes: usize,
@@ -138,36 +139,40 @@ pub struct Scanned {
     pub torn_bytes: usize,
 }
 
-/// Reads every record of a file whose header is `header`. A bad record followed by nothing
-/// valid is a torn tail (the last write was cut short); a bad record with a valid record after
-/// it, at any later block, is corruption.
-pub fn scan(bytes: &[u8], header: &Header) -> Result<Scanned, Corrupt> {
+/// Reads every record of a file whose header is `header`, each frame's payload turned into a
+/// record by `decode`. A bad frame followed by nothing valid is a torn tail (the last write
+/// was cut short); a bad frame with a valid record after it, at any later block, is
+/// corruption; a whole frame `decode` refuses is corruption anywhere.
+pub fn scan<R>(
+    bytes: &[u8],
+    header: &Header,
+    decode: impl Fn(&[u8]) -> Result<R, &'static str>,
+) -> Result<Scanned<R>, Corrupt> {
     let block = header.block_bytes as usize;
     let mut scanned = Scanned {
+        records: Vec::new(),
         next_seq: header.base_seq,
         valid_bytes: HEADER_BYTES,
-        ..Scanned::default()
+        torn_bytes: 0,
     };
     let mut offset = HEADER_BYTES;
     while offset < bytes.len() {
-        match decode(&bytes[offset..]) {
-            Ok(Decoded::Record(record, len)) => {
+        match frame::read(&bytes[offset..]) {
+            Ok(Frame::Payload(payload, len)) => {
+                // A frame whose checksum holds but whose payload does not parse was written
+                // whole: a format this build cannot read, never a torn write.
+                let record = decode(payload).map_err(|reason| Corrupt {
+                    offset,
+                    reason: format!("unreadable record: {reason}"),
+                })?;
                 scanned.records.push((scanned.next_seq, record));
                 scanned.next_seq += 1;
                 offset += len;
                 scanned.valid_bytes = offset;
             }
-            Ok(Decoded::Padding) => offset = (offset / block + 1) * block,
-            // A record whose checksum holds but whose body does not parse was written whole:
-            // a format this build cannot read, never a torn write.
-            Err(DecodeError::Malformed(reason)) => {
-                return Err(Corrupt {
-                    offset,
-                    reason: format!("unreadable record: {reason}"),
-                });
-            }
+            Ok(Frame::Padding) => offset = (offset / block + 1) * block,
             Err(error) => {
-                if let Some(later) = valid_record_after(bytes, offset, block) {
+                if let Some(later) = valid_record_after(bytes, offset, block, &decode) {
                     return Err(Corrupt {
                         offset,
                         reason: format!(
@@ -190,11 +195,18 @@ pub fn scan(bytes: &[u8], header: &Header) -> Result<Scanned, Corrupt> {
 }
 
 /// The offset of a valid record starting at a block boundary after `offset`, if any.
-fn valid_record_after(bytes: &[u8], offset: usize, block: usize) -> Option<usize> {
+fn valid_record_after<R>(
+    bytes: &[u8],
+    offset: usize,
+    block: usize,
+    decode: impl Fn(&[u8]) -> Result<R, &'static str>,
+) -> Option<usize> {
     let mut at = (offset / block + 1) * block;
     while at < bytes.len() {
-        if let Ok(Decoded::Record(..)) = decode(&bytes[at..]) {
-            return Some(at);
+        if let Ok(Frame::Payload(payload, _)) = frame::read(&bytes[at..]) {
+            if decode(payload).is_ok() {
+                return Some(at);
+            }
         }
         at += block;
     }
@@ -204,8 +216,24 @@ fn valid_record_after(bytes: &[u8], offset: usize, block: usize) -> Option<usize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::record::encode;
-    use uuid::Uuid;
+
+    /// The tests' records: a kind byte (4) and a 16-byte number, as long as a record that
+    /// makes a message visible; any other kind is one this build cannot read.
+    fn decode(payload: &[u8]) -> Result<u128, &'static str> {
+        match payload {
+            [4, rest @ ..] => Ok(u128::from_le_bytes(
+                rest.try_into().map_err(|_| "a short record")?,
+            )),
+            _ => Err("unknown record kind"),
+        }
+    }
+
+    fn encode(out: &mut Vec<u8>, n: u128) {
+        frame::write(out, |out| {
+            out.push(4);
+            out.extend_from_slice(&n.to_le_bytes());
+        });
+    }
 
     fn header() -> Header {
         Header {
@@ -217,12 +245,6 @@ mod tests {
         }
     }
 
-    fn visible(n: u128) -> Record {
-        Record::Visible {
-            id: Uuid::from_u128(n),
-        }
-    }
-
     /// A segment with two group commits of `per_batch` records each, padded as the writer
     /// pads them.
     fn segment(per_batch: u128) -> Vec<u8> {
@@ -230,7 +252,7 @@ mod tests {
         for batch in 0..2 {
             let start = file.len();
             for n in 0..per_batch {
-                encode(&mut file, &visible(batch * 100 + n));
+                encode(&mut file, batch * 100 + n);
             }
             let padded = crate::log::journal::padded_len((file.len() - start) as u64, 512);
             file.resize(start + padded as usize, 0);
@@ -241,10 +263,10 @@ mod tests {
 
     #[test]
     fn padding_shorter_than_a_frame_never_hides_the_next_batch() {
-        // A Visible record takes 25 bytes: 20 of them leave 12 bytes of padding; 225 leave 7
+        // A record takes 25 bytes: 20 of them leave 12 bytes of padding; 225 leave 7
         // and 266 leave 6, which the writer extends by a block.
         for per_batch in [1, 20, 61, 225, 266] {
-            let scanned = scan(&segment(per_batch), &header()).expect("clean");
+            let scanned = scan(&segment(per_batch), &header(), decode).expect("clean");
             assert_eq!(
                 scanned.records.len() as u128,
                 2 * per_batch,
@@ -270,10 +292,10 @@ mod tests {
 
     #[test]
     fn records_get_sequence_numbers_across_padding() {
-        let scanned = scan(&segment(3), &header()).expect("clean");
+        let scanned = scan(&segment(3), &header(), decode).expect("clean");
         let seqs: Vec<u64> = scanned.records.iter().map(|(s, _)| *s).collect();
         assert_eq!(seqs, vec![10, 11, 12, 13, 14, 15]);
-        assert_eq!(scanned.records[3].1, visible(100));
+        assert_eq!(scanned.records[3].1, 100);
         assert_eq!(scanned.next_seq, 16);
         assert_eq!(scanned.torn_bytes, 0);
     }
@@ -281,11 +303,11 @@ mod tests {
     #[test]
     fn a_torn_last_write_is_cut() {
         let mut file = segment(3);
-        let scanned = scan(&file, &header()).expect("clean");
+        let scanned = scan(&file, &header(), decode).expect("clean");
         // Garble the last record of the last batch: nothing valid follows it.
         let last = scanned.valid_bytes - 4;
         file[last] ^= 0xff;
-        let torn = scan(&file, &header()).expect("a torn tail is not corruption");
+        let torn = scan(&file, &header(), decode).expect("a torn tail is not corruption");
         assert_eq!(torn.records.len(), 5);
         assert!(torn.torn_bytes > 0);
         assert_eq!(torn.next_seq, 15);
@@ -304,7 +326,7 @@ mod tests {
         file.extend_from_slice(&hasher.finalize().to_le_bytes());
         file.extend_from_slice(&body);
         file.resize(HEADER_BYTES + 512, 0);
-        let error = scan(&file, &header()).expect_err("never cut silently");
+        let error = scan(&file, &header(), decode).expect_err("never cut silently");
         assert_eq!(error.offset, HEADER_BYTES);
         assert!(
             error.reason.contains("unknown record kind"),
@@ -317,7 +339,7 @@ mod tests {
     fn a_garbled_record_before_valid_ones_is_corruption() {
         let mut file = segment(3);
         file[HEADER_BYTES + 10] ^= 0xff;
-        let error = scan(&file, &header()).expect_err("corruption in the middle");
+        let error = scan(&file, &header(), decode).expect_err("corruption in the middle");
         assert_eq!(error.offset, HEADER_BYTES);
     }
 }

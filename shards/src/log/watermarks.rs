@@ -69,3 +69,19 @@ impl Watermarks {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watermarks_round_trip_through_their_text_form() {
+        let marks = Watermarks {
+            generation: 3,
+            positions: vec![10, 0, 7],
+        };
+        let text = format!("agents: 2 registered\n\n{}\n", marks.to_text());
+        assert_eq!(Watermarks::from_text(&text), Some(marks));
+        assert_eq!(Watermarks::from_text("no progress here"), None);
+    }
+}

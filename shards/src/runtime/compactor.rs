@@ -3,6 +3,7 @@
 
 use super::{HelperProgress, Shard};
 use crate::log::compaction::{obsolete_files, remove_files, write_snapshot, CompactPolicy};
+use crate::state::ImageEncoder;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -55,7 +56,7 @@ impl Shard {
             let (image, (message_end, profile_end)) = {
                 let mut state = self.state.borrow_mut();
                 let image = state.image();
-                (image, state.log().emitted_ends())
+                (image, state.outbox().emitted_ends())
             };
             let at_image = written();
             let position = image.position;
@@ -68,7 +69,9 @@ impl Shard {
                 journal.request_sync();
                 glommio::timer::sleep(Duration::from_millis(1)).await;
             }
-            write_snapshot(&dir, self.id as u32, self.count as u32, &image).await?;
+            let mut encoder = ImageEncoder::new(&image);
+            let fill = |out: &mut Vec<u8>, piece_bytes| encoder.fill(out, piece_bytes);
+            write_snapshot(&dir, self.id as u32, self.count as u32, position, fill).await?;
             let markers = image.recent_visible.len();
             drop(image);
             self.state.borrow_mut().forget_recent_visible(markers);

@@ -16,7 +16,7 @@ impl Shard {
         let mut released = self.released.borrow_mut();
         self.state
             .borrow_mut()
-            .log_mut()
+            .outbox_mut()
             .take_events(durable, &mut released);
         for event in released.drain(..) {
             sink(event);

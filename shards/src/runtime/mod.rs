@@ -21,8 +21,8 @@ mod waits;
 
 use crate::cooperate::Turn;
 use crate::log::journal::Journal;
-use crate::log::Emitted;
 use crate::protocol::{Reply, Request};
+use crate::state::outbox::Emitted;
 use crate::state::{InboxLimits, ShardState};
 use crate::waiters::{WaiterLimits, Waiters};
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
@@ -239,7 +239,7 @@ impl Shard {
     /// Handles `request` here and returns the reply with the log position it must wait for.
     fn handle(&self, request: Request) -> (Reply, u64) {
         // A commit or abort need not wait for its own record: the prepares before it are
-        // durable, and recovery decides from them (see `log::recovery`).
+        // durable, and recovery decides from them (see `crate::recovery`).
         let settles = matches!(request, Request::Commit { .. } | Request::Abort { .. });
         let mut state = self.state.borrow_mut();
         let reply = state.handle(request);
@@ -247,7 +247,8 @@ impl Shard {
             state.take_new_mail(&mut self.new_mail.borrow_mut());
         }
         let log = state.log();
-        let (end, unwritten, events) = (log.end(), log.pending_bytes() > 0, log.has_events());
+        let (end, unwritten) = (log.end(), log.pending_bytes() > 0);
+        let events = state.outbox().has_events();
         drop(state);
         match &self.journal {
             Some(journal) if unwritten => journal.kick(),

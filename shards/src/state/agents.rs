@@ -1,10 +1,10 @@
 //! Agents and their deliveries: what one agent holds (its delivery log, sent messages and
 //! totals), registration, eviction past the retention limits, and the agent list.
 
+use super::outbox::Emitted;
+use super::record;
 use super::{InboxLimits, ShardState, UNSET};
 use crate::envelope::{Importance, SharedEnvelope};
-use crate::log::record;
-use crate::log::Emitted;
 use crate::protocol::{
     AgentProfile, AgentSummary, Counts, DeliveryView, Kind, RegisterMode, Registration, Reply,
 };
@@ -299,7 +299,8 @@ impl ShardState {
         let seq = self.log.append(|out| record::encode_agent(out, &profile));
         self.touch(&r.name, r.now_ms);
         let event = profile.clone();
-        self.log.emit(
+        self.outbox.emit(
+            &self.log,
             |seq| Emitted::Profile {
                 profile: event,
                 created,

@@ -2,12 +2,12 @@
 //! records that rebuild it.
 
 use super::agents::{time, Agent};
+use super::record::{self, DeliveryState, Record};
 use super::replay::ReplayError;
 use super::send::PendingSend;
 use super::ShardState;
 use crate::envelope::SharedEnvelope;
 use crate::leases::{Lease, ProjectLeases};
-use crate::log::record::{self, DeliveryState, Record};
 use crate::protocol::AgentProfile;
 use uuid::Uuid;
 

@@ -2,10 +2,10 @@
 //! periodic sweep, and moving projects between shards.
 
 use super::images::{project_image, ProjectImage};
+use super::record;
 use super::ShardState;
 use crate::glob;
 use crate::leases::{owner_of_project, Lease, LeaseError, ProjectLeases};
-use crate::log::record;
 use crate::protocol::{LeaseOp, LeaseRequest, Reply};
 use uuid::Uuid;
 

@@ -20,12 +20,16 @@
 //! - `leases`: the file reservations of the projects this shard owns;
 //! - `replay`: a logged record applied again;
 //! - `images`: the whole state at one position (snapshots, resharding) and its records;
+//! - `record`: what a logged record means, and its bytes (the log frames them);
+//! - `outbox`: what is handed to the helper threads once its record is durable;
 //! - `views`: the web view's bounded reads.
 
 mod agents;
 mod images;
 mod leases;
+pub mod outbox;
 mod reads;
+pub mod record;
 mod replay;
 mod send;
 #[cfg(test)]
@@ -40,11 +44,11 @@ pub use send::PendingSend;
 
 use crate::directory::Directory;
 use crate::leases::ProjectLeases;
-use crate::log::record;
 use crate::log::LogBuffer;
 use crate::protocol::{Actor, Reply, Request};
 use crate::routing::owner_of;
 use agents::Agent;
+use outbox::Outbox;
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
@@ -107,6 +111,7 @@ pub struct ShardState {
     /// The projects of this shard's agents, for the web view.
     directory: Directory,
     log: LogBuffer,
+    outbox: Outbox,
 }
 
 impl ShardState {
@@ -142,6 +147,7 @@ impl ShardState {
             sweep_cursor: 0,
             directory: Directory::default(),
             log,
+            outbox: Outbox::default(),
         }
     }
 
@@ -198,6 +204,14 @@ impl ShardState {
 
     pub fn log_mut(&mut self) -> &mut LogBuffer {
         &mut self.log
+    }
+
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    pub fn outbox_mut(&mut self) -> &mut Outbox {
+        &mut self.outbox
     }
 
     /// The prepared message `id`, if it is pending here.

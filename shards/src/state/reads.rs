@@ -2,9 +2,9 @@
 //! threads, and finding one message.
 
 use super::agents::{set_marks, time};
+use super::record;
 use super::ShardState;
 use crate::envelope::SharedEnvelope;
-use crate::log::record;
 use crate::protocol::{
     Actor, DrainedPage, FetchPage, FetchQuery, Marked, ThreadItem, ThreadPage, ThreadQuery,
     UnknownCursor,

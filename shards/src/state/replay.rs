@@ -1,10 +1,10 @@
 //! Replay: a record read back from the log (or a snapshot) applied to the state.
 
 use super::agents::{set_marks, Agent, Delivery};
+use super::record::{DeliveryState, Record};
 use super::send::PendingSend;
 use super::{ShardState, UNSET};
 use crate::envelope::SharedEnvelope;
-use crate::log::record::{DeliveryState, Record};
 use crate::protocol::AgentProfile;
 use std::fmt;
 use uuid::Uuid;

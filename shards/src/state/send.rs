@@ -2,10 +2,10 @@
 //! invisibly, committing or aborting it, and making mail visible (and noting it for waiters).
 
 use super::agents::{Agent, Delivery};
+use super::outbox::Emitted;
+use super::record;
 use super::{ShardState, UNSET};
 use crate::envelope::SharedEnvelope;
-use crate::log::record;
-use crate::log::Emitted;
 use crate::protocol::Undeliverable;
 use crate::routing::owner_of;
 use uuid::Uuid;
@@ -114,7 +114,8 @@ impl ShardState {
             self.recent_visible.push(id);
         }
         if self.emits(&send.envelope) {
-            self.log.emit(
+            self.outbox.emit(
+                &self.log,
                 |seq| Emitted::Message {
                     envelope: send.envelope,
                     seq,
@@ -192,7 +193,8 @@ impl ShardState {
             .log
             .append(|out| record::encode_message(out, &envelope, None));
         self.make_visible(&local, &envelope);
-        self.log.emit(|seq| Emitted::Message { envelope, seq }, seq);
+        self.outbox
+            .emit(&self.log, |seq| Emitted::Message { envelope, seq }, seq);
         Ok(local.len())
     }
 }

@@ -1,9 +1,9 @@
 //! The state on its own: no executor, no I/O.
 
+use super::outbox::Emitted;
+use super::record::Record;
 use super::*;
 use crate::envelope::{Envelope, Importance, Message, SharedEnvelope};
-use crate::log::record::Record;
-use crate::log::Emitted;
 use crate::protocol::{
     Counts, FetchPage, FetchQuery, Kind, LeaseOp, LeaseRequest, RegisterMode, Registration,
     ThreadQuery, Undeliverable, UnknownCursor,
@@ -644,8 +644,8 @@ fn records_of(state: &mut ShardState) -> Vec<Record> {
     let mut records = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
-        match crate::log::record::decode(&bytes[at..]) {
-            Ok(crate::log::record::Decoded::Record(record, len)) => {
+        match crate::state::record::decode(&bytes[at..]) {
+            Ok(crate::state::record::Decoded::Record(record, len)) => {
                 records.push(record);
                 at += len;
             }
@@ -880,7 +880,7 @@ fn emissions_wait_for_their_records_to_be_durable() {
     register(&mut state, "a", 1, RegisterMode::Upsert);
     deliver(&mut state, envelope(1, &["a"]));
     let mut out = Vec::new();
-    state.log_mut().take_events(1, &mut out);
+    state.outbox_mut().take_events(1, &mut out);
     assert!(
         matches!(
             &out[..],
@@ -893,9 +893,9 @@ fn emissions_wait_for_their_records_to_be_durable() {
         "{out:?}"
     );
     out.clear();
-    state.log_mut().take_events(1, &mut out);
+    state.outbox_mut().take_events(1, &mut out);
     assert!(out.is_empty(), "the message's record is not durable yet");
-    state.log_mut().take_events(2, &mut out);
+    state.outbox_mut().take_events(2, &mut out);
     assert!(
         matches!(&out[..], [Emitted::Message { seq: 1, .. }]),
         "{out:?}"
@@ -955,7 +955,7 @@ fn the_image_encoder_writes_the_image_records_in_pieces() {
     let image = live.image();
     let mut whole = Vec::new();
     image_records(&image, |record| {
-        crate::log::record::encode(&mut whole, &record)
+        crate::state::record::encode(&mut whole, &record)
     });
     for piece_bytes in [1, 200, usize::MAX] {
         let mut encoder = ImageEncoder::new(&image);

@@ -4,9 +4,9 @@
 
 use super::agents::Agent;
 use super::ShardState;
+use crate::directory::TRAFFIC_MINUTES;
 use crate::envelope::SharedEnvelope;
 use crate::protocol::{AgentPage, AgentRow, Receipt, RosterPart, ThreadRef, View, ViewReply};
-use crate::TRAFFIC_MINUTES;
 use std::collections::{HashMap, VecDeque};
 use uuid::Uuid;
 
@@ -339,7 +339,7 @@ mod tests {
     use crate::envelope::{Envelope, Importance, Message};
     use crate::log::LogBuffer;
     use crate::protocol::{Actor, RegisterMode, Registration, Reply, Request};
-    use crate::InboxLimits;
+    use crate::state::InboxLimits;
     use std::sync::Arc;
 
     const LIMITS: InboxLimits = InboxLimits {

@@ -1,22 +1,12 @@
-//! The records of a shard's log and their byte format.
-//!
-//! A record on disk is `len: u32 | crc: u32 | kind: u8 | body`, little-endian, where `len`
-//! counts `kind` and `body`, and `crc` is CRC-32 over `len`, `kind` and `body` (so a garbled
-//! length is caught too). A zero `len` with a zero `crc` is padding up to the next block: a
-//! group commit starts on a fresh block, and a preallocated segment reads as zeros past its
-//! last write.
+//! What the records of a shard's log mean, and their byte format: a record is the payload of
+//! one log frame ([`crate::log::frame`]), `kind: u8 | body`, little-endian.
 
 use crate::envelope::{Envelope, Importance, Message, SharedEnvelope};
 use crate::leases::Lease;
+use crate::log::frame::{self, Frame, FrameError};
 use crate::protocol::AgentProfile;
 use std::sync::Arc;
 use uuid::Uuid;
-
-/// Bytes before a record's kind: length and checksum.
-pub const FRAME_BYTES: usize = 8;
-/// The largest record accepted when reading: a bound on what a garbled length can make the
-/// reader believe. A message is bounded far below this by the HTTP body limit.
-pub const MAX_RECORD_BYTES: usize = 1 << 30;
 
 const KIND_AGENT_V1: u8 = 1;
 const KIND_ENQUEUED_V1: u8 = 2;
@@ -301,23 +291,12 @@ fn put_optional_i64(out: &mut Vec<u8>, value: Option<i64>) {
     out.extend_from_slice(&value.unwrap_or(i64::MIN).to_le_bytes());
 }
 
-/// Writes the frame around what `body` appends: length and checksum are filled in after.
+/// Writes one framed record: its kind, then what `body` appends.
 fn frame(out: &mut Vec<u8>, kind: u8, body: impl FnOnce(&mut Vec<u8>)) {
-    let start = out.len();
-    out.extend_from_slice(&[0; FRAME_BYTES]);
-    out.push(kind);
-    body(out);
-    let len = u32::try_from(out.len() - start - FRAME_BYTES).unwrap_or(u32::MAX);
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    let crc = checksum(len, &out[start + FRAME_BYTES..]);
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
-}
-
-fn checksum(len: u32, body: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&len.to_le_bytes());
-    hasher.update(body);
-    hasher.finalize()
+    frame::write(out, |out| {
+        out.push(kind);
+        body(out);
+    });
 }
 
 fn put_uuid(out: &mut Vec<u8>, id: &Uuid) {
@@ -337,32 +316,23 @@ fn put_str32(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(text.as_bytes());
 }
 
-/// Decodes the record at the start of `bytes`.
+/// Decodes the framed record at the start of `bytes`.
 pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
-    if bytes.len() < FRAME_BYTES {
-        return if bytes.iter().all(|b| *b == 0) {
-            Ok(Decoded::Padding)
-        } else {
-            Err(DecodeError::Truncated)
-        };
+    match frame::read(bytes) {
+        Ok(Frame::Payload(payload, len)) => Ok(Decoded::Record(decode_payload(payload)?, len)),
+        Ok(Frame::Padding) => Ok(Decoded::Padding),
+        Err(FrameError::Truncated) => Err(DecodeError::Truncated),
+        Err(FrameError::Checksum) => Err(DecodeError::Checksum),
     }
-    let len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-    let crc = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-    if len == 0 && crc == 0 {
-        return Ok(Decoded::Padding);
-    }
-    let len = len as usize;
-    if len == 0 || len > MAX_RECORD_BYTES {
-        return Err(DecodeError::Checksum);
-    }
-    let Some(body) = bytes.get(FRAME_BYTES..FRAME_BYTES + len) else {
-        return Err(DecodeError::Truncated);
+}
+
+/// Decodes one frame's payload (its checksum already held).
+pub fn decode_payload(body: &[u8]) -> Result<Record, DecodeError> {
+    let Some((&kind, rest)) = body.split_first() else {
+        return Err(DecodeError::Malformed("an empty record"));
     };
-    if checksum(len as u32, body) != crc {
-        return Err(DecodeError::Checksum);
-    }
-    let mut reader = Reader { bytes: &body[1..] };
-    let record = match body[0] {
+    let mut reader = Reader { bytes: rest };
+    let record = match kind {
         KIND_AGENT_V1 => Record::Agent(reader.agent(false)?),
         KIND_AGENT => Record::Agent(reader.agent(true)?),
         KIND_ENQUEUED_V1 => Record::Enqueued {
@@ -385,7 +355,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
             name: reader.str16()?,
             count: reader.u32()?,
             last_id: reader.uuid()?,
-            at_ms: if body[0] == KIND_DRAINED {
+            at_ms: if kind == KIND_DRAINED {
                 Some(reader.i64()?)
             } else {
                 None
@@ -450,7 +420,7 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     if !reader.bytes.is_empty() {
         return Err(DecodeError::Malformed("bytes left after the record"));
     }
-    Ok(Decoded::Record(record, FRAME_BYTES + len))
+    Ok(record)
 }
 
 struct Reader<'a> {

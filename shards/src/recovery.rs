@@ -1,80 +1,43 @@
-//! Start-up: reading every shard's snapshot and log back into states, before anything is
-//! served. Plain blocking `std::fs` on the main thread; no executor runs yet.
+//! Start-up: the shards' states rebuilt from their logs, before anything is served. The log
+//! reads its files back as records ([`crate::log::files`]); here they are replayed into states
+//! ([`ShardState::replay`]), multi-owner sends are resolved, what the helper threads have not
+//! seen is collected, and a changed shard count moves every agent to its new owner.
 //!
-//! Layout under the log root: one directory per generation, `gen-NNNNNN-shards-C`, holding a
-//! `shard-K` directory per shard with its snapshots (`POSITION.snap`) and segments
-//! (`BASE.log`), and a `COMPLETE` marker written once the generation is whole. A new
-//! generation is made when the shard count changes: every agent (profile and ordered inbox) is
-//! moved to its new owner and written as a snapshot, then the marker makes it the one in use.
+//! A new generation is made when the shard count changes: every agent (profile and ordered
+//! inbox) is moved to its new owner and written as a snapshot, then the marker makes it the
+//! one in use.
 //!
 //! Multi-owner sends are resolved across shards: a message prepared on several owners is
 //! delivered if any log marks it visible or every owner's prepare record is present;
 //! otherwise it is dropped everywhere.
 
-use super::progress::{Phase, Progress, Ticker};
-use super::record::Record;
-use super::segment::{scan, Corrupt, FileKind, Header, HEADER_BYTES};
-use super::watermarks::Watermarks;
-use super::{Emitted, LogBuffer};
 use crate::envelope::SharedEnvelope;
+use crate::log::files::{self, Generation, ReadCost};
+use crate::log::progress::{Phase, Progress, Ticker};
+use crate::log::watermarks::Watermarks;
+use crate::log::LogBuffer;
 use crate::protocol::AgentProfile;
 use crate::routing::owner_of;
-use crate::state::{ImageEncoder, InboxLimits, ReplayError, ShardState, StateImage};
+use crate::state::outbox::Emitted;
+use crate::state::record::{self, Record};
+use crate::state::{ImageEncoder, InboxLimits, ReplayError, ShardState};
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::fs;
-use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-const COMPLETE_MARKER: &str = "COMPLETE";
-/// Why the logs could not be recovered. Start-up stops; nothing is dropped silently.
-#[derive(Debug)]
-pub enum RecoveryError {
-    Io {
-        path: PathBuf,
-        error: io::Error,
-    },
-    /// A damaged record that is not a torn tail, or a header that does not fit.
-    Corrupt {
-        path: PathBuf,
-        detail: String,
-    },
-}
+pub use crate::log::files::RecoveryError;
 
-impl fmt::Display for RecoveryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RecoveryError::Io { path, error } => write!(f, "{}: {error}", path.display()),
-            RecoveryError::Corrupt { path, detail } => write!(
-                f,
-                "{}: {detail}; refusing to start rather than drop mail (see docs/OPERATIONS.md, \"A corrupt log\")",
-                path.display()
-            ),
-        }
-    }
-}
+/// One shard's log as read back, its records decoded.
+pub type ShardLog = files::ShardLog<Record>;
 
-impl std::error::Error for RecoveryError {}
-
-fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RecoveryError + '_ {
-    move |error| RecoveryError::Io {
-        path: path.to_path_buf(),
-        error,
-    }
-}
-
-/// One shard's log as read back: its snapshot (position and records) and the records after.
-#[derive(Debug, Default)]
-pub struct ShardLog {
-    pub snapshot: Option<(u64, Vec<Record>)>,
-    pub records: Vec<(u64, Record)>,
-    /// Records below the snapshot still on disk (compaction keeps them until the search index
-    /// and git trail have recorded them): not replayed, only handed to the helpers again.
-    pub below_snapshot: Vec<(u64, Record)>,
-    /// The position after the last record.
-    pub end: u64,
+/// A record from a frame's payload, for [`files::read_shard`].
+fn decode(payload: &[u8]) -> Result<Record, &'static str> {
+    record::decode_payload(payload).map_err(|error| match error {
+        record::DecodeError::Malformed(reason) => reason,
+        record::DecodeError::Truncated | record::DecodeError::Checksum => "a bad frame",
+    })
 }
 
 /// What was recovered and what it cost.
@@ -338,65 +301,6 @@ pub fn reshard(
     Ok(moved)
 }
 
-/// Where a generation's files live.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Generation {
-    pub number: u64,
-    pub shard_count: usize,
-    pub dir: PathBuf,
-}
-
-impl Generation {
-    fn new(root: &Path, number: u64, shard_count: usize) -> Generation {
-        Generation {
-            number,
-            shard_count,
-            dir: root.join(format!("gen-{number:06}-shards-{shard_count}")),
-        }
-    }
-
-    pub fn shard_dir(&self, shard: usize) -> PathBuf {
-        self.dir.join(format!("shard-{shard}"))
-    }
-
-    fn parse(root: &Path, name: &str) -> Option<Generation> {
-        let rest = name.strip_prefix("gen-")?;
-        let (number, count) = rest.split_once("-shards-")?;
-        Some(Generation::new(
-            root,
-            number.parse().ok()?,
-            count.parse().ok()?,
-        ))
-    }
-}
-
-/// The generation in use (the newest complete one), after removing unfinished or superseded
-/// ones; `None` on a fresh data directory.
-pub fn current_generation(root: &Path) -> Result<Option<Generation>, RecoveryError> {
-    fs::create_dir_all(root).map_err(io_error(root))?;
-    let mut found: Vec<(Generation, bool)> = Vec::new();
-    for entry in fs::read_dir(root).map_err(io_error(root))? {
-        let entry = entry.map_err(io_error(root))?;
-        let name = entry.file_name();
-        if let Some(generation) = name.to_str().and_then(|n| Generation::parse(root, n)) {
-            let complete = generation.dir.join(COMPLETE_MARKER).exists();
-            found.push((generation, complete));
-        }
-    }
-    found.sort_by_key(|(g, _)| g.number);
-    let current = found
-        .iter()
-        .rev()
-        .find(|(_, complete)| *complete)
-        .map(|(g, _)| g.clone());
-    for (generation, _) in &found {
-        if Some(generation) != current.as_ref() {
-            fs::remove_dir_all(&generation.dir).map_err(io_error(&generation.dir))?;
-        }
-    }
-    Ok(current)
-}
-
 /// Creates generation `number` for `states`: a snapshot per shard at position 0, synced,
 /// then the marker that makes it current.
 pub fn create_generation(
@@ -404,254 +308,22 @@ pub fn create_generation(
     number: u64,
     states: &mut [ShardState],
 ) -> Result<Generation, RecoveryError> {
-    let generation = Generation::new(root, number, states.len());
-    if generation.dir.exists() {
-        fs::remove_dir_all(&generation.dir).map_err(io_error(&generation.dir))?;
-    }
+    let generation = files::begin_generation(root, number, states.len())?;
     for (shard, state) in states.iter_mut().enumerate() {
         let dir = generation.shard_dir(shard);
-        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
         // A shard may own projects' reservations without owning any agent.
         if state.agent_count() > 0 || state.has_projects() {
             let image = state.image();
-            write_snapshot(&dir, shard, states_len(&generation), &image)?;
+            let mut encoder = ImageEncoder::new(&image);
+            let count = generation.shard_count;
+            files::write_snapshot(&dir, shard, count, image.position, |out, piece_bytes| {
+                encoder.fill(out, piece_bytes)
+            })?;
         }
-        sync_dir(&dir)?;
+        files::sync_dir(&dir)?;
     }
-    let marker = generation.dir.join(COMPLETE_MARKER);
-    fs::File::create(&marker)
-        .and_then(|f| f.sync_all())
-        .map_err(io_error(&marker))?;
-    sync_dir(&generation.dir)?;
-    sync_dir(root)?;
+    files::complete_generation(root, &generation)?;
     Ok(generation)
-}
-
-fn states_len(generation: &Generation) -> usize {
-    generation.shard_count
-}
-
-pub fn sync_dir(dir: &Path) -> Result<(), RecoveryError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(dir))
-}
-
-/// The name of the snapshot that stands for every record below `position`.
-pub fn snapshot_name(position: u64) -> String {
-    format!("{position:020}.snap")
-}
-
-/// Writes `image` as a snapshot in `dir`: to a temporary name, synced, then renamed.
-pub fn write_snapshot(
-    dir: &Path,
-    shard: usize,
-    shard_count: usize,
-    image: &StateImage,
-) -> Result<PathBuf, RecoveryError> {
-    let header = Header::snapshot(shard as u32, shard_count as u32, image.position);
-    let path = dir.join(snapshot_name(image.position));
-    let temporary = path.with_extension("snap.tmp");
-    let mut file = io::BufWriter::new(fs::File::create(&temporary).map_err(io_error(&temporary))?);
-    let mut buffer = header.encode();
-    let mut encoder = ImageEncoder::new(image);
-    loop {
-        let done = encoder.fill(&mut buffer, 1 << 20);
-        file.write_all(&buffer).map_err(io_error(&temporary))?;
-        buffer.clear();
-        if done {
-            break;
-        }
-    }
-    file.flush()
-        .and_then(|()| file.get_ref().sync_all())
-        .map_err(io_error(&temporary))?;
-    fs::rename(&temporary, &path).map_err(io_error(&path))?;
-    sync_dir(dir)?;
-    Ok(path)
-}
-
-/// Reads one shard's directory: the newest snapshot, then every segment's records from the
-/// snapshot's position on. A torn tail of the last segment is cut from the file and
-/// reported; anything else damaged is an error naming the file and offset.
-pub fn read_shard(
-    dir: &Path,
-    shard: usize,
-    shard_count: usize,
-    report: &mut Report,
-    ticker: &mut Ticker<'_>,
-) -> Result<ShardLog, RecoveryError> {
-    fs::create_dir_all(dir).map_err(io_error(dir))?;
-    let mut snapshots: Vec<(u64, PathBuf)> = Vec::new();
-    let mut segments: Vec<(u64, PathBuf)> = Vec::new();
-    for entry in fs::read_dir(dir).map_err(io_error(dir))? {
-        let path = entry.map_err(io_error(dir))?.path();
-        let number = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .and_then(|s| s.parse::<u64>().ok());
-        match (path.extension().and_then(|e| e.to_str()), number) {
-            (Some("snap"), Some(n)) => snapshots.push((n, path)),
-            (Some("log"), Some(n)) => segments.push((n, path)),
-            // A snapshot that was never finished.
-            (Some("tmp"), _) => fs::remove_file(&path).map_err(io_error(&path))?,
-            _ => {}
-        }
-    }
-    snapshots.sort();
-    segments.sort();
-    let mut log = ShardLog::default();
-    if let Some((position, path)) = snapshots.last() {
-        let bytes = read_reporting(path, ticker)?;
-        report.bytes_read += bytes.len() as u64;
-        let scanned = check_and_scan(path, &bytes, FileKind::Snapshot, shard, shard_count)?;
-        log.snapshot = Some((
-            *position,
-            scanned.records.into_iter().map(|(_, r)| r).collect(),
-        ));
-        log.end = *position;
-    }
-    let last = segments.len().saturating_sub(1);
-    for (index, (base, path)) in segments.iter().enumerate() {
-        let bytes = read_reporting(path, ticker)?;
-        report.bytes_read += bytes.len() as u64;
-        if index == last && never_written(&bytes) {
-            // A crash between creating the segment and writing its header: it holds nothing.
-            fs::remove_file(path).map_err(io_error(path))?;
-            continue;
-        }
-        let scanned = check_and_scan(path, &bytes, FileKind::Segment, shard, shard_count)?;
-
-        if *base > log.end {
-            return Err(RecoveryError::Corrupt {
-                path: path.clone(),
-                detail: format!(
-                    "starts at record {base}, but the log before it ends at {}",
-                    log.end
-                ),
-            });
-        }
-        if scanned.torn_bytes > 0 {
-            if index < last {
-                return Err(RecoveryError::Corrupt {
-                    path: path.clone(),
-                    detail: format!(
-                        "damaged record at byte offset {} in a segment that is not the last",
-                        scanned.valid_bytes
-                    ),
-                });
-            }
-            report.torn.push((path.clone(), scanned.torn_bytes));
-        }
-        if index == last && scanned.records.is_empty() && scanned.next_seq == *base {
-            // Created by a run that wrote nothing to it: this run creates it again.
-            fs::remove_file(path).map_err(io_error(path))?;
-            continue;
-        }
-        if index == last {
-            // Cuts a torn tail, and gives back the space preallocated past the last record.
-            cut_to(path, scanned.valid_bytes)?;
-        }
-        for (seq, record) in scanned.records {
-            if seq >= log.end {
-                log.records.push((seq, record));
-            } else {
-                log.below_snapshot.push((seq, record));
-            }
-        }
-        log.end = log.end.max(scanned.next_seq);
-    }
-    report.records += log.records.len();
-    Ok(log)
-}
-
-/// Bytes read between two progress checks: a snapshot (the whole state) can be gigabytes.
-const READ_CHUNK_BYTES: usize = 8 * 1024 * 1024;
-
-/// Reads a whole file in chunks, telling the ticker after each.
-fn read_reporting(path: &Path, ticker: &mut Ticker<'_>) -> Result<Vec<u8>, RecoveryError> {
-    use std::io::Read;
-    let mut file = fs::File::open(path).map_err(io_error(path))?;
-    let size = file.metadata().map_or(0, |m| m.len() as usize);
-    let mut bytes = Vec::with_capacity(size);
-    loop {
-        let before = bytes.len();
-        let read = (&mut file)
-            .take(READ_CHUNK_BYTES as u64)
-            .read_to_end(&mut bytes)
-            .map_err(io_error(path))?;
-        if read == 0 {
-            return Ok(bytes);
-        }
-        ticker.read((bytes.len() - before) as u64);
-    }
-}
-
-/// Bytes of the files [`read_shard`] reads in `dir` (its segments and newest snapshot), for
-/// the progress report; 0 for what cannot be listed (reading will say why).
-fn files_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    let (mut segments, mut newest_snapshot) = (0u64, (0u64, 0u64));
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let size = entry.metadata().map_or(0, |m| m.len());
-        let number = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .and_then(|s| s.parse::<u64>().ok());
-        match (path.extension().and_then(|e| e.to_str()), number) {
-            (Some("log"), Some(_)) => segments += size,
-            (Some("snap"), Some(n)) if n >= newest_snapshot.0 => newest_snapshot = (n, size),
-            _ => {}
-        }
-    }
-    segments + newest_snapshot.1
-}
-
-/// A segment whose header never made it to disk and that holds no data after it.
-fn never_written(bytes: &[u8]) -> bool {
-    Header::decode(bytes).is_err()
-        && bytes
-            .get(HEADER_BYTES..)
-            .is_none_or(|rest| rest.iter().all(|b| *b == 0))
-}
-
-fn check_and_scan(
-    path: &Path,
-    bytes: &[u8],
-    kind: FileKind,
-    shard: usize,
-    shard_count: usize,
-) -> Result<super::segment::Scanned, RecoveryError> {
-    let corrupt = |detail: String| RecoveryError::Corrupt {
-        path: path.to_path_buf(),
-        detail,
-    };
-    let header = Header::decode(bytes).map_err(corrupt)?;
-    if header.kind != kind
-        || header.shard as usize != shard
-        || header.shard_count as usize != shard_count
-    {
-        return Err(corrupt(format!(
-            "header says {:?} of shard {} of {}, expected {kind:?} of shard {shard} of {shard_count}",
-            header.kind, header.shard, header.shard_count
-        )));
-    }
-    scan(bytes, &header)
-        .map_err(|Corrupt { offset, reason }| corrupt(format!("byte offset {offset}: {reason}")))
-}
-
-/// Cuts a segment after its last valid record (the next run writes a new segment after it).
-fn cut_to(path: &Path, valid_bytes: usize) -> Result<(), RecoveryError> {
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .map_err(io_error(path))?;
-    file.set_len(valid_bytes as u64)
-        .and_then(|()| file.sync_all())
-        .map_err(io_error(path))
 }
 
 /// Everything start-up needs to serve from recovered state.
@@ -678,7 +350,7 @@ pub fn recover(
 ) -> Result<Recovered, RecoveryError> {
     let started = Instant::now();
     let mut report = Report::default();
-    let Some(generation) = current_generation(root)? else {
+    let Some(generation) = files::current_generation(root)? else {
         let mut states: Vec<ShardState> = (0..shard_count)
             .map(|shard| ShardState::with_log(shard, shard_count, limits, LogBuffer::new(true, 0)))
             .collect();
@@ -695,18 +367,23 @@ pub fn recover(
     };
     let mut ticker = Ticker::new(progress);
     ticker.progress.bytes_total = (0..generation.shard_count)
-        .map(|shard| files_bytes(&generation.shard_dir(shard)))
+        .map(|shard| files::files_bytes(&generation.shard_dir(shard)))
         .sum();
     let mut logs = Vec::with_capacity(generation.shard_count);
+    let mut cost = ReadCost::default();
     for shard in 0..generation.shard_count {
-        logs.push(read_shard(
+        logs.push(files::read_shard(
             &generation.shard_dir(shard),
             shard,
             generation.shard_count,
-            &mut report,
+            &decode,
+            &mut cost,
             &mut ticker,
         )?);
     }
+    report.bytes_read = cost.bytes_read;
+    report.records = cost.records;
+    report.torn = cost.torn;
     let rebuilt = rebuild_reporting(logs, limits, generation.number, index, git, &mut ticker)
         .map_err(|(shard, e)| RecoveryError::Corrupt {
             path: generation.shard_dir(shard),
@@ -723,7 +400,7 @@ pub fn recover(
         for (shard, state) in old.iter_mut().enumerate() {
             // Resolutions would have been emitted after their first flush; there is none.
             let mut events = Vec::new();
-            state.log_mut().take_events(u64::MAX, &mut events);
+            state.outbox_mut().take_events(u64::MAX, &mut events);
             reindex.extend(events.into_iter().map(|event| (shard, event)));
         }
         let mut states = reshard(old, shard_count, limits).map_err(|e| RecoveryError::Corrupt {
@@ -731,7 +408,10 @@ pub fn recover(
             detail: e.0,
         })?;
         let next = create_generation(root, generation.number + 1, &mut states)?;
-        fs::remove_dir_all(&generation.dir).map_err(io_error(&generation.dir))?;
+        fs::remove_dir_all(&generation.dir).map_err(|error| RecoveryError::Io {
+            path: generation.dir.clone(),
+            error,
+        })?;
         (states, next, vec![0; shard_count])
     };
     for state in &mut states {
@@ -809,7 +489,7 @@ mod tests {
     fn delivered(n: u128, to: &str) -> Record {
         Record::Delivery {
             name: to.into(),
-            state: super::super::record::DeliveryState {
+            state: record::DeliveryState {
                 seq: 1,
                 read_at: None,
                 acked_at: None,
@@ -876,32 +556,6 @@ mod tests {
     }
 
     #[test]
-    fn only_a_segment_with_no_header_and_no_data_counts_as_never_written() {
-        assert!(never_written(&[]));
-        assert!(never_written(&[0; 100]));
-        assert!(never_written(&vec![0; 3 * HEADER_BYTES]));
-        let mut garbage_header = vec![0; 2 * HEADER_BYTES];
-        garbage_header[..8].copy_from_slice(b"ALLMANLX");
-        assert!(
-            never_written(&garbage_header),
-            "a torn header, nothing after it"
-        );
-        garbage_header[HEADER_BYTES + 3] = 1;
-        assert!(
-            !never_written(&garbage_header),
-            "data after a bad header is corruption"
-        );
-        let header = Header {
-            kind: FileKind::Segment,
-            shard: 0,
-            shard_count: 1,
-            base_seq: 0,
-            block_bytes: 512,
-        };
-        assert!(!never_written(&header.encode()));
-    }
-
-    #[test]
     fn a_new_index_gets_the_snapshot_contents_once() {
         let fresh = Watermarks::default();
         let rebuilt = rebuild(vec![log()], LIMITS, 7, &fresh, &fresh).expect("rebuilds");
@@ -957,16 +611,5 @@ mod tests {
             })
             .collect();
         assert_eq!(messages, vec![10]);
-    }
-
-    #[test]
-    fn watermarks_round_trip_through_their_text_form() {
-        let marks = Watermarks {
-            generation: 3,
-            positions: vec![10, 0, 7],
-        };
-        let text = format!("agents: 2 registered\n\n{}\n", marks.to_text());
-        assert_eq!(Watermarks::from_text(&text), Some(marks));
-        assert_eq!(Watermarks::from_text("no progress here"), None);
     }
 }

@@ -1,0 +1,430 @@
+//! The log's files at start-up, as bytes: the generations under the log root, and one shard's
+//! newest snapshot and segments read back as records (what a record means is the caller's
+//! `decode`), with torn tails cut. Plain blocking `std::fs` on the main thread; no executor
+//! runs yet. What the records rebuild is [`crate::recovery`].
+//!
+//! Layout under the log root: one directory per generation, `gen-NNNNNN-shards-C`, holding a
+//! `shard-K` directory per shard with its snapshots (`POSITION.snap`) and segments
+//! (`BASE.log`), and a `COMPLETE` marker written once the generation is whole.
+
+use super::progress::Ticker;
+use super::segment::{scan, Corrupt, FileKind, Header, Scanned, HEADER_BYTES};
+use std::fmt;
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+const COMPLETE_MARKER: &str = "COMPLETE";
+/// Why the logs could not be recovered. Start-up stops; nothing is dropped silently.
+#[derive(Debug)]
+pub enum RecoveryError {
+    Io {
+        path: PathBuf,
+        error: io::Error,
+    },
+    /// A damaged record that is not a torn tail, or a header that does not fit.
+    Corrupt {
+        path: PathBuf,
+        detail: String,
+    },
+}
+
+impl fmt::Display for RecoveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecoveryError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            RecoveryError::Corrupt { path, detail } => write!(
+                f,
+                "{}: {detail}; refusing to start rather than drop mail (see docs/OPERATIONS.md, \"A corrupt log\")",
+                path.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RecoveryError {}
+
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> RecoveryError + '_ {
+    move |error| RecoveryError::Io {
+        path: path.to_path_buf(),
+        error,
+    }
+}
+
+/// One shard's log as read back: its snapshot (position and records) and the records after.
+#[derive(Debug)]
+pub struct ShardLog<R> {
+    pub snapshot: Option<(u64, Vec<R>)>,
+    pub records: Vec<(u64, R)>,
+    /// Records below the snapshot still on disk (compaction keeps them until the search index
+    /// and git trail have recorded them): not replayed, only handed to the helpers again.
+    pub below_snapshot: Vec<(u64, R)>,
+    /// The position after the last record.
+    pub end: u64,
+}
+
+impl<R> Default for ShardLog<R> {
+    fn default() -> Self {
+        ShardLog {
+            snapshot: None,
+            records: Vec::new(),
+            below_snapshot: Vec::new(),
+            end: 0,
+        }
+    }
+}
+
+/// What reading the logs cost, and what it cut.
+#[derive(Debug, Default, Clone)]
+pub struct ReadCost {
+    pub bytes_read: u64,
+    /// Records after the snapshots.
+    pub records: usize,
+    /// Files whose torn tail was cut, and how many bytes.
+    pub torn: Vec<(PathBuf, usize)>,
+}
+
+/// Where a generation's files live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    pub number: u64,
+    pub shard_count: usize,
+    pub dir: PathBuf,
+}
+
+impl Generation {
+    fn new(root: &Path, number: u64, shard_count: usize) -> Generation {
+        Generation {
+            number,
+            shard_count,
+            dir: root.join(format!("gen-{number:06}-shards-{shard_count}")),
+        }
+    }
+
+    pub fn shard_dir(&self, shard: usize) -> PathBuf {
+        self.dir.join(format!("shard-{shard}"))
+    }
+
+    fn parse(root: &Path, name: &str) -> Option<Generation> {
+        let rest = name.strip_prefix("gen-")?;
+        let (number, count) = rest.split_once("-shards-")?;
+        Some(Generation::new(
+            root,
+            number.parse().ok()?,
+            count.parse().ok()?,
+        ))
+    }
+}
+
+/// The generation in use (the newest complete one), after removing unfinished or superseded
+/// ones; `None` on a fresh data directory.
+pub fn current_generation(root: &Path) -> Result<Option<Generation>, RecoveryError> {
+    fs::create_dir_all(root).map_err(io_error(root))?;
+    let mut found: Vec<(Generation, bool)> = Vec::new();
+    for entry in fs::read_dir(root).map_err(io_error(root))? {
+        let entry = entry.map_err(io_error(root))?;
+        let name = entry.file_name();
+        if let Some(generation) = name.to_str().and_then(|n| Generation::parse(root, n)) {
+            let complete = generation.dir.join(COMPLETE_MARKER).exists();
+            found.push((generation, complete));
+        }
+    }
+    found.sort_by_key(|(g, _)| g.number);
+    let current = found
+        .iter()
+        .rev()
+        .find(|(_, complete)| *complete)
+        .map(|(g, _)| g.clone());
+    for (generation, _) in &found {
+        if Some(generation) != current.as_ref() {
+            fs::remove_dir_all(&generation.dir).map_err(io_error(&generation.dir))?;
+        }
+    }
+    Ok(current)
+}
+
+/// Starts generation `number` of `shard_count` shards: its directory (emptied if an unfinished
+/// attempt left one) with a directory per shard. It is in use once [`complete_generation`].
+pub fn begin_generation(
+    root: &Path,
+    number: u64,
+    shard_count: usize,
+) -> Result<Generation, RecoveryError> {
+    let generation = Generation::new(root, number, shard_count);
+    if generation.dir.exists() {
+        fs::remove_dir_all(&generation.dir).map_err(io_error(&generation.dir))?;
+    }
+    for shard in 0..shard_count {
+        let dir = generation.shard_dir(shard);
+        fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+    }
+    Ok(generation)
+}
+
+/// Makes `generation` (its shard directories written and synced) the one in use: the marker,
+/// synced, then the directories above it.
+pub fn complete_generation(root: &Path, generation: &Generation) -> Result<(), RecoveryError> {
+    let marker = generation.dir.join(COMPLETE_MARKER);
+    fs::File::create(&marker)
+        .and_then(|f| f.sync_all())
+        .map_err(io_error(&marker))?;
+    sync_dir(&generation.dir)?;
+    sync_dir(root)
+}
+
+pub fn sync_dir(dir: &Path) -> Result<(), RecoveryError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error(dir))
+}
+
+/// The name of the snapshot that stands for every record below `position`.
+pub fn snapshot_name(position: u64) -> String {
+    format!("{position:020}.snap")
+}
+
+/// Writes the snapshot at `position` in `dir`, its records appended by `fill` a piece of about
+/// the given bytes at a time (true once done): to a temporary name, synced, then renamed.
+pub fn write_snapshot(
+    dir: &Path,
+    shard: usize,
+    shard_count: usize,
+    position: u64,
+    mut fill: impl FnMut(&mut Vec<u8>, usize) -> bool,
+) -> Result<PathBuf, RecoveryError> {
+    let header = Header::snapshot(shard as u32, shard_count as u32, position);
+    let path = dir.join(snapshot_name(position));
+    let temporary = path.with_extension("snap.tmp");
+    let mut file = io::BufWriter::new(fs::File::create(&temporary).map_err(io_error(&temporary))?);
+    let mut buffer = header.encode();
+    loop {
+        let done = fill(&mut buffer, 1 << 20);
+        file.write_all(&buffer).map_err(io_error(&temporary))?;
+        buffer.clear();
+        if done {
+            break;
+        }
+    }
+    file.flush()
+        .and_then(|()| file.get_ref().sync_all())
+        .map_err(io_error(&temporary))?;
+    fs::rename(&temporary, &path).map_err(io_error(&path))?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+/// Reads one shard's directory: the newest snapshot, then every segment's records from the
+/// snapshot's position on. A torn tail of the last segment is cut from the file and
+/// reported; anything else damaged is an error naming the file and offset.
+pub fn read_shard<R>(
+    dir: &Path,
+    shard: usize,
+    shard_count: usize,
+    decode: &impl Fn(&[u8]) -> Result<R, &'static str>,
+    cost: &mut ReadCost,
+    ticker: &mut Ticker<'_>,
+) -> Result<ShardLog<R>, RecoveryError> {
+    fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let mut snapshots: Vec<(u64, PathBuf)> = Vec::new();
+    let mut segments: Vec<(u64, PathBuf)> = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_error(dir))? {
+        let path = entry.map_err(io_error(dir))?.path();
+        let number = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse::<u64>().ok());
+        match (path.extension().and_then(|e| e.to_str()), number) {
+            (Some("snap"), Some(n)) => snapshots.push((n, path)),
+            (Some("log"), Some(n)) => segments.push((n, path)),
+            // A snapshot that was never finished.
+            (Some("tmp"), _) => fs::remove_file(&path).map_err(io_error(&path))?,
+            _ => {}
+        }
+    }
+    snapshots.sort();
+    segments.sort();
+    let mut log = ShardLog::default();
+    if let Some((position, path)) = snapshots.last() {
+        let bytes = read_reporting(path, ticker)?;
+        cost.bytes_read += bytes.len() as u64;
+        let scanned = check_and_scan(path, &bytes, FileKind::Snapshot, shard, shard_count, decode)?;
+        log.snapshot = Some((
+            *position,
+            scanned.records.into_iter().map(|(_, r)| r).collect(),
+        ));
+        log.end = *position;
+    }
+    let last = segments.len().saturating_sub(1);
+    for (index, (base, path)) in segments.iter().enumerate() {
+        let bytes = read_reporting(path, ticker)?;
+        cost.bytes_read += bytes.len() as u64;
+        if index == last && never_written(&bytes) {
+            // A crash between creating the segment and writing its header: it holds nothing.
+            fs::remove_file(path).map_err(io_error(path))?;
+            continue;
+        }
+        let scanned = check_and_scan(path, &bytes, FileKind::Segment, shard, shard_count, decode)?;
+
+        if *base > log.end {
+            return Err(RecoveryError::Corrupt {
+                path: path.clone(),
+                detail: format!(
+                    "starts at record {base}, but the log before it ends at {}",
+                    log.end
+                ),
+            });
+        }
+        if scanned.torn_bytes > 0 {
+            if index < last {
+                return Err(RecoveryError::Corrupt {
+                    path: path.clone(),
+                    detail: format!(
+                        "damaged record at byte offset {} in a segment that is not the last",
+                        scanned.valid_bytes
+                    ),
+                });
+            }
+            cost.torn.push((path.clone(), scanned.torn_bytes));
+        }
+        if index == last && scanned.records.is_empty() && scanned.next_seq == *base {
+            // Created by a run that wrote nothing to it: this run creates it again.
+            fs::remove_file(path).map_err(io_error(path))?;
+            continue;
+        }
+        if index == last {
+            // Cuts a torn tail, and gives back the space preallocated past the last record.
+            cut_to(path, scanned.valid_bytes)?;
+        }
+        for (seq, record) in scanned.records {
+            if seq >= log.end {
+                log.records.push((seq, record));
+            } else {
+                log.below_snapshot.push((seq, record));
+            }
+        }
+        log.end = log.end.max(scanned.next_seq);
+    }
+    cost.records += log.records.len();
+    Ok(log)
+}
+
+/// Bytes read between two progress checks: a snapshot (the whole state) can be gigabytes.
+const READ_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+
+/// Reads a whole file in chunks, telling the ticker after each.
+fn read_reporting(path: &Path, ticker: &mut Ticker<'_>) -> Result<Vec<u8>, RecoveryError> {
+    use std::io::Read;
+    let mut file = fs::File::open(path).map_err(io_error(path))?;
+    let size = file.metadata().map_or(0, |m| m.len() as usize);
+    let mut bytes = Vec::with_capacity(size);
+    loop {
+        let before = bytes.len();
+        let read = (&mut file)
+            .take(READ_CHUNK_BYTES as u64)
+            .read_to_end(&mut bytes)
+            .map_err(io_error(path))?;
+        if read == 0 {
+            return Ok(bytes);
+        }
+        ticker.read((bytes.len() - before) as u64);
+    }
+}
+
+/// Bytes of the files [`read_shard`] reads in `dir` (its segments and newest snapshot), for
+/// the progress report; 0 for what cannot be listed (reading will say why).
+pub fn files_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let (mut segments, mut newest_snapshot) = (0u64, (0u64, 0u64));
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let size = entry.metadata().map_or(0, |m| m.len());
+        let number = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse::<u64>().ok());
+        match (path.extension().and_then(|e| e.to_str()), number) {
+            (Some("log"), Some(_)) => segments += size,
+            (Some("snap"), Some(n)) if n >= newest_snapshot.0 => newest_snapshot = (n, size),
+            _ => {}
+        }
+    }
+    segments + newest_snapshot.1
+}
+
+/// A segment whose header never made it to disk and that holds no data after it.
+fn never_written(bytes: &[u8]) -> bool {
+    Header::decode(bytes).is_err()
+        && bytes
+            .get(HEADER_BYTES..)
+            .is_none_or(|rest| rest.iter().all(|b| *b == 0))
+}
+
+fn check_and_scan<R>(
+    path: &Path,
+    bytes: &[u8],
+    kind: FileKind,
+    shard: usize,
+    shard_count: usize,
+    decode: &impl Fn(&[u8]) -> Result<R, &'static str>,
+) -> Result<Scanned<R>, RecoveryError> {
+    let corrupt = |detail: String| RecoveryError::Corrupt {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let header = Header::decode(bytes).map_err(corrupt)?;
+    if header.kind != kind
+        || header.shard as usize != shard
+        || header.shard_count as usize != shard_count
+    {
+        return Err(corrupt(format!(
+            "header says {:?} of shard {} of {}, expected {kind:?} of shard {shard} of {shard_count}",
+            header.kind, header.shard, header.shard_count
+        )));
+    }
+    scan(bytes, &header, decode)
+        .map_err(|Corrupt { offset, reason }| corrupt(format!("byte offset {offset}: {reason}")))
+}
+
+/// Cuts a segment after its last valid record (the next run writes a new segment after it).
+fn cut_to(path: &Path, valid_bytes: usize) -> Result<(), RecoveryError> {
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_error(path))?;
+    file.set_len(valid_bytes as u64)
+        .and_then(|()| file.sync_all())
+        .map_err(io_error(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_segment_with_no_header_and_no_data_counts_as_never_written() {
+        assert!(never_written(&[]));
+        assert!(never_written(&[0; 100]));
+        assert!(never_written(&vec![0; 3 * HEADER_BYTES]));
+        let mut garbage_header = vec![0; 2 * HEADER_BYTES];
+        garbage_header[..8].copy_from_slice(b"ALLMANLX");
+        assert!(
+            never_written(&garbage_header),
+            "a torn header, nothing after it"
+        );
+        garbage_header[HEADER_BYTES + 3] = 1;
+        assert!(
+            !never_written(&garbage_header),
+            "data after a bad header is corruption"
+        );
+        let header = Header {
+            kind: FileKind::Segment,
+            shard: 0,
+            shard_count: 1,
+            base_seq: 0,
+            block_bytes: 512,
+        };
+        assert!(!never_written(&header.encode()));
+    }
+}
