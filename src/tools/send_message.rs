@@ -3,13 +3,9 @@
 //!
 //! All or nothing: the sender and every recipient (`to` and `cc`) must exist, and every
 //! recipient's inbox must have room, before anything is delivered. The sender's owner takes
-//! part too (it keeps the sender's copy). With one owner shard that is one atomic (logged)
-//! step; with several, two: every owner *prepares* (checks, logs, holds the message
-//! invisibly) and, once all have granted, every owner *commits* (makes it visible); a refusal
-//! aborts the others. The reply is sent only after every owner has made the message visible,
-//! so a `get_inbox` that follows it always sees it, and only once every owner's record is
-//! durable, so a crash cannot lose it for some recipients (see docs/DECISIONS.md, "Multi-owner
-//! sends").
+//! part too (it keeps the sender's copy). This file parses the arguments, checks the size,
+//! reserves room in the search feed, composes the envelope and shapes the result; the
+//! all-or-nothing delivery over the owner shards is `Shard::send` (`shards::runtime::send`).
 
 use super::args::{
     object, optional_bool, optional_names, optional_parsed, optional_str, required_str,
@@ -23,13 +19,10 @@ use crate::clock::now_ms;
 use crate::json::{present, write_str, write_uuid};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use shards::{
-    CallError, Envelope, Importance, Message, Reply, Request, Shard, SharedEnvelope, Ticket,
-    Undeliverable,
-};
+use shards::runtime::send::SendError;
+use shards::{Envelope, Importance, Message, Reply, Request, Undeliverable};
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::rc::Rc;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -227,124 +220,11 @@ pub async fn send(tools: &Toolbox, message: Outgoing<'_>) -> Result<ToolOutput, 
     let weight = entry_weight(&envelope);
     let envelope = Arc::new(envelope.with_weight(weight));
     let thread_id: Box<str> = envelope.thread_id().into();
-    let plan = Plan {
-        owners: owners_of(tools.shard(), &envelope),
-        envelope,
-    };
-    let only_here = plan.owners == [tools.shard().id()];
-    let delivery = deliver(Rc::clone(&tools.shard), plan);
-    let sent = |id| ToolOutput::Sent { id, thread_id };
-    if only_here {
-        // One synchronous step on this shard: nothing can interrupt it halfway.
-        return delivery.await.map(sent);
+    match tools.shard.send(envelope).await {
+        Ok(()) => Ok(ToolOutput::Sent { id, thread_id }),
+        Err(SendError::Refused(refused)) => Err(refused_error(refused)),
+        Err(SendError::Unavailable(error)) => Err(ToolError::Unavailable(error)),
     }
-    // Steps on other shards run to the end as a task of their own, even if this request is
-    // dropped (its connection gone, the server stopping): a prepared message is then never
-    // left pending.
-    match glommio::spawn_local(delivery).detach().await {
-        Some(outcome) => outcome.map(sent),
-        None => Err(ToolError::Unavailable(CallError::PeerClosed {
-            owner: tools.shard().id(),
-        })),
-    }
-}
-
-/// A message ready to deliver: everything the delivery needs, owned, so it can outlive the
-/// request that made it.
-struct Plan {
-    /// The owner shards of the sender and every recipient, in first-seen order.
-    owners: Vec<usize>,
-    envelope: SharedEnvelope,
-}
-
-fn owners_of(shard: &Shard, envelope: &Envelope) -> Vec<usize> {
-    let mut owners: Vec<usize> =
-        Vec::with_capacity(shard.count().min(1 + envelope.recipients().len()));
-    let parties = std::iter::once(envelope.from()).chain(envelope.recipients());
-    for name in parties {
-        let owner = shard.owner_of(name);
-        if !owners.contains(&owner) {
-            owners.push(owner);
-        }
-    }
-    owners
-}
-
-/// All or nothing: with one owner, its delivery checks and delivers in one step; with several,
-/// prepare everywhere, then commit everywhere (or abort where granted). The owners index the
-/// message once their records are durable, so search never shows mail that was refused or
-/// that a crash lost.
-async fn deliver(shard: Rc<Shard>, plan: Plan) -> Result<Uuid, ToolError> {
-    let id = plan.envelope.id;
-    if let [owner] = plan.owners[..] {
-        let request = Request::Deliver {
-            envelope: Arc::clone(&plan.envelope),
-        };
-        return match shard.call(owner, request).await? {
-            Reply::Delivered(Ok(count)) => {
-                debug_assert_eq!(count, plan.envelope.recipients().len(), "one copy each");
-                Ok(id)
-            }
-            Reply::Delivered(Err(refused)) => Err(refused_error(&plan.envelope, refused)),
-            other => unreachable_reply("Deliver", &other),
-        };
-    }
-    prepare_all(&shard, &plan).await?;
-    let mut commits: Vec<Ticket<'_>> = Vec::with_capacity(plan.owners.len());
-    for owner in &plan.owners {
-        commits.push(shard.submit(*owner, Request::Commit { id }).await?);
-    }
-    for ticket in commits {
-        match ticket.await {
-            Reply::Settled => {}
-            other => unreachable_reply("Commit", &other),
-        }
-    }
-    tracing::debug!(from = %plan.envelope.from(), owners = plan.owners.len(), "message delivered");
-    Ok(id)
-}
-
-/// Prepares the message on every owner, in parallel. If any owner refuses, the others abort
-/// it and the error names every recipient at fault.
-async fn prepare_all(shard: &Shard, plan: &Plan) -> Result<(), ToolError> {
-    // Bounded by MAX_RECIPIENTS + 1, far below u16::MAX.
-    let owners = u16::try_from(plan.owners.len()).unwrap_or(u16::MAX);
-    let mut tickets: Vec<Ticket<'_>> = Vec::with_capacity(plan.owners.len());
-    for owner in &plan.owners {
-        let request = Request::Prepare {
-            envelope: Arc::clone(&plan.envelope),
-            owners,
-        };
-        tickets.push(shard.submit(*owner, request).await?);
-    }
-    let mut granted: Vec<usize> = Vec::with_capacity(plan.owners.len());
-    let (mut unknown, mut full): (Vec<Box<str>>, Vec<Box<str>>) = (Vec::new(), Vec::new());
-    for (ticket, owner) in tickets.into_iter().zip(&plan.owners) {
-        match ticket.await {
-            Reply::Prepared(Ok(_)) => granted.push(*owner),
-            Reply::Prepared(Err(Undeliverable::UnknownRecipients(names))) => unknown.extend(names),
-            Reply::Prepared(Err(Undeliverable::InboxFull(names))) => full.extend(names),
-            other => unreachable_reply("Prepare", &other),
-        }
-    }
-    let refusal = if !unknown.is_empty() {
-        Undeliverable::UnknownRecipients(unknown)
-    } else if !full.is_empty() {
-        Undeliverable::InboxFull(full)
-    } else {
-        return Ok(());
-    };
-    let mut aborts: Vec<Ticket<'_>> = Vec::with_capacity(granted.len());
-    for owner in granted {
-        let request = Request::Abort {
-            id: plan.envelope.id,
-        };
-        aborts.push(shard.submit(owner, request).await?);
-    }
-    for ticket in aborts {
-        ticket.await;
-    }
-    Err(refused_error(&plan.envelope, refusal))
 }
 
 /// The sender's project, from this shard's cache or from the sender's owner (always from the
@@ -375,24 +255,12 @@ async fn sender_project(
     }
 }
 
-/// The tool error for a refused delivery or reservation.
-fn refused_error(envelope: &Envelope, refused: Undeliverable) -> ToolError {
+/// The tool error for a refused delivery (names already in request order).
+fn refused_error(refused: Undeliverable) -> ToolError {
     match refused {
-        Undeliverable::UnknownRecipients(names) => {
-            ToolError::UnknownRecipients(in_request_order(envelope, names))
-        }
-        Undeliverable::InboxFull(names) => ToolError::InboxFull(in_request_order(envelope, names)),
+        Undeliverable::UnknownRecipients(names) => ToolError::UnknownRecipients(names),
+        Undeliverable::InboxFull(names) => ToolError::InboxFull(names),
     }
-}
-
-/// Names in the order the client listed them (`to`, then `cc`), so error messages are
-/// deterministic.
-fn in_request_order(envelope: &Envelope, unknown: Vec<Box<str>>) -> Vec<Box<str>> {
-    envelope
-        .recipients()
-        .filter(|name| unknown.iter().any(|u| **u == **name))
-        .map(Box::from)
-        .collect()
 }
 
 pub fn write_json(out: &mut Vec<u8>, id: &Uuid, thread_id: &str) {
@@ -516,29 +384,5 @@ mod tests {
             r#"{{"from_agent":"a","to":["b"],"thread_id":"{long}"}}"#
         ))
         .is_err());
-    }
-
-    #[test]
-    fn unknown_names_keep_request_order() {
-        let envelope = Envelope::compose(Message {
-            to: vec!["x".into(), "y".into()],
-            cc: vec!["z".into()],
-            ..Message {
-                id: Uuid::nil(),
-                project_id: Uuid::nil(),
-                timestamp_ms: 0,
-                from: "a",
-                subject: "",
-                body: "",
-                thread_id: None,
-                reply_to: None,
-                importance: Importance::Normal,
-                ack_required: false,
-                to: Vec::new(),
-                cc: Vec::new(),
-            }
-        });
-        let got = in_request_order(&envelope, vec!["z".into(), "x".into()]);
-        assert_eq!(got, vec![Box::<str>::from("x"), "z".into()]);
     }
 }

@@ -17,6 +17,7 @@
 
 mod compactor;
 mod flusher;
+pub mod send;
 mod waits;
 
 use crate::cooperate::Turn;
