@@ -18,7 +18,7 @@ use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use shards::log::compaction::CompactPolicy;
 use shards::log::journal::{segment_bytes_for, SegmentWriter};
-use shards::runtime::HelperProgress;
+use shards::log::watermarks::HelperWatermarks;
 use shards::{MeshPair, Shard, Turn, WaiterLimits};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -48,6 +48,8 @@ const STALL_THRESHOLD_MS: u64 = 50;
 #[derive(Clone)]
 pub struct Helpers {
     pub metrics: Arc<Metrics>,
+    /// How far search and git got in each shard's log: compaction deletes only below both.
+    pub watermarks: Arc<HelperWatermarks>,
     /// Each shard's recovered state and log.
     pub kits: Arc<StartKits>,
     pub search: SearchHandle,
@@ -328,7 +330,7 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
             log.dir.clone(),
             log.bytes_before,
             kits.compact_bytes,
-            Arc::clone(&context.helpers.metrics),
+            Arc::clone(&context.helpers.watermarks),
         ))
         .detach();
     }
@@ -415,23 +417,21 @@ async fn compact_log(
     dir: std::path::PathBuf,
     bytes_before: u64,
     min_log_bytes: u64,
-    metrics: Arc<Metrics>,
+    watermarks: Arc<HelperWatermarks>,
 ) {
     let id = shard.id();
     let policy = CompactPolicy {
         min_log_bytes,
         check_interval: Duration::from_millis(COMPACT_CHECK_MS),
     };
-    let helpers: Rc<HelperProgress> = Rc::new(Box::new(move || {
-        (
-            metrics.search.persisted.of(id),
-            metrics.audit.committed.of(id),
-        )
-    }));
     let mut bytes_before = bytes_before;
     loop {
-        let run =
-            Rc::clone(&shard).compact_log(dir.clone(), policy, bytes_before, Rc::clone(&helpers));
+        let run = Rc::clone(&shard).compact_log(
+            dir.clone(),
+            policy,
+            bytes_before,
+            Arc::clone(&watermarks),
+        );
         match run.await {
             Ok(()) => return,
             Err(error) => {

@@ -12,7 +12,6 @@
 //! is full, and the bytes are given back when the helper receives the item. Checking and
 //! charging are one atomic step, so concurrent producers on several shards cannot overshoot.
 
-use crate::metrics::FeedGauges;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -21,6 +20,16 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// What a feed holds, kept by the feed itself (its byte budget is `pending_bytes`); `/metrics`
+/// only reads them.
+#[derive(Debug, Clone, Default)]
+pub struct FeedGauges {
+    /// Items sent by the shards and not yet received by the helper.
+    pub in_flight: Arc<AtomicUsize>,
+    /// Bytes of those items, and of items held back or about to be produced, across shards.
+    pub pending_bytes: Arc<AtomicUsize>,
+}
 
 /// How often held-back items are retried while the helper thread is behind, and how often a
 /// producer waiting for room looks again.

@@ -179,14 +179,14 @@ fn start_helpers(
             "the search index could not be kept; it is rebuilt from what the logs retain"
         );
     }
-    let index_progress = opened
+    let index_watermarks = opened
         .payload
         .as_deref()
         .and_then(search::Watermarks::from_text);
-    let git_progress = durable
-        .then(|| audit::read_progress(&config.repo_root))
+    let git_watermarks = durable
+        .then(|| audit::read_watermarks(&config.repo_root))
         .flatten();
-    let mut recovery = storage::recover(config, data_dir, index_progress, git_progress)?;
+    let mut recovery = storage::recover(config, data_dir, index_watermarks, git_watermarks)?;
     if let Some(report) = &recovery.report {
         log_recovery(report);
     }
@@ -198,11 +198,14 @@ fn start_helpers(
         queue_bytes: config.search_queue_bytes,
         commit_interval_ms: config.search_commit_ms,
     };
+    // How far search and git got, as they go: each publishes, compaction reads.
+    let live_watermarks = Arc::new(search::HelperWatermarks::default());
     let search_metrics = Arc::new(SearchMetrics::default());
     let search = search::start(
         &search_config,
         opened,
-        recovery.index_progress.clone(),
+        recovery.index_watermarks.clone(),
+        Arc::clone(&live_watermarks),
         Arc::clone(&search_metrics),
         events,
     )
@@ -216,7 +219,8 @@ fn start_helpers(
     let audit_metrics = Arc::new(AuditMetrics::default());
     let audit = audit::start(
         &audit_config,
-        recovery.git_progress.clone(),
+        recovery.git_watermarks.clone(),
+        Arc::clone(&live_watermarks),
         Arc::clone(&audit_metrics),
         events,
     )
@@ -233,6 +237,7 @@ fn start_helpers(
         });
     let helpers = executors::Helpers {
         metrics: Arc::new(metrics),
+        watermarks: live_watermarks,
         kits: recovery.kits,
         search: search.handle(),
         search_docs: search.docs(),

@@ -5,6 +5,7 @@
 //! helper threads keep their own counters. Gauges of shard state (agents, queued messages,
 //! calls in flight) are published by each shard once a second.
 
+use crate::feed::FeedGauges;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -147,31 +148,9 @@ pub struct SearchMetrics {
     /// Time from the first document of a batch arriving to its commit being searchable: the
     /// worst visibility lag within that batch.
     pub commit_lag: Latency,
-    /// The feed from the shards to the indexer (documents, message text).
+    /// The feed from the shards to the indexer (documents, message text): the feed's own
+    /// gauges, read here.
     pub feed: FeedGauges,
-    /// How far into each shard's log the index on disk reaches (a shard deletes older log
-    /// only below it).
-    pub persisted: LogProgress,
-}
-
-/// How far a helper thread has safely recorded each shard's log, per shard position.
-#[derive(Debug, Default)]
-pub struct LogProgress {
-    positions: std::sync::Mutex<Vec<u64>>,
-}
-
-impl LogProgress {
-    pub fn publish(&self, positions: &[u64]) {
-        let mut held = self.positions.lock().unwrap_or_else(|p| p.into_inner());
-        held.clear();
-        held.extend_from_slice(positions);
-    }
-
-    /// Shard `shard`'s position; 0 before anything was published.
-    pub fn of(&self, shard: usize) -> u64 {
-        let held = self.positions.lock().unwrap_or_else(|p| p.into_inner());
-        held.get(shard).copied().unwrap_or(0)
-    }
 }
 
 /// Counters of the git audit thread.
@@ -181,19 +160,9 @@ pub struct AuditMetrics {
     pub failures: AtomicU64,
     /// Profiles written to no commit yet.
     pub pending: AtomicU64,
-    /// The feed from the shards to the git writer (profiles, their text).
+    /// The feed from the shards to the git writer (profiles, their text): the feed's own
+    /// gauges, read here.
     pub feed: FeedGauges,
-    /// How far into each shard's log the committed trail reaches.
-    pub committed: LogProgress,
-}
-
-/// What a feed to a helper thread holds (see `crate::feed`), kept by the feed itself.
-#[derive(Debug, Clone, Default)]
-pub struct FeedGauges {
-    /// Items sent by the shards and not yet received by the helper.
-    pub in_flight: Arc<AtomicUsize>,
-    /// Bytes of those items, and of items held back or about to be produced, across shards.
-    pub pending_bytes: Arc<AtomicUsize>,
 }
 
 /// Which core each thread class runs on, as configured (for `/metrics`).

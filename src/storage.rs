@@ -119,8 +119,8 @@ pub struct Recovery {
     pub kits: Arc<StartKits>,
     pub report: Option<Report>,
     /// Where the indexer and the git writer start counting (`None`: no log).
-    pub index_progress: Option<Watermarks>,
-    pub git_progress: Option<Watermarks>,
+    pub index_watermarks: Option<Watermarks>,
+    pub git_watermarks: Option<Watermarks>,
     reindex: Vec<(usize, Emitted)>,
     profiles: Vec<(usize, Emitted)>,
     /// Positions in `reindex` and `profiles` belong to the current generation.
@@ -159,8 +159,8 @@ pub fn recover(
                 compact_bytes: config.log_compact_bytes,
             }),
             report: None,
-            index_progress: None,
-            git_progress: None,
+            index_watermarks: None,
+            git_watermarks: None,
             reindex: Vec::new(),
             profiles: Vec::new(),
             same_generation: false,
@@ -191,7 +191,7 @@ pub fn recover(
     .map_err(|e| format!("cannot recover the log: {e}"))?;
     let generation = recovered.generation.number;
     let same_generation = recovered.report.resharded_from.is_none();
-    let progress = |before: &Watermarks| {
+    let watermarks = |before: &Watermarks| {
         if before.generation == generation && before.positions.len() == count {
             before.clone()
         } else {
@@ -242,8 +242,8 @@ pub fn recover(
             compact_bytes: config.log_compact_bytes,
         }),
         report: Some(recovered.report),
-        index_progress: Some(progress(&index)),
-        git_progress: Some(progress(&git)),
+        index_watermarks: Some(watermarks(&index)),
+        git_watermarks: Some(watermarks(&git)),
         reindex: recovered.reindex,
         profiles: recovered.profiles,
         same_generation,

@@ -12,32 +12,33 @@ const LAYERS: &[(&str, u8)] = &[
     ("cores", 0),
     ("json", 0),
     ("ids", 0),
-    ("metrics", 0),
     ("lifecycle", 0),
     ("wake", 0),
     ("config", 0),
     ("platform", 0),
-    // Handing work to the helper threads.
+    // Handing work to the helper threads (the feed keeps its own gauges).
     ("feed", 1),
+    // Counters, only read by `/metrics`: nothing below decides anything from them.
+    ("metrics", 2),
     // Bytes <-> requests; the helper threads (search, git).
-    ("http", 2),
-    ("search", 2),
-    ("audit", 2),
+    ("http", 3),
+    ("search", 3),
+    ("audit", 3),
     // Arguments in, shard requests out.
-    ("tools", 3),
+    ("tools", 4),
     // JSON-RPC and the MCP transport rules.
-    ("mcp", 4),
+    ("mcp", 5),
     // The web view: HTML over the tools' shard handle, under the transport's rules.
-    ("ui", 5),
+    ("ui", 6),
     // Routes; the durable state each shard starts from.
-    ("routes", 6),
-    ("storage", 6),
-    ("executors", 7),
+    ("routes", 7),
+    ("storage", 7),
+    ("executors", 8),
     // A client of a running server over HTTP (`allman hook`): uses none of the server's
     // modules, and none of them uses it.
     ("hook", 0),
     // Drives the decoders for the fuzz targets.
-    ("fuzzing", 8),
+    ("fuzzing", 9),
 ];
 
 /// The same for the shards crate, `shards/src/`.

@@ -35,7 +35,7 @@ pub struct ProfileEvent {
     pub origin: Option<(usize, u64)>,
 }
 
-pub use shards::log::watermarks::Watermarks;
+pub use shards::log::watermarks::{HelperWatermarks, Watermarks};
 
 /// What a profile costs the git feed's byte budget besides its text.
 pub const PROFILE_FIXED_BYTES: usize = 128;
@@ -52,7 +52,7 @@ pub fn profile_bytes(profile: &AgentProfile) -> usize {
 
 /// How far into the shards' logs the last commit of the trail at `repo_root` got, as its
 /// message records; `None` if there is no such repository or commit.
-pub fn read_progress(repo_root: &Path) -> Option<Watermarks> {
+pub fn read_watermarks(repo_root: &Path) -> Option<Watermarks> {
     let repo = gix::open(repo_root).ok()?;
     let head = repo.head_commit().ok()?;
     let message = head.message_raw().ok()?;
@@ -95,7 +95,8 @@ pub struct AuditService {
 /// writer dies while serving, `lifecycle` is told why.
 pub fn start(
     config: &AuditConfig,
-    progress: Option<Watermarks>,
+    watermarks: Option<Watermarks>,
+    live: Arc<HelperWatermarks>,
     metrics: Arc<AuditMetrics>,
     lifecycle: &std::sync::mpsc::Sender<Event>,
 ) -> Result<AuditService, AuditError> {
@@ -117,7 +118,7 @@ pub fn start(
                 Ok(repo) => {
                     let _ = opened_tx.send(Ok(()));
                     supervise("git writer", &lifecycle, move || {
-                        writer::Writer::new(repo, writer_metrics, progress).run(inbox)
+                        writer::Writer::new(repo, writer_metrics, watermarks, live).run(inbox)
                     });
                 }
                 Err(error) => {

@@ -35,7 +35,9 @@ pub struct Writer {
     failing: bool,
     /// With a durable log: how far into each shard's log the pending profiles reach; each
     /// commit message ends with it, so a restart re-submits only what follows.
-    progress: Option<super::Watermarks>,
+    watermarks: Option<super::Watermarks>,
+    /// Where each commit publishes how far the trail reaches (`git`).
+    live: Arc<super::HelperWatermarks>,
 }
 
 #[derive(Serialize)]
@@ -55,7 +57,8 @@ impl Writer {
     pub fn new(
         repo: gix::Repository,
         metrics: Arc<AuditMetrics>,
-        progress: Option<super::Watermarks>,
+        watermarks: Option<super::Watermarks>,
+        live: Arc<super::HelperWatermarks>,
     ) -> Self {
         Writer {
             repo,
@@ -65,7 +68,8 @@ impl Writer {
             newest_version: HashMap::new(),
             commits: 0,
             failing: false,
-            progress,
+            watermarks,
+            live,
         }
     }
 
@@ -99,8 +103,8 @@ impl Writer {
     }
 
     fn add(&mut self, event: ProfileEvent) {
-        if let Some(progress) = &mut self.progress {
-            progress.note(event.origin);
+        if let Some(watermarks) = &mut self.watermarks {
+            watermarks.note(event.origin);
         }
         let key = (event.profile.project_id, event.profile.name.clone());
         // Profiles of one agent can arrive out of order (they are handed over by whichever
@@ -134,8 +138,8 @@ impl Writer {
         match self.write_commit() {
             Ok(id) => {
                 self.commits += 1;
-                if let Some(progress) = &self.progress {
-                    self.metrics.committed.publish(&progress.positions);
+                if let Some(watermarks) = &self.watermarks {
+                    self.live.git.publish(&watermarks.positions);
                 }
                 self.metrics.commits.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
@@ -235,9 +239,9 @@ impl Writer {
                 self.pending.len() - MESSAGE_AGENT_LINES
             ));
         }
-        if let Some(progress) = &self.progress {
+        if let Some(watermarks) = &self.watermarks {
             message.push('\n');
-            message.push_str(&progress.to_text());
+            message.push_str(&watermarks.to_text());
             message.push('\n');
         }
         message
@@ -274,7 +278,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("allman-writer-test-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let repo = gix::init_bare(&dir).expect("init");
-        let mut writer = Writer::new(repo, Arc::default(), None);
+        let mut writer = Writer::new(repo, Arc::default(), None, Arc::default());
         writer.add(event(2, "new", false));
         writer.add(event(1, "old", true));
         let pending = writer.pending.values().next().expect("pending");

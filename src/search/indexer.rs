@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 /// How far into each shard's log the index has got: every message a shard emitted below its
 /// position is in the index. Kept as each commit's payload.
-pub use shards::log::watermarks::Watermarks;
+pub use shards::log::watermarks::{HelperWatermarks, Watermarks};
 
 /// After a failed commit (disk full, say), wait this long beyond the commit interval.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
@@ -105,7 +105,9 @@ pub struct Indexer {
     /// bound on visibility lag while the indexer keeps up.
     commit_interval: Duration,
     /// Log positions of the documents handed to Tantivy; the payload of the next commit.
-    progress: Watermarks,
+    watermarks: Watermarks,
+    /// Where each persist publishes how far the index on disk reaches (`index`).
+    live: Arc<HelperWatermarks>,
     /// Whether the index is kept across restarts (persisted every `PERSIST_INTERVAL`).
     durable: bool,
     /// The positions the last successful commit recorded: what a persist makes safe.
@@ -121,7 +123,7 @@ impl Indexer {
         directory: UnsyncedDirectory,
         metrics: Arc<SearchMetrics>,
         commit_interval: Duration,
-        progress: Option<Watermarks>,
+        (watermarks, live): (Option<Watermarks>, Arc<HelperWatermarks>),
     ) -> Self {
         // The schema was built by schema::build, so every field exists.
         let fields =
@@ -137,12 +139,13 @@ impl Indexer {
             indexed_total: 0,
             metrics,
             commit_interval,
-            durable: progress.is_some(),
-            committed_positions: progress
+            durable: watermarks.is_some(),
+            committed_positions: watermarks
                 .as_ref()
-                .map(|p| p.positions.clone())
+                .map(|w| w.positions.clone())
                 .unwrap_or_default(),
-            progress: progress.unwrap_or_default(),
+            watermarks: watermarks.unwrap_or_default(),
+            live,
             last_persist: Instant::now(),
             committed_since_persist: false,
         }
@@ -167,7 +170,7 @@ impl Indexer {
             match next {
                 Some(Work::Item(doc)) => {
                     hooks.check(&doc);
-                    self.progress.note(doc.origin);
+                    self.watermarks.note(doc.origin);
                     taken.push(UserOperation::Add(self.document(&doc)));
                     self.first_uncommitted_at.get_or_insert_with(Instant::now);
                     // While documents keep coming the queue is never empty, so the deadline
@@ -225,7 +228,7 @@ impl Indexer {
         match self.directory.persist() {
             Ok(()) => {
                 self.committed_since_persist = false;
-                self.metrics.persisted.publish(&self.committed_positions);
+                self.live.index.publish(&self.committed_positions);
                 tracing::debug!(
                     elapsed_us = started.elapsed().as_micros() as u64,
                     "search index persisted"
@@ -324,7 +327,7 @@ impl Indexer {
         }
         let started = Instant::now();
         let committed = if self.durable {
-            let payload = self.progress.to_text();
+            let payload = self.watermarks.to_text();
             self.writer.prepare_commit().and_then(|mut prepared| {
                 prepared.set_payload(&payload);
                 prepared.commit()
@@ -336,7 +339,7 @@ impl Indexer {
             Ok(_) => {
                 self.committed_since_persist = true;
                 self.committed_positions
-                    .clone_from(&self.progress.positions);
+                    .clone_from(&self.watermarks.positions);
                 if let Err(error) = self.reader.reload() {
                     tracing::error!(%error, "could not reload the search reader");
                 }

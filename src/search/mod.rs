@@ -9,7 +9,7 @@ mod indexer;
 mod query;
 mod schema;
 
-pub use indexer::{SearchDoc, Watermarks};
+pub use indexer::{HelperWatermarks, SearchDoc, Watermarks};
 pub use schema::OpenedIndex;
 
 use crate::feed::{self, FeedLimits, Producer};
@@ -233,12 +233,14 @@ pub fn open_index(path: &Path, keep: bool) -> Result<OpenedIndex, SearchError> {
 }
 
 /// Starts the indexer and query threads on `opened`, both pinned to `config.core`. With
-/// `progress` (a durable server), each commit records how far into the shards' logs it got.
-/// If either thread dies while serving, `events` is told why.
+/// `watermarks` (a durable server), each commit records how far into the shards' logs it got,
+/// and each persist publishes it to `live.index`. If either thread dies while serving,
+/// `events` is told why.
 pub fn start(
     config: &SearchConfig,
     opened: OpenedIndex,
-    progress: Option<Watermarks>,
+    watermarks: Option<Watermarks>,
+    live: Arc<HelperWatermarks>,
     metrics: Arc<SearchMetrics>,
     events: &std::sync::mpsc::Sender<Event>,
 ) -> Result<SearchService, SearchError> {
@@ -256,8 +258,10 @@ pub fn start(
     let (queries, query_rx) = crossbeam_channel::unbounded();
     let queries_waiting = Arc::new(AtomicUsize::new(0));
 
-    let (indexer, reader) =
-        spawn_indexer(config, &index, directory, progress, metrics, doc_rx, events)?;
+    let watermarks = (watermarks, live);
+    let (indexer, reader) = spawn_indexer(
+        config, &index, directory, watermarks, metrics, doc_rx, events,
+    )?;
     let searcher = query::QueryRunner::new(&index, reader, Arc::clone(&queries_waiting));
     let query_events = events.clone();
     let core = config.core;
@@ -288,7 +292,7 @@ fn spawn_indexer(
     config: &SearchConfig,
     index: &tantivy::Index,
     directory: directory::UnsyncedDirectory,
-    progress: Option<Watermarks>,
+    watermarks: (Option<Watermarks>, Arc<HelperWatermarks>),
     metrics: Arc<SearchMetrics>,
     doc_rx: feed::Consumer<SearchDoc>,
     events: &std::sync::mpsc::Sender<Event>,
@@ -318,7 +322,7 @@ fn spawn_indexer(
                     let _ = opened_tx.send(Ok(reader.clone()));
                     supervise("search indexer", &events, move || {
                         indexer::Indexer::new(
-                            writer, reader, directory, metrics, interval, progress,
+                            writer, reader, directory, metrics, interval, watermarks,
                         )
                         .run(doc_rx)
                     });

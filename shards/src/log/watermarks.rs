@@ -1,5 +1,8 @@
-//! Watermarks: how far the helper threads (search index, git trail) got in each shard's log,
-//! and the text they are kept in beside the helpers' own state.
+//! Watermarks: how far the helper threads (search index, git trail) got in each shard's log:
+//! as saved beside the helpers' own state ([`Watermarks`], and its text), and as they go
+//! ([`HelperWatermarks`], which a shard's compaction reads before deleting log).
+
+use std::sync::Mutex;
 
 /// How far the helper threads got, per shard, in one generation: records below these
 /// positions need not be handed to them again.
@@ -70,6 +73,42 @@ impl Watermarks {
     }
 }
 
+/// One helper's positions as it goes, per shard: published by the helper thread after each
+/// durable step, read by the shards.
+#[derive(Debug, Default)]
+pub struct LiveWatermarks {
+    positions: Mutex<Vec<u64>>,
+}
+
+impl LiveWatermarks {
+    pub fn publish(&self, positions: &[u64]) {
+        let mut held = self.positions.lock().unwrap_or_else(|p| p.into_inner());
+        held.clear();
+        held.extend_from_slice(positions);
+    }
+
+    /// Shard `shard`'s position; 0 before anything was published.
+    pub fn of(&self, shard: usize) -> u64 {
+        let held = self.positions.lock().unwrap_or_else(|p| p.into_inner());
+        held.get(shard).copied().unwrap_or(0)
+    }
+}
+
+/// Both helpers' live positions: the search index on disk, and the git trail committed. A
+/// shard deletes log only below both, so neither helper ever needs a record that is gone.
+#[derive(Debug, Default)]
+pub struct HelperWatermarks {
+    pub index: LiveWatermarks,
+    pub git: LiveWatermarks,
+}
+
+impl HelperWatermarks {
+    /// (index, git) positions in shard `shard`'s log.
+    pub fn of(&self, shard: usize) -> (u64, u64) {
+        (self.index.of(shard), self.git.of(shard))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +122,15 @@ mod tests {
         let text = format!("agents: 2 registered\n\n{}\n", marks.to_text());
         assert_eq!(Watermarks::from_text(&text), Some(marks));
         assert_eq!(Watermarks::from_text("no progress here"), None);
+    }
+
+    #[test]
+    fn live_watermarks_read_zero_until_published() {
+        let helpers = HelperWatermarks::default();
+        assert_eq!(helpers.of(1), (0, 0));
+        helpers.index.publish(&[5, 9]);
+        helpers.git.publish(&[4, 7]);
+        assert_eq!(helpers.of(1), (9, 7));
+        assert_eq!(helpers.of(2), (0, 0), "a shard past the published ones");
     }
 }

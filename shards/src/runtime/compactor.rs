@@ -1,23 +1,25 @@
 //! The compactor: snapshots a shard's state once its log is long enough, and deletes the log
-//! files the snapshot and the helpers' progress make obsolete.
+//! files the snapshot and the helpers' watermarks make obsolete.
 
-use super::{HelperProgress, Shard};
+use super::Shard;
 use crate::log::compaction::{obsolete_files, remove_files, write_snapshot, CompactPolicy};
+use crate::log::watermarks::HelperWatermarks;
 use crate::state::ImageEncoder;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 impl Shard {
     /// Compaction (see [`crate::log::compaction`]): snapshots the state once the log since
     /// the last snapshot is long enough, then deletes what the snapshot and the helper
-    /// threads' progress make obsolete. `log_bytes_before` is the log this run started with.
+    /// threads' watermarks make obsolete. `log_bytes_before` is the log this run started with.
     /// Returns when the journal closes, or on an I/O error (the caller decides).
     pub async fn compact_log(
         self: Rc<Self>,
         dir: std::path::PathBuf,
         policy: CompactPolicy,
         log_bytes_before: u64,
-        helpers: Rc<HelperProgress>,
+        helpers: Arc<HelperWatermarks>,
     ) -> std::io::Result<()> {
         let Some(journal) = self.journal.clone() else {
             return Ok(());
@@ -33,7 +35,7 @@ impl Shard {
                 return Ok(());
             }
             if let Some((position, message_end, profile_end)) = cleanup {
-                let (index, git) = helpers();
+                let (index, git) = helpers.of(self.id);
                 let reached = |helper: u64, emitted_end: u64| {
                     if helper >= emitted_end {
                         position

@@ -103,10 +103,6 @@ pub struct ShardStats {
 /// Where a shard's emissions go once durable (the search and git feeds).
 pub type Sink = Box<dyn Fn(Emitted)>;
 
-/// How far the helper threads have safely recorded this shard's log: (search index on disk,
-/// git trail committed) positions.
-pub type HelperProgress = Box<dyn Fn() -> (u64, u64)>;
-
 /// One shard: the state it owns plus its ends of the meshes. Lives on one executor (`Rc`).
 pub struct Shard {
     id: usize,
