@@ -68,7 +68,6 @@ struct ShardSettings {
     /// Request bytes the shard buffers beyond each connection's first read buffer.
     read_buffer_budget_bytes: usize,
     transport: TransportPolicy,
-    agent_auth: bool,
     /// `--ui`: serve the web view.
     ui: bool,
     waiters: WaiterLimits,
@@ -91,7 +90,6 @@ impl ShardSettings {
             max_connections: config.max_connections,
             shutdown_grace: Duration::from_millis(config.shutdown_grace_ms),
             read_buffer_budget_bytes: config.read_buffer_budget_bytes,
-            agent_auth: config.agent_auth,
             ui: config.ui,
             tools: ToolSettings {
                 agent_auth: config.agent_auth,
@@ -270,7 +268,7 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
     };
     let kits = Arc::clone(&context.helpers.kits);
     let mut log_start = None;
-    let agent_auth = context.settings.agent_auth;
+    let agent_auth = context.settings.tools.agent_auth;
     let joined = Shard::join_with(context.mesh, context.settings.waiters, |id| {
         let mut kit = kits.take(id)?;
         // Before any peer is served: a request in between would act without tokens.

@@ -132,7 +132,7 @@ impl UnsyncedDirectory {
             }
             memory.remove(&path);
         }
-        File::open(&self.root)?.sync_all()?;
+        shards::log::files::sync_directory_blocking(&self.root)?;
         for path in std::mem::take(&mut memory.deferred_deletes) {
             match std::fs::remove_file(self.root.join(&path)) {
                 Ok(()) => {}
@@ -278,6 +278,7 @@ impl Directory for UnsyncedDirectory {
         Ok(())
     }
 
+    /// Nothing to sync: fresh files live in memory until `persist`, which syncs the directory.
     fn sync_directory(&self) -> io::Result<()> {
         Ok(())
     }

@@ -210,15 +210,16 @@ pub struct SearchService {
     query: JoinHandle<()>,
 }
 
-/// Opens the index at `path`: kept from the last run when `keep` (a durable server), else
-/// recreated empty.
-/// What a message costs the search feed's byte budget: its text, thread id and names.
+/// What a message costs the search feed's byte budget: its text, thread id and names. A send
+/// reserves this before delivering; the owner charges it when it hands the document over.
 pub fn doc_bytes(envelope: &shards::Envelope) -> usize {
     envelope.payload_len()
         + envelope.thread_len()
         + envelope.recipients().map(str::len).sum::<usize>()
 }
 
+/// Opens the index at `path`: kept from the last run when `keep` (a durable server), else
+/// recreated empty.
 pub fn open_index(path: &Path, keep: bool) -> Result<OpenedIndex, SearchError> {
     if keep {
         return schema::open_or_create_index(path);

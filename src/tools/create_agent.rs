@@ -100,7 +100,7 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
     // its log record is durable).
     let _room = tools.audit.reserve(profile_bytes(&args)).await?;
     // Made before the agent is asked for, so the owner can set its hash in the same step.
-    let new_token = tools.agent_auth.then(super::new_agent_token);
+    let new_token = tools.settings.agent_auth.then(super::new_agent_token);
     let new_token_hash = new_token.as_deref().and_then(|t| tools.token_hash(Some(t)));
     let token = tools.token_hash(args.agent_token.as_deref());
     for attempt in 0..MAX_NAME_ATTEMPTS {

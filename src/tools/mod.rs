@@ -441,8 +441,6 @@ pub struct Toolbox {
     metrics: Arc<Metrics>,
     ids: RefCell<IdGenerator>,
     known: RefCell<KnownAgents>,
-    /// `--agent-auth`: acting as an agent takes its token.
-    agent_auth: bool,
     settings: ToolSettings,
 }
 
@@ -482,7 +480,6 @@ impl Toolbox {
             metrics,
             ids: RefCell::new(ids),
             known: RefCell::new(KnownAgents::default()),
-            agent_auth: settings.agent_auth,
             settings,
         }
     }
@@ -499,7 +496,7 @@ impl Toolbox {
     /// What the owner compares: a hash of the token (the token itself is never kept).
     /// `None` with tokens off.
     pub fn token_hash(&self, token: Option<&str>) -> Option<Uuid> {
-        if !self.agent_auth {
+        if !self.settings.agent_auth {
             return None;
         }
         token.map(|token| Uuid::new_v5(&TOKEN_NAMESPACE, token.as_bytes()))
@@ -507,7 +504,7 @@ impl Toolbox {
 
     /// The error for an agent that a call acts as and its owner refused.
     pub fn no_agent(&self, name: &str) -> ToolError {
-        if self.agent_auth {
+        if self.settings.agent_auth {
             ToolError::AgentAuth(name.to_string())
         } else {
             ToolError::UnknownAgent(name.to_string())

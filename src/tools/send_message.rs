@@ -17,6 +17,7 @@ use super::{
 };
 use crate::clock::now_ms;
 use crate::json::{present, write_str, write_uuid};
+use crate::search::doc_bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use shards::runtime::send::SendError;
@@ -186,19 +187,6 @@ pub async fn send(tools: &Toolbox, message: Outgoing<'_>) -> Result<ToolOutput, 
             max_inbox_bytes,
         });
     }
-    // Room in the search feed, taken before anything is delivered: a send waits here (and its
-    // client with it) while the indexer is behind, instead of memory growing.
-    let index_bytes = payload_bytes
-        + message.thread_id.map_or(36, str::len)
-        + message
-            .to
-            .iter()
-            .chain(&message.cc)
-            .map(|name| name.len())
-            .sum::<usize>();
-    // Held until the reply: the owner charges the document again when it hands it over
-    // (once durable), and this is given back after, so the bound holds with nothing owed.
-    let _room = tools.search_docs.reserve(index_bytes).await?;
     let sender_project = sender_project(tools, message.from_agent, message.agent_token).await?;
 
     let now = now_ms();
@@ -217,6 +205,11 @@ pub async fn send(tools: &Toolbox, message: Outgoing<'_>) -> Result<ToolOutput, 
         to: message.to,
         cc: message.cc,
     });
+    // Room in the search feed, taken before anything is delivered: a send waits here (and its
+    // client with it) while the indexer is behind, instead of memory growing. Held until the
+    // reply: the owner charges the document again when it hands it over (once durable), and
+    // this is given back after, so the bound holds with nothing owed.
+    let _room = tools.search_docs.reserve(doc_bytes(&envelope)).await?;
     let weight = entry_weight(&envelope);
     let envelope = Arc::new(envelope.with_weight(weight));
     let thread_id: Box<str> = envelope.thread_id().into();
@@ -235,7 +228,7 @@ async fn sender_project(
     agent_token: Option<&str>,
 ) -> Result<Uuid, ToolError> {
     let token = tools.token_hash(agent_token);
-    if !tools.agent_auth {
+    if !tools.settings.agent_auth {
         if let Some(project) = tools.known.borrow().project_of(from_agent) {
             return Ok(project);
         }

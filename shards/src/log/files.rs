@@ -173,9 +173,14 @@ pub fn complete_generation(root: &Path, generation: &Generation) -> Result<(), R
 }
 
 pub fn sync_dir(dir: &Path) -> Result<(), RecoveryError> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_error(dir))
+    sync_directory_blocking(dir).map_err(io_error(dir))
+}
+
+/// Syncs a directory's entries (a created, renamed or removed file) with a blocking call: for
+/// threads that may block (start-up, the search indexer). A shard uses
+/// [`super::journal::sync_directory`], through io_uring.
+pub fn sync_directory_blocking(dir: &Path) -> io::Result<()> {
+    fs::File::open(dir)?.sync_all()
 }
 
 /// The name of the snapshot that stands for every record below `position`.

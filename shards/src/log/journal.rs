@@ -278,7 +278,8 @@ impl SegmentWriter {
     }
 }
 
-/// Syncs a directory (its entries: a created, renamed or removed file) through io_uring.
+/// Syncs a directory (its entries: a created, renamed or removed file) through io_uring: the
+/// shards' form of [`super::files::sync_directory_blocking`].
 pub async fn sync_directory(dir: &Path) -> io::Result<()> {
     let directory = glommio::io::Directory::open(dir)
         .await
