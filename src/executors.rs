@@ -224,6 +224,16 @@ impl Reporter {
         // The main thread outlives the shards; a send error means it is already exiting.
         let _ = self.events.send(event);
     }
+
+    /// The shard could not start (its executor did): start-up stops with `reason`.
+    fn failed(&self, reason: String) {
+        self.send(Event::Failed {
+            slot: self.slot,
+            core: self.core,
+            reason,
+            executor_started: true,
+        })
+    }
 }
 
 impl Drop for Reporter {
@@ -258,89 +268,29 @@ struct ShardContext {
 }
 
 async fn run_shard(context: ShardContext, reporter: &Reporter) {
-    let failed = |reason: String| {
-        reporter.send(Event::Failed {
-            slot: reporter.slot,
-            core: reporter.core,
-            reason,
-            executor_started: true,
-        })
-    };
     let kits = Arc::clone(&context.helpers.kits);
-    let mut log_start = None;
     let agent_auth = context.settings.tools.agent_auth;
-    let joined = Shard::join_with(context.mesh, context.settings.waiters, |id| {
-        let mut kit = kits.take(id)?;
-        // Before any peer is served: a request in between would act without tokens.
-        kit.state.set_agent_auth(agent_auth);
-        // Replay keeps every logged lease active; those expired by now leave at once.
-        kit.state.sweep_leases(crate::clock::now_ms(), usize::MAX);
-        let journal = kit.log.as_ref().map(|log| kits.journal(log));
-        log_start = kit.log;
-        Ok((kit.state, journal))
-    })
-    .await;
-    let shard = match joined {
-        Ok(shard) => shard,
-        Err(error) => return failed(error.to_string()),
+    let joined = join_shard(context.mesh, context.settings.waiters, &kits, agent_auth).await;
+    let (shard, log_start) = match joined {
+        Ok(joined) => joined,
+        Err(error) => return reporter.failed(error),
     };
-    // The flusher writes this shard's log; a write error stops the server (exit 1) rather
-    // than acknowledge anything it could not log.
     let flusher = match &log_start {
-        Some(log) => {
-            let count = shard.count() as u32;
-            // fsync mode writes around the page cache (the data goes to the device anyway);
-            // batch mode hands each batch to the page cache, which survives a crash of the
-            // process and costs no device round trip per group commit.
-            let direct_io = kits.mode == Durability::Fsync;
-            let segment_bytes = segment_bytes_for(kits.compact_bytes);
-            let id = shard.id() as u32;
-            let created =
-                SegmentWriter::create(&log.dir, id, count, log.base, direct_io, segment_bytes)
-                    .await;
-            match created {
-                Ok(writer) => {
-                    tracing::debug!(
-                        shard = shard.id(),
-                        direct_io = writer.is_direct(),
-                        "log open"
-                    );
-                    context.helpers.metrics.shards[shard.id()]
-                        .log_direct_io
-                        .store(u64::from(writer.is_direct()), Ordering::Relaxed);
-                    Some(glommio::spawn_local(write_log(Rc::clone(&shard), writer)))
-                }
-                Err(error) => {
-                    return failed(format!(
-                        "cannot open its log in {}: {error}",
-                        log.dir.display()
-                    ))
-                }
-            }
-        }
+        Some(log) => match start_log(&shard, log, &kits, &context.helpers).await {
+            Ok(flusher) => Some(flusher),
+            Err(error) => return reporter.failed(error),
+        },
         None => None,
     };
     // SAFETY: `fd` is a listening socket this thread owns (a dup made for it in `start`).
     let listener = unsafe { TcpListener::from_raw_fd(context.fd) };
-    if let Some(log) = &log_start {
-        glommio::spawn_local(compact_log(
-            Rc::clone(&shard),
-            log.dir.clone(),
-            log.bytes_before,
-            kits.compact_bytes,
-            Arc::clone(&context.helpers.watermarks),
-        ))
-        .detach();
-    }
-    let search_feed = Feed::new(context.helpers.search_docs);
-    let audit_feed = Feed::new(context.helpers.audit);
-    shard.set_sink(storage::sink(
-        shard.id(),
-        log_start.is_some(),
-        Rc::clone(&search_feed),
-        Rc::clone(&audit_feed),
-    ));
     let metrics = Arc::clone(&context.helpers.metrics);
+    let (search_feed, audit_feed) = feeds_for(
+        &shard,
+        context.helpers.search_docs,
+        context.helpers.audit,
+        log_start.is_some(),
+    );
     let toolbox = Toolbox::new(
         Rc::clone(&shard),
         context.helpers.search,
@@ -349,15 +299,7 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
         Arc::clone(&metrics),
         context.settings.tools,
     );
-    let policy = Rc::new(context.settings.transport.clone());
-    let routes = Rc::new(Routes::new(
-        toolbox,
-        policy,
-        Arc::clone(&metrics),
-        context.settings.ui,
-        context.settings.max_listen_streams,
-        Arc::clone(&context.sessions),
-    ));
+    let routes = routes_for(toolbox, &context.settings, &metrics, &context.sessions);
     let connections = Rc::new(RefCell::new(Connections::default()));
     let budget = Rc::new(ReadBudget::new(context.settings.read_buffer_budget_bytes));
     glommio::spawn_local(publish_shard_gauges(
@@ -386,21 +328,143 @@ async fn run_shard(context: ShardContext, reporter: &Reporter) {
     routes.close_streams();
     drop(routes);
     finish_connections(shard.id(), &connections, settings.shutdown_grace).await;
+    let flush_feeds = || {
+        search_feed.flush_all();
+        audit_feed.flush_all();
+    };
+    shut_down(&shard, flusher, flush_feeds, reporter, &context.exit).await;
+}
+
+/// The end of a shard whose connections are done: what it holds goes to the helpers, it
+/// answers its peers until every shard has drained, then its log is written to the end.
+async fn shut_down(
+    shard: &Shard,
+    flusher: Option<glommio::Task<()>>,
+    flush_feeds: impl Fn(),
+    reporter: &Reporter,
+    exit: &Notify,
+) {
     // No request runs here any more: whatever is held goes to the helper threads.
-    search_feed.flush_all();
-    audit_feed.flush_all();
+    flush_feeds();
     reporter.send(Event::Drained { shard: shard.id() });
     // Keep answering other shards' requests until every shard has drained.
-    context.exit.wait().await;
+    exit.wait().await;
     // Write and sync what is left of the log; its last emissions reach the feeds.
     if let (Some(journal), Some(flusher)) = (shard.journal(), flusher) {
         journal.close();
         flusher.await;
     }
     // A connection still busy after the grace period may have submitted more since.
-    search_feed.flush_all();
-    audit_feed.flush_all();
+    flush_feeds();
     shard.close();
+}
+
+/// This shard's ends of the feeds to the helper threads, and the sink that hands them what
+/// becomes durable (at once without a log).
+fn feeds_for(
+    shard: &Shard,
+    search_docs: Producer<SearchDoc>,
+    audit: Producer<ProfileEvent>,
+    logged: bool,
+) -> (Rc<Feed<SearchDoc>>, Rc<Feed<ProfileEvent>>) {
+    let search_feed = Feed::new(search_docs);
+    let audit_feed = Feed::new(audit);
+    shard.set_sink(storage::sink(
+        shard.id(),
+        logged,
+        Rc::clone(&search_feed),
+        Rc::clone(&audit_feed),
+    ));
+    (search_feed, audit_feed)
+}
+
+/// What this shard serves, with the settings every shard shares.
+fn routes_for(
+    toolbox: Toolbox,
+    settings: &ShardSettings,
+    metrics: &Arc<Metrics>,
+    sessions: &Arc<Sessions>,
+) -> Rc<Routes> {
+    Rc::new(Routes::new(
+        toolbox,
+        Rc::new(settings.transport.clone()),
+        Arc::clone(metrics),
+        settings.ui,
+        settings.max_listen_streams,
+        Arc::clone(sessions),
+    ))
+}
+
+/// Joins the mesh with this shard's recovered state, made ready before any peer is served;
+/// with the log this shard continues, if it keeps one.
+async fn join_shard(
+    mesh: MeshPair,
+    waiters: WaiterLimits,
+    kits: &StartKits,
+    agent_auth: bool,
+) -> Result<(Rc<Shard>, Option<storage::LogStart>), String> {
+    let mut log_start = None;
+    let joined = Shard::join_with(mesh, waiters, |id| {
+        let mut kit = kits.take(id)?;
+        // Before any peer is served: a request in between would act without tokens.
+        kit.state.set_agent_auth(agent_auth);
+        // Replay keeps every logged lease active; those expired by now leave at once.
+        kit.state.sweep_leases(crate::clock::now_ms(), usize::MAX);
+        let journal = kit.log.as_ref().map(|log| kits.journal(log));
+        log_start = kit.log;
+        Ok((kit.state, journal))
+    })
+    .await;
+    let shard = joined.map_err(|error| error.to_string())?;
+    Ok((shard, log_start))
+}
+
+/// Starts this shard's log: the flusher (returned, awaited at shutdown) and the compactor.
+async fn start_log(
+    shard: &Rc<Shard>,
+    log: &storage::LogStart,
+    kits: &StartKits,
+    helpers: &Helpers,
+) -> Result<glommio::Task<()>, String> {
+    let flusher = start_flusher(shard, log, kits, &helpers.metrics).await?;
+    let compaction = compact_log(
+        Rc::clone(shard),
+        log.dir.clone(),
+        log.bytes_before,
+        kits.compact_bytes,
+        Arc::clone(&helpers.watermarks),
+    );
+    glommio::spawn_local(compaction).detach();
+    Ok(flusher)
+}
+
+/// Opens this shard's next segment and starts the flusher that writes its log; a write error
+/// then stops the server (exit 1) rather than acknowledge anything it could not log.
+async fn start_flusher(
+    shard: &Rc<Shard>,
+    log: &storage::LogStart,
+    kits: &StartKits,
+    metrics: &Metrics,
+) -> Result<glommio::Task<()>, String> {
+    let count = shard.count() as u32;
+    // fsync mode writes around the page cache (the data goes to the device anyway); batch
+    // mode hands each batch to the page cache, which survives a crash of the process and
+    // costs no device round trip per group commit.
+    let direct_io = kits.mode == Durability::Fsync;
+    let segment_bytes = segment_bytes_for(kits.compact_bytes);
+    let id = shard.id() as u32;
+    let writer = SegmentWriter::create(&log.dir, id, count, log.base, direct_io, segment_bytes)
+        .await
+        .map_err(|error| format!("cannot open its log in {}: {error}", log.dir.display()))?;
+    tracing::debug!(
+        shard = shard.id(),
+        direct_io = writer.is_direct(),
+        "log open"
+    );
+    metrics.shards[shard.id()]
+        .log_direct_io
+        .store(u64::from(writer.is_direct()), Ordering::Relaxed);
+    Ok(glommio::spawn_local(write_log(Rc::clone(shard), writer)))
 }
 
 /// How often a shard checks whether its log is due for a snapshot.

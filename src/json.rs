@@ -109,9 +109,38 @@ pub fn write_uuid(out: &mut Vec<u8>, id: &Uuid) {
     out.push(b'"');
 }
 
+/// `[a,b,…]`: each item written by `write`, commas between. The one list writer of every
+/// hand-written JSON answer.
+pub fn write_array<T>(
+    out: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+    mut write: impl FnMut(&mut Vec<u8>, T),
+) {
+    out.push(b'[');
+    for (index, item) in items.into_iter().enumerate() {
+        if index > 0 {
+            out.push(b',');
+        }
+        write(out, item);
+    }
+    out.push(b']');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arrays_put_commas_only_between_items() {
+        let mut out = Vec::new();
+        write_array(&mut out, [1u64, 22, 333], write_u64);
+        assert_eq!(out, b"[1,22,333]");
+        out.clear();
+        write_array(&mut out, std::iter::empty::<u64>(), |out, n| {
+            write_u64(out, n)
+        });
+        assert_eq!(out, b"[]");
+    }
 
     #[test]
     fn numbers_are_written_in_decimal() {

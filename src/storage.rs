@@ -127,6 +127,79 @@ pub struct Recovery {
     same_generation: bool,
 }
 
+/// Each shard's start kit: its state, told what was handed over again, and where its log
+/// continues.
+fn start_kits(
+    states: Vec<ShardState>,
+    bases: Vec<u64>,
+    emitted_ends: Vec<(u64, u64)>,
+    shard_dir: impl Fn(usize) -> PathBuf,
+) -> Vec<Option<StartKit>> {
+    states
+        .into_iter()
+        .zip(bases)
+        .zip(emitted_ends)
+        .enumerate()
+        .map(|(shard, ((mut state, base), (message_end, profile_end)))| {
+            state
+                .outbox_mut()
+                .set_emitted_ends(message_end, profile_end);
+            let dir = shard_dir(shard);
+            let bytes_before = segment_bytes(&dir);
+            Some(StartKit {
+                state,
+                log: Some(LogStart {
+                    dir,
+                    base,
+                    bytes_before,
+                }),
+            })
+        })
+        .collect()
+}
+
+/// Fresh states and no log (`--durability none`).
+fn without_log(config: &Config, count: usize, limits: InboxLimits) -> Recovery {
+    let kits = (0..count)
+        .map(|shard| {
+            Some(StartKit {
+                state: ShardState::new(shard, count, limits),
+                log: None,
+            })
+        })
+        .collect();
+    Recovery {
+        kits: Arc::new(StartKits {
+            kits: Mutex::new(kits),
+            mode: config.durability,
+            generation: 0,
+            compact_bytes: config.log_compact_bytes,
+        }),
+        report: None,
+        index_watermarks: None,
+        git_watermarks: None,
+        reindex: Vec::new(),
+        profiles: Vec::new(),
+        same_generation: false,
+    }
+}
+
+/// Per shard, the positions after the last message and the last profile handed over again.
+fn emitted_ends(
+    count: usize,
+    reindex: &[(usize, Emitted)],
+    profiles: &[(usize, Emitted)],
+) -> Vec<(u64, u64)> {
+    let mut ends = vec![(0u64, 0u64); count];
+    for (shard, event) in reindex.iter().chain(profiles) {
+        match event {
+            Emitted::Message { seq, .. } => ends[*shard].0 = ends[*shard].0.max(seq + 1),
+            Emitted::Profile { seq, .. } => ends[*shard].1 = ends[*shard].1.max(seq + 1),
+        }
+    }
+    ends
+}
+
 /// Reads the logs under `data_dir` into the shards' start states (or fresh states without
 /// a log). `index` and `git` are how far the helper threads got before, as they recorded it.
 pub fn recover(
@@ -143,28 +216,7 @@ pub fn recover(
     };
     let count = config.shard_count();
     if config.durability == Durability::None {
-        let kits = (0..count)
-            .map(|shard| {
-                Some(StartKit {
-                    state: ShardState::new(shard, count, limits),
-                    log: None,
-                })
-            })
-            .collect();
-        return Ok(Recovery {
-            kits: Arc::new(StartKits {
-                kits: Mutex::new(kits),
-                mode: config.durability,
-                generation: 0,
-                compact_bytes: config.log_compact_bytes,
-            }),
-            report: None,
-            index_watermarks: None,
-            git_watermarks: None,
-            reindex: Vec::new(),
-            profiles: Vec::new(),
-            same_generation: false,
-        });
+        return Ok(without_log(config, count, limits));
     }
     let index = index.unwrap_or_default();
     let git = git.unwrap_or_default();
@@ -199,41 +251,18 @@ pub fn recover(
         }
     };
     // What was handed to the helpers again must reach them before older log is deleted.
-    let mut emitted_ends = vec![(0u64, 0u64); count];
-    if same_generation {
-        for (shard, event) in &recovered.reindex {
-            if let Emitted::Message { seq, .. } = event {
-                emitted_ends[*shard].0 = emitted_ends[*shard].0.max(seq + 1);
-            }
-        }
-        for (shard, event) in &recovered.profiles {
-            if let Emitted::Profile { seq, .. } = event {
-                emitted_ends[*shard].1 = emitted_ends[*shard].1.max(seq + 1);
-            }
-        }
-    }
-    let kits = recovered
-        .states
-        .into_iter()
-        .zip(recovered.bases)
-        .zip(emitted_ends)
-        .enumerate()
-        .map(|(shard, ((mut state, base), (message_end, profile_end)))| {
-            state
-                .outbox_mut()
-                .set_emitted_ends(message_end, profile_end);
-            let dir = recovered.generation.shard_dir(shard);
-            let bytes_before = segment_bytes(&dir);
-            Some(StartKit {
-                state,
-                log: Some(LogStart {
-                    dir,
-                    base,
-                    bytes_before,
-                }),
-            })
-        })
-        .collect();
+    let emitted_ends = if same_generation {
+        emitted_ends(count, &recovered.reindex, &recovered.profiles)
+    } else {
+        vec![(0, 0); count]
+    };
+    let generation_dir = |shard| recovered.generation.shard_dir(shard);
+    let kits = start_kits(
+        recovered.states,
+        recovered.bases,
+        emitted_ends,
+        generation_dir,
+    );
     Ok(Recovery {
         kits: Arc::new(StartKits {
             kits: Mutex::new(kits),

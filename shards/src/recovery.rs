@@ -89,7 +89,8 @@ pub fn rebuild(
     )
 }
 
-/// [`rebuild`], reporting each [`PROGRESS_INTERVAL`] how many records it has replayed.
+/// [`rebuild`], reporting each [`crate::log::progress::PROGRESS_INTERVAL`] how many records it
+/// has replayed.
 fn rebuild_reporting(
     logs: Vec<ShardLog>,
     limits: InboxLimits,
@@ -110,63 +111,126 @@ fn rebuild_reporting(
             (snapshot + log.records.len()) as u64
         })
         .sum();
+    let mut replay = Replay {
+        limits,
+        count,
+        generation,
+        index,
+        git,
+        sends: Sends::default(),
+        reindex: Vec::new(),
+        profiles: Vec::new(),
+        snapshot_messages: Vec::new(),
+        snapshot_seen: HashSet::new(),
+    };
     let mut states = Vec::with_capacity(count);
-    let mut prepared_on: HashMap<Uuid, u16> = HashMap::new();
-    let mut visible: HashSet<Uuid> = HashSet::new();
-    let mut reindex = Vec::new();
-    let mut profiles = Vec::new();
     let mut bases = Vec::with_capacity(count);
-    // Snapshot contents go to a helper that has recorded nothing of these logs (a new or
-    // rebuilt index, a new trail): each message once, with the shard and position it is
-    // handed over at, after the log records and skipping what those handed over.
-    let mut snapshot_messages: Vec<(usize, SharedEnvelope, u64)> = Vec::new();
-    let mut snapshot_seen: HashSet<Uuid> = HashSet::new();
     for (shard, log) in logs.into_iter().enumerate() {
         bases.push(log.end);
-        let mut state = ShardState::with_log(shard, count, limits, LogBuffer::new(true, log.end));
-        let index_from = index.of(generation, shard);
-        let git_from = git.of(generation, shard);
-        let mut note = |record: &Record| match record {
+        let state = replay.shard(shard, log, ticker).map_err(|e| (shard, e))?;
+        states.push(state);
+    }
+    let mut reindex = replay.reindex;
+    hand_over_snapshot_messages(&mut reindex, replay.snapshot_messages);
+    let (delivered_pending, dropped_pending) = replay.sends.resolve(&mut states);
+    Ok(Rebuilt {
+        states,
+        bases,
+        reindex,
+        profiles: replay.profiles,
+        delivered_pending,
+        dropped_pending,
+    })
+}
+
+/// What the logs say of multi-owner sends: on how many owners each was prepared, and which
+/// any owner made visible.
+#[derive(Default)]
+struct Sends {
+    prepared_on: HashMap<Uuid, u16>,
+    visible: HashSet<Uuid>,
+}
+
+impl Sends {
+    fn note(&mut self, record: &Record) {
+        match record {
             Record::Prepared { envelope, .. } => {
-                *prepared_on.entry(envelope.id).or_default() += 1;
+                *self.prepared_on.entry(envelope.id).or_default() += 1;
             }
             Record::Visible { id } => {
-                visible.insert(*id);
+                self.visible.insert(*id);
             }
             _ => {}
-        };
+        }
+    }
+
+    /// Settles every send still pending in `states`: delivered if any owner made it visible
+    /// or every owner prepared it, else dropped. Returns (delivered, dropped). Resolutions
+    /// emit like live commits; they wait in the log buffer for the flusher.
+    fn resolve(&self, states: &mut [ShardState]) -> (usize, usize) {
+        let (mut delivered, mut dropped) = (0, 0);
+        for state in states {
+            let unsettled: Vec<(Uuid, u16)> =
+                state.pending().map(|p| (p.envelope.id, p.owners)).collect();
+            for (id, owners) in unsettled {
+                let everywhere = self.prepared_on.get(&id).copied().unwrap_or(0) >= owners;
+                if self.visible.contains(&id) || everywhere {
+                    state.commit(id);
+                    delivered += 1;
+                } else {
+                    state.abort(id);
+                    dropped += 1;
+                }
+            }
+        }
+        (delivered, dropped)
+    }
+}
+
+/// One rebuild's running state across the shards' logs.
+struct Replay<'a> {
+    limits: InboxLimits,
+    count: usize,
+    generation: u64,
+    index: &'a Watermarks,
+    git: &'a Watermarks,
+    sends: Sends,
+    reindex: Vec<(usize, Emitted)>,
+    profiles: Vec<(usize, Emitted)>,
+    /// Snapshot contents go to a helper that has recorded nothing of these logs (a new or
+    /// rebuilt index, a new trail): each message once, with the shard and position it is
+    /// handed over at, after the log records and skipping what those handed over.
+    snapshot_messages: Vec<(usize, SharedEnvelope, u64)>,
+    snapshot_seen: HashSet<Uuid>,
+}
+
+impl Replay<'_> {
+    /// Replays one shard's snapshot and records into its state, noting what the helpers
+    /// have not seen.
+    fn shard(
+        &mut self,
+        shard: usize,
+        log: ShardLog,
+        ticker: &mut Ticker<'_>,
+    ) -> Result<ShardState, ReplayError> {
+        let buffer = LogBuffer::new(true, log.end);
+        let mut state = ShardState::with_log(shard, self.count, self.limits, buffer);
         // Snapshot profiles go to a new trail at once; snapshot messages after every shard's
-        // log records (below).
+        // log records (see `rebuild_reporting`).
         if let Some((position, records)) = log.snapshot {
             for record in records {
-                note(&record);
-                match &record {
-                    // Each message once, whichever shard's snapshot holds it first (a
-                    // first-format snapshot holds `Enqueued` records).
-                    Record::Delivery { envelope, .. }
-                    | Record::Sent { envelope, .. }
-                    | Record::Enqueued { envelope }
-                        if index.generation == 0 && snapshot_seen.insert(envelope.id) =>
-                    {
-                        let seq = position.saturating_sub(1);
-                        snapshot_messages.push((shard, envelope.clone(), seq));
-                    }
-                    Record::Agent(profile) if git.generation != generation => {
-                        let event = profile_event(profile, position.saturating_sub(1));
-                        profiles.push((shard, event));
-                    }
-                    _ => {}
-                }
-                state.replay(record).map_err(|e| (shard, e))?;
+                self.sends.note(&record);
+                self.note_snapshot_record(shard, position, &record);
+                state.replay(record)?;
                 ticker.replayed();
             }
         }
         let mut handover = Handover {
             shard,
-            index_from,
-            git_from,
-            reindex: &mut reindex,
-            profiles: &mut profiles,
+            index_from: self.index.of(self.generation, shard),
+            git_from: self.git.of(self.generation, shard),
+            reindex: &mut self.reindex,
+            profiles: &mut self.profiles,
         };
         // Prepared messages below the snapshot, by id, for their Visible records there.
         let mut prepared_below: HashMap<Uuid, SharedEnvelope> = HashMap::new();
@@ -177,54 +241,58 @@ fn rebuild_reporting(
             handover.note(seq, &record, &state, |id| prepared_below.remove(id));
         }
         for (seq, record) in log.records {
-            note(&record);
+            self.sends.note(&record);
             handover.note(seq, &record, &state, |id| {
                 state.pending_send(id).map(|send| send.envelope.clone())
             });
-            state.replay(record).map_err(|e| (shard, e))?;
+            state.replay(record)?;
             ticker.replayed();
         }
-        states.push(state);
+        Ok(state)
     }
-    // Snapshot contents last, skipping what any shard's log records handed over already.
-    if !snapshot_messages.is_empty() {
-        let handed: HashSet<Uuid> = reindex
-            .iter()
-            .filter_map(|(_, event)| match event {
-                Emitted::Message { envelope, .. } => Some(envelope.id),
-                Emitted::Profile { .. } => None,
-            })
-            .collect();
-        for (shard, envelope, seq) in snapshot_messages {
-            if !handed.contains(&envelope.id) {
-                reindex.push((shard, Emitted::Message { envelope, seq }));
+
+    /// A snapshot's message for a new index (each once, whichever shard's snapshot holds it
+    /// first; a first-format snapshot holds `Enqueued` records), and its profile for a new
+    /// trail.
+    fn note_snapshot_record(&mut self, shard: usize, position: u64, record: &Record) {
+        match record {
+            Record::Delivery { envelope, .. }
+            | Record::Sent { envelope, .. }
+            | Record::Enqueued { envelope }
+                if self.index.generation == 0 && self.snapshot_seen.insert(envelope.id) =>
+            {
+                let seq = position.saturating_sub(1);
+                self.snapshot_messages.push((shard, envelope.clone(), seq));
             }
+            Record::Agent(profile) if self.git.generation != self.generation => {
+                let event = profile_event(profile, position.saturating_sub(1));
+                self.profiles.push((shard, event));
+            }
+            _ => {}
         }
     }
-    let (mut delivered_pending, mut dropped_pending) = (0, 0);
-    for state in &mut states {
-        let unsettled: Vec<(Uuid, u16)> =
-            state.pending().map(|p| (p.envelope.id, p.owners)).collect();
-        for (id, owners) in unsettled {
-            let everywhere = prepared_on.get(&id).copied().unwrap_or(0) >= owners;
-            if visible.contains(&id) || everywhere {
-                state.commit(id);
-                delivered_pending += 1;
-            } else {
-                state.abort(id);
-                dropped_pending += 1;
-            }
-        }
-        // Resolutions emit like live commits; they wait in the log buffer for the flusher.
+}
+
+/// Snapshot contents last, skipping what any shard's log records handed over already.
+fn hand_over_snapshot_messages(
+    reindex: &mut Vec<(usize, Emitted)>,
+    snapshot_messages: Vec<(usize, SharedEnvelope, u64)>,
+) {
+    if snapshot_messages.is_empty() {
+        return;
     }
-    Ok(Rebuilt {
-        states,
-        bases,
-        reindex,
-        profiles,
-        delivered_pending,
-        dropped_pending,
-    })
+    let handed: HashSet<Uuid> = reindex
+        .iter()
+        .filter_map(|(_, event)| match event {
+            Emitted::Message { envelope, .. } => Some(envelope.id),
+            Emitted::Profile { .. } => None,
+        })
+        .collect();
+    for (shard, envelope, seq) in snapshot_messages {
+        if !handed.contains(&envelope.id) {
+            reindex.push((shard, Emitted::Message { envelope, seq }));
+        }
+    }
 }
 
 /// A logged profile, handed to the git writer again: version 1 is its registration.

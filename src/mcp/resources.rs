@@ -11,7 +11,7 @@ use super::jsonrpc::{RpcError, INVALID_PARAMS};
 use super::sessions::Subscription;
 use super::transport::TRANSPORT_ERROR;
 use crate::http::Headers;
-use crate::json::{as_str, present, write_str};
+use crate::json::{as_str, present, write_array, write_str};
 use crate::tools::{valid_agent_name, ToolError, Toolbox};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -154,11 +154,8 @@ pub fn write_templates(out: &mut Vec<u8>) {
 
 /// `{"resources":[…]` for these inboxes (the caller closes the object).
 pub fn write_list(out: &mut Vec<u8>, agents: &[&str]) {
-    out.extend_from_slice(b"{\"resources\":[");
-    for (index, agent) in agents.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
+    out.extend_from_slice(b"{\"resources\":");
+    write_array(out, agents, |out, agent| {
         out.extend_from_slice(b"{\"uri\":");
         write_inbox_uri(out, agent);
         out.extend_from_slice(b",\"name\":");
@@ -168,8 +165,7 @@ pub fn write_list(out: &mut Vec<u8>, agents: &[&str]) {
         out.extend_from_slice(b",\"mimeType\":");
         write_str(out, INBOX_MIME_TYPE);
         out.push(b'}');
-    }
-    out.push(b']');
+    });
 }
 
 /// `{"contents":[{uri, mimeType, text: summary}]` (the caller closes the object).

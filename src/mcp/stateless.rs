@@ -19,7 +19,7 @@ use super::{
     MAX_RESPONSE_BYTES, SESSION_VERSIONS, STATELESS_VERSION,
 };
 use crate::http::Headers;
-use crate::json::{as_str, present, write_str};
+use crate::json::{as_str, present, write_array, write_str};
 use crate::tools;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -420,14 +420,7 @@ async fn answer_resources(
 
 /// `[...]`: every version allman speaks, as a JSON array.
 fn write_versions(out: &mut Vec<u8>) {
-    out.push(b'[');
-    for (index, version) in ALL_VERSIONS.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        write_str(out, version);
-    }
-    out.push(b']');
+    write_array(out, ALL_VERSIONS, write_str);
 }
 
 fn unsupported_version(requested: &str) -> RpcError {
@@ -616,14 +609,10 @@ async fn open_listen(
           \"params\":{\"notifications\":{",
     );
     if !watched.is_empty() {
-        out.extend_from_slice(b"\"resourceSubscriptions\":[");
-        for (index, inbox) in watched.iter().enumerate() {
-            if index > 0 {
-                out.push(b',');
-            }
-            resources::write_inbox_uri(out, &inbox.agent);
-        }
-        out.push(b']');
+        out.extend_from_slice(b"\"resourceSubscriptions\":");
+        write_array(out, &watched, |out, inbox| {
+            resources::write_inbox_uri(out, &inbox.agent)
+        });
     }
     out.extend_from_slice(b"},\"_meta\":{\"io.modelcontextprotocol/subscriptionId\":");
     out.extend_from_slice(listen.id.get().as_bytes());

@@ -11,7 +11,7 @@ use super::send_message::{thread_id_arg, MAX_TOKEN_BYTES};
 use super::{
     unreachable_reply, OutputBudget, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES,
 };
-use crate::json::present;
+use crate::json::{present, write_array};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use shards::{FetchPage, FetchQuery, Reply, Request};
@@ -128,19 +128,16 @@ pub fn fetched(
 
 pub fn write_json(out: &mut Vec<u8>, page: &FetchPage, include_bodies: bool) {
     let mut clock = Clock::new();
-    out.extend_from_slice(b"{\"messages\":[");
-    for (index, delivery) in page.messages.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
+    out.extend_from_slice(b"{\"messages\":");
+    write_array(out, &page.messages, |out, delivery| {
         let entry = Entry {
             envelope: &delivery.envelope,
             delivery: Some(delivery),
             include_body: include_bodies,
         };
         write_entry(out, &entry, &mut clock);
-    }
-    out.extend_from_slice(b"],\"next_after\":");
+    });
+    out.extend_from_slice(b",\"next_after\":");
     write_u64(out, page.next_after);
     out.extend_from_slice(b",\"has_more\":");
     write_bool(out, page.has_more);

@@ -21,7 +21,7 @@ use super::{
     unreachable_reply, OutputBudget, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES,
 };
 use crate::clock::now_ms;
-use crate::json::{both_quoted_len, is_null, present, write_str, write_uuid};
+use crate::json::{both_quoted_len, is_null, present, write_array, write_str, write_uuid};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use shards::glob::normalize;
@@ -546,23 +546,12 @@ fn write_lease(out: &mut Vec<u8>, lease: &Lease, clock: &mut Clock, with_agent: 
     out.push(b'}');
 }
 
-fn write_list<T>(out: &mut Vec<u8>, items: &[T], mut write: impl FnMut(&mut Vec<u8>, &T)) {
-    out.push(b'[');
-    for (index, item) in items.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        write(out, item);
-    }
-    out.push(b']');
-}
-
 fn write_conflicts(out: &mut Vec<u8>, checks: &[&PathConflicts], clock: &mut Clock) {
-    write_list(out, checks, |out, check| {
+    write_array(out, checks, |out, check| {
         out.extend_from_slice(b"{\"path\":");
         write_str(out, &check.path);
         out.extend_from_slice(b",\"holders\":");
-        write_list(out, &check.holders, |out, lease| {
+        write_array(out, &check.holders, |out, lease| {
             write_lease(out, lease, clock, true)
         });
         out.extend_from_slice(b",\"more_holders\":");
@@ -576,7 +565,7 @@ pub fn write_json(out: &mut Vec<u8>, output: &Output) {
     match output {
         Output::Reserved { granted, conflicts } => {
             out.extend_from_slice(b"{\"granted\":");
-            write_list(out, granted, |out, lease| {
+            write_array(out, granted, |out, lease| {
                 write_lease(out, lease, &mut clock, false)
             });
             out.extend_from_slice(b",\"conflicts\":");
@@ -591,7 +580,7 @@ pub fn write_json(out: &mut Vec<u8>, output: &Output) {
                 b"{\"renewed\":"
             };
             out.extend_from_slice(key);
-            write_list(out, leases, |out, lease| {
+            write_array(out, leases, |out, lease| {
                 write_lease(out, lease, &mut clock, false)
             });
             out.push(b'}');
@@ -610,15 +599,15 @@ pub fn write_json(out: &mut Vec<u8>, output: &Output) {
             out.extend_from_slice(b"{\"conflicts\":");
             write_conflicts(out, &held, &mut clock);
             out.extend_from_slice(b",\"own\":");
-            write_list(out, &own, |out, check| {
+            write_array(out, &own, |out, check| {
                 out.extend_from_slice(b"{\"path\":");
                 write_str(out, &check.path);
                 out.extend_from_slice(b",\"ids\":");
-                write_list(out, &check.own, |out, id| write_u64(out, *id));
+                write_array(out, &check.own, |out, id| write_u64(out, *id));
                 out.push(b'}');
             });
             out.extend_from_slice(b",\"clear\":");
-            write_list(out, &clear, |out, check| write_str(out, &check.path));
+            write_array(out, &clear, |out, check| write_str(out, &check.path));
             out.push(b'}');
         }
         Output::Listed {
@@ -629,7 +618,7 @@ pub fn write_json(out: &mut Vec<u8>, output: &Output) {
             out.extend_from_slice(b"{\"project_id\":");
             write_uuid(out, project_id);
             out.extend_from_slice(b",\"reservations\":");
-            write_list(out, leases, |out, lease| {
+            write_array(out, leases, |out, lease| {
                 out.extend_from_slice(b"{\"id\":");
                 write_u64(out, lease.id);
                 out.extend_from_slice(b",\"agent\":");

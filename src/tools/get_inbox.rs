@@ -12,7 +12,7 @@ use super::send_message::MAX_TOKEN_BYTES;
 use super::{
     unreachable_reply, OutputBudget, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES,
 };
-use crate::json::present;
+use crate::json::{present, write_array};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use shards::{DeliveryView, Reply, Request};
@@ -66,14 +66,9 @@ pub async fn run(
 
 pub fn write_json(out: &mut Vec<u8>, messages: &[DeliveryView]) {
     let mut clock = Clock::new();
-    out.push(b'[');
-    for (index, message) in messages.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        write_inbox_entry(out, message, &mut clock);
-    }
-    out.push(b']');
+    write_array(out, messages, |out, message| {
+        write_inbox_entry(out, message, &mut clock)
+    });
 }
 
 pub fn definition() -> serde_json::Value {

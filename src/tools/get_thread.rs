@@ -11,7 +11,7 @@ use super::send_message::{thread_id_arg, MAX_TOKEN_BYTES};
 use super::{
     unreachable_reply, OutputBudget, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES,
 };
-use crate::json::{present, write_str, write_uuid};
+use crate::json::{present, write_array, write_str, write_uuid};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use shards::{Reply, Request, ThreadPage, ThreadQuery};
@@ -104,26 +104,18 @@ pub fn write_json(out: &mut Vec<u8>, thread_id: &str, page: &ThreadPage, include
     let mut clock = Clock::new();
     out.extend_from_slice(b"{\"thread_id\":");
     write_str(out, thread_id);
-    out.extend_from_slice(b",\"messages\":[");
-    for (index, item) in page.messages.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
+    out.extend_from_slice(b",\"messages\":");
+    write_array(out, &page.messages, |out, item| {
         let entry = Entry {
             envelope: &item.envelope,
             delivery: item.delivery.as_ref(),
             include_body: include_bodies,
         };
         write_entry(out, &entry, &mut clock);
-    }
-    out.extend_from_slice(b"],\"participants\":[");
-    for (index, name) in page.participants.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        write_str(out, name);
-    }
-    out.extend_from_slice(b"],\"has_more\":");
+    });
+    out.extend_from_slice(b",\"participants\":");
+    write_array(out, &page.participants, |out, name| write_str(out, name));
+    out.extend_from_slice(b",\"has_more\":");
     write_bool(out, page.has_more);
     out.extend_from_slice(b",\"next_after\":");
     match page.messages.last() {

@@ -4,7 +4,7 @@
 
 use super::mail::{write_counts, write_entry, write_u64, Clock, Entry};
 use super::{unreachable_reply, ToolError, Toolbox};
-use crate::json::write_str;
+use crate::json::{write_array, write_str};
 use shards::{Actor, DeliveryView, FetchQuery, Reply, Request};
 use uuid::Uuid;
 
@@ -96,21 +96,18 @@ impl Toolbox {
         write_counts(out, &now.counts);
         out.extend_from_slice(b",\"newest_seq\":");
         write_u64(out, newest);
-        out.extend_from_slice(b",\"newest\":[");
+        out.extend_from_slice(b",\"newest\":");
         let mut clock = Clock::new();
-        for (index, delivery) in recent.iter().rev().enumerate() {
-            if index > 0 {
-                out.push(b',');
-            }
+        write_array(out, recent.iter().rev(), |out, delivery| {
             let entry = Entry {
                 envelope: &delivery.envelope,
                 delivery: Some(delivery),
                 include_body: false,
             };
             write_entry(out, &entry, &mut clock);
-        }
+        });
         out.extend_from_slice(
-            b"],\"read_with\":\"fetch_inbox (reads, drains nothing) or get_inbox (drains)\"}",
+            b",\"read_with\":\"fetch_inbox (reads, drains nothing) or get_inbox (drains)\"}",
         );
         Ok(())
     }

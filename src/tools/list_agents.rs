@@ -9,7 +9,7 @@ use super::create_agent::project_arg;
 use super::mail::{write_bool, Clock};
 use super::{unreachable_reply, OutputBudget, ToolError, ToolOutput, Toolbox};
 use crate::clock::now_ms;
-use crate::json::{both_quoted_len, present, write_str, write_uuid};
+use crate::json::{both_quoted_len, present, write_array, write_str, write_uuid};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use shards::{AgentSummary, Reply, Request, Ticket};
@@ -115,12 +115,9 @@ pub fn write_json(out: &mut Vec<u8>, project_id: &Uuid, agents: &[AgentSummary],
     let mut clock = Clock::new();
     out.extend_from_slice(b"{\"project_id\":");
     write_uuid(out, project_id);
-    out.extend_from_slice(b",\"agents\":[");
-    for (index, agent) in agents.iter().enumerate() {
+    out.extend_from_slice(b",\"agents\":");
+    write_array(out, agents, |out, agent| {
         let p = &agent.profile;
-        if index > 0 {
-            out.push(b',');
-        }
         out.extend_from_slice(b"{\"name\":");
         write_str(out, &p.name);
         out.extend_from_slice(b",\"id\":");
@@ -136,8 +133,8 @@ pub fn write_json(out: &mut Vec<u8>, project_id: &Uuid, agents: &[AgentSummary],
         out.extend_from_slice(b",\"last_active\":");
         clock.write(out, agent.last_active_ms);
         out.push(b'}');
-    }
-    out.extend_from_slice(b"],\"has_more\":");
+    });
+    out.extend_from_slice(b",\"has_more\":");
     write_bool(out, has_more);
     out.push(b'}');
 }

@@ -7,7 +7,7 @@
 //! owner shard sums those costs while it fills a page.
 
 use crate::clock::write_rfc3339_ms;
-use crate::json::{both_quoted_len, quoted_len, write_str, write_uuid};
+use crate::json::{both_quoted_len, quoted_len, write_array, write_str, write_uuid};
 use shards::{DeliveryView, Envelope, Importance, Kind, Message};
 use std::sync::OnceLock;
 use uuid::Uuid;
@@ -37,14 +37,7 @@ impl Clock {
 }
 
 fn write_names<'a>(out: &mut Vec<u8>, names: impl Iterator<Item = &'a str>) {
-    out.push(b'[');
-    for (index, name) in names.enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        write_str(out, name);
-    }
-    out.push(b']');
+    write_array(out, names, write_str);
 }
 
 /// `,"importance":"…","ack_required":…`

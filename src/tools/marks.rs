@@ -8,7 +8,7 @@ use super::args::{object, optional_str, required_str, uuid_array};
 use super::mail::{write_u64, Clock};
 use super::send_message::MAX_TOKEN_BYTES;
 use super::{unreachable_reply, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES};
-use crate::json::{present, write_uuid};
+use crate::json::{present, write_array, write_uuid};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use shards::{Marked, Reply, Request};
@@ -70,11 +70,8 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
 
 pub fn write_json(out: &mut Vec<u8>, marked: &Marked) {
     let mut clock = Clock::new();
-    out.extend_from_slice(b"{\"messages\":[");
-    for (index, (id, read_at, acked_at)) in marked.found.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
+    out.extend_from_slice(b"{\"messages\":");
+    write_array(out, &marked.found, |out, (id, read_at, acked_at)| {
         out.extend_from_slice(b"{\"id\":");
         write_uuid(out, id);
         out.extend_from_slice(b",\"read_at\":");
@@ -82,17 +79,12 @@ pub fn write_json(out: &mut Vec<u8>, marked: &Marked) {
         out.extend_from_slice(b",\"acked_at\":");
         clock.write_optional(out, *acked_at);
         out.push(b'}');
-    }
-    out.extend_from_slice(b"],\"changed\":");
+    });
+    out.extend_from_slice(b",\"changed\":");
     write_u64(out, marked.changed as u64);
-    out.extend_from_slice(b",\"not_found\":[");
-    for (index, id) in marked.not_found.iter().enumerate() {
-        if index > 0 {
-            out.push(b',');
-        }
-        write_uuid(out, id);
-    }
-    out.extend_from_slice(b"]}");
+    out.extend_from_slice(b",\"not_found\":");
+    write_array(out, &marked.not_found, write_uuid);
+    out.push(b'}');
 }
 
 fn definition(name: &str, title: &str, description: &str) -> serde_json::Value {

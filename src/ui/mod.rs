@@ -204,118 +204,15 @@ impl Ui {
         };
         let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
         let result = match parts.as_slice() {
-            [] => {
-                let after = query_value(query, "after");
-                data::projects(tools, after.as_deref(), now_ms)
-                    .await
-                    .map(|page| {
-                        pages::overview(&mut Html::new(body), &page, after.is_none());
-                        Status::Ok
-                    })
-            }
-            ["p", project] => {
-                let Ok(project_id) = Uuid::try_parse(project) else {
-                    return missing(body, "No such project.");
-                };
-                let after = query_value(query, "after");
-                match data::roster(tools, project_id, after.as_deref(), now_ms).await {
-                    Ok(Some(roster)) => {
-                        pages::roster(&mut Html::new(body), &project_id, &roster, now_ms);
-                        Ok(Status::Ok)
-                    }
-                    Ok(None) => return missing(body, "No such project."),
-                    Err(error) => Err(error),
-                }
-            }
-            ["p", project, "a", name] => {
-                let (Ok(_), true) = (Uuid::try_parse(project), valid_agent_name(name)) else {
-                    return missing(body, "No such agent.");
-                };
-                let before = query_value(query, "before").and_then(|b| b.parse::<u64>().ok());
-                // A message's project may differ from its sender's (`send_message` takes a
-                // `project_id`), so a link may name another project: the agent's own is shown.
-                match data::agent(tools, name, before).await {
-                    Ok(Some(page)) => {
-                        let own = page.row.profile.project_id;
-                        pages::agent(&mut Html::new(body), &own, &page, before.is_none());
-                        Ok(Status::Ok)
-                    }
-                    Ok(None) => return missing(body, "No such agent."),
-                    Err(error) => Err(error),
-                }
-            }
+            [] => overview_page(tools, query, now_ms, body).await,
+            ["p", project] => roster_page(tools, project, query, now_ms, body).await,
+            ["p", project, "a", name] => agent_page(tools, project, name, query, body).await,
             ["p", project, "t", thread_id] => {
-                let Ok(project_id) = Uuid::try_parse(project) else {
-                    return missing(body, "No such project.");
-                };
-                match data::thread(tools, project_id, thread_id).await {
-                    Ok(view) => {
-                        let key = data::project_key(tools, project_id, now_ms).await;
-                        pages::thread(
-                            &mut Html::new(body),
-                            &project_id,
-                            key.as_deref(),
-                            thread_id,
-                            &view,
-                        )
-                        .await;
-                        Ok(Status::Ok)
-                    }
-                    Err(error) => Err(error),
-                }
+                thread_page(tools, project, thread_id, now_ms, body).await
             }
-            ["m", id] => {
-                let Ok(id) = Uuid::try_parse(id) else {
-                    return missing(body, "No such message.");
-                };
-                // Links name the sender (`from`) or at least the project (`p`): without
-                // either there is nowhere bounded to look.
-                let from = query_value(query, "from");
-                let project = query_value(query, "p").and_then(|p| Uuid::try_parse(&p).ok());
-                let clue = match (&from, project) {
-                    (Some(name), _) => data::Clue::Sender(name),
-                    (None, Some(project_id)) => data::Clue::Project(project_id),
-                    (None, None) => {
-                        return missing(
-                            body,
-                            "Open messages from a list: their links name the sender (?from=) or the project (?p=).",
-                        )
-                    }
-                };
-                match data::message(tools, id, clue).await {
-                    Ok(Some(view)) => {
-                        let key = data::project_key(tools, view.envelope.project_id, now_ms).await;
-                        pages::message(&mut Html::new(body), &view, key.as_deref());
-                        Ok(Status::Ok)
-                    }
-                    Ok(None) => {
-                        return missing(
-                            body,
-                            "No such message is kept: it may have left retention, or the link lacks its sender.",
-                        )
-                    }
-                    Err(error) => Err(error),
-                }
-            }
-            ["search"] => {
-                let q = query_value(query, "q").unwrap_or_default();
-                if q.trim().is_empty() {
-                    pages::search(&mut Html::new(body), &q, Ok(&[])).await;
-                    return Status::Ok;
-                }
-                match data::search(tools, &q).await {
-                    Ok(hits) => {
-                        pages::search(&mut Html::new(body), &q, Ok(&hits)).await;
-                        Ok(Status::Ok)
-                    }
-                    Err(DataError::Search(crate::search::QueryError::Syntax(reason))) => {
-                        pages::search(&mut Html::new(body), &q, Err(&reason)).await;
-                        Ok(Status::BadRequest)
-                    }
-                    Err(error) => Err(error),
-                }
-            }
-            _ => return missing(body, "There is no such page."),
+            ["m", id] => message_page(tools, id, query, now_ms, body).await,
+            ["search"] => search_page(tools, query, body).await,
+            _ => Ok(missing(body, "There is no such page.")),
         };
         match result {
             Ok(status) => status,
@@ -330,6 +227,136 @@ impl Ui {
                 Status::ServiceUnavailable
             }
         }
+    }
+}
+
+/// What a page handler gives back: its status (the body is written), or why the data behind
+/// it could not be read.
+type PageResult = Result<Status, DataError>;
+
+async fn overview_page(
+    tools: &Toolbox,
+    query: &str,
+    now_ms: i64,
+    body: &mut Vec<u8>,
+) -> PageResult {
+    let after = query_value(query, "after");
+    let page = data::projects(tools, after.as_deref(), now_ms).await?;
+    pages::overview(&mut Html::new(body), &page, after.is_none());
+    Ok(Status::Ok)
+}
+
+async fn roster_page(
+    tools: &Toolbox,
+    project: &str,
+    query: &str,
+    now_ms: i64,
+    body: &mut Vec<u8>,
+) -> PageResult {
+    let Ok(project_id) = Uuid::try_parse(project) else {
+        return Ok(missing(body, "No such project."));
+    };
+    let after = query_value(query, "after");
+    match data::roster(tools, project_id, after.as_deref(), now_ms).await? {
+        Some(roster) => {
+            pages::roster(&mut Html::new(body), &project_id, &roster, now_ms);
+            Ok(Status::Ok)
+        }
+        None => Ok(missing(body, "No such project.")),
+    }
+}
+
+async fn agent_page(
+    tools: &Toolbox,
+    project: &str,
+    name: &str,
+    query: &str,
+    body: &mut Vec<u8>,
+) -> PageResult {
+    let (Ok(_), true) = (Uuid::try_parse(project), valid_agent_name(name)) else {
+        return Ok(missing(body, "No such agent."));
+    };
+    let before = query_value(query, "before").and_then(|b| b.parse::<u64>().ok());
+    // A message's project may differ from its sender's (`send_message` takes a `project_id`),
+    // so a link may name another project: the agent's own is shown.
+    match data::agent(tools, name, before).await? {
+        Some(page) => {
+            let own = page.row.profile.project_id;
+            pages::agent(&mut Html::new(body), &own, &page, before.is_none());
+            Ok(Status::Ok)
+        }
+        None => Ok(missing(body, "No such agent.")),
+    }
+}
+
+async fn thread_page(
+    tools: &Toolbox,
+    project: &str,
+    thread_id: &str,
+    now_ms: i64,
+    body: &mut Vec<u8>,
+) -> PageResult {
+    let Ok(project_id) = Uuid::try_parse(project) else {
+        return Ok(missing(body, "No such project."));
+    };
+    let view = data::thread(tools, project_id, thread_id).await?;
+    let key = data::project_key(tools, project_id, now_ms).await;
+    let mut html = Html::new(body);
+    pages::thread(&mut html, &project_id, key.as_deref(), thread_id, &view).await;
+    Ok(Status::Ok)
+}
+
+async fn message_page(
+    tools: &Toolbox,
+    id: &str,
+    query: &str,
+    now_ms: i64,
+    body: &mut Vec<u8>,
+) -> PageResult {
+    let Ok(id) = Uuid::try_parse(id) else {
+        return Ok(missing(body, "No such message."));
+    };
+    // Links name the sender (`from`) or at least the project (`p`): without either there is
+    // nowhere bounded to look.
+    let from = query_value(query, "from");
+    let project = query_value(query, "p").and_then(|p| Uuid::try_parse(&p).ok());
+    let clue = match (&from, project) {
+        (Some(name), _) => data::Clue::Sender(name),
+        (None, Some(project_id)) => data::Clue::Project(project_id),
+        (None, None) => return Ok(missing(
+            body,
+            "Open messages from a list: their links name the sender (?from=) or the project (?p=).",
+        )),
+    };
+    match data::message(tools, id, clue).await? {
+        Some(view) => {
+            let key = data::project_key(tools, view.envelope.project_id, now_ms).await;
+            pages::message(&mut Html::new(body), &view, key.as_deref());
+            Ok(Status::Ok)
+        }
+        None => Ok(missing(
+            body,
+            "No such message is kept: it may have left retention, or the link lacks its sender.",
+        )),
+    }
+}
+
+async fn search_page(tools: &Toolbox, query: &str, body: &mut Vec<u8>) -> PageResult {
+    let q = query_value(query, "q").unwrap_or_default();
+    if q.trim().is_empty() {
+        pages::search(&mut Html::new(body), &q, Ok(&[])).await;
+        return Ok(Status::Ok);
+    }
+    match data::search(tools, &q).await {
+        Ok(hits) => {
+            pages::search(&mut Html::new(body), &q, Ok(&hits)).await;
+            Ok(Status::Ok)
+        }
+        Err(DataError::Search(crate::search::QueryError::Syntax(reason))) => {
+            pages::search(&mut Html::new(body), &q, Err(&reason)).await;
+            Ok(Status::BadRequest)
+        }
+        Err(error) => Err(error),
     }
 }
 

@@ -6,7 +6,10 @@ use super::chart;
 use super::data::{sent_last_hour, Hit, MessageView, Page, Roster, ThreadView, LINES_PER_TURN};
 use super::html::Html;
 use shards::leases::Lease;
-use shards::{AgentPage, AgentRow, DeliveryView, Importance, ProjectSummary, SharedEnvelope};
+use shards::{
+    AgentPage, AgentRow, DeliveryView, Envelope, Importance, ProjectSummary, Receipt,
+    SharedEnvelope,
+};
 use uuid::Uuid;
 
 /// Characters of a subject or task shown in a table cell.
@@ -247,12 +250,19 @@ pub fn roster(html: &mut Html<'_>, project_id: &Uuid, roster: &Roster, now_ms: i
         "More agents →",
     );
 
+    roster_recent(html, project_id, &roster.recent);
+    roster_leases(html, project_id, &roster.leases, now_ms);
+    end(html, Feed::Yes);
+}
+
+/// A project page's newest messages.
+fn roster_recent(html: &mut Html<'_>, project_id: &Uuid, recent: &[SharedEnvelope]) {
     html.raw("<h2>Recent messages</h2>");
-    if roster.recent.is_empty() {
+    if recent.is_empty() {
         html.raw("<p class=\"empty\">No messages yet.</p>");
     } else {
         html.raw("<div class=\"scroll\"><table class=\"mail\"><thead><tr><th>Sent</th><th>From</th><th class=\"opt\">To</th><th>Subject</th><th class=\"opt\">Thread</th></tr></thead><tbody>");
-        for envelope in &roster.recent {
+        for envelope in recent {
             html.raw("<tr><td>")
                 .time(envelope.timestamp_ms)
                 .raw("</td><td>");
@@ -267,9 +277,12 @@ pub fn roster(html: &mut Html<'_>, project_id: &Uuid, roster: &Roster, now_ms: i
         }
         html.raw("</tbody></table></div>");
     }
+}
 
+/// A project page's active file reservations.
+fn roster_leases(html: &mut Html<'_>, project_id: &Uuid, leases: &[Lease], now_ms: i64) {
     html.raw("<h2>File reservations</h2>");
-    let active: Vec<&Lease> = roster.leases.iter().filter(|l| l.active(now_ms)).collect();
+    let active: Vec<&Lease> = leases.iter().filter(|l| l.active(now_ms)).collect();
     if active.is_empty() {
         html.raw("<p class=\"empty\">No active reservations.</p>");
     } else {
@@ -293,7 +306,6 @@ pub fn roster(html: &mut Html<'_>, project_id: &Uuid, roster: &Roster, now_ms: i
         }
         html.raw("</tbody></table></div>");
     }
-    end(html, Feed::Yes);
 }
 
 fn agent_row(html: &mut Html<'_>, project_id: &Uuid, row: &AgentRow) {
@@ -356,6 +368,15 @@ pub fn agent(html: &mut Html<'_>, project_id: &Uuid, page: &AgentPage, first_pag
         ],
         Feed::Yes,
     );
+    agent_profile(html, page);
+    agent_deliveries(html, project_id, page, first_page);
+    agent_threads(html, project_id, page);
+    end(html, Feed::Yes);
+}
+
+/// An agent page's heading and profile.
+fn agent_profile(html: &mut Html<'_>, page: &AgentPage) {
+    let p = &page.row.profile;
     html.raw("<h1>")
         .text(&p.name)
         .raw("</h1><dl class=\"profile\">");
@@ -387,7 +408,11 @@ pub fn agent(html: &mut Html<'_>, project_id: &Uuid, page: &AgentPage, first_pag
         .raw("</dd><dt>Sent, kept</dt><dd>")
         .num(page.row.sent as u64)
         .raw("</dd></dl>");
+}
 
+/// An agent page's delivery log, a page of it, with its pager.
+fn agent_deliveries(html: &mut Html<'_>, project_id: &Uuid, page: &AgentPage, first_page: bool) {
+    let p = &page.row.profile;
     html.raw("<h2>Delivery log</h2>");
     if page.deliveries.is_empty() {
         html.raw(if first_page && page.newest_seq == 0 {
@@ -430,7 +455,10 @@ pub fn agent(html: &mut Html<'_>, project_id: &Uuid, page: &AgentPage, first_pag
     html.raw("</p>");
     let older = page.older.map(|seq| seq.to_string());
     next_link(html, &base, "before", older.as_deref(), "Older →");
+}
 
+/// An agent page's recent threads.
+fn agent_threads(html: &mut Html<'_>, project_id: &Uuid, page: &AgentPage) {
     html.raw("<h2>Threads</h2>");
     if page.threads.is_empty() {
         html.raw("<p class=\"empty\">No conversations in its recent mail.</p>");
@@ -449,7 +477,6 @@ pub fn agent(html: &mut Html<'_>, project_id: &Uuid, page: &AgentPage, first_pag
         }
         html.raw("</tbody></table></div>");
     }
-    end(html, Feed::Yes);
 }
 
 /// One message of a thread page or a search result.
@@ -650,8 +677,14 @@ pub fn message(html: &mut Html<'_>, view: &MessageView, project_key: Option<&str
         .raw("</code></dd></dl><div class=\"body full\">")
         .text_clipped(e.body(), MESSAGE_BODY_CHARS)
         .raw("</div>");
+    receipts(html, e, &view.receipts);
+    end(html, Feed::No);
+}
+
+/// A message page's table of who received it and what they did with it.
+fn receipts(html: &mut Html<'_>, e: &Envelope, receipts: &[(Box<str>, Option<Receipt>)]) {
     html.raw("<h2>Recipients</h2><div class=\"scroll\"><table class=\"receipts\"><thead><tr><th>Agent</th><th>As</th><th class=\"n\">#</th><th>Read</th><th>Acknowledged</th><th>Drained</th></tr></thead><tbody>");
-    for (name, receipt) in &view.receipts {
+    for (name, receipt) in receipts {
         html.raw("<tr><td>");
         agent_link(html, &e.project_id, name);
         html.raw("</td>");
@@ -683,7 +716,6 @@ pub fn message(html: &mut Html<'_>, view: &MessageView, project_key: Option<&str
         html.raw("</tr>");
     }
     html.raw("</tbody></table></div>");
-    end(html, Feed::No);
 }
 
 pub async fn search(html: &mut Html<'_>, query: &str, hits: Result<&[Hit], &str>) {
