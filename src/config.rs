@@ -247,16 +247,7 @@ pub fn parse(
         usable_cores
     };
     let helper_core = default_helper_core(usable);
-    let data_dir = PathBuf::from(get("data-dir").unwrap_or_default());
-    if data_dir.as_os_str().is_empty() {
-        return Err(invalid("data-dir", "", "must name a directory".into()));
-    }
-    // An empty path would become the working directory itself once made absolute.
-    for name in ["index-path", "repo-root"] {
-        if get(name).is_some_and(str::is_empty) {
-            return Err(invalid(name, "", "must name a directory".into()));
-        }
-    }
+    let data_dir = data_dir(&get)?;
     let durability = durability(
         get("durability").unwrap_or_default(),
         number(&get, "fsync-interval-ms")?,
@@ -265,8 +256,8 @@ pub fn parse(
         port: number(&get, "port")?,
         bind: {
             let text = get("bind").unwrap_or_default();
-            text.parse()
-                .map_err(|_| invalid("bind", text, "not an IP address".into()))?
+            let not_an_address = |_| invalid("bind", text, "not an IP address".into());
+            text.parse().map_err(not_an_address)?
         },
         shard_cores: shard_cores(&get, usable)?,
         index_core: number_or(&get, "index-core", helper_core)?,
@@ -284,14 +275,7 @@ pub fn parse(
         ui: on_off(&get, "ui")?,
         stale_lease_minutes: number(&get, "stale-lease-minutes")?,
         cross_shard_queue_depth: number(&get, "cross-shard-queue-depth")?,
-        spin_us: number_or(
-            &get,
-            "spin-us",
-            match durability {
-                Durability::None => 0,
-                _ => DEFAULT_SPIN_WITH_LOG_US,
-            },
-        )?,
+        spin_us: number_or(&get, "spin-us", default_spin_us(durability))?,
         search_queue_depth: number(&get, "search-queue-depth")?,
         search_queue_bytes: number(&get, "search-queue-bytes")?,
         search_commit_ms: number(&get, "search-commit-ms")?,
@@ -314,6 +298,29 @@ pub fn parse(
     };
     validate(&config, usable)?;
     Ok(config)
+}
+
+/// The data directory, and no empty `--index-path` or `--repo-root`: an empty path would
+/// become the working directory itself once made absolute.
+fn data_dir<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<PathBuf, ConfigError> {
+    let data_dir = PathBuf::from(get("data-dir").unwrap_or_default());
+    if data_dir.as_os_str().is_empty() {
+        return Err(invalid("data-dir", "", "must name a directory".into()));
+    }
+    for name in ["index-path", "repo-root"] {
+        if get(name).is_some_and(str::is_empty) {
+            return Err(invalid(name, "", "must name a directory".into()));
+        }
+    }
+    Ok(data_dir)
+}
+
+/// Spinning before parking only pays when there is a log to wait for.
+fn default_spin_us(durability: Durability) -> u64 {
+    match durability {
+        Durability::None => 0,
+        _ => DEFAULT_SPIN_WITH_LOG_US,
+    }
 }
 
 /// Each setting's text, in [`SETTINGS`] order: the flag's, else the environment's, else the

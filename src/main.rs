@@ -170,27 +170,7 @@ fn start_helpers(
     ),
     String,
 > {
-    let durable = config.durability != config::Durability::None;
-    let opened = search::open_index(&config.index_path, durable).map_err(|e| e.to_string())?;
-    if let Some(reason) = &opened.recreated_because {
-        tracing::warn!(
-            path = %config.index_path.display(),
-            %reason,
-            "the search index could not be kept; it is rebuilt from what the logs retain"
-        );
-    }
-    let index_watermarks = opened
-        .payload
-        .as_deref()
-        .and_then(search::Watermarks::from_text);
-    let git_watermarks = durable
-        .then(|| audit::read_watermarks(&config.repo_root))
-        .flatten();
-    let mut recovery = storage::recover(config, data_dir, index_watermarks, git_watermarks)?;
-    if let Some(report) = &recovery.report {
-        log_recovery(report);
-    }
-
+    let (opened, mut recovery) = open_and_recover(config, data_dir)?;
     let search_config = search::SearchConfig {
         index_path: config.index_path.clone(),
         core: config.index_core,
@@ -244,6 +224,35 @@ fn start_helpers(
         audit: audit.events(),
     };
     Ok((search, audit, helpers))
+}
+
+/// Opens the search index and recovers the shards' state, each helper's watermarks read from
+/// its own store (the index's last commit, the trail's last commit message).
+fn open_and_recover(
+    config: &Config,
+    data_dir: &storage::DataDir,
+) -> Result<(search::OpenedIndex, storage::Recovery), String> {
+    let durable = config.durability != config::Durability::None;
+    let opened = search::open_index(&config.index_path, durable).map_err(|e| e.to_string())?;
+    if let Some(reason) = &opened.recreated_because {
+        tracing::warn!(
+            path = %config.index_path.display(),
+            %reason,
+            "the search index could not be kept; it is rebuilt from what the logs retain"
+        );
+    }
+    let index_watermarks = opened
+        .payload
+        .as_deref()
+        .and_then(search::Watermarks::from_text);
+    let git_watermarks = durable
+        .then(|| audit::read_watermarks(&config.repo_root))
+        .flatten();
+    let recovery = storage::recover(config, data_dir, index_watermarks, git_watermarks)?;
+    if let Some(report) = &recovery.report {
+        log_recovery(report);
+    }
+    Ok((opened, recovery))
 }
 
 fn log_recovery(report: &shards::recovery::Report) {

@@ -173,6 +173,70 @@ pub struct CoreLayout {
     pub git_core: usize,
 }
 
+/// The per-shard gauges: name, help, field.
+const SHARD_GAUGES: [(&str, &str, ShardField); 7] = [
+    ("allman_shard_agents", "agents owned, per shard", |s| &s.agents),
+    (
+        "allman_shard_queued_messages",
+        "messages waiting in inboxes, per shard",
+        |s| &s.queued_messages,
+    ),
+    (
+        "allman_shard_retained_messages",
+        "deliveries and sent messages kept for reading (bounded per agent by --max-retained-messages), per shard",
+        |s| &s.retained_messages,
+    ),
+    (
+        "allman_shard_waiters",
+        "wait_for_mail calls parked, per shard (bounded by --max-waiters)",
+        |s| &s.waiters,
+    ),
+    (
+        "allman_shard_event_streams",
+        "event streams open (subscriptions/listen and GET /mcp), per shard (bounded by --max-waiters)",
+        |s| &s.event_streams,
+    ),
+    (
+        "allman_shard_cross_shard_in_flight",
+        "cross-shard calls sent and not yet answered, per shard",
+        |s| &s.cross_shard_in_flight,
+    ),
+    (
+        "allman_shard_read_buffer_bytes",
+        "request bytes buffered beyond each connection's first 8 KiB, per shard (bounded by --read-buffer-budget-bytes)",
+        |s| &s.read_buffer_bytes,
+    ),
+];
+
+/// The per-shard log counters: name, help, field.
+const LOG_COUNTERS: [(&str, &str, ShardField); 5] = [
+    (
+        "allman_log_bytes_total",
+        "bytes written to the shard's log, padding included",
+        |s| &s.log_bytes,
+    ),
+    (
+        "allman_log_records_total",
+        "records written to the shard's log",
+        |s| &s.log_records,
+    ),
+    (
+        "allman_log_batches_total",
+        "group commits (writes) of the shard's log; records / batches is the batch size",
+        |s| &s.log_batches,
+    ),
+    (
+        "allman_log_syncs_total",
+        "fdatasync calls on the shard's log",
+        |s| &s.log_syncs,
+    ),
+    (
+        "allman_log_snapshots_total",
+        "snapshots written by the shard's log compaction",
+        |s| &s.log_snapshots,
+    ),
+];
+
 pub struct Metrics {
     pub layout: CoreLayout,
     pub shards: Box<[ShardMetrics]>,
@@ -268,68 +332,23 @@ impl Metrics {
     }
 
     fn render_shards(&self, out: &mut String) {
-        let gauges: [(&str, &str, ShardField); 7] = [
-            ("allman_shard_agents", "agents owned, per shard", |s| &s.agents),
-            (
-                "allman_shard_queued_messages",
-                "messages waiting in inboxes, per shard",
-                |s| &s.queued_messages,
-            ),
-            (
-                "allman_shard_retained_messages",
-                "deliveries and sent messages kept for reading (bounded per agent by --max-retained-messages), per shard",
-                |s| &s.retained_messages,
-            ),
-            (
-                "allman_shard_waiters",
-                "wait_for_mail calls parked, per shard (bounded by --max-waiters)",
-                |s| &s.waiters,
-            ),
-            (
-                "allman_shard_event_streams",
-                "event streams open (subscriptions/listen and GET /mcp), per shard (bounded by --max-waiters)",
-                |s| &s.event_streams,
-            ),
-            (
-                "allman_shard_cross_shard_in_flight",
-                "cross-shard calls sent and not yet answered, per shard",
-                |s| &s.cross_shard_in_flight,
-            ),
-            (
-                "allman_shard_read_buffer_bytes",
-                "request bytes buffered beyond each connection's first 8 KiB, per shard (bounded by --read-buffer-budget-bytes)",
-                |s| &s.read_buffer_bytes,
-            ),
-        ];
-        self.per_shard_series(out, "gauge", &gauges);
-        let counters: [(&str, &str, ShardField); 5] = [
-            (
-                "allman_log_bytes_total",
-                "bytes written to the shard's log, padding included",
-                |s| &s.log_bytes,
-            ),
-            (
-                "allman_log_records_total",
-                "records written to the shard's log",
-                |s| &s.log_records,
-            ),
-            (
-                "allman_log_batches_total",
-                "group commits (writes) of the shard's log; records / batches is the batch size",
-                |s| &s.log_batches,
-            ),
-            (
-                "allman_log_syncs_total",
-                "fdatasync calls on the shard's log",
-                |s| &s.log_syncs,
-            ),
-            (
-                "allman_log_snapshots_total",
-                "snapshots written by the shard's log compaction",
-                |s| &s.log_snapshots,
-            ),
-        ];
-        self.per_shard_series(out, "counter", &counters);
+        self.per_shard_series(out, "gauge", &SHARD_GAUGES);
+        self.per_shard_series(out, "counter", &LOG_COUNTERS);
+        self.render_log(out);
+        let open = self.open_connections.load(Ordering::Relaxed) as u64;
+        gauge(
+            out,
+            "allman_open_connections",
+            "open client connections",
+            open,
+        );
+        let refused = self.refused_connections.load(Ordering::Relaxed);
+        let help = "connections refused with 503 over --max-connections";
+        counter(out, "allman_refused_connections_total", help, refused);
+    }
+
+    /// The log series that are not plain per-shard counters.
+    fn render_log(&self, out: &mut String) {
         let name = "allman_log_direct_io";
         header(
             out,
@@ -349,16 +368,6 @@ impl Metrics {
             let seconds = metrics.log_sync_micros.load(Ordering::Relaxed) as f64 / 1e6;
             let _ = writeln!(out, "{name}{{shard=\"{shard}\"}} {seconds}");
         }
-        let open = self.open_connections.load(Ordering::Relaxed) as u64;
-        gauge(
-            out,
-            "allman_open_connections",
-            "open client connections",
-            open,
-        );
-        let refused = self.refused_connections.load(Ordering::Relaxed);
-        let help = "connections refused with 503 over --max-connections";
-        counter(out, "allman_refused_connections_total", help, refused);
     }
 
     fn render_search(&self, out: &mut String) {

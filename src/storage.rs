@@ -158,6 +158,19 @@ fn start_kits(
         .collect()
 }
 
+/// A long recovery says how far it has got, once a second.
+fn log_progress(p: &Progress) {
+    tracing::info!(
+        phase = ?p.phase,
+        percent = p.percent(),
+        bytes_read = p.bytes_read,
+        bytes_total = p.bytes_total,
+        records = p.records,
+        records_total = p.records_total,
+        "recovering the log"
+    );
+}
+
 /// Fresh states and no log (`--durability none`).
 fn without_log(config: &Config, count: usize, limits: InboxLimits) -> Recovery {
     let kits = (0..count)
@@ -220,27 +233,9 @@ pub fn recover(
     }
     let index = index.unwrap_or_default();
     let git = git.unwrap_or_default();
-    // A long recovery says how far it has got, once a second.
-    let mut log_progress = |p: &Progress| {
-        tracing::info!(
-            phase = ?p.phase,
-            percent = p.percent(),
-            bytes_read = p.bytes_read,
-            bytes_total = p.bytes_total,
-            records = p.records,
-            records_total = p.records_total,
-            "recovering the log"
-        );
-    };
-    let recovered = recovery::recover(
-        &data_dir.log_root(),
-        count,
-        limits,
-        &index,
-        &git,
-        &mut log_progress,
-    )
-    .map_err(|e| format!("cannot recover the log: {e}"))?;
+    let root = data_dir.log_root();
+    let recovered = recovery::recover(&root, count, limits, &index, &git, &mut log_progress)
+        .map_err(|e| format!("cannot recover the log: {e}"))?;
     let generation = recovered.generation.number;
     let same_generation = recovered.report.resharded_from.is_none();
     let watermarks = |before: &Watermarks| {

@@ -46,6 +46,27 @@ pub struct Lease {
 }
 
 impl Lease {
+    /// A new lease whose id (0) is given once every grant of its request fits.
+    fn unnumbered(
+        agent: &str,
+        path: &str,
+        exclusive: bool,
+        reason: &str,
+        created_ms: i64,
+        expires_ms: i64,
+    ) -> Lease {
+        Lease {
+            id: 0,
+            agent: agent.into(),
+            path: path.into(),
+            exclusive,
+            reason: reason.into(),
+            created_ms,
+            expires_ms,
+            released_ms: None,
+        }
+    }
+
     pub fn active(&self, now_ms: i64) -> bool {
         self.released_ms.is_none() && self.expires_ms > now_ms
     }
@@ -217,16 +238,7 @@ impl ProjectLeases {
                 }
                 None => {
                     new_count += 1;
-                    Lease {
-                        id: 0,
-                        agent: agent.into(),
-                        path: path.clone(),
-                        exclusive,
-                        reason: reason.into(),
-                        created_ms: now_ms,
-                        expires_ms,
-                        released_ms: None,
-                    }
+                    Lease::unnumbered(agent, path, exclusive, reason, now_ms, expires_ms)
                 }
             };
             grants.push((index, lease));

@@ -434,21 +434,7 @@ pub fn recover(
         });
     };
     let mut ticker = Ticker::new(progress);
-    ticker.progress.bytes_total = (0..generation.shard_count)
-        .map(|shard| files::files_bytes(&generation.shard_dir(shard)))
-        .sum();
-    let mut logs = Vec::with_capacity(generation.shard_count);
-    let mut cost = ReadCost::default();
-    for shard in 0..generation.shard_count {
-        logs.push(files::read_shard(
-            &generation.shard_dir(shard),
-            shard,
-            generation.shard_count,
-            &decode,
-            &mut cost,
-            &mut ticker,
-        )?);
-    }
+    let (logs, cost) = read_logs(&generation, &mut ticker)?;
     report.bytes_read = cost.bytes_read;
     report.records = cost.records;
     report.torn = cost.torn;
@@ -464,22 +450,9 @@ pub fn recover(
         (rebuilt.states, generation, rebuilt.bases)
     } else {
         report.resharded_from = Some(generation.shard_count);
-        let mut old = rebuilt.states;
-        for (shard, state) in old.iter_mut().enumerate() {
-            // Resolutions would have been emitted after their first flush; there is none.
-            let mut events = Vec::new();
-            state.outbox_mut().take_events(u64::MAX, &mut events);
-            reindex.extend(events.into_iter().map(|event| (shard, event)));
-        }
-        let mut states = reshard(old, shard_count, limits).map_err(|e| RecoveryError::Corrupt {
-            path: generation.dir.clone(),
-            detail: e.0,
-        })?;
-        let next = create_generation(root, generation.number + 1, &mut states)?;
-        fs::remove_dir_all(&generation.dir).map_err(|error| RecoveryError::Io {
-            path: generation.dir.clone(),
-            error,
-        })?;
+        let moved = move_to_new_generation(root, generation, rebuilt.states, shard_count, limits);
+        let (states, next, resolved) = moved?;
+        reindex.extend(resolved);
         (states, next, vec![0; shard_count])
     };
     for state in &mut states {
@@ -495,6 +468,61 @@ pub fn recover(
         profiles: rebuilt.profiles,
         report,
     })
+}
+
+/// Reads every shard's log of `generation`, reporting progress.
+fn read_logs(
+    generation: &Generation,
+    ticker: &mut Ticker<'_>,
+) -> Result<(Vec<ShardLog>, ReadCost), RecoveryError> {
+    ticker.progress.bytes_total = (0..generation.shard_count)
+        .map(|shard| files::files_bytes(&generation.shard_dir(shard)))
+        .sum();
+    let mut logs = Vec::with_capacity(generation.shard_count);
+    let mut cost = ReadCost::default();
+    for shard in 0..generation.shard_count {
+        logs.push(files::read_shard(
+            &generation.shard_dir(shard),
+            shard,
+            generation.shard_count,
+            &decode,
+            &mut cost,
+            ticker,
+        )?);
+    }
+    Ok((logs, cost))
+}
+
+/// What is handed to the helper threads again, each with the shard whose log holds it.
+type Handed = Vec<(usize, Emitted)>;
+
+/// Moves every agent of `old` (the states of `generation`) to its owner among `shard_count`
+/// shards, writes them as a new generation and removes the old one. Also returns what the
+/// old states' send resolutions emit (they would have been emitted after their first flush,
+/// and there is none).
+fn move_to_new_generation(
+    root: &Path,
+    generation: Generation,
+    mut old: Vec<ShardState>,
+    shard_count: usize,
+    limits: InboxLimits,
+) -> Result<(Vec<ShardState>, Generation, Handed), RecoveryError> {
+    let mut resolved = Vec::new();
+    for (shard, state) in old.iter_mut().enumerate() {
+        let mut events = Vec::new();
+        state.outbox_mut().take_events(u64::MAX, &mut events);
+        resolved.extend(events.into_iter().map(|event| (shard, event)));
+    }
+    let mut states = reshard(old, shard_count, limits).map_err(|e| RecoveryError::Corrupt {
+        path: generation.dir.clone(),
+        detail: e.0,
+    })?;
+    let next = create_generation(root, generation.number + 1, &mut states)?;
+    fs::remove_dir_all(&generation.dir).map_err(|error| RecoveryError::Io {
+        path: generation.dir.clone(),
+        error,
+    })?;
+    Ok((states, next, resolved))
 }
 
 #[cfg(test)]

@@ -264,66 +264,77 @@ async fn handle_message(
         Ok(Message::Request { id, method, params }) => {
             tracing::debug!(method = %method, "request");
             tools.shard_metrics().rpc_method(&method);
-            let result = match &*method {
-                "initialize" => match initialize(params) {
-                    Ok(version) => {
-                        open_result(out, id);
-                        write_initialize_result(out, version);
-                        close_result(out);
-                        return match context.sessions.create() {
-                            Some(session) => Written::Opened(session),
-                            None => {
-                                tracing::warn!(
-                                    "every session has an open stream: initialize without one"
-                                );
-                                Written::Response
-                            }
-                        };
-                    }
-                    Err(error) => Err(error),
-                },
-                "ping" => {
-                    open_result(out, id);
-                    out.extend_from_slice(b"{}");
-                    Ok(())
-                }
-                "tools/list" => {
-                    open_result(out, id);
-                    out.extend_from_slice(tools::list_json().as_bytes());
-                    Ok(())
-                }
-                "resources/templates/list"
-                | "resources/list"
-                | "resources/read"
-                | "resources/subscribe"
-                | "resources/unsubscribe" => {
-                    let params = resources::ResourceParams::parse(params);
-                    let start = out.len();
-                    open_result(out, id);
-                    let answered = session_resources(&method, &params, context, out).await;
-                    if answered.is_err() {
-                        // Nothing of the result stays: the error replaces it.
-                        out.truncate(start);
-                    }
-                    answered
-                }
-                "tools/call" => match parse_call(params) {
-                    Ok((name, arguments)) => {
-                        // Writes the whole response, error or result.
-                        call_tool(id, &name, arguments, tools, out, limit, b"").await;
-                        return Written::Response;
-                    }
-                    Err(error) => Err(error),
-                },
-                other => Err(method_not_found(other)),
-            };
-            match result {
-                Ok(()) => close_result(out),
-                Err(error) => write_error(out, Some(id), &error),
-            }
-            Written::Response
+            handle_request(id, &method, params, context, out, limit).await
         }
     }
+}
+
+/// One JSON-RPC request of the 2025 era: its whole response goes into `out`.
+async fn handle_request(
+    id: &RawValue,
+    method: &str,
+    params: Option<&RawValue>,
+    context: &Context<'_>,
+    out: &mut Vec<u8>,
+    limit: ResponseLimit,
+) -> Written {
+    let tools = context.tools;
+    let result = match method {
+        "initialize" => match initialize(params) {
+            Ok(version) => {
+                open_result(out, id);
+                write_initialize_result(out, version);
+                close_result(out);
+                return match context.sessions.create() {
+                    Some(session) => Written::Opened(session),
+                    None => {
+                        tracing::warn!("every session has an open stream: initialize without one");
+                        Written::Response
+                    }
+                };
+            }
+            Err(error) => Err(error),
+        },
+        "ping" => {
+            open_result(out, id);
+            out.extend_from_slice(b"{}");
+            Ok(())
+        }
+        "tools/list" => {
+            open_result(out, id);
+            out.extend_from_slice(tools::list_json().as_bytes());
+            Ok(())
+        }
+        "resources/templates/list"
+        | "resources/list"
+        | "resources/read"
+        | "resources/subscribe"
+        | "resources/unsubscribe" => {
+            let params = resources::ResourceParams::parse(params);
+            let start = out.len();
+            open_result(out, id);
+            let answered = session_resources(method, &params, context, out).await;
+            if answered.is_err() {
+                // Nothing of the result stays: the error replaces it.
+                out.truncate(start);
+            }
+            answered
+        }
+        "tools/call" => match parse_call(params) {
+            Ok((name, arguments)) => {
+                // Writes the whole response, error or result.
+                call_tool(id, &name, arguments, tools, out, limit, b"").await;
+                return Written::Response;
+            }
+            Err(error) => Err(error),
+        },
+        other => Err(method_not_found(other)),
+    };
+    match result {
+        Ok(()) => close_result(out),
+        Err(error) => write_error(out, Some(id), &error),
+    }
+    Written::Response
 }
 
 /// The 2025 era's resource methods: writes the result object into `out`.

@@ -350,26 +350,36 @@ fn checked_params<'a>(
             ),
         ));
     }
-    // The name a method is routed by travels in Mcp-Name too.
+    check_routed_name(method, &params, header_name)?;
+    Ok(params)
+}
+
+/// The name a method is routed by (a tool's, a resource's URI) travels in Mcp-Name too.
+fn check_routed_name(
+    method: &str,
+    params: &Params<'_>,
+    header_name: Option<&[u8]>,
+) -> Result<(), Refusal> {
     let routed_name = match method {
         "tools/call" | "prompts/get" => params.name,
         "resources/read" => params.uri,
         _ => None,
     };
-    if let Some(raw) = routed_name {
-        let name =
-            as_str(raw).ok_or_else(|| invalid_params("params.name (or uri) must be a string"))?;
-        if !name_header_matches(header_name, &name) {
-            return Err(Refusal::bad_request(
-                HEADER_MISMATCH,
-                format!(
-                    "the Mcp-Name header ({}) must equal {name:?}",
-                    shown(header_name)
-                ),
-            ));
-        }
+    let Some(raw) = routed_name else {
+        return Ok(());
+    };
+    let name =
+        as_str(raw).ok_or_else(|| invalid_params("params.name (or uri) must be a string"))?;
+    if name_header_matches(header_name, &name) {
+        return Ok(());
     }
-    Ok(params)
+    Err(Refusal::bad_request(
+        HEADER_MISMATCH,
+        format!(
+            "the Mcp-Name header ({}) must equal {name:?}",
+            shown(header_name)
+        ),
+    ))
 }
 
 /// `resources/read`, `resources/list` and `resources/templates/list`.

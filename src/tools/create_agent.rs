@@ -111,19 +111,12 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
                 RegisterMode::CreateOnly,
             ),
         };
-        let now = now_ms();
         let registration = Registration {
             name: name.as_str().into(),
             mode,
-            new_id: tools.ids.borrow_mut().uuid_v7(now),
-            project_id,
-            project_key: (*args.project_key).into(),
-            program: args.program.as_deref().map(Into::into),
-            model: args.model.as_deref().map(Into::into),
-            task_description: args.task_description.as_deref().map(Into::into),
-            now_ms: now,
             new_token_hash,
             token,
+            ..registration_of(tools, &args, project_id)
         };
         let owner = tools.shard.owner_of(&name);
         match tools
@@ -167,6 +160,25 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
         }
     }
     Err(ToolError::NamesExhausted)
+}
+
+/// The parts of a registration every attempt shares (name, mode and tokens are set by the
+/// caller), with a fresh id.
+fn registration_of(tools: &Toolbox, args: &Args<'_>, project_id: Uuid) -> Registration {
+    let now = now_ms();
+    Registration {
+        name: "".into(),
+        mode: RegisterMode::Upsert,
+        new_id: tools.ids.borrow_mut().uuid_v7(now),
+        project_id,
+        project_key: (*args.project_key).into(),
+        program: args.program.as_deref().map(Into::into),
+        model: args.model.as_deref().map(Into::into),
+        task_description: args.task_description.as_deref().map(Into::into),
+        now_ms: now,
+        new_token_hash: None,
+        token: None,
+    }
 }
 
 /// What the profile these arguments make costs the git feed, at most.

@@ -319,20 +319,13 @@ pub async fn run(
             exclusive,
             reason,
         } => {
-            let project = project_of(tools, &actor).await?;
             let op = LeaseOp::Reserve {
                 paths,
                 ttl_ms,
                 exclusive,
                 reason: (*reason).into(),
             };
-            match lease_call(tools, project, &actor.name, op).await? {
-                Reply::Reserved(Ok((granted, conflicts))) => {
-                    Output::Reserved { granted, conflicts }
-                }
-                Reply::Reserved(Err(error)) => return Err(lease_error(error)),
-                other => unreachable_reply("Reserve", &other),
-            }
+            reserve(tools, &actor, op).await?
         }
         Args::Release { actor, paths, ids } => {
             let project = project_of(tools, &actor).await?;
@@ -369,23 +362,40 @@ pub async fn run(
             agent,
             include_inactive,
             limit,
-        } => {
-            let op = LeaseOp::List {
-                only_agent: agent.is_some(),
-                include_inactive,
-                limit,
-            };
-            let agent = agent.as_deref().unwrap_or("");
-            let leases = leases_of(lease_call(tools, project_id, agent, op).await?, "List")?;
-            Output::Listed {
-                project_id,
-                leases,
-                now_ms: now_ms(),
-            }
-        }
+        } => list(tools, project_id, agent.as_deref(), include_inactive, limit).await?,
         Args::ForceRelease { actor, id, note } => force_release(tools, actor, id, note).await?,
     };
     fit(output, budget)
+}
+
+async fn reserve(tools: &Toolbox, actor: &ActorArgs<'_>, op: LeaseOp) -> Result<Output, ToolError> {
+    let project = project_of(tools, actor).await?;
+    match lease_call(tools, project, &actor.name, op).await? {
+        Reply::Reserved(Ok((granted, conflicts))) => Ok(Output::Reserved { granted, conflicts }),
+        Reply::Reserved(Err(error)) => Err(lease_error(error)),
+        other => unreachable_reply("Reserve", &other),
+    }
+}
+
+/// A project's reservations, or one agent's of them.
+async fn list(
+    tools: &Toolbox,
+    project_id: Uuid,
+    agent: Option<&str>,
+    include_inactive: bool,
+    limit: usize,
+) -> Result<Output, ToolError> {
+    let op = LeaseOp::List {
+        only_agent: agent.is_some(),
+        include_inactive,
+        limit,
+    };
+    let reply = lease_call(tools, project_id, agent.unwrap_or(""), op).await?;
+    Ok(Output::Listed {
+        project_id,
+        leases: leases_of(reply, "List")?,
+        now_ms: now_ms(),
+    })
 }
 
 /// What one listed lease costs in a result at most, besides its text: raw and escaped.
@@ -459,22 +469,7 @@ async fn force_release(
             "no active reservation with id {id}"
         )));
     };
-    let owner = tools.shard().owner_of(&lease.agent);
-    let last_active = match tools
-        .shard()
-        .call(
-            owner,
-            Request::LastActive {
-                name: lease.agent.clone(),
-            },
-        )
-        .await?
-    {
-        // A holder that no longer exists anywhere is as stale as can be.
-        Reply::LastActive(last) => last.unwrap_or(0),
-        other => unreachable_reply("LastActive", &other),
-    };
-    let idle_ms = now_ms().saturating_sub(last_active).max(0);
+    let idle_ms = idle_ms_of(tools, &lease.agent).await?;
     if idle_ms < tools.settings.stale_lease_ms {
         return Err(ToolError::HolderActive {
             holder: lease.agent.to_string(),
@@ -496,15 +491,41 @@ async fn force_release(
             "reservation {id} was released or renewed meanwhile"
         )));
     };
+    let message = tell_holder(tools, &actor, project, &lease, idle_ms, note.as_deref()).await;
+    Ok(Output::Forced { lease, message })
+}
+
+/// How long `holder` has been inactive; a holder that no longer exists anywhere is as stale
+/// as can be.
+async fn idle_ms_of(tools: &Toolbox, holder: &str) -> Result<i64, ToolError> {
+    let owner = tools.shard().owner_of(holder);
+    let request = Request::LastActive {
+        name: holder.into(),
+    };
+    let last_active = match tools.shard().call(owner, request).await? {
+        Reply::LastActive(last) => last.unwrap_or(0),
+        other => unreachable_reply("LastActive", &other),
+    };
+    Ok(now_ms().saturating_sub(last_active).max(0))
+}
+
+/// Tells a lease's holder who released it and why; the id of the message, if it went out
+/// (the release stands even if the holder's inbox is full: the result says so).
+async fn tell_holder(
+    tools: &Toolbox,
+    actor: &ActorArgs<'_>,
+    project: Uuid,
+    lease: &Lease,
+    idle_ms: i64,
+    note: Option<&str>,
+) -> Option<Uuid> {
     let body = format!(
         "{} released your reservation {} on {:?} (you were inactive for {} minutes).{}",
         actor.name,
         lease.id,
         lease.path,
         idle_ms / 60_000,
-        note.as_deref()
-            .map(|n| format!(" Note: {n}"))
-            .unwrap_or_default()
+        note.map(|n| format!(" Note: {n}")).unwrap_or_default()
     );
     let subject = format!("File reservation released: {}", lease.path);
     let message = Outgoing {
@@ -520,12 +541,10 @@ async fn force_release(
         importance: Importance::High,
         ack_required: false,
     };
-    // The release stands even if the holder's inbox is full: the result says so.
-    let message = match send(tools, message).await {
+    match send(tools, message).await {
         Ok(ToolOutput::Sent { id, .. }) => Some(id),
         _ => None,
-    };
-    Ok(Output::Forced { lease, message })
+    }
 }
 
 fn write_lease(out: &mut Vec<u8>, lease: &Lease, clock: &mut Clock, with_agent: bool) {
@@ -585,62 +604,12 @@ pub fn write_json(out: &mut Vec<u8>, output: &Output) {
             });
             out.push(b'}');
         }
-        Output::Checked(checks) => {
-            let held: Vec<&PathConflicts> =
-                checks.iter().filter(|c| !c.holders.is_empty()).collect();
-            let own: Vec<&PathConflicts> = checks
-                .iter()
-                .filter(|c| c.holders.is_empty() && !c.own.is_empty())
-                .collect();
-            let clear: Vec<&PathConflicts> = checks
-                .iter()
-                .filter(|c| c.holders.is_empty() && c.own.is_empty())
-                .collect();
-            out.extend_from_slice(b"{\"conflicts\":");
-            write_conflicts(out, &held, &mut clock);
-            out.extend_from_slice(b",\"own\":");
-            write_array(out, &own, |out, check| {
-                out.extend_from_slice(b"{\"path\":");
-                write_str(out, &check.path);
-                out.extend_from_slice(b",\"ids\":");
-                write_array(out, &check.own, |out, id| write_u64(out, *id));
-                out.push(b'}');
-            });
-            out.extend_from_slice(b",\"clear\":");
-            write_array(out, &clear, |out, check| write_str(out, &check.path));
-            out.push(b'}');
-        }
+        Output::Checked(checks) => write_checked(out, checks, &mut clock),
         Output::Listed {
             project_id,
             leases,
             now_ms,
-        } => {
-            out.extend_from_slice(b"{\"project_id\":");
-            write_uuid(out, project_id);
-            out.extend_from_slice(b",\"reservations\":");
-            write_array(out, leases, |out, lease| {
-                out.extend_from_slice(b"{\"id\":");
-                write_u64(out, lease.id);
-                out.extend_from_slice(b",\"agent\":");
-                write_str(out, &lease.agent);
-                out.extend_from_slice(b",\"path\":");
-                write_str(out, &lease.path);
-                out.extend_from_slice(b",\"exclusive\":");
-                write_bool(out, lease.exclusive);
-                out.extend_from_slice(b",\"reason\":");
-                write_str(out, &lease.reason);
-                out.extend_from_slice(b",\"created\":");
-                clock.write(out, lease.created_ms);
-                out.extend_from_slice(b",\"expires_at\":");
-                clock.write(out, lease.expires_ms);
-                out.extend_from_slice(b",\"released_at\":");
-                clock.write_optional(out, lease.released_ms);
-                out.extend_from_slice(b",\"active\":");
-                write_bool(out, lease.active(*now_ms));
-                out.push(b'}');
-            });
-            out.push(b'}');
-        }
+        } => write_listed(out, project_id, leases, *now_ms, &mut clock),
         Output::Forced { lease, message } => {
             out.extend_from_slice(b"{\"released\":");
             write_lease(out, lease, &mut clock, true);
@@ -654,6 +623,68 @@ pub fn write_json(out: &mut Vec<u8>, output: &Output) {
             out.push(b'}');
         }
     }
+}
+
+/// `file_reservation_check`'s answer: paths others hold, paths only the caller holds, and
+/// clear paths.
+fn write_checked(out: &mut Vec<u8>, checks: &[PathConflicts], clock: &mut Clock) {
+    let held: Vec<&PathConflicts> = checks.iter().filter(|c| !c.holders.is_empty()).collect();
+    let own: Vec<&PathConflicts> = checks
+        .iter()
+        .filter(|c| c.holders.is_empty() && !c.own.is_empty())
+        .collect();
+    let clear: Vec<&PathConflicts> = checks
+        .iter()
+        .filter(|c| c.holders.is_empty() && c.own.is_empty())
+        .collect();
+    out.extend_from_slice(b"{\"conflicts\":");
+    write_conflicts(out, &held, clock);
+    out.extend_from_slice(b",\"own\":");
+    write_array(out, &own, |out, check| {
+        out.extend_from_slice(b"{\"path\":");
+        write_str(out, &check.path);
+        out.extend_from_slice(b",\"ids\":");
+        write_array(out, &check.own, |out, id| write_u64(out, *id));
+        out.push(b'}');
+    });
+    out.extend_from_slice(b",\"clear\":");
+    write_array(out, &clear, |out, check| write_str(out, &check.path));
+    out.push(b'}');
+}
+
+/// A project's reservations, each in full.
+fn write_listed(
+    out: &mut Vec<u8>,
+    project_id: &Uuid,
+    leases: &[Lease],
+    now_ms: i64,
+    clock: &mut Clock,
+) {
+    out.extend_from_slice(b"{\"project_id\":");
+    write_uuid(out, project_id);
+    out.extend_from_slice(b",\"reservations\":");
+    write_array(out, leases, |out, lease| {
+        out.extend_from_slice(b"{\"id\":");
+        write_u64(out, lease.id);
+        out.extend_from_slice(b",\"agent\":");
+        write_str(out, &lease.agent);
+        out.extend_from_slice(b",\"path\":");
+        write_str(out, &lease.path);
+        out.extend_from_slice(b",\"exclusive\":");
+        write_bool(out, lease.exclusive);
+        out.extend_from_slice(b",\"reason\":");
+        write_str(out, &lease.reason);
+        out.extend_from_slice(b",\"created\":");
+        clock.write(out, lease.created_ms);
+        out.extend_from_slice(b",\"expires_at\":");
+        clock.write(out, lease.expires_ms);
+        out.extend_from_slice(b",\"released_at\":");
+        clock.write_optional(out, lease.released_ms);
+        out.extend_from_slice(b",\"active\":");
+        write_bool(out, lease.active(now_ms));
+        out.push(b'}');
+    });
+    out.push(b'}');
 }
 
 fn token() -> serde_json::Value {

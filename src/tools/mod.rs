@@ -227,6 +227,31 @@ impl fmt::Display for ToolError {
             ToolError::SearchUnavailable(reason) => write!(f, "{reason}"),
             ToolError::Unavailable(error) => write!(f, "server unavailable: {error}"),
             ToolError::HelperStopped(error) => write!(f, "server unavailable: {error}"),
+            ToolError::MessageTooLarge { .. }
+            | ToolError::PageDoesNotFit { .. }
+            | ToolError::ListDoesNotFit
+            | ToolError::UnknownCursor { .. }
+            | ToolError::TooManyWaiters { .. }
+            | ToolError::UnknownMessage { .. }
+            | ToolError::UnknownThread { .. }
+            | ToolError::NoneFound { .. } => self.fmt_mail(f),
+            ToolError::TooManyLeases { .. }
+            | ToolError::LeaseHeldByOther { .. }
+            | ToolError::LeaseNotFound(_)
+            | ToolError::HolderActive { .. } => self.fmt_lease(f),
+            ToolError::AgentAuth(name) => write!(
+                f,
+                "agent '{name}' is unknown or its agent_token is missing or wrong (this server \
+                 runs with --agent-auth: pass the agent_token create_agent returned)"
+            ),
+        }
+    }
+}
+
+impl ToolError {
+    /// The errors of reading and sending mail.
+    fn fmt_mail(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             ToolError::MessageTooLarge {
                 bytes,
                 max_inbox_bytes,
@@ -245,11 +270,6 @@ impl fmt::Display for ToolError {
                 f,
                 "not listed: the next message does not fit in what is left of this batch's \
                  response; call again in a request of its own"
-            ),
-            ToolError::AgentAuth(name) => write!(
-                f,
-                "agent '{name}' is unknown or its agent_token is missing or wrong (this server \
-                 runs with --agent-auth: pass the agent_token create_agent returned)"
             ),
             ToolError::UnknownCursor { after, newest } => write!(
                 f,
@@ -277,6 +297,18 @@ impl fmt::Display for ToolError {
                 f,
                 "unknown thread '{thread_id}': '{agent}' has sent or received no message in it"
             ),
+            ToolError::NoneFound { agent, count } => write!(
+                f,
+                "none of the {count} message id(s) is a message delivered to '{agent}' (still \
+                 retained)"
+            ),
+            other => write!(f, "{other:?}"),
+        }
+    }
+
+    /// The errors of file reservations.
+    fn fmt_lease(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
             ToolError::TooManyLeases { per_agent, max } => {
                 let scope = if *per_agent {
                     "this agent holds"
@@ -305,11 +337,7 @@ impl fmt::Display for ToolError {
                  force-released only after {required_minutes} minutes of inactivity \
                  (--stale-lease-minutes); ask '{holder}' with send_message"
             ),
-            ToolError::NoneFound { agent, count } => write!(
-                f,
-                "none of the {count} message id(s) is a message delivered to '{agent}' (still \
-                 retained)"
-            ),
+            other => write!(f, "{other:?}"),
         }
     }
 }

@@ -229,25 +229,7 @@ pub fn read_shard<R>(
     cost: &mut ReadCost,
     ticker: &mut Ticker<'_>,
 ) -> Result<ShardLog<R>, RecoveryError> {
-    fs::create_dir_all(dir).map_err(io_error(dir))?;
-    let mut snapshots: Vec<(u64, PathBuf)> = Vec::new();
-    let mut segments: Vec<(u64, PathBuf)> = Vec::new();
-    for entry in fs::read_dir(dir).map_err(io_error(dir))? {
-        let path = entry.map_err(io_error(dir))?.path();
-        let number = path
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .and_then(|s| s.parse::<u64>().ok());
-        match (path.extension().and_then(|e| e.to_str()), number) {
-            (Some("snap"), Some(n)) => snapshots.push((n, path)),
-            (Some("log"), Some(n)) => segments.push((n, path)),
-            // A snapshot that was never finished.
-            (Some("tmp"), _) => fs::remove_file(&path).map_err(io_error(&path))?,
-            _ => {}
-        }
-    }
-    snapshots.sort();
-    segments.sort();
+    let (snapshots, segments) = list_files(dir)?;
     let mut log = ShardLog::default();
     if let Some((position, path)) = snapshots.last() {
         let bytes = read_reporting(path, ticker)?;
@@ -269,26 +251,8 @@ pub fn read_shard<R>(
             continue;
         }
         let scanned = check_and_scan(path, &bytes, FileKind::Segment, shard, shard_count, decode)?;
-
-        if *base > log.end {
-            return Err(RecoveryError::Corrupt {
-                path: path.clone(),
-                detail: format!(
-                    "starts at record {base}, but the log before it ends at {}",
-                    log.end
-                ),
-            });
-        }
+        check_segment(path, *base, log.end, &scanned, index == last)?;
         if scanned.torn_bytes > 0 {
-            if index < last {
-                return Err(RecoveryError::Corrupt {
-                    path: path.clone(),
-                    detail: format!(
-                        "damaged record at byte offset {} in a segment that is not the last",
-                        scanned.valid_bytes
-                    ),
-                });
-            }
             cost.torn.push((path.clone(), scanned.torn_bytes));
         }
         if index == last && scanned.records.is_empty() && scanned.next_seq == *base {
@@ -311,6 +275,58 @@ pub fn read_shard<R>(
     }
     cost.records += log.records.len();
     Ok(log)
+}
+
+/// A shard directory's snapshots and segments, each by its number, in order; a snapshot
+/// that was never finished is removed.
+type Numbered = Vec<(u64, PathBuf)>;
+
+fn list_files(dir: &Path) -> Result<(Numbered, Numbered), RecoveryError> {
+    fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let (mut snapshots, mut segments) = (Vec::new(), Vec::new());
+    for entry in fs::read_dir(dir).map_err(io_error(dir))? {
+        let path = entry.map_err(io_error(dir))?.path();
+        let number = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse::<u64>().ok());
+        match (path.extension().and_then(|e| e.to_str()), number) {
+            (Some("snap"), Some(n)) => snapshots.push((n, path)),
+            (Some("log"), Some(n)) => segments.push((n, path)),
+            (Some("tmp"), _) => fs::remove_file(&path).map_err(io_error(&path))?,
+            _ => {}
+        }
+    }
+    snapshots.sort();
+    segments.sort();
+    Ok((snapshots, segments))
+}
+
+/// A segment must continue the log before it (no gap), and only the last may have a torn
+/// tail.
+fn check_segment<R>(
+    path: &Path,
+    base: u64,
+    log_end: u64,
+    scanned: &Scanned<R>,
+    is_last: bool,
+) -> Result<(), RecoveryError> {
+    let corrupt = |detail: String| RecoveryError::Corrupt {
+        path: path.to_path_buf(),
+        detail,
+    };
+    if base > log_end {
+        return Err(corrupt(format!(
+            "starts at record {base}, but the log before it ends at {log_end}"
+        )));
+    }
+    if scanned.torn_bytes > 0 && !is_last {
+        return Err(corrupt(format!(
+            "damaged record at byte offset {} in a segment that is not the last",
+            scanned.valid_bytes
+        )));
+    }
+    Ok(())
 }
 
 /// Bytes read between two progress checks: a snapshot (the whole state) can be gigabytes.

@@ -361,24 +361,7 @@ pub fn decode_payload(body: &[u8]) -> Result<Record, DecodeError> {
                 None
             },
         },
-        KIND_MARKED => {
-            let name = reader.str16()?;
-            let ack = reader.u8()? != 0;
-            let at_ms = reader.i64()?;
-            let count = reader.u32()? as usize;
-            if count > reader.bytes.len() / 16 {
-                return Err(DecodeError::Malformed("id count beyond the record"));
-            }
-            let ids = (0..count)
-                .map(|_| reader.uuid())
-                .collect::<Result<_, _>>()?;
-            Record::Marked {
-                name,
-                ack,
-                at_ms,
-                ids,
-            }
-        }
+        KIND_MARKED => reader.marked()?,
         KIND_ACTIVITY => Record::Activity {
             name: reader.str16()?,
             last_active_ms: reader.i64()?,
@@ -386,12 +369,7 @@ pub fn decode_payload(body: &[u8]) -> Result<Record, DecodeError> {
         },
         KIND_DELIVERY => Record::Delivery {
             name: reader.str16()?,
-            state: DeliveryState {
-                seq: reader.u64()?,
-                read_at: reader.optional_i64()?,
-                acked_at: reader.optional_i64()?,
-                drained: reader.u8()? != 0,
-            },
+            state: reader.delivery_state()?,
             envelope: reader.envelope()?,
         },
         KIND_SENT => Record::Sent {
@@ -404,16 +382,7 @@ pub fn decode_payload(body: &[u8]) -> Result<Record, DecodeError> {
         },
         KIND_LEASE => Record::Lease {
             project: reader.uuid()?,
-            lease: Lease {
-                id: reader.u64()?,
-                agent: reader.str16()?,
-                path: reader.str16()?,
-                exclusive: reader.u8()? != 0,
-                reason: reader.str16()?,
-                created_ms: reader.i64()?,
-                expires_ms: reader.i64()?,
-                released_ms: reader.optional_i64()?,
-            },
+            lease: reader.lease()?,
         },
         _ => return Err(DecodeError::Malformed("unknown record kind")),
     };
@@ -428,6 +397,45 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    fn marked(&mut self) -> Result<Record, DecodeError> {
+        let name = self.str16()?;
+        let ack = self.u8()? != 0;
+        let at_ms = self.i64()?;
+        let count = self.u32()? as usize;
+        if count > self.bytes.len() / 16 {
+            return Err(DecodeError::Malformed("id count beyond the record"));
+        }
+        let ids = (0..count).map(|_| self.uuid()).collect::<Result<_, _>>()?;
+        Ok(Record::Marked {
+            name,
+            ack,
+            at_ms,
+            ids,
+        })
+    }
+
+    fn delivery_state(&mut self) -> Result<DeliveryState, DecodeError> {
+        Ok(DeliveryState {
+            seq: self.u64()?,
+            read_at: self.optional_i64()?,
+            acked_at: self.optional_i64()?,
+            drained: self.u8()? != 0,
+        })
+    }
+
+    fn lease(&mut self) -> Result<Lease, DecodeError> {
+        Ok(Lease {
+            id: self.u64()?,
+            agent: self.str16()?,
+            path: self.str16()?,
+            exclusive: self.u8()? != 0,
+            reason: self.str16()?,
+            created_ms: self.i64()?,
+            expires_ms: self.i64()?,
+            released_ms: self.optional_i64()?,
+        })
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.bytes.len() < n {
             return Err(DecodeError::Malformed("record body too short"));
