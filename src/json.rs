@@ -109,6 +109,15 @@ pub fn write_uuid(out: &mut Vec<u8>, id: &Uuid) {
     out.push(b'"');
 }
 
+/// `raw` read into `T` if it is a JSON object (serde would also read a struct from an array,
+/// by position); `None` for anything else or what does not fit `T`.
+pub fn parse_object<'a, T: serde::Deserialize<'a>>(raw: &'a RawValue) -> Option<T> {
+    if !raw.get().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str(raw.get()).ok()
+}
+
 /// `[a,b,…]`: each item written by `write`, commas between. The one list writer of every
 /// hand-written JSON answer.
 pub fn write_array<T>(

@@ -12,7 +12,7 @@ pub mod stateless;
 pub mod transport;
 
 use crate::http::Headers;
-use crate::json::{as_str, present, write_str};
+use crate::json::{as_str, parse_object, present, write_str};
 use crate::tools::{self, OutputBudget, ParseFailure, ToolError, ToolOutput, Toolbox};
 use jsonrpc::{
     classify, close_result, open_result, open_result_len, write_error, Message, RpcError,
@@ -452,10 +452,7 @@ fn initialize(params: Option<&RawValue>) -> Result<&'static str, RpcError> {
             "initialize needs params.protocolVersion (a string)",
         )
     };
-    let params: InitializeParams<'_> = params
-        .filter(|p| p.get().starts_with('{'))
-        .and_then(|p| serde_json::from_str(p.get()).ok())
-        .ok_or_else(missing)?;
+    let params: InitializeParams<'_> = params.and_then(parse_object).ok_or_else(missing)?;
     let requested = params
         .protocol_version
         .and_then(as_str)
@@ -525,10 +522,8 @@ const RETAINED_SCRATCH_BYTES: usize = 64 * 1024;
 /// A `tools/call`'s tool name and arguments, or why its params are not usable.
 fn parse_call(params: Option<&RawValue>) -> Result<(Cow<'_, str>, Option<&RawValue>), RpcError> {
     let invalid = |message: &'static str| RpcError::new(INVALID_PARAMS, message);
-    // Objects only: serde would also read these structs from arrays, by position.
     let params: CallParams<'_> = params
-        .filter(|p| p.get().starts_with('{'))
-        .and_then(|p| serde_json::from_str(p.get()).ok())
+        .and_then(parse_object)
         .ok_or_else(|| invalid("tools/call needs params {\"name\": ..., \"arguments\": {...}}"))?;
     let name = params
         .name

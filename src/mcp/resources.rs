@@ -11,7 +11,7 @@ use super::jsonrpc::{RpcError, INVALID_PARAMS};
 use super::sessions::Subscription;
 use super::transport::TRANSPORT_ERROR;
 use crate::http::Headers;
-use crate::json::{as_str, present, write_array, write_str};
+use crate::json::{as_str, parse_object, present, write_array, write_str};
 use crate::tools::{valid_agent_name, ToolError, Toolbox};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -68,10 +68,7 @@ struct TokenMeta<'a> {
 
 impl<'a> ResourceParams<'a> {
     pub fn parse(params: Option<&'a RawValue>) -> Self {
-        params
-            .filter(|p| p.get().starts_with('{'))
-            .and_then(|p| serde_json::from_str(p.get()).ok())
-            .unwrap_or_default()
+        params.and_then(parse_object).unwrap_or_default()
     }
 
     /// The inbox `uri` names, or the -32602 that says why not.
@@ -113,8 +110,8 @@ impl<'a> ResourceParams<'a> {
     {
         let from_meta = self
             .meta
-            .filter(|m| m.get().starts_with('{') && m.get().contains(META_AGENT_TOKEN))
-            .and_then(|m| serde_json::from_str::<TokenMeta<'a>>(m.get()).ok())
+            .filter(|m| m.get().contains(META_AGENT_TOKEN))
+            .and_then(parse_object::<TokenMeta<'a>>)
             .and_then(|m| m.token)
             .and_then(as_str);
         from_meta

@@ -19,7 +19,7 @@ use super::{
     MAX_RESPONSE_BYTES, SESSION_VERSIONS, STATELESS_VERSION,
 };
 use crate::http::Headers;
-use crate::json::{as_str, present, write_array, write_str};
+use crate::json::{as_str, parse_object, present, write_array, write_str};
 use crate::tools;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -83,9 +83,9 @@ fn is_stateless_request(text: &str, by_method: bool) -> bool {
         return true;
     }
     params
-        .and_then(parse_params)
+        .and_then(parse_object::<Params<'_>>)
         .and_then(|p| p.meta)
-        .and_then(parse_meta)
+        .and_then(parse_object::<RequestMeta<'_>>)
         .is_some_and(|m| m.protocol_version.is_some())
 }
 
@@ -133,19 +133,6 @@ struct RequestMeta<'a> {
 }
 
 /// Objects only: serde would also read these structs from arrays, by position.
-fn parse_params(params: &RawValue) -> Option<Params<'_>> {
-    params
-        .get()
-        .starts_with('{')
-        .then(|| serde_json::from_str(params.get()).ok())?
-}
-
-fn parse_meta(meta: &RawValue) -> Option<RequestMeta<'_>> {
-    meta.get()
-        .starts_with('{')
-        .then(|| serde_json::from_str(meta.get()).ok())?
-}
-
 /// A refusal and the status it is sent with.
 struct Refusal {
     error: RpcError,
@@ -312,8 +299,13 @@ fn checked_params<'a>(
              io.modelcontextprotocol/clientCapabilities (an object)",
         )
     };
-    let params = params.and_then(parse_params).ok_or_else(missing_meta)?;
-    let meta = params.meta.and_then(parse_meta).ok_or_else(missing_meta)?;
+    let params = params
+        .and_then(parse_object::<Params<'_>>)
+        .ok_or_else(missing_meta)?;
+    let meta = params
+        .meta
+        .and_then(parse_object::<RequestMeta<'_>>)
+        .ok_or_else(missing_meta)?;
     let version = meta
         .protocol_version
         .and_then(as_str)
@@ -574,16 +566,12 @@ async fn open_listen(
             format!("a subscriptions/listen request is at most {MAX_LISTEN_REQUEST_BYTES} bytes"),
         ));
     }
-    let filter: Filter<'_> = listen
-        .filter
-        .filter(|f| f.get().starts_with('{'))
-        .and_then(|f| serde_json::from_str(f.get()).ok())
-        .ok_or_else(|| {
-            Refusal::bad_request(
-                INVALID_PARAMS,
-                "subscriptions/listen needs params.notifications (an object naming what to send)",
-            )
-        })?;
+    let filter: Filter<'_> = listen.filter.and_then(parse_object).ok_or_else(|| {
+        Refusal::bad_request(
+            INVALID_PARAMS,
+            "subscriptions/listen needs params.notifications (an object naming what to send)",
+        )
+    })?;
     let uris: Vec<Cow<'_, str>> = match filter.resource_subscriptions {
         None => Vec::new(),
         Some(raw) => serde_json::from_str(raw.get()).map_err(|_| {

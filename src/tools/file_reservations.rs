@@ -548,6 +548,15 @@ async fn tell_holder(
 }
 
 fn write_lease(out: &mut Vec<u8>, lease: &Lease, clock: &mut Clock, with_agent: bool) {
+    write_lease_head(out, lease, with_agent);
+    out.extend_from_slice(b",\"expires_at\":");
+    clock.write(out, lease.expires_ms);
+    out.push(b'}');
+}
+
+/// `{"id", "agent" (optional), "path", "exclusive", "reason"`: what every lease answer starts
+/// with (the caller adds its times and closes the object).
+fn write_lease_head(out: &mut Vec<u8>, lease: &Lease, with_agent: bool) {
     out.extend_from_slice(b"{\"id\":");
     write_u64(out, lease.id);
     if with_agent {
@@ -560,9 +569,6 @@ fn write_lease(out: &mut Vec<u8>, lease: &Lease, clock: &mut Clock, with_agent: 
     write_bool(out, lease.exclusive);
     out.extend_from_slice(b",\"reason\":");
     write_str(out, &lease.reason);
-    out.extend_from_slice(b",\"expires_at\":");
-    clock.write(out, lease.expires_ms);
-    out.push(b'}');
 }
 
 fn write_conflicts(out: &mut Vec<u8>, checks: &[&PathConflicts], clock: &mut Clock) {
@@ -664,16 +670,7 @@ fn write_listed(
     write_uuid(out, project_id);
     out.extend_from_slice(b",\"reservations\":");
     write_array(out, leases, |out, lease| {
-        out.extend_from_slice(b"{\"id\":");
-        write_u64(out, lease.id);
-        out.extend_from_slice(b",\"agent\":");
-        write_str(out, &lease.agent);
-        out.extend_from_slice(b",\"path\":");
-        write_str(out, &lease.path);
-        out.extend_from_slice(b",\"exclusive\":");
-        write_bool(out, lease.exclusive);
-        out.extend_from_slice(b",\"reason\":");
-        write_str(out, &lease.reason);
+        write_lease_head(out, lease, true);
         out.extend_from_slice(b",\"created\":");
         clock.write(out, lease.created_ms);
         out.extend_from_slice(b",\"expires_at\":");
