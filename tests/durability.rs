@@ -4,8 +4,9 @@
 
 mod common;
 
+use common::mail::{fetch, id_of, ids, send, seqs, trio};
 use common::{metric, wait_with_deadline, Server};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -475,4 +476,51 @@ fn compaction_keeps_a_long_run_within_its_bound_and_recovers_after() {
         "the last round survives compaction and restart"
     );
     assert_eq!(messages[0]["subject"], "c59x0");
+}
+
+#[test]
+fn deliveries_read_and_ack_state_and_threads_survive_kill_9() {
+    let mut server = Server::start();
+    let mut client = server.client();
+    let (a, b, c) = trio(&mut client, "Crash");
+    let opener = id_of(&send(
+        &mut client,
+        json!({"from_agent": a, "to": [b], "cc": [c], "subject": "s", "ack_required": true, "thread_id": "crash-1"}),
+    ));
+    let reply = id_of(&client.call_ok(
+        "reply_message",
+        json!({"from_agent": b, "message_id": opener, "body": "r"}),
+    ));
+    client.call_ok(
+        "acknowledge_message",
+        json!({"agent_name": b, "message_ids": [opener]}),
+    );
+    client.inbox(&c);
+    let before: Vec<Value> = [&a, &b, &c]
+        .iter()
+        .map(|n| fetch(&mut client, n, json!({})))
+        .collect();
+    let thread_before = client.call_ok(
+        "get_thread",
+        json!({"agent_name": a, "thread_id": "crash-1"}),
+    );
+    assert_eq!(ids(&thread_before), vec![opener.clone(), reply.clone()]);
+
+    server.signal(libc::SIGKILL);
+    let _ = server.take_child().wait();
+    let restarted = Server::start_in(&server.dir, &["--shards", "2"]);
+    let mut client = restarted.client();
+    for (name, page) in [&a, &b, &c].iter().zip(&before) {
+        let after = fetch(&mut client, name, json!({}));
+        assert_eq!(after["messages"], page["messages"], "{name}");
+        assert_eq!(after["counts"], page["counts"], "{name}");
+    }
+    let thread_after = client.call_ok(
+        "get_thread",
+        json!({"agent_name": a, "thread_id": "crash-1"}),
+    );
+    assert_eq!(thread_after["messages"], thread_before["messages"]);
+    // Sequence numbers continue, never reused.
+    client.send(&a, &[&c], "after", "");
+    assert_eq!(seqs(&fetch(&mut client, &c, json!({"after": 1}))), vec![2]);
 }

@@ -3,7 +3,10 @@
 mod common;
 
 use common::{Client, Server};
-use std::io::Write;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+const PING: &str = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
 
 #[test]
 fn health_answers_ok() {
@@ -292,4 +295,43 @@ fn an_idle_connection_is_closed_after_the_idle_timeout() {
     assert_eq!(idle.get("/health").status, 200);
     // Blocks until the server closes it (bounded by the client's own 30 s read timeout).
     assert!(idle.is_closed_by_server());
+}
+
+#[test]
+fn close_wins_over_keep_alive_in_any_connection_header() {
+    let server = Server::start();
+    let mut client = server.client();
+    client.send_raw(b"GET /health HTTP/1.1\r\nConnection: close\r\nConnection: keep-alive\r\n\r\n");
+    let response = client.read_response();
+    assert_eq!(response.header("connection"), Some("close"));
+    assert!(client.is_closed_by_server());
+}
+
+#[test]
+fn http10_expect_continue_gets_no_100() {
+    let server = Server::start();
+    let mut client = server.client();
+    let head = format!(
+        "POST /mcp HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        PING.len()
+    );
+    client.send_raw(head.as_bytes());
+    // An HTTP/1.0 client sends its body without waiting; we must not interleave a 100.
+    std::thread::sleep(Duration::from_millis(100));
+    client.send_raw(PING.as_bytes());
+    let mut raw = Vec::new();
+    client.stream.read_to_end(&mut raw).expect("read");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(!text.contains("100 Continue"), "{text}");
+}
+
+#[test]
+fn two_host_headers_are_a_400() {
+    let server = Server::start();
+    let mut client = server.client();
+    client.send_raw(b"GET /health HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n");
+    let response = client.read_response();
+    assert_eq!(response.status, 400);
+    assert!(response.text().contains("Host"), "{}", response.text());
 }

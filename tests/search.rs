@@ -2,6 +2,7 @@
 
 mod common;
 
+use common::mail::{send, trio};
 use common::{Client, Server};
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -311,4 +312,33 @@ fn a_second_server_on_the_same_index_path_is_refused() {
     setup(&mut client, &["StillHere"]);
     client.send("StillHere", &["StillHere"], "survivor", "");
     assert_eq!(search_until(&mut client, "survivor", 10, 1).len(), 1);
+}
+
+#[test]
+fn search_matches_thread_ids_and_importance_exactly() {
+    let server = Server::start();
+    let mut client = server.client();
+    let (a, b, _) = trio(&mut client, "Find");
+    send(
+        &mut client,
+        json!({"from_agent": a, "to": [b], "subject": "alpha", "thread_id": "rel-9", "importance": "urgent"}),
+    );
+    send(
+        &mut client,
+        json!({"from_agent": a, "to": [b], "subject": "beta", "thread_id": "rel-10"}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let hits = client.call_ok("search_messages", json!({"query": "thread_id:rel-9"}));
+        let hits = hits.as_array().expect("hits");
+        if hits.len() == 1 {
+            assert_eq!(hits[0]["subject"], json!(["alpha"]));
+            assert_eq!(hits[0]["importance"], json!(["urgent"]));
+            break;
+        }
+        assert!(Instant::now() < deadline, "never searchable: {hits:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let urgent = client.call_ok("search_messages", json!({"query": "importance:urgent"}));
+    assert_eq!(urgent.as_array().map(Vec::len), Some(1));
 }

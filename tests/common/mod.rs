@@ -1,6 +1,8 @@
 //! Test harness: start a real `allman` process on port 0, talk to it over real sockets.
 #![allow(dead_code)]
 
+pub mod mail;
+
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
