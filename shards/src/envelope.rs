@@ -8,6 +8,17 @@ use std::fmt;
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// A message in its own thread is named by its id: a hyphenated UUID this long.
+pub const OWN_THREAD_ID_BYTES: usize = 36;
+
+/// The length of the thread id a message composed with `thread_id` carries (an absent or empty
+/// one is the message's own id); what [`Envelope::thread_len`] reports once it is composed.
+pub fn thread_id_len(thread_id: Option<&str>) -> usize {
+    thread_id
+        .filter(|t| !t.is_empty())
+        .map_or(OWN_THREAD_ID_BYTES, str::len)
+}
+
 /// How urgent a message is; `normal` unless the sender says otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
 pub enum Importance {
@@ -284,7 +295,7 @@ impl Envelope {
     /// Bytes of the thread id's text (36 for a message in its own thread).
     pub fn thread_len(&self) -> usize {
         if self.own_thread() {
-            36
+            OWN_THREAD_ID_BYTES
         } else {
             self.thread_len as usize
         }
@@ -355,6 +366,39 @@ mod tests {
             to: vec!["a".into(), "b".into()],
             cc: vec!["c".into()],
         })
+    }
+
+    #[test]
+    fn a_thread_ids_length_is_known_before_the_message_is_composed() {
+        for thread_id in [None, Some(""), Some("t-1"), Some("a longer thread → id")] {
+            let composed = Envelope::compose(Message {
+                thread_id,
+                ..Message {
+                    id: Uuid::from_u128(9),
+                    project_id: Uuid::nil(),
+                    timestamp_ms: 0,
+                    from: "a",
+                    subject: "",
+                    body: "",
+                    thread_id: None,
+                    reply_to: None,
+                    importance: Importance::Normal,
+                    ack_required: false,
+                    to: Vec::new(),
+                    cc: Vec::new(),
+                }
+            });
+            assert_eq!(
+                thread_id_len(thread_id),
+                composed.thread_len(),
+                "{thread_id:?}"
+            );
+            assert_eq!(
+                composed.thread_len(),
+                composed.thread_id().len(),
+                "{thread_id:?}"
+            );
+        }
     }
 
     #[test]

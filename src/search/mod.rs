@@ -210,12 +210,18 @@ pub struct SearchService {
     query: JoinHandle<()>,
 }
 
-/// What a message costs the search feed's byte budget: its text, thread id and names. A send
-/// reserves this before delivering; the owner charges it when it hands the document over.
+/// What a message costs the search feed's byte budget: its text, thread id and names. The
+/// owner charges it when it hands the document over; a send reserves the same
+/// ([`doc_bytes_of`] its parts) before its envelope exists.
 pub fn doc_bytes(envelope: &shards::Envelope) -> usize {
-    envelope.payload_len()
-        + envelope.thread_len()
-        + envelope.recipients().map(str::len).sum::<usize>()
+    let names: usize = envelope.recipients().map(str::len).sum();
+    doc_bytes_of(envelope.payload_len(), envelope.thread_len(), names)
+}
+
+/// [`doc_bytes`] from a message's parts: its text (from, subject, body), its thread id and
+/// its recipients' names, in bytes.
+pub fn doc_bytes_of(payload_bytes: usize, thread_id_bytes: usize, name_bytes: usize) -> usize {
+    payload_bytes + thread_id_bytes + name_bytes
 }
 
 /// Opens the index at `path`: kept from the last run when `keep` (a durable server), else

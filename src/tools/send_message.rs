@@ -17,9 +17,10 @@ use super::{
 };
 use crate::clock::now_ms;
 use crate::json::{present, write_str, write_uuid};
-use crate::search::doc_bytes;
+use crate::search::doc_bytes_of;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use shards::envelope::thread_id_len;
 use shards::runtime::send::SendError;
 use shards::{Envelope, Importance, Message, Reply, Request, Undeliverable};
 use std::borrow::Cow;
@@ -187,6 +188,17 @@ pub async fn send(tools: &Toolbox, message: Outgoing<'_>) -> Result<ToolOutput, 
             max_inbox_bytes,
         });
     }
+    // Room in the search feed, taken before anything is delivered (and before the message is
+    // stamped): a send waits here (and its client with it) while the indexer is behind,
+    // instead of memory growing. Held until the reply: the owner charges the document again
+    // when it hands it over (once durable), and this is given back after, so the bound holds
+    // with nothing owed.
+    let names: usize = message.to.iter().chain(&message.cc).map(|n| n.len()).sum();
+    let thread_bytes = thread_id_len(message.thread_id);
+    let _room = tools
+        .search_docs
+        .reserve(doc_bytes_of(payload_bytes, thread_bytes, names))
+        .await?;
     let sender_project = sender_project(tools, message.from_agent, message.agent_token).await?;
 
     let now = now_ms();
@@ -205,11 +217,6 @@ pub async fn send(tools: &Toolbox, message: Outgoing<'_>) -> Result<ToolOutput, 
         to: message.to,
         cc: message.cc,
     });
-    // Room in the search feed, taken before anything is delivered: a send waits here (and its
-    // client with it) while the indexer is behind, instead of memory growing. Held until the
-    // reply: the owner charges the document again when it hands it over (once durable), and
-    // this is given back after, so the bound holds with nothing owed.
-    let _room = tools.search_docs.reserve(doc_bytes(&envelope)).await?;
     let weight = entry_weight(&envelope);
     let envelope = Arc::new(envelope.with_weight(weight));
     let thread_id: Box<str> = envelope.thread_id().into();

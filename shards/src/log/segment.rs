@@ -1,5 +1,5 @@
-//! Log segment and snapshot files: the header that names what a file holds, and reading the
-//! records back with each one's sequence number.
+//! Log segment and snapshot files: the header that names what a file holds, and reading its
+//! frames back as records (through the caller's `decode`), each with its sequence number.
 //!
 //! A file starts with a [`HEADER_BYTES`] header (magic, format version, shard index, shard
 //! count, the sequence number of its first record, the block size its writer aligned to),
