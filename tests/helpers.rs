@@ -101,3 +101,53 @@ fn a_dead_indexer_stops_the_server_with_its_cause_and_no_request_hangs() {
     // The connection is closed, not left waiting.
     assert!(client.is_closed_by_server());
 }
+
+/// A hand-off to Tantivy or a commit that fails (a full disk, an I/O error) must not let the
+/// index record the lost documents as indexed: the server stops, and the next start indexes
+/// them again.
+#[test]
+fn a_failed_hand_off_or_commit_stops_the_server_and_the_next_start_indexes_the_message() {
+    for hook in [
+        "ALLMAN_TEST_FAIL_HAND_OFF_SUBJECT",
+        "ALLMAN_TEST_FAIL_COMMIT_SUBJECT",
+    ] {
+        stops_and_the_next_start_indexes(hook);
+    }
+}
+
+fn stops_and_the_next_start_indexes(hook: &str) {
+    let mut server = Server::start_with_env(&["--shards", "2"], &[(hook, "lost-in-indexing")]);
+    let mut client = server.client();
+    client
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    client.create_agent("p", "Handed");
+    // Durable before the indexer sees it, whether or not the reply beats the stop.
+    let _ = client.call(
+        "send_message",
+        json!({"from_agent": "Handed", "to": ["Handed"], "subject": "lost-in-indexing", "body": "handoffword"}),
+    );
+    let mut child = server.take_child();
+    let status = wait_with_deadline(&mut child, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(1), "{hook}: {status:?}");
+    assert!(
+        server.wait_for_log("search indexer", Duration::from_secs(5)),
+        "{hook}: the log names the helper"
+    );
+    let restarted = Server::start_in(&server.dir, &["--shards", "2"]);
+    let mut client = restarted.client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let hits = client.call_ok("search_messages", json!({"query": "handoffword"}));
+        let found = hits.as_array().expect("hits").len();
+        if found == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{hook}: found {found}, not the one message"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

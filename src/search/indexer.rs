@@ -17,9 +17,6 @@ use uuid::Uuid;
 /// position is in the index. Kept as each commit's payload.
 pub use shards::log::watermarks::{HelperWatermarks, Watermarks};
 
-/// After a failed commit (disk full, say), wait this long beyond the commit interval.
-const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
-
 /// Tantivy's indexing memory budget (it flushes a segment when full).
 pub const WRITER_HEAP_BYTES: usize = 64 * 1024 * 1024;
 /// Commit once this many documents are waiting, whatever the time.
@@ -114,6 +111,8 @@ pub struct Indexer {
     committed_positions: Vec<u64>,
     last_persist: Instant,
     committed_since_persist: bool,
+    /// Set by a test hook: the next commit fails, as a full disk makes it.
+    fail_next_commit: bool,
 }
 
 impl Indexer {
@@ -148,6 +147,7 @@ impl Indexer {
             live,
             last_persist: Instant::now(),
             committed_since_persist: false,
+            fail_next_commit: false,
         }
     }
 
@@ -159,6 +159,8 @@ impl Indexer {
     pub fn run(mut self, queue: Consumer<SearchDoc>) {
         let hooks = TestHooks::from_env();
         let mut taken: Vec<UserOperation> = Vec::with_capacity(MAX_HANDOFF_DOCS);
+        // Set by a test hook: the next hand-off fails as a full disk would make it.
+        let mut fail_hand_off = false;
         loop {
             hooks.pause();
             let next = if self.first_uncommitted_at.is_none() {
@@ -170,13 +172,15 @@ impl Indexer {
             match next {
                 Some(Work::Item(doc)) => {
                     hooks.check(&doc);
+                    fail_hand_off |= hooks.fails_hand_off(&doc);
+                    self.fail_next_commit |= hooks.fails_commit(&doc);
                     self.watermarks.note(doc.origin);
                     taken.push(UserOperation::Add(self.document(&doc)));
                     self.first_uncommitted_at.get_or_insert_with(Instant::now);
                     // While documents keep coming the queue is never empty, so the deadline
                     // is checked here too: lag stays bounded when the indexer is behind.
                     if taken.len() >= MAX_HANDOFF_DOCS {
-                        self.hand_off(&mut taken);
+                        self.hand_off(&mut taken, std::mem::take(&mut fail_hand_off));
                         if self.uncommitted >= MAX_BATCH_DOCS || self.is_due() {
                             self.commit();
                             self.persist_if_due();
@@ -184,12 +188,12 @@ impl Indexer {
                     }
                 }
                 Some(Work::Shutdown) => {
-                    self.hand_off(&mut taken);
+                    self.hand_off(&mut taken, std::mem::take(&mut fail_hand_off));
                     return self.finish();
                 }
                 // The queue is empty for now.
                 None => {
-                    self.hand_off(&mut taken);
+                    self.hand_off(&mut taken, std::mem::take(&mut fail_hand_off));
                     self.commit_or_wait();
                     self.persist_if_due();
                 }
@@ -270,14 +274,26 @@ impl Indexer {
     }
 
     /// Passes the documents taken so far to Tantivy's indexing worker, in one batch.
-    fn hand_off(&mut self, taken: &mut Vec<UserOperation>) {
+    ///
+    /// A failed hand-off (a worker stopped by a full disk or an I/O error) stops the indexer,
+    /// and with it the server: those documents are lost to this writer while their positions
+    /// are already noted, so a later commit would record them as indexed and search would
+    /// never find them. Stopped, the index keeps its last commit's watermarks, and the next
+    /// start hands everything after them over again.
+    fn hand_off(&mut self, taken: &mut Vec<UserOperation>, injected_failure: bool) {
         let count = taken.len();
         if count == 0 {
             return;
         }
-        match self.writer.run(taken.drain(..)) {
+        let handed = if injected_failure {
+            taken.clear();
+            Err("test hook: the hand-off was told to fail".to_string())
+        } else {
+            self.writer.run(taken.drain(..)).map_err(|e| e.to_string())
+        };
+        match handed {
             Ok(_) => self.uncommitted += count,
-            Err(error) => tracing::error!(%error, count, "could not index messages"),
+            Err(error) => panic!("could not index {count} messages: {error}"),
         }
     }
 
@@ -326,7 +342,11 @@ impl Indexer {
             return;
         }
         let started = Instant::now();
-        let committed = if self.durable {
+        let committed = if std::mem::take(&mut self.fail_next_commit) {
+            Err(tantivy::TantivyError::InternalError(
+                "test hook: the commit was told to fail".into(),
+            ))
+        } else if self.durable {
             let payload = self.watermarks.to_text();
             self.writer.prepare_commit().and_then(|mut prepared| {
                 prepared.set_payload(&payload);
@@ -362,11 +382,13 @@ impl Indexer {
                 self.first_uncommitted_at = None;
                 self.last_commit = Some((Instant::now(), started.elapsed()));
             }
-            // The documents stay in the writer; retry after a pause instead of spinning.
-            Err(error) => {
-                tracing::error!(%error, pending = self.uncommitted, "search commit failed");
-                self.first_uncommitted_at = Some(Instant::now() + RETRY_AFTER_FAILURE);
-            }
+            // Not retried: after a failed worker Tantivy commits without its documents, while
+            // the watermarks would cover them. Stopped, the index keeps its last commit, and
+            // the next start hands everything after it over again.
+            Err(error) => panic!(
+                "search commit of {} messages failed: {error}",
+                self.uncommitted
+            ),
         }
     }
 }
@@ -377,12 +399,20 @@ impl Indexer {
 ///   (a stalled indexer, to fill the search feed).
 /// - `ALLMAN_TEST_PANIC_SUBJECT=<subject>`: indexing a message with this subject panics the
 ///   indexer (a helper thread that dies).
+/// - `ALLMAN_TEST_FAIL_HAND_OFF_SUBJECT=<subject>`: the hand-off of the batch holding a message
+///   with this subject fails, as a full disk or an I/O error makes Tantivy's worker fail.
+/// - `ALLMAN_TEST_FAIL_COMMIT_SUBJECT=<subject>`: the commit holding a message with this subject
+///   fails.
 #[derive(Debug, Default)]
 struct TestHooks {
     #[cfg(debug_assertions)]
     pause_file: Option<std::path::PathBuf>,
     #[cfg(debug_assertions)]
     panic_subject: Option<String>,
+    #[cfg(debug_assertions)]
+    fail_hand_off_subject: Option<String>,
+    #[cfg(debug_assertions)]
+    fail_commit_subject: Option<String>,
 }
 
 impl TestHooks {
@@ -391,6 +421,8 @@ impl TestHooks {
         TestHooks {
             pause_file: std::env::var_os("ALLMAN_TEST_PAUSE_INDEXER").map(Into::into),
             panic_subject: std::env::var("ALLMAN_TEST_PANIC_SUBJECT").ok(),
+            fail_hand_off_subject: std::env::var("ALLMAN_TEST_FAIL_HAND_OFF_SUBJECT").ok(),
+            fail_commit_subject: std::env::var("ALLMAN_TEST_FAIL_COMMIT_SUBJECT").ok(),
         }
     }
 
@@ -406,6 +438,24 @@ impl TestHooks {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
+    }
+
+    /// Whether the hand-off of this document's batch is to fail, as a full disk makes it.
+    fn fails_hand_off(&self, _doc: &SearchDoc) -> bool {
+        #[cfg(debug_assertions)]
+        if self.fail_hand_off_subject.as_deref() == Some(_doc.envelope.subject()) {
+            return true;
+        }
+        false
+    }
+
+    /// Whether the commit holding this document is to fail.
+    fn fails_commit(&self, _doc: &SearchDoc) -> bool {
+        #[cfg(debug_assertions)]
+        if self.fail_commit_subject.as_deref() == Some(_doc.envelope.subject()) {
+            return true;
+        }
+        false
     }
 
     fn check(&self, _doc: &SearchDoc) {
