@@ -150,6 +150,27 @@ impl<'a> Iterator for Names<'a> {
 
 impl ExactSizeIterator for Names<'_> {}
 
+impl<'a> Message<'a> {
+    /// A message from `from` with no text and no recipients, in its own thread, at time 0 in
+    /// the nil project: the base a caller fills in (`Message { to, ..Message::plain(id, from) }`).
+    pub fn plain(id: Uuid, from: &'a str) -> Self {
+        Message {
+            id,
+            project_id: Uuid::nil(),
+            timestamp_ms: 0,
+            from,
+            subject: "",
+            body: "",
+            thread_id: None,
+            reply_to: None,
+            importance: Importance::Normal,
+            ack_required: false,
+            to: Vec::new(),
+            cc: Vec::new(),
+        }
+    }
+}
+
 impl Envelope {
     /// A message with no recipients listed, in its own thread (tests and old log records).
     pub fn new(
@@ -161,18 +182,11 @@ impl Envelope {
         body: &str,
     ) -> Self {
         Envelope::compose(Message {
-            id,
             project_id,
             timestamp_ms,
-            from,
             subject,
             body,
-            thread_id: None,
-            reply_to: None,
-            importance: Importance::Normal,
-            ack_required: false,
-            to: Vec::new(),
-            cc: Vec::new(),
+            ..Message::plain(id, from)
         })
     }
 
@@ -373,20 +387,7 @@ mod tests {
         for thread_id in [None, Some(""), Some("t-1"), Some("a longer thread → id")] {
             let composed = Envelope::compose(Message {
                 thread_id,
-                ..Message {
-                    id: Uuid::from_u128(9),
-                    project_id: Uuid::nil(),
-                    timestamp_ms: 0,
-                    from: "a",
-                    subject: "",
-                    body: "",
-                    thread_id: None,
-                    reply_to: None,
-                    importance: Importance::Normal,
-                    ack_required: false,
-                    to: Vec::new(),
-                    cc: Vec::new(),
-                }
+                ..Message::plain(Uuid::from_u128(9), "a")
             });
             assert_eq!(
                 thread_id_len(thread_id),

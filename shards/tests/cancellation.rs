@@ -9,8 +9,8 @@
 use glommio::{LocalExecutorBuilder, Placement};
 use shards::runtime::send::SendError;
 use shards::{
-    owner_of, Actor, Envelope, Importance, InboxLimits, MeshPair, Message, RegisterMode,
-    Registration, Reply, Request, Shard, Undeliverable,
+    owner_of, Actor, Envelope, InboxLimits, MeshPair, Message, RegisterMode, Registration, Reply,
+    Request, Shard, Undeliverable,
 };
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,18 +35,9 @@ fn one_name_per_shard() -> Vec<String> {
 /// Message `n` from the first name to all of them.
 fn message(n: u128, names: &[String], body: &str) -> Arc<Envelope> {
     Arc::new(Envelope::compose(Message {
-        id: Uuid::from_u128(n),
-        project_id: Uuid::nil(),
-        timestamp_ms: 0,
-        from: &names[0],
-        subject: "",
         body,
-        thread_id: None,
-        reply_to: None,
-        importance: Importance::Normal,
-        ack_required: false,
         to: names.iter().map(|name| name.as_str().into()).collect(),
-        cc: Vec::new(),
+        ..Message::plain(Uuid::from_u128(n), &names[0])
     }))
 }
 

@@ -176,7 +176,7 @@ fn protocol_bug(request: &str, reply: &Reply) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::envelope::{Importance, Message};
+    use crate::envelope::Message;
     use uuid::Uuid;
 
     #[test]
@@ -184,20 +184,7 @@ mod tests {
         let envelope = Envelope::compose(Message {
             to: vec!["x".into(), "y".into()],
             cc: vec!["z".into()],
-            ..Message {
-                id: Uuid::nil(),
-                project_id: Uuid::nil(),
-                timestamp_ms: 0,
-                from: "a",
-                subject: "",
-                body: "",
-                thread_id: None,
-                reply_to: None,
-                importance: Importance::Normal,
-                ack_required: false,
-                to: Vec::new(),
-                cc: Vec::new(),
-            }
+            ..Message::plain(Uuid::nil(), "a")
         });
         let refused = Undeliverable::UnknownRecipients(vec!["z".into(), "x".into()]);
         let SendError::Refused(Undeliverable::UnknownRecipients(got)) =
