@@ -580,19 +580,14 @@ impl<'a> Reader<'a> {
             ));
         }
         let to = self.names()?;
+        // The first format had no threads, importance, acknowledgements or cc: the defaults.
         let envelope = Envelope::compose(Message {
-            id,
             project_id,
             timestamp_ms,
-            from: &text[..from_len],
             subject: &text[from_len..subject_end],
             body: &text[subject_end..],
-            thread_id: None,
-            reply_to: None,
-            importance: Importance::Normal,
-            ack_required: false,
             to,
-            cc: Vec::new(),
+            ..Message::plain(id, &text[..from_len])
         });
         // Its weight was measured for the first format's five-field entries; today's entries
         // add numbers, times, the thread and the recipients: a bound on what they add.

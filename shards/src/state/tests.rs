@@ -150,18 +150,11 @@ fn drains_page_by_weight_not_text_length() {
 
 fn message_of(envelope: &Envelope) -> Message<'_> {
     Message {
-        id: envelope.id,
         project_id: envelope.project_id,
         timestamp_ms: envelope.timestamp_ms,
-        from: envelope.from(),
         subject: envelope.subject(),
         body: envelope.body(),
-        thread_id: None,
-        reply_to: None,
-        importance: Importance::Normal,
-        ack_required: false,
-        to: Vec::new(),
-        cc: Vec::new(),
+        ..Message::plain(envelope.id, envelope.from())
     }
 }
 

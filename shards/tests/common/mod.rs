@@ -1,6 +1,6 @@
 //! What the shards' property tests share.
 
-use shards::{Actor, Envelope, Importance, Message};
+use shards::{Actor, Envelope, Message};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -8,18 +8,8 @@ use uuid::Uuid;
 /// partial drain counts messages, in its own thread, to `to`.
 pub fn message_to(id: Uuid, to: Vec<Box<str>>) -> Arc<Envelope> {
     Arc::new(Envelope::compose(Message {
-        id,
-        project_id: Uuid::nil(),
-        timestamp_ms: 0,
-        from: "x",
-        subject: "",
-        body: "",
-        thread_id: None,
-        reply_to: None,
-        importance: Importance::Normal,
-        ack_required: false,
         to,
-        cc: Vec::new(),
+        ..Message::plain(id, "x")
     }))
 }
 
