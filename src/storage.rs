@@ -143,7 +143,7 @@ fn start_kits(
         .map(|(shard, ((mut state, base), (message_end, profile_end)))| {
             state
                 .outbox_mut()
-                .set_emitted_ends(message_end, profile_end);
+                .raise_emitted_ends(message_end, profile_end);
             let dir = shard_dir(shard);
             let bytes_before = segment_bytes(&dir);
             Some(StartKit {

@@ -51,9 +51,11 @@ impl Outbox {
     }
 
     /// Start-up: records below these were handed to the helper threads again (see recovery).
-    pub fn set_emitted_ends(&mut self, message_end: u64, profile_end: u64) {
-        self.message_emitted_end = message_end;
-        self.profile_emitted_end = profile_end;
+    /// Never lowers an end: recovery's own send resolutions emitted past them already, and
+    /// compaction must wait for the helpers to reach those too.
+    pub fn raise_emitted_ends(&mut self, message_end: u64, profile_end: u64) {
+        self.message_emitted_end = self.message_emitted_end.max(message_end);
+        self.profile_emitted_end = self.profile_emitted_end.max(profile_end);
     }
 
     /// The positions after the last record that emitted a message, and a profile.
@@ -76,5 +78,29 @@ impl Outbox {
 
     pub fn has_events(&self) -> bool {
         !self.events.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{Envelope, Message};
+    use std::sync::Arc;
+
+    #[test]
+    fn start_up_never_lowers_an_end_that_a_send_resolution_emitted_past() {
+        let log = LogBuffer::new(true, 0);
+        let mut outbox = Outbox::default();
+        let envelope = Arc::new(Envelope::compose(Message {
+            to: vec!["b".into()],
+            ..Message::plain(uuid::Uuid::from_u128(1), "a")
+        }));
+        // Recovery resolved a multi-owner send: its Visible record is at position 9.
+        outbox.emit(&log, |seq| Emitted::Message { envelope, seq }, 9);
+        // What recovery handed over again ends lower.
+        outbox.raise_emitted_ends(3, 2);
+        assert_eq!(outbox.emitted_ends(), (10, 2));
+        outbox.raise_emitted_ends(12, 5);
+        assert_eq!(outbox.emitted_ends(), (12, 5));
     }
 }
