@@ -181,11 +181,15 @@ fn start_helpers(
     // How far search and git got, as they go: each publishes, compaction reads.
     let live_watermarks = Arc::new(search::HelperWatermarks::default());
     let search_metrics = Arc::new(SearchMetrics::default());
+    let resume = search::Resume {
+        watermarks: recovery.index_watermarks.clone(),
+        snapshot_documents: recovery.snapshot_documents(),
+        live: Arc::clone(&live_watermarks),
+    };
     let search = search::start(
         &search_config,
         opened,
-        recovery.index_watermarks.clone(),
-        Arc::clone(&live_watermarks),
+        resume,
         Arc::clone(&search_metrics),
         events,
     )

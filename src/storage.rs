@@ -14,7 +14,7 @@ use shards::log::progress::Progress;
 use shards::log::watermarks::Watermarks;
 use shards::recovery::{self, Report};
 use shards::state::outbox::Emitted;
-use shards::{InboxLimits, ShardState};
+use shards::{InboxLimits, ShardState, SharedEnvelope};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -123,6 +123,8 @@ pub struct Recovery {
     pub git_watermarks: Option<Watermarks>,
     reindex: Vec<(usize, Emitted)>,
     profiles: Vec<(usize, Emitted)>,
+    /// For a new index: the snapshots' messages, handed over before anything else.
+    snapshot_messages: Vec<SharedEnvelope>,
     /// Positions in `reindex` and `profiles` belong to the current generation.
     same_generation: bool,
 }
@@ -193,6 +195,7 @@ fn without_log(config: &Config, count: usize, limits: InboxLimits) -> Recovery {
         git_watermarks: None,
         reindex: Vec::new(),
         profiles: Vec::new(),
+        snapshot_messages: Vec::new(),
         same_generation: false,
     }
 }
@@ -270,14 +273,22 @@ pub fn recover(
         git_watermarks: Some(watermarks(&git)),
         reindex: recovered.reindex,
         profiles: recovered.profiles,
+        snapshot_messages: recovered.snapshot_messages,
         same_generation,
     })
 }
 
 impl Recovery {
-    /// Hands the helper threads what they had not finished before the last stop: messages
-    /// past the index's position and profiles past the git trail's, in log order. Returns
-    /// how many of each.
+    /// How many documents a new index takes from the snapshots before any other: it commits
+    /// none of them until it has all (see `search::indexer`).
+    pub fn snapshot_documents(&self) -> usize {
+        self.snapshot_messages.len()
+    }
+
+    /// Hands the helper threads what they had not finished before the last stop: a new
+    /// index's snapshot messages first (no log position), then messages past the index's
+    /// position and profiles past the git trail's, in log order. Returns how many messages
+    /// and profiles.
     pub fn hand_over(
         &mut self,
         search: &Producer<SearchDoc>,
@@ -285,7 +296,16 @@ impl Recovery {
     ) -> (usize, usize) {
         let same_generation = self.same_generation;
         let origin = |shard: usize, seq: u64| same_generation.then_some((shard, seq));
-        let (messages, profiles) = (self.reindex.len(), self.profiles.len());
+        let snapshot = self.snapshot_messages.len();
+        for envelope in self.snapshot_messages.drain(..) {
+            let bytes = crate::search::doc_bytes(&envelope);
+            let doc = SearchDoc {
+                envelope,
+                origin: None,
+            };
+            search.send_unbounded(doc, bytes);
+        }
+        let (messages, profiles) = (snapshot + self.reindex.len(), self.profiles.len());
         for (shard, event) in self.reindex.drain(..).chain(self.profiles.drain(..)) {
             match to_item(event, |seq| origin(shard, seq)) {
                 Item::Doc(doc, bytes) => search.send_unbounded(doc, bytes),

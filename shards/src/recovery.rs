@@ -65,6 +65,10 @@ pub struct Rebuilt {
     /// whose log holds them, in log order per shard.
     pub reindex: Vec<(usize, Emitted)>,
     pub profiles: Vec<(usize, Emitted)>,
+    /// For a new index only: the snapshots' messages that no log record hands over, each
+    /// once. They carry no log position (a snapshot stands for every record below it), so the
+    /// index must hold all of them before its first commit (see [`SnapshotMessages`]).
+    pub snapshot_messages: SnapshotMessages,
     pub delivered_pending: usize,
     pub dropped_pending: usize,
 }
@@ -130,14 +134,15 @@ fn rebuild_reporting(
         let state = replay.shard(shard, log, ticker).map_err(|e| (shard, e))?;
         states.push(state);
     }
-    let mut reindex = replay.reindex;
-    hand_over_snapshot_messages(&mut reindex, replay.snapshot_messages);
+    let reindex = replay.reindex;
+    let snapshot_messages = not_handed_over(&reindex, replay.snapshot_messages);
     let (delivered_pending, dropped_pending) = replay.sends.resolve(&mut states);
     Ok(Rebuilt {
         states,
         bases,
         reindex,
         profiles: replay.profiles,
+        snapshot_messages,
         delivered_pending,
         dropped_pending,
     })
@@ -198,9 +203,8 @@ struct Replay<'a> {
     reindex: Vec<(usize, Emitted)>,
     profiles: Vec<(usize, Emitted)>,
     /// Snapshot contents go to a helper that has recorded nothing of these logs (a new or
-    /// rebuilt index, a new trail): each message once, with the shard and position it is
-    /// handed over at, after the log records and skipping what those handed over.
-    snapshot_messages: Vec<(usize, SharedEnvelope, u64)>,
+    /// rebuilt index, a new trail): each message once, skipping what log records hand over.
+    snapshot_messages: SnapshotMessages,
     snapshot_seen: HashSet<Uuid>,
 }
 
@@ -215,8 +219,8 @@ impl Replay<'_> {
     ) -> Result<ShardState, ReplayError> {
         let buffer = LogBuffer::new(true, log.end);
         let mut state = ShardState::with_log(shard, self.count, self.limits, buffer);
-        // Snapshot profiles go to a new trail at once; snapshot messages after every shard's
-        // log records (see `rebuild_reporting`).
+        // Snapshot profiles go to a new trail at once; snapshot messages before every log
+        // record, without a position (see `SnapshotMessages`).
         if let Some((position, records)) = log.snapshot {
             for record in records {
                 self.sends.note(&record);
@@ -261,8 +265,7 @@ impl Replay<'_> {
             | Record::Enqueued { envelope }
                 if self.index.generation == 0 && self.snapshot_seen.insert(envelope.id) =>
             {
-                let seq = position.saturating_sub(1);
-                self.snapshot_messages.push((shard, envelope.clone(), seq));
+                self.snapshot_messages.push(envelope.clone());
             }
             Record::Agent(profile) if self.git.generation != self.generation => {
                 let event = profile_event(profile, position.saturating_sub(1));
@@ -273,13 +276,17 @@ impl Replay<'_> {
     }
 }
 
-/// Snapshot contents last, skipping what any shard's log records handed over already.
-fn hand_over_snapshot_messages(
-    reindex: &mut Vec<(usize, Emitted)>,
-    snapshot_messages: Vec<(usize, SharedEnvelope, u64)>,
-) {
-    if snapshot_messages.is_empty() {
-        return;
+/// The snapshots' messages for a new index, handed to it before any log record. A snapshot
+/// stands for every record below its position, so no position can say how many of its
+/// messages a commit holds: the index commits none of them until it holds all (see
+/// `search::indexer`), and a crash before that rebuilds them all again, never losing some.
+pub type SnapshotMessages = Vec<SharedEnvelope>;
+
+/// The snapshot messages that no shard's log record hands over (those are handed with their
+/// position, so a commit's watermark covers them).
+fn not_handed_over(reindex: &[(usize, Emitted)], snapshot: SnapshotMessages) -> SnapshotMessages {
+    if snapshot.is_empty() {
+        return snapshot;
     }
     let handed: HashSet<Uuid> = reindex
         .iter()
@@ -288,11 +295,10 @@ fn hand_over_snapshot_messages(
             Emitted::Profile { .. } => None,
         })
         .collect();
-    for (shard, envelope, seq) in snapshot_messages {
-        if !handed.contains(&envelope.id) {
-            reindex.push((shard, Emitted::Message { envelope, seq }));
-        }
-    }
+    snapshot
+        .into_iter()
+        .filter(|envelope| !handed.contains(&envelope.id))
+        .collect()
 }
 
 /// A logged profile, handed to the git writer again: version 1 is its registration.
@@ -403,6 +409,7 @@ pub struct Recovered {
     pub bases: Vec<u64>,
     pub reindex: Vec<(usize, Emitted)>,
     pub profiles: Vec<(usize, Emitted)>,
+    pub snapshot_messages: SnapshotMessages,
     pub report: Report,
 }
 
@@ -430,6 +437,7 @@ pub fn recover(
             bases: vec![0; shard_count],
             reindex: Vec::new(),
             profiles: Vec::new(),
+            snapshot_messages: Vec::new(),
             report,
         });
     };
@@ -466,6 +474,7 @@ pub fn recover(
         bases,
         reindex,
         profiles: rebuilt.profiles,
+        snapshot_messages: rebuilt.snapshot_messages,
         report,
     })
 }
@@ -660,13 +669,22 @@ mod tests {
             vec![1, 2],
             "message 10 is in the snapshot and below it: handed over once"
         );
+        assert!(rebuilt.snapshot_messages.is_empty());
         let mut compacted = log();
         compacted.below_snapshot.clear();
         let rebuilt = rebuild(vec![compacted], LIMITS, 7, &fresh, &fresh).expect("rebuilds");
         assert_eq!(
             reindexed(&rebuilt),
-            vec![2, 1],
-            "the log's record, then the snapshot's message (at the position below it)"
+            vec![2],
+            "the log's record, at its position"
+        );
+        let ids: Vec<u128> = (rebuilt.snapshot_messages.iter())
+            .map(|envelope| envelope.id.as_u128())
+            .collect();
+        assert_eq!(
+            ids,
+            vec![10],
+            "the snapshot's message, apart: it has no position a watermark could cover"
         );
         assert_eq!(
             rebuilt.profiles.len(),
@@ -698,13 +716,9 @@ mod tests {
             .collect();
         let fresh = Watermarks::default();
         let rebuilt = rebuild(logs, LIMITS, 7, &fresh, &fresh).expect("rebuilds");
-        let messages: Vec<u128> = rebuilt
-            .reindex
-            .iter()
-            .filter_map(|(_, event)| match event {
-                Emitted::Message { envelope, .. } => Some(envelope.id.as_u128()),
-                Emitted::Profile { .. } => None,
-            })
+        assert!(rebuilt.reindex.is_empty());
+        let messages: Vec<u128> = (rebuilt.snapshot_messages.iter())
+            .map(|envelope| envelope.id.as_u128())
             .collect();
         assert_eq!(messages, vec![10]);
     }

@@ -84,6 +84,20 @@ pub struct SearchDoc {
     pub origin: Option<(usize, u64)>,
 }
 
+/// Where the indexer starts from.
+pub struct Resume {
+    /// A durable server's watermarks: where the index on disk got to (or a new generation's
+    /// zeros). `None` without a log: nothing is kept across restarts.
+    pub watermarks: Option<Watermarks>,
+    /// How many documents at the head of the queue come from the logs' snapshots, for a new
+    /// index. They carry no log position, so no commit is made until all of them are in:
+    /// a commit records the log's generation, after which a restart would not hand any
+    /// snapshot message over again, and those not yet committed would be lost to search.
+    pub snapshot_documents: usize,
+    /// Where each persist publishes how far the index on disk reaches.
+    pub live: Arc<HelperWatermarks>,
+}
+
 pub struct Indexer {
     writer: IndexWriter,
     /// Where the index lives; its in-memory files go to disk at shutdown.
@@ -113,6 +127,9 @@ pub struct Indexer {
     committed_since_persist: bool,
     /// Set by a test hook: the next commit fails, as a full disk makes it.
     fail_next_commit: bool,
+    /// Snapshot documents (see [`Resume::snapshot_documents`]) not taken from the queue yet:
+    /// no commit while any is left.
+    snapshot_documents_left: usize,
 }
 
 impl Indexer {
@@ -122,8 +139,13 @@ impl Indexer {
         directory: UnsyncedDirectory,
         metrics: Arc<SearchMetrics>,
         commit_interval: Duration,
-        (watermarks, live): (Option<Watermarks>, Arc<HelperWatermarks>),
+        resume: Resume,
     ) -> Self {
+        let Resume {
+            watermarks,
+            snapshot_documents,
+            live,
+        } = resume;
         // The schema was built by schema::build, so every field exists.
         let fields =
             fields_of(&writer.index().schema()).unwrap_or_else(|e| panic!("index schema: {e}"));
@@ -148,7 +170,21 @@ impl Indexer {
             last_persist: Instant::now(),
             committed_since_persist: false,
             fail_next_commit: false,
+            snapshot_documents_left: snapshot_documents,
         }
+    }
+
+    /// Whether snapshot documents are still to come: a rebuild no commit may cut in two.
+    fn rebuilding(&self) -> bool {
+        self.snapshot_documents_left > 0
+    }
+
+    /// Takes one document from the queue: notes its position and adds it to `taken`.
+    fn take(&mut self, doc: &SearchDoc, taken: &mut Vec<UserOperation>) {
+        self.snapshot_documents_left = self.snapshot_documents_left.saturating_sub(1);
+        self.watermarks.note(doc.origin);
+        taken.push(UserOperation::Add(self.document(doc)));
+        self.first_uncommitted_at.get_or_insert_with(Instant::now);
     }
 
     /// Takes documents from the shards and commits them in batches. While a batch is open
@@ -174,9 +210,7 @@ impl Indexer {
                     hooks.check(&doc);
                     fail_hand_off |= hooks.fails_hand_off(&doc);
                     self.fail_next_commit |= hooks.fails_commit(&doc);
-                    self.watermarks.note(doc.origin);
-                    taken.push(UserOperation::Add(self.document(&doc)));
-                    self.first_uncommitted_at.get_or_insert_with(Instant::now);
+                    self.take(&doc, &mut taken);
                     // While documents keep coming the queue is never empty, so the deadline
                     // is checked here too: lag stays bounded when the indexer is behind.
                     if taken.len() >= MAX_HANDOFF_DOCS {
@@ -266,10 +300,13 @@ impl Indexer {
             return;
         };
         let now = Instant::now();
-        if now >= deadline {
+        if now >= deadline && !self.rebuilding() {
             self.commit();
         } else {
-            std::thread::sleep((deadline - now).min(POLL_WHILE_BATCHING));
+            std::thread::sleep(
+                (deadline.saturating_duration_since(now))
+                    .clamp(Duration::ZERO, POLL_WHILE_BATCHING),
+            );
         }
     }
 
@@ -337,6 +374,10 @@ impl Indexer {
     }
 
     fn commit(&mut self) {
+        if self.rebuilding() {
+            // Not even at shutdown: the next start rebuilds from the snapshots again.
+            return;
+        }
         if self.uncommitted == 0 {
             self.first_uncommitted_at = None;
             return;
@@ -472,6 +513,71 @@ mod tests {
 
     const MS: Duration = Duration::from_millis(1);
     const BIG: usize = SPACED_BATCH_DOCS;
+
+    /// An indexer on a new index in a fresh directory, resuming generation 7 of one shard.
+    fn indexer_in(dir: &std::path::Path, snapshot_documents: usize) -> Indexer {
+        let _ = std::fs::remove_dir_all(dir);
+        let opened = super::super::open_index(dir, true).expect("opens");
+        let reader = (opened.index.reader_builder())
+            .reload_policy(tantivy::ReloadPolicy::Manual)
+            .try_into()
+            .expect("a reader");
+        let writer = (opened.index)
+            .writer_with_num_threads(1, WRITER_HEAP_BYTES)
+            .expect("a writer");
+        let resume = Resume {
+            watermarks: Some(Watermarks::new(7, 1)),
+            snapshot_documents,
+            live: Arc::default(),
+        };
+        let metrics = Arc::default();
+        Indexer::new(writer, reader, opened.directory, metrics, MS, resume)
+    }
+
+    fn doc(n: u128, origin: Option<(usize, u64)>) -> SearchDoc {
+        let envelope = shards::Envelope::compose(shards::envelope::Message {
+            to: vec!["b".into()],
+            ..shards::envelope::Message::plain(Uuid::from_u128(n), "a")
+        });
+        SearchDoc {
+            envelope: Arc::new(envelope),
+            origin,
+        }
+    }
+
+    /// (documents searchable, the last commit's watermarks).
+    fn committed(indexer: &Indexer) -> (u64, Option<Watermarks>) {
+        let metas = indexer.writer.index().load_metas().expect("metas");
+        let marks = metas.payload.as_deref().and_then(Watermarks::from_text);
+        (indexer.reader.searcher().num_docs(), marks)
+    }
+
+    #[test]
+    fn no_commit_cuts_a_rebuild_from_the_snapshots_in_two() {
+        let dir = std::env::temp_dir().join(format!("allman-rebuild-{}", std::process::id()));
+        let mut indexer = indexer_in(&dir, 2);
+        let mut taken = Vec::new();
+        indexer.take(&doc(1, None), &mut taken);
+        indexer.hand_off(&mut taken, false);
+        indexer.commit();
+        assert_eq!(
+            committed(&indexer),
+            (0, None),
+            "half the snapshot committed would record generation 7, and a restart would \
+             not hand the other half over again"
+        );
+        indexer.take(&doc(2, None), &mut taken);
+        indexer.take(&doc(3, Some((0, 4))), &mut taken);
+        indexer.hand_off(&mut taken, false);
+        indexer.commit();
+        let all_in = Watermarks {
+            generation: 7,
+            positions: vec![5],
+        };
+        assert_eq!(committed(&indexer), (3, Some(all_in)));
+        drop(indexer);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn at_light_load_new_mail_waits_just_the_interval() {

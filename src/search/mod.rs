@@ -9,7 +9,7 @@ mod indexer;
 mod query;
 mod schema;
 
-pub use indexer::{HelperWatermarks, SearchDoc, Watermarks};
+pub use indexer::{HelperWatermarks, Resume, SearchDoc, Watermarks};
 pub use schema::OpenedIndex;
 
 use crate::feed::{self, FeedLimits, Producer};
@@ -240,14 +240,13 @@ pub fn open_index(path: &Path, keep: bool) -> Result<OpenedIndex, SearchError> {
 }
 
 /// Starts the indexer and query threads on `opened`, both pinned to `config.core`. With
-/// `watermarks` (a durable server), each commit records how far into the shards' logs it got,
-/// and each persist publishes it to `live.index`. If either thread dies while serving,
-/// `events` is told why.
+/// watermarks to resume from (a durable server), each commit records how far into the
+/// shards' logs it got, and each persist publishes it to `resume.live`. If either thread dies
+/// while serving, `events` is told why.
 pub fn start(
     config: &SearchConfig,
     opened: OpenedIndex,
-    watermarks: Option<Watermarks>,
-    live: Arc<HelperWatermarks>,
+    resume: Resume,
     metrics: Arc<SearchMetrics>,
     events: &std::sync::mpsc::Sender<Event>,
 ) -> Result<SearchService, SearchError> {
@@ -265,10 +264,8 @@ pub fn start(
     let (queries, query_rx) = crossbeam_channel::unbounded();
     let queries_waiting = Arc::new(AtomicUsize::new(0));
 
-    let watermarks = (watermarks, live);
-    let (indexer, reader) = spawn_indexer(
-        config, &index, directory, watermarks, metrics, doc_rx, events,
-    )?;
+    let (indexer, reader) =
+        spawn_indexer(config, &index, directory, resume, metrics, doc_rx, events)?;
     let searcher = query::QueryRunner::new(&index, reader, Arc::clone(&queries_waiting));
     let query_events = events.clone();
     let core = config.core;
@@ -299,7 +296,7 @@ fn spawn_indexer(
     config: &SearchConfig,
     index: &tantivy::Index,
     directory: directory::UnsyncedDirectory,
-    watermarks: (Option<Watermarks>, Arc<HelperWatermarks>),
+    resume: Resume,
     metrics: Arc<SearchMetrics>,
     doc_rx: feed::Consumer<SearchDoc>,
     events: &std::sync::mpsc::Sender<Event>,
@@ -328,10 +325,8 @@ fn spawn_indexer(
                 Ok((reader, writer)) => {
                     let _ = opened_tx.send(Ok(reader.clone()));
                     supervise("search indexer", &events, move || {
-                        indexer::Indexer::new(
-                            writer, reader, directory, metrics, interval, watermarks,
-                        )
-                        .run(doc_rx)
+                        indexer::Indexer::new(writer, reader, directory, metrics, interval, resume)
+                            .run(doc_rx)
                     });
                 }
                 Err(error) => {
