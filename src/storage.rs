@@ -241,13 +241,11 @@ pub fn recover(
         .map_err(|e| format!("cannot recover the log: {e}"))?;
     let generation = recovered.generation.number;
     let same_generation = recovered.report.resharded_from.is_none();
-    let watermarks = |before: &Watermarks| {
-        if before.generation == generation && before.positions.len() == count {
-            before.clone()
-        } else {
-            Watermarks::new(generation, count)
-        }
-    };
+    // Where the helpers resume: their own positions if they are this log's, never past its
+    // ends.
+    let log = recovered.generation.identity();
+    let index_watermarks = index.resumed(log, &recovered.bases);
+    let git_watermarks = git.resumed(log, &recovered.bases);
     // What was handed to the helpers again must reach them before older log is deleted.
     let emitted_ends = if same_generation {
         emitted_ends(count, &recovered.reindex, &recovered.profiles)
@@ -269,8 +267,8 @@ pub fn recover(
             compact_bytes: config.log_compact_bytes,
         }),
         report: Some(recovered.report),
-        index_watermarks: Some(watermarks(&index)),
-        git_watermarks: Some(watermarks(&git)),
+        index_watermarks: Some(index_watermarks),
+        git_watermarks: Some(git_watermarks),
         reindex: recovered.reindex,
         profiles: recovered.profiles,
         snapshot_messages: recovered.snapshot_messages,

@@ -151,3 +151,61 @@ fn stops_and_the_next_start_indexes(hook: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Searches until `word` is found `expected` times, or fails after 20 s.
+fn found_times(client: &mut common::Client, word: &str, expected: usize, context: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let hits = client.call_ok("search_messages", json!({"query": word, "limit": 50}));
+        let found = hits.as_array().expect("hits").len();
+        if found == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{context}: found {found} of {word}, not {expected}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn after_the_log_is_wiped_the_index_takes_the_new_logs_records_from_its_start() {
+    // The first log: eight records, so the index's watermark ends past the new log's first
+    // few positions.
+    let mut first = Server::start_with(&["--shards", "1"]);
+    let mut client = first.client();
+    client.create_agent("p", "Wiped");
+    for n in 0..6 {
+        client.send("Wiped", &["Wiped"], &format!("old {n}"), "oldword");
+    }
+    found_times(&mut client, "oldword", 6, "before the wipe");
+    let dir = first.dir.clone();
+    assert!(first.terminate().success());
+    // The documented way to start over with the mail: a wiped log. Generation 1 again.
+    std::fs::remove_dir_all(dir.join("data").join("log")).expect("wipes the log");
+    let hook = [("ALLMAN_TEST_FAIL_COMMIT_SUBJECT", "after-wipe")];
+    let mut server = Server::start_in_with_env(&dir, &["--shards", "1"], &hook);
+    let mut client = server.client();
+    client
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    client.create_agent("p", "Wiped");
+    // Logged at position 1 or 2 of the new log; its commit fails, so only the log has it.
+    let _ = client.call(
+        "send_message",
+        json!({"from_agent": "Wiped", "to": ["Wiped"], "subject": "after-wipe", "body": "newword"}),
+    );
+    let status = wait_with_deadline(&mut server.take_child(), Duration::from_secs(20));
+    assert_eq!(status.code(), Some(1), "the failed commit stops the server");
+    let restarted = Server::start_in(&dir, &["--shards", "1"]);
+    let mut client = restarted.client();
+    found_times(
+        &mut client,
+        "newword",
+        1,
+        "the old log's positions must not pass for the new log's",
+    );
+    found_times(&mut client, "oldword", 6, "the old mail stays searchable");
+}

@@ -14,7 +14,7 @@
 use crate::envelope::SharedEnvelope;
 use crate::log::files::{self, Generation, ReadCost};
 use crate::log::progress::{Phase, Progress, Ticker};
-use crate::log::watermarks::Watermarks;
+use crate::log::watermarks::{LogIdentity, Watermarks};
 use crate::log::LogBuffer;
 use crate::protocol::AgentProfile;
 use crate::routing::owner_of;
@@ -79,18 +79,11 @@ pub struct Rebuilt {
 pub fn rebuild(
     logs: Vec<ShardLog>,
     limits: InboxLimits,
-    generation: u64,
+    log: LogIdentity,
     index: &Watermarks,
     git: &Watermarks,
 ) -> Result<Rebuilt, (usize, ReplayError)> {
-    rebuild_reporting(
-        logs,
-        limits,
-        generation,
-        index,
-        git,
-        &mut Ticker::new(&mut |_| {}),
-    )
+    rebuild_reporting(logs, limits, log, index, git, &mut Ticker::new(&mut |_| {}))
 }
 
 /// [`rebuild`], reporting each [`crate::log::progress::PROGRESS_INTERVAL`] how many records it
@@ -98,7 +91,7 @@ pub fn rebuild(
 fn rebuild_reporting(
     logs: Vec<ShardLog>,
     limits: InboxLimits,
-    generation: u64,
+    log: LogIdentity,
     index: &Watermarks,
     git: &Watermarks,
     ticker: &mut Ticker<'_>,
@@ -118,7 +111,7 @@ fn rebuild_reporting(
     let mut replay = Replay {
         limits,
         count,
-        generation,
+        log,
         index,
         git,
         sends: Sends::default(),
@@ -196,7 +189,8 @@ impl Sends {
 struct Replay<'a> {
     limits: InboxLimits,
     count: usize,
-    generation: u64,
+    /// The log being replayed, as the helpers' watermarks name it.
+    log: LogIdentity,
     index: &'a Watermarks,
     git: &'a Watermarks,
     sends: Sends,
@@ -231,8 +225,8 @@ impl Replay<'_> {
         }
         let mut handover = Handover {
             shard,
-            index_from: self.index.of(self.generation, shard),
-            git_from: self.git.of(self.generation, shard),
+            index_from: self.index.of(self.log, shard),
+            git_from: self.git.of(self.log, shard),
             reindex: &mut self.reindex,
             profiles: &mut self.profiles,
         };
@@ -263,11 +257,11 @@ impl Replay<'_> {
             Record::Delivery { envelope, .. }
             | Record::Sent { envelope, .. }
             | Record::Enqueued { envelope }
-                if self.index.generation == 0 && self.snapshot_seen.insert(envelope.id) =>
+                if self.index.is_new() && self.snapshot_seen.insert(envelope.id) =>
             {
                 self.snapshot_messages.push(envelope.clone());
             }
-            Record::Agent(profile) if self.git.generation != self.generation => {
+            Record::Agent(profile) if self.git.log != self.log => {
                 let event = profile_event(profile, position.saturating_sub(1));
                 self.profiles.push((shard, event));
             }
@@ -446,11 +440,11 @@ pub fn recover(
     report.bytes_read = cost.bytes_read;
     report.records = cost.records;
     report.torn = cost.torn;
-    let rebuilt = rebuild_reporting(logs, limits, generation.number, index, git, &mut ticker)
+    let rebuilt = rebuild_reporting(logs, limits, generation.identity(), index, git, &mut ticker)
         .map_err(|(shard, e)| RecoveryError::Corrupt {
-            path: generation.shard_dir(shard),
-            detail: e.0,
-        })?;
+        path: generation.shard_dir(shard),
+        detail: e.0,
+    })?;
     let mut reindex = rebuilt.reindex;
     report.delivered_pending = rebuilt.delivered_pending;
     report.dropped_pending = rebuilt.dropped_pending;
@@ -541,6 +535,10 @@ mod tests {
     use crate::protocol::AgentProfile;
     use std::sync::Arc;
 
+    const LOG: LogIdentity = LogIdentity {
+        generation: 7,
+        id: Uuid::from_u128(77),
+    };
     const LIMITS: InboxLimits = InboxLimits {
         retained_messages: 10_000,
         retained_bytes: usize::MAX,
@@ -629,10 +627,10 @@ mod tests {
     #[test]
     fn records_below_a_snapshot_are_handed_over_only_past_the_helpers_position() {
         let behind = Watermarks {
-            generation: 7,
+            log: LOG,
             positions: vec![1],
         };
-        let rebuilt = rebuild(vec![log()], LIMITS, 7, &behind, &behind).expect("rebuilds");
+        let rebuilt = rebuild(vec![log()], LIMITS, LOG, &behind, &behind).expect("rebuilds");
         assert_eq!(reindexed(&rebuilt), vec![1, 2], "the index lacks 1 and 2");
         assert_eq!(
             rebuilt.states[0].queued_messages(),
@@ -640,18 +638,27 @@ mod tests {
             "replayed once, not twice"
         );
         let caught_up = Watermarks {
-            generation: 7,
+            log: LOG,
             positions: vec![3],
         };
-        let rebuilt = rebuild(vec![log()], LIMITS, 7, &caught_up, &caught_up).expect("rebuilds");
+        let rebuilt = rebuild(vec![log()], LIMITS, LOG, &caught_up, &caught_up).expect("rebuilds");
         assert!(reindexed(&rebuilt).is_empty());
         assert!(rebuilt.profiles.is_empty());
         let other_generation = Watermarks {
-            generation: 6,
+            log: LogIdentity {
+                generation: 6,
+                ..LOG
+            },
             positions: vec![3],
         };
-        let rebuilt = rebuild(vec![log()], LIMITS, 7, &other_generation, &other_generation)
-            .expect("rebuilds");
+        let rebuilt = rebuild(
+            vec![log()],
+            LIMITS,
+            LOG,
+            &other_generation,
+            &other_generation,
+        )
+        .expect("rebuilds");
         assert_eq!(
             reindexed(&rebuilt),
             vec![1, 2],
@@ -663,7 +670,7 @@ mod tests {
     #[test]
     fn a_new_index_gets_the_snapshot_contents_once() {
         let fresh = Watermarks::default();
-        let rebuilt = rebuild(vec![log()], LIMITS, 7, &fresh, &fresh).expect("rebuilds");
+        let rebuilt = rebuild(vec![log()], LIMITS, LOG, &fresh, &fresh).expect("rebuilds");
         assert_eq!(
             reindexed(&rebuilt),
             vec![1, 2],
@@ -672,7 +679,7 @@ mod tests {
         assert!(rebuilt.snapshot_messages.is_empty());
         let mut compacted = log();
         compacted.below_snapshot.clear();
-        let rebuilt = rebuild(vec![compacted], LIMITS, 7, &fresh, &fresh).expect("rebuilds");
+        let rebuilt = rebuild(vec![compacted], LIMITS, LOG, &fresh, &fresh).expect("rebuilds");
         assert_eq!(
             reindexed(&rebuilt),
             vec![2],
@@ -715,7 +722,7 @@ mod tests {
             })
             .collect();
         let fresh = Watermarks::default();
-        let rebuilt = rebuild(logs, LIMITS, 7, &fresh, &fresh).expect("rebuilds");
+        let rebuilt = rebuild(logs, LIMITS, LOG, &fresh, &fresh).expect("rebuilds");
         assert!(rebuilt.reindex.is_empty());
         let messages: Vec<u128> = (rebuilt.snapshot_messages.iter())
             .map(|envelope| envelope.id.as_u128())

@@ -7,7 +7,7 @@
 //! - no message is visible to some of its recipients and missing for others;
 //! - no acknowledged drain's messages are delivered again.
 
-use shards::log::watermarks::Watermarks;
+use shards::log::watermarks::{LogIdentity, Watermarks};
 use shards::log::LogBuffer;
 use shards::recovery::{rebuild, ShardLog};
 use shards::state::record::{decode, Decoded, Record};
@@ -274,7 +274,10 @@ impl Run {
         let rebuilt = rebuild(
             logs,
             LIMITS,
-            1,
+            LogIdentity {
+                generation: 1,
+                id: Uuid::nil(),
+            },
             &Watermarks::default(),
             &Watermarks::default(),
         )

@@ -514,6 +514,11 @@ mod tests {
     const MS: Duration = Duration::from_millis(1);
     const BIG: usize = SPACED_BATCH_DOCS;
 
+    const LOG: shards::log::watermarks::LogIdentity = shards::log::watermarks::LogIdentity {
+        generation: 7,
+        id: Uuid::from_u128(77),
+    };
+
     /// An indexer on a new index in a fresh directory, resuming generation 7 of one shard.
     fn indexer_in(dir: &std::path::Path, snapshot_documents: usize) -> Indexer {
         let _ = std::fs::remove_dir_all(dir);
@@ -526,7 +531,7 @@ mod tests {
             .writer_with_num_threads(1, WRITER_HEAP_BYTES)
             .expect("a writer");
         let resume = Resume {
-            watermarks: Some(Watermarks::new(7, 1)),
+            watermarks: Some(Watermarks::new(LOG, 1)),
             snapshot_documents,
             live: Arc::default(),
         };
@@ -571,7 +576,7 @@ mod tests {
         indexer.hand_off(&mut taken, false);
         indexer.commit();
         let all_in = Watermarks {
-            generation: 7,
+            log: LOG,
             positions: vec![5],
         };
         assert_eq!(committed(&indexer), (3, Some(all_in)));

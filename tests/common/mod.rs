@@ -46,7 +46,7 @@ impl Server {
         Server::start_in_with_env(dir, args, &[])
     }
 
-    fn start_in_with_env(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+    pub fn start_in_with_env(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_allman"));
         command
             .arg("--port")

@@ -5,16 +5,21 @@
 //!
 //! Layout under the log root: one directory per generation, `gen-NNNNNN-shards-C`, holding a
 //! `shard-K` directory per shard with its snapshots (`POSITION.snap`) and segments
-//! (`BASE.log`), and a `COMPLETE` marker written once the generation is whole.
+//! (`BASE.log`), a `LOG_ID` file naming the log's identity, and a `COMPLETE` marker written
+//! once the generation is whole.
 
 use super::progress::Ticker;
 use super::segment::{scan, Corrupt, FileKind, Header, Scanned, HEADER_BYTES};
+use super::watermarks::LogIdentity;
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 const COMPLETE_MARKER: &str = "COMPLETE";
+/// Holds the generation's identity (a random UUID): the helpers' watermarks name it, so
+/// positions of a wiped or replaced log never pass for this one's.
+const IDENTITY_FILE: &str = "LOG_ID";
 /// Why the logs could not be recovered. Start-up stops; nothing is dropped silently.
 #[derive(Debug)]
 pub enum RecoveryError {
@@ -90,6 +95,8 @@ pub struct Generation {
     pub number: u64,
     pub shard_count: usize,
     pub dir: PathBuf,
+    /// Nil for a generation made before logs had identities.
+    pub id: uuid::Uuid,
 }
 
 impl Generation {
@@ -98,7 +105,31 @@ impl Generation {
             number,
             shard_count,
             dir: root.join(format!("gen-{number:06}-shards-{shard_count}")),
+            id: uuid::Uuid::nil(),
         }
+    }
+
+    /// The log this generation is, as the helpers' watermarks name it.
+    pub fn identity(&self) -> LogIdentity {
+        LogIdentity {
+            generation: self.number,
+            id: self.id,
+        }
+    }
+
+    /// Reads the identity file (absent: made before identities, nil).
+    fn read_identity(&mut self) -> Result<(), RecoveryError> {
+        let path = self.dir.join(IDENTITY_FILE);
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(RecoveryError::Io { path, error }),
+        };
+        self.id = uuid::Uuid::parse_str(text.trim()).map_err(|error| RecoveryError::Corrupt {
+            path,
+            detail: format!("not a log identity: {error}"),
+        })?;
+        Ok(())
     }
 
     pub fn shard_dir(&self, shard: usize) -> PathBuf {
@@ -130,7 +161,7 @@ pub fn current_generation(root: &Path) -> Result<Option<Generation>, RecoveryErr
         }
     }
     found.sort_by_key(|(g, _)| g.number);
-    let current = found
+    let mut current = found
         .iter()
         .rev()
         .find(|(_, complete)| *complete)
@@ -139,6 +170,9 @@ pub fn current_generation(root: &Path) -> Result<Option<Generation>, RecoveryErr
         if Some(generation) != current.as_ref() {
             fs::remove_dir_all(&generation.dir).map_err(io_error(&generation.dir))?;
         }
+    }
+    if let Some(generation) = &mut current {
+        generation.read_identity()?;
     }
     Ok(current)
 }
@@ -150,7 +184,7 @@ pub fn begin_generation(
     number: u64,
     shard_count: usize,
 ) -> Result<Generation, RecoveryError> {
-    let generation = Generation::new(root, number, shard_count);
+    let mut generation = Generation::new(root, number, shard_count);
     if generation.dir.exists() {
         fs::remove_dir_all(&generation.dir).map_err(io_error(&generation.dir))?;
     }
@@ -158,6 +192,14 @@ pub fn begin_generation(
         let dir = generation.shard_dir(shard);
         fs::create_dir_all(&dir).map_err(io_error(&dir))?;
     }
+    generation.id = random_identity()?;
+    let path = generation.dir.join(IDENTITY_FILE);
+    fs::File::create(&path)
+        .and_then(|mut file| {
+            writeln!(file, "{}", generation.id.hyphenated())?;
+            file.sync_all()
+        })
+        .map_err(io_error(&path))?;
     Ok(generation)
 }
 
@@ -170,6 +212,17 @@ pub fn complete_generation(root: &Path, generation: &Generation) -> Result<(), R
         .map_err(io_error(&marker))?;
     sync_dir(&generation.dir)?;
     sync_dir(root)
+}
+
+/// A fresh random identity, from the kernel.
+fn random_identity() -> Result<uuid::Uuid, RecoveryError> {
+    use std::io::Read;
+    let source = Path::new("/dev/urandom");
+    let mut bytes = [0u8; 16];
+    fs::File::open(source)
+        .and_then(|mut file| file.read_exact(&mut bytes))
+        .map_err(io_error(source))?;
+    Ok(uuid::Builder::from_random_bytes(bytes).into_uuid())
 }
 
 pub fn sync_dir(dir: &Path) -> Result<(), RecoveryError> {
@@ -447,5 +500,27 @@ mod tests {
             block_bytes: 512,
         };
         assert!(!never_written(&header.encode()));
+    }
+
+    #[test]
+    fn each_generation_has_its_own_identity_which_start_up_reads_back() {
+        let root = std::env::temp_dir().join(format!("allman-identity-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let first = begin_generation(&root, 1, 1).expect("begins");
+        complete_generation(&root, &first).expect("completes");
+        let read = current_generation(&root).expect("reads").expect("one");
+        assert_eq!(read.identity(), first.identity());
+        assert!(!first.id.is_nil());
+        // A wiped log starts at generation 1 again, as another log.
+        fs::remove_dir_all(&root).expect("wipes");
+        let again = begin_generation(&root, 1, 1).expect("begins");
+        complete_generation(&root, &again).expect("completes");
+        assert_eq!(again.number, first.number);
+        assert_ne!(again.identity(), first.identity());
+        // A generation made before identities reads as the nil one.
+        fs::remove_file(again.dir.join(IDENTITY_FILE)).expect("removes");
+        let old = current_generation(&root).expect("reads").expect("one");
+        assert!(old.id.is_nil());
+        let _ = fs::remove_dir_all(&root);
     }
 }

@@ -3,22 +3,54 @@
 //! ([`HelperWatermarks`], which a shard's compaction reads before deleting log).
 
 use std::sync::Mutex;
+use uuid::Uuid;
 
-/// How far the helper threads got, per shard, in one generation: records below these
-/// positions need not be handed to them again.
+/// Which log a position belongs to: the generation's number, and the identity its directory
+/// was made with. The number alone is not enough: a wiped `log/` starts at generation 1
+/// again, and the positions of the old log would then pass for the new one's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogIdentity {
+    /// 0: no log (a helper that has recorded nothing).
+    pub generation: u64,
+    /// Nil for generations made before logs had identities.
+    pub id: Uuid,
+}
+
+/// How far the helper threads got, per shard, in one log: records below these positions need
+/// not be handed to them again.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Watermarks {
-    /// The log generation the positions belong to (0: none).
-    pub generation: u64,
+    /// The log the positions belong to.
+    pub log: LogIdentity,
     pub positions: Vec<u64>,
 }
 
 impl Watermarks {
-    pub fn new(generation: u64, shard_count: usize) -> Self {
+    pub fn new(log: LogIdentity, shard_count: usize) -> Self {
         Watermarks {
-            generation,
+            log,
             positions: vec![0; shard_count],
         }
+    }
+
+    /// Whether a helper with these watermarks has recorded nothing of any log (a new index or
+    /// trail).
+    pub fn is_new(&self) -> bool {
+        self.log.generation == 0
+    }
+
+    /// Where a helper resumes on `log`, whose shards end at `ends`: these positions if they
+    /// are that log's, each clamped to its shard's end; zeros otherwise. A log cut short (a
+    /// torn tail, the corrupt-log recipe's truncation, a power cut in `batch` mode) numbers
+    /// its next records from its end, and a watermark past it would pass them for recorded.
+    pub fn resumed(&self, log: LogIdentity, ends: &[u64]) -> Watermarks {
+        if self.log != log || self.positions.len() != ends.len() {
+            return Watermarks::new(log, ends.len());
+        }
+        let positions = (self.positions.iter().zip(ends))
+            .map(|(position, end)| (*position).min(*end))
+            .collect();
+        Watermarks { log, positions }
     }
 
     /// A record at `origin` (shard, position) has been handled: everything below the next
@@ -35,18 +67,24 @@ impl Watermarks {
     pub fn to_text(&self) -> String {
         let positions: Vec<String> = self.positions.iter().map(u64::to_string).collect();
         format!(
-            "allman-log gen={} positions={}",
-            self.generation,
+            "allman-log gen={} log={} positions={}",
+            self.log.generation,
+            self.log.id.hyphenated(),
             positions.join(",")
         )
     }
 
-    /// Reads [`Watermarks::to_text`]'s form back, wherever it starts in `text`.
+    /// Reads [`Watermarks::to_text`]'s form back, wherever it starts in `text`. Text written
+    /// before logs had identities (no `log=`) reads as the nil identity.
     pub fn from_text(text: &str) -> Option<Self> {
         let start = text.find("allman-log gen=")?;
         let rest = &text[start + "allman-log gen=".len()..];
         let line = rest.lines().next()?;
-        let (generation, positions) = line.split_once(" positions=")?;
+        let (head, positions) = line.split_once(" positions=")?;
+        let (generation, id) = match head.split_once(" log=") {
+            Some((generation, id)) => (generation, Uuid::parse_str(id).ok()?),
+            None => (head, Uuid::nil()),
+        };
         let positions = if positions.trim().is_empty() {
             Vec::new()
         } else {
@@ -57,15 +95,18 @@ impl Watermarks {
                 .collect::<Option<Vec<u64>>>()?
         };
         Some(Watermarks {
-            generation: generation.parse().ok()?,
+            log: LogIdentity {
+                generation: generation.parse().ok()?,
+                id,
+            },
             positions,
         })
     }
 
-    /// The position below which shard `shard` of `generation` is done; 0 for another
-    /// generation (everything is handed over again).
-    pub fn of(&self, generation: u64, shard: usize) -> u64 {
-        if self.generation == generation {
+    /// The position below which shard `shard` of `log` is done; 0 for another log
+    /// (everything is handed over again).
+    pub fn of(&self, log: LogIdentity, shard: usize) -> u64 {
+        if self.log == log {
             self.positions.get(shard).copied().unwrap_or(0)
         } else {
             0
@@ -116,12 +157,52 @@ mod tests {
     #[test]
     fn watermarks_round_trip_through_their_text_form() {
         let marks = Watermarks {
-            generation: 3,
+            log: log(3, 9),
             positions: vec![10, 0, 7],
         };
         let text = format!("agents: 2 registered\n\n{}\n", marks.to_text());
         assert_eq!(Watermarks::from_text(&text), Some(marks));
         assert_eq!(Watermarks::from_text("no progress here"), None);
+        let before_identities = Watermarks::from_text("allman-log gen=3 positions=10,0,7");
+        assert_eq!(
+            before_identities,
+            Some(Watermarks {
+                log: log(3, 0),
+                positions: vec![10, 0, 7]
+            })
+        );
+    }
+
+    fn log(generation: u64, id: u128) -> LogIdentity {
+        LogIdentity {
+            generation,
+            id: Uuid::from_u128(id),
+        }
+    }
+
+    #[test]
+    fn a_helper_resumes_only_on_its_own_log_and_never_past_its_end() {
+        let marks = Watermarks {
+            log: log(1, 5),
+            positions: vec![10, 4],
+        };
+        assert_eq!(
+            marks.resumed(log(1, 5), &[3, 9]).positions,
+            vec![3, 4],
+            "a log cut short at 3 numbers its next records from 3"
+        );
+        let wiped = log(1, 6);
+        assert_eq!(
+            marks.resumed(wiped, &[2, 0]),
+            Watermarks::new(wiped, 2),
+            "a wiped log's generation 1 is another log"
+        );
+        assert_eq!(marks.of(wiped, 0), 0);
+        assert_eq!(marks.of(log(1, 5), 0), 10);
+        assert_eq!(
+            marks.resumed(log(1, 5), &[3]),
+            Watermarks::new(log(1, 5), 1)
+        );
     }
 
     #[test]
