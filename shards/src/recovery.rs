@@ -12,7 +12,7 @@
 //! otherwise it is dropped everywhere.
 
 use crate::envelope::SharedEnvelope;
-use crate::log::files::{self, Generation, ReadCost};
+use crate::log::files::{self, Generation, LogFiles, ReadCost, RecordAt};
 use crate::log::progress::{Phase, Progress, Ticker};
 use crate::log::watermarks::{LogIdentity, Watermarks};
 use crate::log::LogBuffer;
@@ -82,7 +82,7 @@ pub fn rebuild(
     log: LogIdentity,
     index: &Watermarks,
     git: &Watermarks,
-) -> Result<Rebuilt, (usize, ReplayError)> {
+) -> Result<Rebuilt, ReplayFailure> {
     rebuild_reporting(logs, limits, log, index, git, &mut Ticker::new(&mut |_| {}))
 }
 
@@ -95,7 +95,7 @@ fn rebuild_reporting(
     index: &Watermarks,
     git: &Watermarks,
     ticker: &mut Ticker<'_>,
-) -> Result<Rebuilt, (usize, ReplayError)> {
+) -> Result<Rebuilt, ReplayFailure> {
     let count = logs.len();
     ticker.progress.phase = Phase::Replaying;
     ticker.progress.records_total = logs
@@ -124,7 +124,11 @@ fn rebuild_reporting(
     let mut bases = Vec::with_capacity(count);
     for (shard, log) in logs.into_iter().enumerate() {
         bases.push(log.end);
-        let state = replay.shard(shard, log, ticker).map_err(|e| (shard, e))?;
+        let state = (replay.shard(shard, log, ticker)).map_err(|(at, error)| ReplayFailure {
+            shard,
+            at,
+            error,
+        })?;
         states.push(state);
     }
     let reindex = replay.reindex;
@@ -139,6 +143,32 @@ fn rebuild_reporting(
         delivered_pending,
         dropped_pending,
     })
+}
+
+/// A record that reads back whole but does not fit the state replayed so far.
+#[derive(Debug)]
+pub struct ReplayFailure {
+    pub shard: usize,
+    pub at: RecordAt,
+    pub error: ReplayError,
+}
+
+impl ReplayFailure {
+    /// The error start-up stops with: the file and byte offset of the record, so the
+    /// corrupt-log recipe (truncate there) can be followed.
+    fn into_error(self, generation: &Generation, files: &[LogFiles]) -> RecoveryError {
+        let located = files.get(self.shard).and_then(|f| f.locate(self.at));
+        let (path, offset) = located.unwrap_or((generation.shard_dir(self.shard), None));
+        let place = match (offset, self.at) {
+            (Some(offset), _) => format!("byte offset {offset}"),
+            (None, RecordAt::Snapshot(index)) => format!("snapshot record {index}"),
+            (None, RecordAt::Log(seq)) => format!("log position {seq}"),
+        };
+        RecoveryError::Corrupt {
+            path,
+            detail: format!("{place}: a record that does not replay: {}", self.error),
+        }
+    }
 }
 
 /// What the logs say of multi-owner sends: on how many owners each was prepared, and which
@@ -210,16 +240,17 @@ impl Replay<'_> {
         shard: usize,
         log: ShardLog,
         ticker: &mut Ticker<'_>,
-    ) -> Result<ShardState, ReplayError> {
+    ) -> Result<ShardState, (RecordAt, ReplayError)> {
         let buffer = LogBuffer::new(true, log.end);
         let mut state = ShardState::with_log(shard, self.count, self.limits, buffer);
         // Snapshot profiles go to a new trail at once; snapshot messages before every log
         // record, without a position (see `SnapshotMessages`).
         if let Some((position, records)) = log.snapshot {
-            for record in records {
+            for (index, record) in records.into_iter().enumerate() {
                 self.sends.note(&record);
                 self.note_snapshot_record(shard, position, &record);
-                state.replay(record)?;
+                let at = RecordAt::Snapshot(index);
+                state.replay(record).map_err(|error| (at, error))?;
                 ticker.replayed();
             }
         }
@@ -243,7 +274,8 @@ impl Replay<'_> {
             handover.note(seq, &record, &state, |id| {
                 state.pending_send(id).map(|send| send.envelope.clone())
             });
-            state.replay(record)?;
+            let at = RecordAt::Log(seq);
+            state.replay(record).map_err(|error| (at, error))?;
             ticker.replayed();
         }
         Ok(state)
@@ -440,11 +472,9 @@ pub fn recover(
     report.bytes_read = cost.bytes_read;
     report.records = cost.records;
     report.torn = cost.torn;
+    let files: Vec<LogFiles> = logs.iter().map(|log| log.files.clone()).collect();
     let rebuilt = rebuild_reporting(logs, limits, generation.identity(), index, git, &mut ticker)
-        .map_err(|(shard, e)| RecoveryError::Corrupt {
-        path: generation.shard_dir(shard),
-        detail: e.0,
-    })?;
+        .map_err(|failure| failure.into_error(&generation, &files))?;
     let mut reindex = rebuilt.reindex;
     report.delivered_pending = rebuilt.delivered_pending;
     report.dropped_pending = rebuilt.dropped_pending;
@@ -621,6 +651,7 @@ mod tests {
             records: vec![(2, enqueued(11, "a"))],
             below_snapshot: vec![(0, agent("a")), (1, enqueued(10, "a"))],
             end: 3,
+            files: Default::default(),
         }
     }
 
@@ -718,6 +749,7 @@ mod tests {
                     records: Vec::new(),
                     below_snapshot: Vec::new(),
                     end: 2,
+                    files: Default::default(),
                 }
             })
             .collect();
@@ -728,5 +760,38 @@ mod tests {
             .map(|envelope| envelope.id.as_u128())
             .collect();
         assert_eq!(messages, vec![10]);
+    }
+
+    #[test]
+    fn a_record_that_does_not_replay_is_named_by_its_file_and_byte_offset() {
+        use crate::log::segment::{FileKind, Header};
+        let root = std::env::temp_dir().join(format!("allman-replay-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let generation = files::begin_generation(&root, 1, 1).expect("begins");
+        files::complete_generation(&root, &generation).expect("completes");
+        let header = Header {
+            kind: FileKind::Segment,
+            shard: 0,
+            shard_count: 1,
+            base_seq: 0,
+            block_bytes: 512,
+        };
+        let mut bytes = header.encode();
+        record::encode(&mut bytes, &agent("a"));
+        let offset = bytes.len();
+        // Delivered to an agent no record registered: it reads, but does not replay.
+        record::encode(&mut bytes, &enqueued(10, "b"));
+        let segment = generation
+            .shard_dir(0)
+            .join(crate::log::journal::segment_name(0));
+        fs::write(&segment, &bytes).expect("writes the segment");
+        let fresh = Watermarks::default();
+        let error =
+            recover(&root, 1, LIMITS, &fresh, &fresh, &mut |_| {}).expect_err("refuses to start");
+        let text = error.to_string();
+        let named = format!("{}: byte offset {offset}: ", segment.display());
+        assert!(text.starts_with(&named), "{text}");
+        assert!(text.contains("who is not registered"), "{text}");
+        let _ = fs::remove_dir_all(&root);
     }
 }

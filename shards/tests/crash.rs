@@ -269,6 +269,7 @@ impl Run {
                 records: self.logs[shard][..cut as usize].to_vec(),
                 below_snapshot: Vec::new(),
                 end: cut,
+                files: Default::default(),
             });
         }
         let rebuilt = rebuild(
@@ -281,7 +282,7 @@ impl Run {
             &Watermarks::default(),
             &Watermarks::default(),
         )
-        .unwrap_or_else(|(shard, e)| panic!("{context}: shard {shard} replay: {e}"));
+        .unwrap_or_else(|failure| panic!("{context}: replay: {failure:?}"));
         // Who holds what after recovery: queued, or taken by a drain that survived the cut.
         let mut holders: HashMap<Uuid, BTreeSet<String>> = HashMap::new();
         let mut queued: HashMap<Uuid, BTreeSet<String>> = HashMap::new();

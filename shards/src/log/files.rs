@@ -9,7 +9,7 @@
 //! once the generation is whole.
 
 use super::progress::Ticker;
-use super::segment::{scan, Corrupt, FileKind, Header, Scanned, HEADER_BYTES};
+use super::segment::{record_offset, scan, Corrupt, FileKind, Header, Scanned, HEADER_BYTES};
 use super::watermarks::LogIdentity;
 use std::fmt;
 use std::fs;
@@ -66,6 +66,8 @@ pub struct ShardLog<R> {
     pub below_snapshot: Vec<(u64, R)>,
     /// The position after the last record.
     pub end: u64,
+    /// The files the records came from, to name where one that does not replay lies.
+    pub files: LogFiles,
 }
 
 impl<R> Default for ShardLog<R> {
@@ -75,7 +77,42 @@ impl<R> Default for ShardLog<R> {
             records: Vec::new(),
             below_snapshot: Vec::new(),
             end: 0,
+            files: LogFiles::default(),
         }
+    }
+}
+
+/// One shard's files as read: its snapshot, and its segments by first position.
+#[derive(Debug, Clone, Default)]
+pub struct LogFiles {
+    pub snapshot: Option<PathBuf>,
+    pub segments: Vec<(u64, PathBuf)>,
+}
+
+/// Where a record read back lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordAt {
+    /// The snapshot's record of this index (from 0).
+    Snapshot(usize),
+    /// The log's record at this position.
+    Log(u64),
+}
+
+impl LogFiles {
+    /// The file holding the record `at`, and its byte offset there if the file reads again.
+    pub fn locate(&self, at: RecordAt) -> Option<(PathBuf, Option<usize>)> {
+        let (path, index) = match at {
+            RecordAt::Snapshot(index) => (self.snapshot.as_ref()?, index),
+            RecordAt::Log(seq) => {
+                let (base, path) = self.segments.iter().rev().find(|(base, _)| *base <= seq)?;
+                (path, usize::try_from(seq - base).ok()?)
+            }
+        };
+        let offset = fs::read(path).ok().and_then(|bytes| {
+            let header = Header::decode(&bytes).ok()?;
+            record_offset(&bytes, &header, index)
+        });
+        Some((path.clone(), offset))
     }
 }
 
@@ -292,6 +329,7 @@ pub fn read_shard<R>(
             *position,
             scanned.records.into_iter().map(|(_, r)| r).collect(),
         ));
+        log.files.snapshot = Some(path.clone());
         log.end = *position;
     }
     let last = segments.len().saturating_sub(1);
@@ -317,6 +355,7 @@ pub fn read_shard<R>(
             // Cuts a torn tail, and gives back the space preallocated past the last record.
             cut_to(path, scanned.valid_bytes)?;
         }
+        log.files.segments.push((*base, path.clone()));
         for (seq, record) in scanned.records {
             if seq >= log.end {
                 log.records.push((seq, record));

@@ -148,6 +148,22 @@ pub fn scan<R>(
     header: &Header,
     decode: impl Fn(&[u8]) -> Result<R, &'static str>,
 ) -> Result<Scanned<R>, Corrupt> {
+    scan_at(bytes, header, |payload, _| decode(payload))
+}
+
+/// The byte offset of a file's `index`-th record (from 0): where a record that reads back but
+/// does not replay lies, for the error that names it.
+pub fn record_offset(bytes: &[u8], header: &Header, index: usize) -> Option<usize> {
+    let scanned = scan_at(bytes, header, |_, offset| Ok(offset)).ok()?;
+    scanned.records.get(index).map(|(_, offset)| *offset)
+}
+
+/// [`scan`], with `decode` told each frame's byte offset too.
+fn scan_at<R>(
+    bytes: &[u8],
+    header: &Header,
+    decode: impl Fn(&[u8], usize) -> Result<R, &'static str>,
+) -> Result<Scanned<R>, Corrupt> {
     let block = header.block_bytes as usize;
     let mut scanned = Scanned {
         records: Vec::new(),
@@ -161,7 +177,7 @@ pub fn scan<R>(
             Ok(Frame::Payload(payload, len)) => {
                 // A frame whose checksum holds but whose payload does not parse was written
                 // whole: a format this build cannot read, never a torn write.
-                let record = decode(payload).map_err(|reason| Corrupt {
+                let record = decode(payload, offset).map_err(|reason| Corrupt {
                     offset,
                     reason: format!("unreadable record: {reason}"),
                 })?;
@@ -199,12 +215,12 @@ fn valid_record_after<R>(
     bytes: &[u8],
     offset: usize,
     block: usize,
-    decode: impl Fn(&[u8]) -> Result<R, &'static str>,
+    decode: impl Fn(&[u8], usize) -> Result<R, &'static str>,
 ) -> Option<usize> {
     let mut at = (offset / block + 1) * block;
     while at < bytes.len() {
         if let Ok(Frame::Payload(payload, _)) = frame::read(&bytes[at..]) {
-            if decode(payload).is_ok() {
+            if decode(payload, at).is_ok() {
                 return Some(at);
             }
         }
