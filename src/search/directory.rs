@@ -55,8 +55,10 @@ struct MemoryFiles {
     /// Files on disk Tantivy deleted since the last persist: the metadata on disk may still
     /// name them, so they go only once newer metadata is written.
     deferred_deletes: Vec<PathBuf>,
-    /// Files written to disk (merged segments, spills) since the last persist: synced before
-    /// newer metadata names them.
+    /// Files finished on disk (merged segments, spills) since the last persist: synced before
+    /// newer metadata names them. Noted when a file is finished, not when it spills: a
+    /// persist while it is still being written would sync only its first part, and metadata
+    /// that names it is only written once it is finished.
     unsynced: Vec<PathBuf>,
 }
 
@@ -91,6 +93,12 @@ impl UnsyncedDirectory {
             root: root.to_path_buf(),
             memory: Arc::default(),
         })
+    }
+
+    /// Files on disk the next persist syncs.
+    #[cfg(test)]
+    fn unsynced(&self) -> Vec<PathBuf> {
+        self.memory().unsynced.clone()
     }
 
     /// Bytes of index files held in memory now.
@@ -178,7 +186,6 @@ impl TieredFile {
             file.write_all(&self.buffered)?;
             self.buffered = Vec::new();
             self.on_disk = Some(file);
-            self.directory.memory().unsynced.push(self.path.clone());
         }
         self.on_disk
             .as_mut()
@@ -215,7 +222,9 @@ impl TerminatingWrite for TieredFile {
             drop(memory);
             self.spill()?;
         }
-        self.flush()
+        self.flush()?;
+        self.directory.memory().unsynced.push(self.path.clone());
+        Ok(())
     }
 }
 
@@ -343,6 +352,30 @@ mod tests {
         );
         directory.persist().expect("persist");
         assert!(!root.join("large.idx").exists());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_file_still_being_written_at_a_persist_is_synced_again_once_finished() {
+        let (root, directory) = fresh_dir("rewritten");
+        let mut file = directory
+            .open_write(Path::new("merged.store"))
+            .expect("open");
+        file.write_all(&vec![7u8; MAX_MEMORY_FILE_BYTES + 1])
+            .expect("spills to disk");
+        file.flush().expect("flush");
+        // A merge thread is still writing it when the indexer persists.
+        directory.persist().expect("persist");
+        assert!(directory.unsynced().is_empty());
+        file.write_all(&[8u8; 4096]).expect("write more");
+        file.terminate().expect("terminate");
+        assert_eq!(
+            directory.unsynced(),
+            vec![PathBuf::from("merged.store")],
+            "metadata naming the finished file must find all of it on disk"
+        );
+        directory.persist().expect("persist");
+        assert!(directory.unsynced().is_empty());
         let _ = std::fs::remove_dir_all(&root);
     }
 
