@@ -176,7 +176,10 @@ fn open_or_create(path: &Path) -> Result<gix::Repository, AuditError> {
             .is_none();
     let repo = if !path.exists() || is_empty_dir {
         std::fs::create_dir_all(path).map_err(|e| error(e.to_string()))?;
-        gix::init_bare(path).map_err(|e| error(format!("cannot create: {e}")))?
+        let repo = gix::init_bare(path).map_err(|e| error(format!("cannot create: {e}")))?;
+        // A new repository's files are on disk before any commit names them.
+        writer::sync_filesystem(path).map_err(|e| error(format!("cannot sync: {e}")))?;
+        repo
     } else {
         let repo = gix::open(path).map_err(|e| {
             error(format!(

@@ -5,6 +5,7 @@ use crate::clock::{now_ms, rfc3339_ms_string};
 use crate::feed::{Consumer, Work};
 use crate::metrics::AuditMetrics;
 use gix::objs::tree::EntryKind;
+use gix::refs::transaction::{PreviousValue, RefEdit};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -38,6 +39,43 @@ pub struct Writer {
     watermarks: Option<super::Watermarks>,
     /// Where each commit publishes how far the trail reaches (`git`).
     live: Arc<super::HelperWatermarks>,
+    /// Test builds: what each commit made durable, in order, and when it published.
+    #[cfg(test)]
+    steps: std::cell::RefCell<Vec<DurableStep>>,
+}
+
+/// The steps of a commit, in the order they must happen (see [`Writer::write_commit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DurableStep {
+    /// The commit's objects are on disk.
+    Objects,
+    /// The ref that names the commit is on disk.
+    Ref,
+    /// The watermark went out: the shards may delete log below it.
+    Published,
+}
+
+/// Syncs the whole file system holding `dir`: one call for every object a commit wrote or
+/// reused (a reused one may come from a failed attempt that never synced it), instead of a
+/// sync per blob of a commit of up to `MAX_BATCH_AGENTS` profiles. The git writer runs on
+/// the helper core; no shard waits for it.
+pub(super) fn sync_filesystem(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(dir)?;
+    // SAFETY: `file` is open for the duration of the call.
+    if unsafe { libc::syncfs(file.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Syncs a file and the directory that names it.
+fn sync_file_and_directory(path: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()?;
+    match path.parent() {
+        Some(dir) => shards::log::files::sync_directory_blocking(dir),
+        None => Ok(()),
+    }
 }
 
 #[derive(Serialize)]
@@ -70,6 +108,8 @@ impl Writer {
             failing: false,
             watermarks,
             live,
+            #[cfg(test)]
+            steps: std::cell::RefCell::default(),
         }
     }
 
@@ -140,6 +180,7 @@ impl Writer {
                 self.commits += 1;
                 if let Some(watermarks) = &self.watermarks {
                     self.live.git.publish(&watermarks.positions);
+                    self.note_step(DurableStep::Published);
                 }
                 self.metrics.commits.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
@@ -216,10 +257,49 @@ impl Writer {
         let mut time = gix::date::parse::TimeBuf::default();
         let signature = signature.to_ref(&mut time);
         let message = self.message();
+        // gix syncs nothing. The objects must be on disk before the ref names them (else a
+        // power cut leaves HEAD naming a missing object, and every later commit fails), and
+        // the ref before `commit` publishes the watermark that lets the shards delete log.
+        let commit = gix::objs::Commit {
+            message: message.as_str().into(),
+            tree,
+            author: signature.into(),
+            committer: signature.into(),
+            encoding: None,
+            parents: parent.into_iter().collect(),
+            extra_headers: Vec::new(),
+        };
         let id = repo
-            .commit_as(signature, signature, "HEAD", message, tree, parent)
-            .map_err(|e| format!("commit: {e}"))?;
-        Ok(id.detach())
+            .write_object(&commit)
+            .map_err(|e| format!("commit: {e}"))?
+            .detach();
+        sync_filesystem(repo.git_dir()).map_err(|e| format!("syncing the objects: {e}"))?;
+        self.note_step(DurableStep::Objects);
+        let expected = match parent {
+            Some(parent) => PreviousValue::MustExistAndMatch(gix::refs::Target::Object(parent)),
+            None => PreviousValue::MustNotExist,
+        };
+        let log =
+            gix::reference::log::message("commit", message.as_str().into(), commit.parents.len());
+        let head = gix::refs::FullName::try_from("HEAD").map_err(|e| format!("HEAD: {e}"))?;
+        let edit = RefEdit::update(head, id, expected, log).with_deref(true);
+        let edits = repo
+            .edit_references_as(Some(edit), Some(signature))
+            .map_err(|e| format!("moving HEAD: {e}"))?;
+        for edit in &edits {
+            let name = edit.name.to_path().map_err(|e| format!("ref path: {e}"))?;
+            let path = repo.common_dir().join(name);
+            sync_file_and_directory(&path)
+                .map_err(|e| format!("syncing {}: {e}", path.display()))?;
+        }
+        self.note_step(DurableStep::Ref);
+        Ok(id)
+    }
+
+    /// Test builds record the order in which a commit became durable.
+    fn note_step(&self, _step: DurableStep) {
+        #[cfg(test)]
+        self.steps.borrow_mut().push(_step);
     }
 
     fn message(&self) -> String {
@@ -271,6 +351,33 @@ mod tests {
             created,
             origin: None,
         }
+    }
+
+    #[test]
+    fn a_commit_is_on_disk_objects_first_then_its_ref_before_its_watermark_goes_out() {
+        let dir = std::env::temp_dir().join(format!("allman-durable-git-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let repo = gix::init_bare(&dir).expect("init");
+        let log = shards::log::watermarks::LogIdentity::default();
+        let marks = Some(super::super::Watermarks::new(log, 1));
+        let mut writer = Writer::new(repo, Arc::default(), marks, Arc::default());
+        for version in [1, 2] {
+            writer.add(ProfileEvent {
+                origin: Some((0, version)),
+                ..event(version, "m", version == 1)
+            });
+            writer.commit();
+        }
+        use DurableStep::*;
+        assert_eq!(
+            *writer.steps.borrow(),
+            vec![Objects, Ref, Published, Objects, Ref, Published]
+        );
+        assert_eq!(writer.live.git.of(0), 3);
+        let reopened = gix::open(&dir).expect("opens");
+        let head = reopened.head_id().expect("HEAD").detach();
+        assert_eq!(writer.repo.head_id().expect("HEAD").detach(), head);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
