@@ -38,20 +38,15 @@ impl DataDir {
     pub fn lock(path: &Path) -> Result<DataDir, String> {
         std::fs::create_dir_all(path)
             .map_err(|e| format!("cannot create the data directory {}: {e}", path.display()))?;
-        let lock_path = path.join(LOCK_FILE);
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| format!("the data directory {} is not writable: {e}", path.display()))?;
-        lock.try_lock().map_err(|_| {
-            format!(
-                "the data directory {} is in use by another running allman; give each server \
-                 its own --data-dir",
-                path.display()
-            )
-        })?;
+        let lock = shards::log::files::try_lock_file(path, LOCK_FILE)
+            .map_err(|e| format!("the data directory {} is not writable: {e}", path.display()))?
+            .ok_or_else(|| {
+                format!(
+                    "the data directory {} is in use by another running allman; give each \
+                     server its own --data-dir",
+                    path.display()
+                )
+            })?;
         Ok(DataDir {
             path: path.to_path_buf(),
             _lock: lock,

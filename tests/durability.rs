@@ -539,3 +539,46 @@ fn deliveries_read_and_ack_state_and_threads_survive_kill_9() {
     client.send(&a, &[&c], "after", "");
     assert_eq!(seqs(&fetch(&mut client, &c, json!({"after": 1}))), vec![2]);
 }
+
+#[test]
+fn a_second_server_on_the_same_index_or_repository_elsewhere_is_refused() {
+    let first = Server::start();
+    let mut client = first.client();
+    client.create_agent("p", "Held");
+    for (shared, variable) in [("index", "INDEX_PATH"), ("repo", "REPO_ROOT")] {
+        let other = |name: &str| first.dir.join(format!("other-{name}"));
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_allman"));
+        command
+            .args(["--port", "0", "--shards", "1"])
+            .env("DATA_DIR", other("data"))
+            .env("INDEX_PATH", other("index"))
+            .env("REPO_ROOT", other("repo"))
+            .env(variable, first.dir.join(shared))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        // A server that is not refused runs on: waited for with a deadline.
+        let mut child = command.spawn().expect("run");
+        let status = wait_with_deadline(&mut child, Duration::from_secs(20));
+        assert!(!status.success(), "{variable}");
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+            .expect("reads stderr");
+        assert!(
+            stderr.contains("in use by another running allman")
+                && stderr.contains(&format!("its own {variable}")),
+            "{variable}: {stderr}"
+        );
+    }
+    // The first server's index and trail are untouched and it keeps serving.
+    client.send("Held", &["Held"], "still", "heldword");
+    assert_eq!(client.inbox("Held").len(), 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while client
+        .call_ok("search_messages", serde_json::json!({"query": "heldword"}))
+        .as_array()
+        .is_none_or(|hits| hits.is_empty())
+    {
+        assert!(std::time::Instant::now() < deadline, "search still works");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

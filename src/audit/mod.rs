@@ -115,11 +115,13 @@ pub fn start(
         .spawn(move || {
             crate::cores::pin_current_thread(core);
             match open_or_create(&repo_root) {
-                Ok(repo) => {
+                Ok((repo, lock)) => {
                     let _ = opened_tx.send(Ok(()));
                     supervise("git writer", &lifecycle, move || {
                         writer::Writer::new(repo, writer_metrics, watermarks, live).run(inbox)
                     });
+                    // Held until the writer has committed its last batch.
+                    drop(lock);
                 }
                 Err(error) => {
                     let _ = opened_tx.send(Err(error));
@@ -162,9 +164,14 @@ impl AuditService {
     }
 }
 
+/// allman's lock on the repository (in its git directory, where git ignores it), held while
+/// the writer runs, so two servers never commit to one trail.
+const LOCK_FILE: &str = "allman.lock";
+
 /// Opens the bare repository at `path`, creating it if the path is missing or an empty
-/// directory. Refuses anything else, so a user's own repository is never written to.
-fn open_or_create(path: &Path) -> Result<gix::Repository, AuditError> {
+/// directory, and locks it for this server. Refuses anything else, so a user's own
+/// repository is never written to.
+fn open_or_create(path: &Path) -> Result<(gix::Repository, std::fs::File), AuditError> {
     let error = |reason: String| AuditError::Repository {
         path: path.to_path_buf(),
         reason,
@@ -195,9 +202,14 @@ fn open_or_create(path: &Path) -> Result<gix::Repository, AuditError> {
         }
         repo
     };
+    let lock = shards::log::files::try_lock_file(repo.git_dir(), LOCK_FILE)
+        .map_err(|e| error(format!("not writable: {e}")))?
+        .ok_or_else(|| {
+            error("is in use by another running allman; give each server its own REPO_ROOT".into())
+        })?;
     // Fail now, not at the first commit, if objects cannot be written.
     let probe = repo.git_dir().join("objects").join(".allman-write-test");
     std::fs::write(&probe, b"").map_err(|e| error(format!("not writable: {e}")))?;
     let _ = std::fs::remove_file(&probe);
-    Ok(repo)
+    Ok((repo, lock))
 }

@@ -208,6 +208,8 @@ pub struct SearchService {
     docs: Producer<SearchDoc>,
     indexer: JoinHandle<()>,
     query: JoinHandle<()>,
+    /// This server's lock on the index directory, released when the service is dropped.
+    _lock: std::fs::File,
 }
 
 /// What a message costs the search feed's byte budget: its text, thread id and names. The
@@ -230,13 +232,7 @@ pub fn open_index(path: &Path, keep: bool) -> Result<OpenedIndex, SearchError> {
     if keep {
         return schema::open_or_create_index(path);
     }
-    let (index, directory) = schema::create_index(path)?;
-    Ok(OpenedIndex {
-        index,
-        directory,
-        payload: None,
-        recreated_because: None,
-    })
+    schema::create_empty_index(path)
 }
 
 /// Starts the indexer and query threads on `opened`, both pinned to `config.core`. With
@@ -251,7 +247,10 @@ pub fn start(
     events: &std::sync::mpsc::Sender<Event>,
 ) -> Result<SearchService, SearchError> {
     let OpenedIndex {
-        index, directory, ..
+        index,
+        directory,
+        lock,
+        ..
     } = opened;
 
     // Unbounded channels with our own counters: crossbeam's bounded try_send can spin for
@@ -286,6 +285,7 @@ pub fn start(
         docs,
         indexer,
         query,
+        _lock: lock,
     })
 }
 
@@ -363,6 +363,7 @@ impl SearchService {
             docs,
             indexer,
             query,
+            _lock: lock,
         } = self;
         docs.shutdown();
         drop(docs);
@@ -375,6 +376,8 @@ impl SearchService {
         if query.join().is_err() {
             tracing::error!("the query thread panicked");
         }
+        // Held until the indexer has written its last commit.
+        drop(lock);
     }
 }
 

@@ -27,14 +27,33 @@ pub struct Fields {
     pub timestamp: Field,
 }
 
-/// Tantivy's files: its metadata and locks, segment files named `<32 hex digits>.<ext>`, and
+/// allman's lock on the index, held from before the index is opened, wiped or created until
+/// the server exits. Tantivy's writer lock is taken only once the index is open, too late to
+/// keep a second server from wiping it first.
+pub const LOCK_FILE: &str = ".allman-index.lock";
+
+/// Locks the index directory at `path` (created if missing) for this server.
+fn lock_index(path: &Path) -> Result<std::fs::File, SearchError> {
+    std::fs::create_dir_all(path).map_err(|e| index_error(path, e))?;
+    shards::log::files::try_lock_file(path, LOCK_FILE)
+        .map_err(|e| index_error(path, e))?
+        .ok_or_else(|| {
+            index_error(
+                path,
+                "is in use by another running allman; give each server its own INDEX_PATH",
+            )
+        })
+}
+
+/// Tantivy's files (and allman's lock): its metadata and locks, segment files named `<32 hex digits>.<ext>`, and
 /// temporary files of our own atomic writes (left behind if a run was killed mid-write).
 fn is_tantivy_file(name: &str) -> bool {
-    const NAMED: [&str; 4] = [
+    const NAMED: [&str; 5] = [
         "meta.json",
         ".managed.json",
         ".tantivy-meta.lock",
         ".tantivy-writer.lock",
+        LOCK_FILE,
     ];
     NAMED.contains(&name)
         || name.starts_with(super::directory::TEMP_PREFIX)
@@ -83,16 +102,27 @@ pub struct OpenedIndex {
     pub payload: Option<String>,
     /// Why an existing index could not be kept (it was recreated empty), if it could not.
     pub recreated_because: Option<String>,
+    /// This server's lock on the index directory, held while the server runs.
+    pub lock: std::fs::File,
 }
 
 /// Opens the index at `path` if it is whole and has this build's schema (a durable server
 /// keeps its index across restarts); otherwise creates a fresh one, saying why.
 pub fn open_or_create_index(path: &Path) -> Result<OpenedIndex, SearchError> {
+    let lock = lock_index(path)?;
     let existing = path.join("meta.json").exists();
     if existing {
         refuse_foreign_or_locked(path)?;
         match open_existing(path) {
-            Ok(opened) => return Ok(opened),
+            Ok((index, directory, payload)) => {
+                return Ok(OpenedIndex {
+                    index,
+                    directory,
+                    payload,
+                    recreated_because: None,
+                    lock,
+                })
+            }
             Err(reason) => {
                 let (index, directory) = create_index(path)?;
                 return Ok(OpenedIndex {
@@ -100,20 +130,35 @@ pub fn open_or_create_index(path: &Path) -> Result<OpenedIndex, SearchError> {
                     directory,
                     payload: None,
                     recreated_because: Some(reason),
+                    lock,
                 });
             }
         }
     }
+    empty_index(path, lock)
+}
+
+/// Creates a fresh, empty index at `path` (deleting an earlier one, see [`create_index`]),
+/// locked for this server.
+pub fn create_empty_index(path: &Path) -> Result<OpenedIndex, SearchError> {
+    empty_index(path, lock_index(path)?)
+}
+
+fn empty_index(path: &Path, lock: std::fs::File) -> Result<OpenedIndex, SearchError> {
     let (index, directory) = create_index(path)?;
     Ok(OpenedIndex {
         index,
         directory,
         payload: None,
         recreated_because: None,
+        lock,
     })
 }
 
-fn open_existing(path: &Path) -> Result<OpenedIndex, String> {
+/// The index, its directory and its last commit's payload.
+type Existing = (Index, UnsyncedDirectory, Option<String>);
+
+fn open_existing(path: &Path) -> Result<Existing, String> {
     let directory = UnsyncedDirectory::open(path).map_err(|e| e.to_string())?;
     let index = Index::open(directory.clone()).map_err(|e| e.to_string())?;
     let (schema, _) = build();
@@ -128,23 +173,20 @@ fn open_existing(path: &Path) -> Result<OpenedIndex, String> {
         .try_into()
         .map(|_: tantivy::IndexReader| ())
         .map_err(|e| e.to_string())?;
-    Ok(OpenedIndex {
-        index,
-        directory,
-        payload: metas.payload,
-        recreated_because: None,
-    })
+    Ok((index, directory, metas.payload))
 }
 
-/// Creates a fresh index at `path`, deleting an earlier one. A directory holding anything
-/// but Tantivy's own files is refused rather than wiped, and so is an index another process
-/// is writing (its writer lock is held).
-pub fn create_index(path: &Path) -> Result<(Index, UnsyncedDirectory), SearchError> {
-    if path.exists() {
-        refuse_foreign_or_locked(path)?;
-        std::fs::remove_dir_all(path).map_err(|e| index_error(path, e))?;
+/// Creates a fresh index at `path` (whose lock the caller holds), deleting an earlier one. A
+/// directory holding anything but Tantivy's own files is refused rather than wiped, and so
+/// is an index another process is writing (its writer lock is held). The lock file stays.
+fn create_index(path: &Path) -> Result<(Index, UnsyncedDirectory), SearchError> {
+    refuse_foreign_or_locked(path)?;
+    for entry in std::fs::read_dir(path).map_err(|e| index_error(path, e))? {
+        let entry = entry.map_err(|e| index_error(path, e))?;
+        if entry.file_name() != LOCK_FILE {
+            std::fs::remove_file(entry.path()).map_err(|e| index_error(path, e))?;
+        }
     }
-    std::fs::create_dir_all(path).map_err(|e| index_error(path, e))?;
     let (schema, _) = build();
     let directory = UnsyncedDirectory::open(path).map_err(|e| index_error(path, e))?;
     let index = Index::create(directory.clone(), schema, IndexSettings::default())

@@ -273,6 +273,23 @@ pub fn sync_directory_blocking(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
 
+/// An exclusive lock on the file `name` in `dir` (created if missing), held while the returned
+/// file stays open: `flock`, which the kernel releases when the process dies, however it dies.
+/// `Ok(None)` when another process holds it. The data directory, the search index and the git
+/// repository each have one, so two servers never write the same store, wherever it lives.
+pub fn try_lock_file(dir: &Path, name: &str) -> io::Result<Option<fs::File>> {
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(name))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(Some(lock)),
+        Err(fs::TryLockError::WouldBlock) => Ok(None),
+        Err(fs::TryLockError::Error(error)) => Err(error),
+    }
+}
+
 /// The name of the snapshot that stands for every record below `position`.
 pub fn snapshot_name(position: u64) -> String {
     format!("{position:020}.snap")
