@@ -43,23 +43,25 @@ const LAYERS: &[(&str, u8)] = &[
 
 /// The same for the shards crate, `shards/src/`.
 const SHARDS_LAYERS: &[(&str, u8)] = &[
+    // Hashes that never change (owners, logged request hashes).
+    ("hash", 0),
     // Leaves. The log keeps bytes it does not interpret: nothing of the state or protocol.
-    ("routing", 0),
-    ("envelope", 0),
-    ("glob", 0),
-    ("cooperate", 0),
-    ("log", 0),
+    ("routing", 1),
+    ("envelope", 1),
+    ("glob", 1),
+    ("cooperate", 1),
+    ("log", 1),
     // One project's reservations; an agent directory; the long polls parked on a shard.
-    ("leases", 1),
-    ("directory", 1),
-    ("waiters", 1),
+    ("leases", 2),
+    ("directory", 2),
+    ("waiters", 2),
     // Requests and replies.
-    ("protocol", 2),
+    ("protocol", 3),
     // What a shard owns, and what its records mean.
-    ("state", 3),
+    ("state", 4),
     // Start-up (the log's records replayed into states) and the running shard.
-    ("recovery", 4),
-    ("runtime", 5),
+    ("recovery", 5),
+    ("runtime", 6),
 ];
 
 fn layer_in(layers: &[(&str, u8)], module: &str) -> Option<u8> {

@@ -83,6 +83,41 @@ pub struct Message<'a> {
     pub cc: Vec<Box<str>>,
 }
 
+/// A sender's idempotency key on a message, and a hash of the request it came with: a repeat
+/// of the request with the key gets the first answer; another request with it is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    pub key: Box<str>,
+    /// [`Message::request_hash`] of the first request.
+    pub request_hash: u64,
+}
+
+/// The longest idempotency key (bytes): room for a UUID or a client's own request id.
+pub const MAX_IDEMPOTENCY_KEY_BYTES: usize = 128;
+
+impl Message<'_> {
+    /// A hash of everything the sender asked for (not the id or time the server gives the
+    /// message), stable across processes and builds: two requests with one idempotency key
+    /// are the same request when their hashes are equal.
+    pub fn request_hash(&self) -> u64 {
+        let flags = [self.importance.code(), u8::from(self.ack_required)];
+        let reply_to = self.reply_to.map(|id| *id.as_bytes()).unwrap_or_default();
+        let fixed: [&[u8]; 7] = [
+            self.project_id.as_bytes(),
+            self.from.as_bytes(),
+            self.subject.as_bytes(),
+            self.body.as_bytes(),
+            self.thread_id.unwrap_or("").as_bytes(),
+            &reply_to,
+            &flags,
+        ];
+        let names = (self.to.iter().map(|n| n.as_bytes()))
+            .chain([&b"cc"[..]])
+            .chain(self.cc.iter().map(|n| n.as_bytes()));
+        crate::hash::stable_hash_of_parts(fixed.into_iter().chain(names))
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub struct Envelope {
     pub id: Uuid,
@@ -104,12 +139,15 @@ pub struct Envelope {
     to_count: u32,
     name_count: u32,
     /// What this message costs in a page of results, in the unit the layer that encodes pages
-    /// uses (bytes of response). Defaults to its text length.
-    weight: usize,
+    /// uses (bytes of response). Defaults to its text length. 32 bits, like the lengths: a
+    /// message is bounded by the HTTP body limit.
+    weight: u32,
     /// `from`, `subject`, `body`, the thread id, then each recipient as one character holding
     /// its length (names are at most 64 bytes, so it is ASCII) and the name: one allocation
     /// for everything, so a message costs its text plus a fixed ~130 bytes.
     text: Box<str>,
+    /// Set only when the sender gave a key: one pointer otherwise.
+    idempotency: Option<Box<Idempotency>>,
 }
 
 pub type SharedEnvelope = Arc<Envelope>;
@@ -232,9 +270,20 @@ impl Envelope {
             thread_len: len32(thread),
             to_count: len32_count(message.to.len()),
             name_count: len32_count(message.to.len() + message.cc.len()),
-            weight: payload,
+            weight: u32::try_from(payload).unwrap_or(u32::MAX),
             text: text.into_boxed_str(),
+            idempotency: None,
         }
+    }
+
+    /// Gives the message the sender's idempotency key (see [`Idempotency`]).
+    pub fn with_idempotency(mut self, idempotency: Option<Idempotency>) -> Self {
+        self.idempotency = idempotency.map(Box::new);
+        self
+    }
+
+    pub fn idempotency(&self) -> Option<&Idempotency> {
+        self.idempotency.as_deref()
     }
 
     /// Marks a message read from the first log format (see `sender_took_part`).
@@ -245,12 +294,12 @@ impl Envelope {
 
     /// Sets what the message costs in a page of results (see [`Envelope::weight`]).
     pub fn with_weight(mut self, weight: usize) -> Self {
-        self.weight = weight;
+        self.weight = u32::try_from(weight).unwrap_or(u32::MAX);
         self
     }
 
     pub fn weight(&self) -> usize {
-        self.weight
+        self.weight as usize
     }
 
     fn field(&self, index: usize) -> &str {

@@ -9,6 +9,7 @@ pub mod cooperate;
 pub mod directory;
 pub mod envelope;
 pub mod glob;
+pub mod hash;
 pub mod leases;
 pub mod log;
 pub mod protocol;
@@ -24,7 +25,7 @@ pub use envelope::{Envelope, SharedEnvelope};
 pub use envelope::{Importance, Message};
 pub use protocol::{
     Actor, AgentPage, AgentProfile, AgentRow, AgentSummary, Counts, DeliveryView, DrainedPage,
-    FetchPage, FetchQuery, Kind, LeaseOp, LeaseRequest, Marked, Receipt, RegisterMode,
+    FetchPage, FetchQuery, KeyUse, Kind, LeaseOp, LeaseRequest, Marked, Receipt, RegisterMode,
     Registration, Reply, Request, RosterPart, ThreadItem, ThreadPage, ThreadQuery, ThreadRef,
     Undeliverable, UnknownCursor, View, ViewReply,
 };

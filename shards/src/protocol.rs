@@ -467,4 +467,17 @@ pub enum Undeliverable {
     UnknownRecipients(Vec<Box<str>>),
     /// These inboxes are at their cap.
     InboxFull(Vec<Box<str>>),
+    /// The sender used the message's idempotency key before (told by the sender's owner).
+    KeyUsed(KeyUse),
+}
+
+/// What a sender's idempotency key was used for already.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyUse {
+    /// The same request, delivered: this is its message, the first answer.
+    Sent(SharedEnvelope),
+    /// The same request, still being delivered.
+    InFlight,
+    /// Another request (its message differs).
+    OtherRequest,
 }

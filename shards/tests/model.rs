@@ -239,6 +239,9 @@ impl Run {
             None => assert!(!unknown && !full, "{}: granted wrongly", self.context),
             Some(Undeliverable::UnknownRecipients(_)) => assert!(unknown, "{}", self.context),
             Some(Undeliverable::InboxFull(_)) => assert!(full, "{}", self.context),
+            Some(used @ Undeliverable::KeyUsed(_)) => {
+                panic!("{}: no message here has a key: {used:?}", self.context)
+            }
         }
         if refused.is_some() {
             for owner in granted {

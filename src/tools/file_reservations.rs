@@ -540,6 +540,7 @@ async fn tell_holder(
         reply_to: None,
         importance: Importance::High,
         ack_required: false,
+        idempotency_key: None,
     };
     match send(tools, message).await {
         Ok(ToolOutput::Sent { id, .. }) => Some(id),

@@ -183,6 +183,10 @@ pub enum ToolError {
         holder: String,
     },
     LeaseNotFound(String),
+    /// The sender used this idempotency key for another message.
+    KeyReused(String),
+    /// A send with this idempotency key is still being delivered.
+    KeyInFlight(String),
     /// A force release of a lease whose holder acted too recently.
     HolderActive {
         holder: String,
@@ -234,7 +238,9 @@ impl fmt::Display for ToolError {
             | ToolError::TooManyWaiters { .. }
             | ToolError::UnknownMessage { .. }
             | ToolError::UnknownThread { .. }
-            | ToolError::NoneFound { .. } => self.fmt_mail(f),
+            | ToolError::NoneFound { .. }
+            | ToolError::KeyReused(_)
+            | ToolError::KeyInFlight(_) => self.fmt_mail(f),
             ToolError::TooManyLeases { .. }
             | ToolError::LeaseHeldByOther { .. }
             | ToolError::LeaseNotFound(_)
@@ -301,6 +307,16 @@ impl ToolError {
                 f,
                 "none of the {count} message id(s) is a message delivered to '{agent}' (still \
                  retained)"
+            ),
+            ToolError::KeyReused(key) => write!(
+                f,
+                "invalid argument 'idempotency_key': {key:?} was already used by this sender for \
+                 a different message; nothing was delivered (use a new key for a new message)"
+            ),
+            ToolError::KeyInFlight(key) => write!(
+                f,
+                "a send with idempotency_key {key:?} is still being delivered; retry shortly \
+                 for its answer (nothing was delivered twice)"
             ),
             other => write!(f, "{other:?}"),
         }

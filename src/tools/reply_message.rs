@@ -9,7 +9,8 @@ use super::args::{
     object, optional_bool, optional_names, optional_parsed, optional_str, required_str,
 };
 use super::send_message::{
-    dedup_recipients, importance_arg, send, sent_schema, Outgoing, MAX_TOKEN_BYTES, UNBOUNDED_TEXT,
+    dedup_recipients, idempotency_key_arg, idempotency_key_schema, importance_arg, send,
+    sent_schema, Outgoing, MAX_TOKEN_BYTES, UNBOUNDED_TEXT,
 };
 use super::{
     unreachable_reply, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES, MAX_RECIPIENTS,
@@ -41,6 +42,8 @@ struct Fields<'a> {
     ack_required: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     agent_token: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    idempotency_key: Option<&'a RawValue>,
 }
 
 #[derive(Debug)]
@@ -54,6 +57,7 @@ pub struct Args<'a> {
     importance: Option<Importance>,
     ack_required: Option<bool>,
     agent_token: Option<Cow<'a, str>>,
+    idempotency_key: Option<Cow<'a, str>>,
 }
 
 pub fn parse(arguments: Option<&RawValue>) -> Result<Args<'_>, ToolError> {
@@ -72,6 +76,7 @@ pub fn parse(arguments: Option<&RawValue>) -> Result<Args<'_>, ToolError> {
         importance: importance_arg(fields.importance)?,
         ack_required: optional_bool("ack_required", fields.ack_required)?,
         agent_token: optional_str("agent_token", fields.agent_token, MAX_TOKEN_BYTES)?,
+        idempotency_key: idempotency_key_arg(fields.idempotency_key)?,
     })
 }
 
@@ -157,6 +162,7 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
         reply_to: Some(parent.id),
         importance: args.importance.unwrap_or(parent.importance),
         ack_required: args.ack_required.unwrap_or(parent.ack_required),
+        idempotency_key: args.idempotency_key.as_deref(),
     };
     send(tools, outgoing).await
 }
@@ -177,7 +183,8 @@ pub fn definition() -> serde_json::Value {
                 "cc": {"type": "array", "items": {"type": "string"}},
                 "importance": {"type": "string", "enum": ["low", "normal", "high", "urgent"]},
                 "ack_required": {"type": "boolean"},
-                "agent_token": {"type": "string", "description": "Only with --agent-auth."}
+                "agent_token": {"type": "string", "description": "Only with --agent-auth."},
+                "idempotency_key": idempotency_key_schema()
             },
             "required": ["from_agent", "message_id", "body"]
         },

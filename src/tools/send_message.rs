@@ -21,8 +21,9 @@ use crate::search::doc_bytes_of;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use shards::envelope::thread_id_len;
+use shards::envelope::{Idempotency, MAX_IDEMPOTENCY_KEY_BYTES};
 use shards::runtime::send::SendError;
-use shards::{Envelope, Importance, Message, Reply, Request, Undeliverable};
+use shards::{Envelope, Importance, KeyUse, Message, Reply, Request, Undeliverable};
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -50,6 +51,8 @@ struct Fields<'a> {
     ack_required: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     agent_token: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    idempotency_key: Option<&'a RawValue>,
 }
 
 #[derive(Debug)]
@@ -64,6 +67,7 @@ pub struct Args<'a> {
     importance: Option<Importance>,
     ack_required: Option<bool>,
     agent_token: Option<Cow<'a, str>>,
+    idempotency_key: Option<Cow<'a, str>>,
 }
 
 /// Subject and body are bounded by the HTTP body limit; this only guards the type.
@@ -95,6 +99,21 @@ pub fn thread_id_arg<'a>(raw: Option<&'a RawValue>) -> Result<Option<Cow<'a, str
         }),
         other => Ok(other),
     }
+}
+
+/// An optional `idempotency_key` argument, checked: 1 to
+/// [`MAX_IDEMPOTENCY_KEY_BYTES`] bytes.
+pub fn idempotency_key_arg<'a>(
+    raw: Option<&'a RawValue>,
+) -> Result<Option<Cow<'a, str>>, ToolError> {
+    let key = optional_str("idempotency_key", raw, MAX_IDEMPOTENCY_KEY_BYTES)?;
+    if key.as_deref() == Some("") {
+        return Err(ToolError::InvalidArgument {
+            name: "idempotency_key",
+            problem: "must not be empty".into(),
+        });
+    }
+    Ok(key)
 }
 
 /// An optional `importance` argument, checked.
@@ -143,6 +162,7 @@ pub fn parse(arguments: Option<&RawValue>) -> Result<Args<'_>, ToolError> {
         importance: importance_arg(fields.importance)?,
         ack_required: optional_bool("ack_required", fields.ack_required)?,
         agent_token: optional_str("agent_token", fields.agent_token, MAX_TOKEN_BYTES)?,
+        idempotency_key: idempotency_key_arg(fields.idempotency_key)?,
     })
 }
 
@@ -159,6 +179,7 @@ pub async fn run(tools: &Toolbox, args: Args<'_>) -> Result<ToolOutput, ToolErro
         reply_to: None,
         importance: args.importance.unwrap_or_default(),
         ack_required: args.ack_required.unwrap_or(false),
+        idempotency_key: args.idempotency_key.as_deref(),
     };
     send(tools, outgoing).await
 }
@@ -176,6 +197,8 @@ pub struct Outgoing<'a> {
     pub reply_to: Option<Uuid>,
     pub importance: Importance,
     pub ack_required: bool,
+    /// With a key, a repeat of this request by the same sender gets the first answer.
+    pub idempotency_key: Option<&'a str>,
 }
 
 pub async fn send(tools: &Toolbox, message: Outgoing<'_>) -> Result<ToolOutput, ToolError> {
@@ -203,7 +226,8 @@ pub async fn send(tools: &Toolbox, message: Outgoing<'_>) -> Result<ToolOutput, 
 
     let now = now_ms();
     let id = tools.ids.borrow_mut().uuid_v7(now);
-    let envelope = Envelope::compose(Message {
+    let key = message.idempotency_key;
+    let message = Message {
         id,
         project_id: message.project_id.unwrap_or(sender_project),
         timestamp_ms: now,
@@ -216,13 +240,25 @@ pub async fn send(tools: &Toolbox, message: Outgoing<'_>) -> Result<ToolOutput, 
         ack_required: message.ack_required,
         to: message.to,
         cc: message.cc,
+    };
+    let idempotency = key.map(|key| Idempotency {
+        key: key.into(),
+        request_hash: message.request_hash(),
     });
+    let envelope = Envelope::compose(message).with_idempotency(idempotency);
     let weight = entry_weight(&envelope);
     let envelope = Arc::new(envelope.with_weight(weight));
     let thread_id: Box<str> = envelope.thread_id().into();
     match tools.shard.send(envelope).await {
         Ok(()) => Ok(ToolOutput::Sent { id, thread_id }),
-        Err(SendError::Refused(refused)) => Err(refused_error(refused)),
+        // A repeat: the first answer, and nothing delivered again.
+        Err(SendError::Refused(Undeliverable::KeyUsed(KeyUse::Sent(first)))) => {
+            Ok(ToolOutput::Sent {
+                id: first.id,
+                thread_id: first.thread_id().into(),
+            })
+        }
+        Err(SendError::Refused(refused)) => Err(refused_error(refused, key.unwrap_or(""))),
         Err(SendError::Unavailable(error)) => Err(ToolError::Unavailable(error)),
     }
 }
@@ -255,11 +291,18 @@ async fn sender_project(
     }
 }
 
-/// The tool error for a refused delivery (names already in request order).
-fn refused_error(refused: Undeliverable) -> ToolError {
+/// The tool error for a refused delivery (names already in request order; `key` is the
+/// request's idempotency key).
+fn refused_error(refused: Undeliverable, key: &str) -> ToolError {
     match refused {
         Undeliverable::UnknownRecipients(names) => ToolError::UnknownRecipients(names),
         Undeliverable::InboxFull(names) => ToolError::InboxFull(names),
+        Undeliverable::KeyUsed(KeyUse::OtherRequest) => ToolError::KeyReused(key.into()),
+        Undeliverable::KeyUsed(KeyUse::InFlight) => ToolError::KeyInFlight(key.into()),
+        // Answered as a success by `send`.
+        Undeliverable::KeyUsed(KeyUse::Sent(first)) => {
+            unreachable!("a repeat of {} is answered as sent", first.id)
+        }
     }
 }
 
@@ -288,11 +331,22 @@ pub fn definition() -> serde_json::Value {
                 "importance": {"type": "string", "enum": ["low", "normal", "high", "urgent"], "default": "normal"},
                 "ack_required": {"type": "boolean", "default": false},
                 "project_id": {"type": "string", "format": "uuid", "description": "Default: the sender's project."},
-                "agent_token": {"type": "string", "description": "Only with --agent-auth."}
+                "agent_token": {"type": "string", "description": "Only with --agent-auth."},
+                "idempotency_key": idempotency_key_schema()
             },
             "required": ["from_agent", "to"]
         },
         "outputSchema": sent_schema()
+    })
+}
+
+/// The `idempotency_key` argument of `send_message` and `reply_message`.
+pub fn idempotency_key_schema() -> serde_json::Value {
+    serde_json::json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_IDEMPOTENCY_KEY_BYTES,
+        "description": "Retry safely: a repeat of this request by the same sender with the same key returns the first answer and delivers nothing again, while the first message is in the sender's retained history. The same key with a different message is an error."
     })
 }
 

@@ -123,15 +123,20 @@ async fn prepare_all(
     }
     let mut granted: Vec<usize> = Vec::with_capacity(owners.len());
     let (mut unknown, mut full): (Vec<Box<str>>, Vec<Box<str>>) = (Vec::new(), Vec::new());
+    let mut key_used = None;
     for (ticket, owner) in tickets.into_iter().zip(owners) {
         match ticket.await {
             Reply::Prepared(Ok(_)) => granted.push(*owner),
             Reply::Prepared(Err(Undeliverable::UnknownRecipients(names))) => unknown.extend(names),
             Reply::Prepared(Err(Undeliverable::InboxFull(names))) => full.extend(names),
+            Reply::Prepared(Err(Undeliverable::KeyUsed(used))) => key_used = Some(used),
             other => protocol_bug("Prepare", &other),
         }
     }
-    let refusal = if !unknown.is_empty() {
+    // A used key is the answer whatever the recipients' state now: the first send's.
+    let refusal = if let Some(used) = key_used {
+        Undeliverable::KeyUsed(used)
+    } else if !unknown.is_empty() {
         Undeliverable::UnknownRecipients(unknown)
     } else if !full.is_empty() {
         Undeliverable::InboxFull(full)
@@ -164,6 +169,7 @@ fn refused_in_order(envelope: &Envelope, refused: Undeliverable) -> SendError {
             Undeliverable::UnknownRecipients(in_order(names))
         }
         Undeliverable::InboxFull(names) => Undeliverable::InboxFull(in_order(names)),
+        used @ Undeliverable::KeyUsed(_) => used,
     })
 }
 

@@ -8,7 +8,7 @@ use crate::envelope::{Importance, SharedEnvelope};
 use crate::protocol::{
     AgentProfile, AgentSummary, Counts, DeliveryView, Kind, RegisterMode, Registration, Reply,
 };
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use uuid::Uuid;
 
 #[derive(Debug)]
@@ -61,6 +61,18 @@ pub(super) struct Agent {
     /// against the caps.
     pub(super) reserved: usize,
     pub(super) reserved_bytes: usize,
+    /// The idempotency keys of the messages this agent sent that are still retained (in
+    /// `sent`) or being delivered: a key is remembered exactly as long as its message is kept
+    /// in the sender's history, so the table is bounded by retention.
+    pub(super) keys: HashMap<Box<str>, SentKey>,
+}
+
+/// A message sent with an idempotency key.
+#[derive(Debug)]
+pub(super) struct SentKey {
+    pub(super) envelope: SharedEnvelope,
+    /// Visible; false while a multi-owner send is prepared and not yet committed.
+    pub(super) settled: bool,
 }
 
 impl Agent {
@@ -80,6 +92,31 @@ impl Agent {
             counts: Counts::default(),
             reserved: 0,
             reserved_bytes: 0,
+            keys: HashMap::new(),
+        }
+    }
+
+    /// Notes `envelope`'s idempotency key, if it has one.
+    pub(super) fn note_key(&mut self, envelope: &SharedEnvelope, settled: bool) {
+        if let Some(keyed) = envelope.idempotency() {
+            let entry = SentKey {
+                envelope: SharedEnvelope::clone(envelope),
+                settled,
+            };
+            self.keys.insert(keyed.key.clone(), entry);
+        }
+    }
+
+    /// Forgets `envelope`'s key (its message left the history, or its send was aborted).
+    pub(super) fn forget_key(&mut self, envelope: &SharedEnvelope) {
+        if let Some(keyed) = envelope.idempotency() {
+            if self
+                .keys
+                .get(&keyed.key)
+                .is_some_and(|k| k.envelope.id == envelope.id)
+            {
+                self.keys.remove(&keyed.key);
+            }
         }
     }
 
@@ -207,6 +244,7 @@ impl Agent {
                 }
             } else if let Some(envelope) = self.sent.pop_front() {
                 self.retained_bytes -= envelope.payload_len();
+                self.forget_key(&envelope);
             }
         }
     }
@@ -353,6 +391,7 @@ impl ShardState {
         let before = retained(agent);
         agent.retained_bytes += envelope.payload_len();
         self.directory.sent(&agent.profile.project_id, &envelope);
+        agent.note_key(&envelope, true);
         agent.sent.push_back(envelope);
         if evict {
             agent.evict(&self.limits);

@@ -1,7 +1,7 @@
 //! What the records of a shard's log mean, and their byte format: a record is the payload of
 //! one log frame ([`crate::log::frame`]), `kind: u8 | body`, little-endian.
 
-use crate::envelope::{Envelope, Importance, Message, SharedEnvelope};
+use crate::envelope::{Envelope, Idempotency, Importance, Message, SharedEnvelope};
 use crate::leases::Lease;
 use crate::log::frame::{self, Frame, FrameError};
 use crate::protocol::AgentProfile;
@@ -267,14 +267,25 @@ fn put_envelope(out: &mut Vec<u8>, envelope: &Envelope) {
     put_str(out, envelope.named_thread().unwrap_or(""));
     put_optional_uuid(out, envelope.reply_to.as_ref());
     out.push(envelope.importance.code());
-    out.push(u8::from(envelope.ack_required));
+    let keyed = envelope.idempotency();
+    let flags = u8::from(envelope.ack_required) | if keyed.is_some() { FLAG_KEYED } else { 0 };
+    out.push(flags);
     for list in [envelope.to(), envelope.cc()] {
         out.extend_from_slice(&(list.len() as u32).to_le_bytes());
         for name in list {
             put_str(out, name);
         }
     }
+    if let Some(keyed) = keyed {
+        put_str(out, &keyed.key);
+        out.extend_from_slice(&keyed.request_hash.to_le_bytes());
+    }
 }
+
+/// An envelope's flags byte: bit 0 is `ack_required` (the byte was that bool before keys);
+/// this bit says an idempotency key and its request hash follow the recipients.
+const FLAG_KEYED: u8 = 2;
+const KNOWN_FLAGS: u8 = 1 | FLAG_KEYED;
 
 fn put_optional_uuid(out: &mut Vec<u8>, id: Option<&Uuid>) {
     match id {
@@ -541,9 +552,20 @@ impl<'a> Reader<'a> {
         let reply_to = self.optional_uuid()?;
         let importance = Importance::from_code(self.u8()?)
             .ok_or(DecodeError::Malformed("unknown importance"))?;
-        let ack_required = self.u8()? != 0;
+        let flags = self.u8()?;
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err(DecodeError::Malformed("unknown envelope flags"));
+        }
+        let ack_required = flags & 1 != 0;
         let to = self.names()?;
         let cc = self.names()?;
+        let idempotency = if flags & FLAG_KEYED != 0 {
+            let key = self.str16()?;
+            let request_hash = self.u64()?;
+            Some(Idempotency { key, request_hash })
+        } else {
+            None
+        };
         let envelope = Envelope::compose(Message {
             id,
             project_id,
@@ -558,7 +580,9 @@ impl<'a> Reader<'a> {
             to,
             cc,
         });
-        Ok(Arc::new(envelope.with_weight(weight)))
+        Ok(Arc::new(
+            envelope.with_weight(weight).with_idempotency(idempotency),
+        ))
     }
 
     /// The first format: text with split lengths, then the recipients (all `to`).
@@ -622,23 +646,25 @@ mod tests {
     }
 
     fn envelope() -> SharedEnvelope {
-        Arc::new(
-            Envelope::compose(Message {
-                id: Uuid::from_u128(1),
-                project_id: Uuid::from_u128(2),
-                timestamp_ms: 99,
-                from: "Blüe",
-                subject: "s",
-                body: "body →",
-                thread_id: Some("th:1"),
-                reply_to: Some(Uuid::from_u128(3)),
-                importance: Importance::High,
-                ack_required: true,
-                to: vec!["a".into(), "bé".into()],
-                cc: vec!["c".into()],
-            })
-            .with_weight(123),
-        )
+        Arc::new(message())
+    }
+
+    fn message() -> Envelope {
+        Envelope::compose(Message {
+            id: Uuid::from_u128(1),
+            project_id: Uuid::from_u128(2),
+            timestamp_ms: 99,
+            from: "Blüe",
+            subject: "s",
+            body: "body →",
+            thread_id: Some("th:1"),
+            reply_to: Some(Uuid::from_u128(3)),
+            importance: Importance::High,
+            ack_required: true,
+            to: vec!["a".into(), "bé".into()],
+            cc: vec!["c".into()],
+        })
+        .with_weight(123)
     }
 
     fn every_kind() -> Vec<Record> {
@@ -647,8 +673,12 @@ mod tests {
             Record::Enqueued {
                 envelope: envelope(),
             },
+            // A keyed message: its key sits between the recipients and `owners`.
             Record::Prepared {
-                envelope: envelope(),
+                envelope: Arc::new(message().with_idempotency(Some(Idempotency {
+                    key: "retry-7".into(),
+                    request_hash: 0xfeed,
+                }))),
                 owners: 3,
             },
             Record::Visible {

@@ -6,7 +6,7 @@ use super::outbox::Emitted;
 use super::record;
 use super::{ShardState, UNSET};
 use crate::envelope::SharedEnvelope;
-use crate::protocol::Undeliverable;
+use crate::protocol::{KeyUse, Undeliverable};
 use crate::routing::owner_of;
 use uuid::Uuid;
 
@@ -52,17 +52,39 @@ impl ShardState {
         (!full.is_empty()).then_some(Undeliverable::InboxFull(full))
     }
 
+    /// What the sender's idempotency key was used for already, on the sender's owner (the
+    /// only shard that holds the sender); `None` for a message without a key or a new key.
+    fn key_use(&self, envelope: &SharedEnvelope) -> Option<KeyUse> {
+        let keyed = envelope.idempotency()?;
+        let earlier = self.agents.get(envelope.from())?.keys.get(&keyed.key)?;
+        let first = earlier.envelope.idempotency().map(|k| k.request_hash);
+        Some(if first != Some(keyed.request_hash) {
+            KeyUse::OtherRequest
+        } else if !earlier.settled {
+            KeyUse::InFlight
+        } else {
+            KeyUse::Sent(SharedEnvelope::clone(&earlier.envelope))
+        })
+    }
+
     pub(super) fn prepare(
         &mut self,
         envelope: SharedEnvelope,
         owners: u16,
     ) -> Result<usize, Undeliverable> {
+        if let Some(used) = self.key_use(&envelope) {
+            return Err(Undeliverable::KeyUsed(used));
+        }
         let local = self.local_recipients(&envelope);
         if let Some(refusal) = self.refusal(&local, envelope.payload_len()) {
             return Err(refusal);
         }
         self.log
             .append(|out| record::encode_message(out, &envelope, Some(owners)));
+        // A repeat while this send is under way is told so, not delivered twice.
+        if let Some(sender) = self.agents.get_mut(envelope.from()) {
+            sender.note_key(&envelope, false);
+        }
         Ok(self.hold(PendingSend {
             envelope,
             owners,
@@ -132,6 +154,9 @@ impl ShardState {
         };
         self.unhold(&send);
         self.log.append(|out| record::encode_aborted(out, &id));
+        if let Some(sender) = self.agents.get_mut(send.envelope.from()) {
+            sender.forget_key(&send.envelope);
+        }
     }
 
     /// Whether this shard indexes `envelope`: the lowest owner of its parties (sender and
@@ -178,6 +203,9 @@ impl ShardState {
     }
 
     pub(super) fn deliver(&mut self, envelope: SharedEnvelope) -> Result<usize, Undeliverable> {
+        if let Some(used) = self.key_use(&envelope) {
+            return Err(Undeliverable::KeyUsed(used));
+        }
         let local = self.local_recipients(&envelope);
         debug_assert!(
             local

@@ -970,3 +970,127 @@ fn the_image_encoder_writes_the_image_records_in_pieces() {
         }
     }
 }
+
+/// Message `n` from `a` to `b` with idempotency key `key`, for a request whose hash is `hash`.
+fn keyed(n: u128, key: &str, hash: u64) -> SharedEnvelope {
+    let envelope = Envelope::compose(Message {
+        to: names(&["b"]),
+        timestamp_ms: n as i64,
+        ..Message::plain(Uuid::from_u128(n), "a")
+    });
+    Arc::new(
+        envelope.with_idempotency(Some(crate::envelope::Idempotency {
+            key: key.into(),
+            request_hash: hash,
+        })),
+    )
+}
+
+fn key_state(limits: InboxLimits) -> ShardState {
+    let mut state = logged_state(limits);
+    register(&mut state, "a", 1, RegisterMode::Upsert);
+    register(&mut state, "b", 1, RegisterMode::Upsert);
+    state
+}
+
+#[test]
+fn a_repeat_with_the_same_key_gets_the_first_message_and_delivers_nothing() {
+    use crate::protocol::KeyUse;
+    let mut state = key_state(LIMITS);
+    assert_eq!(
+        deliver(&mut state, keyed(1, "k", 7)),
+        Reply::Delivered(Ok(1))
+    );
+    let Reply::Delivered(Err(Undeliverable::KeyUsed(KeyUse::Sent(first)))) =
+        deliver(&mut state, keyed(2, "k", 7))
+    else {
+        panic!("a repeat is told the first message");
+    };
+    assert_eq!(first.id, Uuid::from_u128(1));
+    assert_eq!(
+        deliver(&mut state, keyed(3, "k", 8)),
+        Reply::Delivered(Err(Undeliverable::KeyUsed(KeyUse::OtherRequest))),
+        "the same key for another message"
+    );
+    assert_eq!(drain_all(&mut state, "b"), (vec![1], 0), "delivered once");
+    // Another sender's key space is its own.
+    let from_b = Envelope::compose(Message {
+        to: names(&["a"]),
+        ..Message::plain(Uuid::from_u128(4), "b")
+    });
+    let from_b = from_b.with_idempotency(keyed(0, "k", 7).idempotency().cloned());
+    assert_eq!(
+        deliver(&mut state, Arc::new(from_b)),
+        Reply::Delivered(Ok(1))
+    );
+}
+
+#[test]
+fn a_key_under_way_is_told_in_flight_and_an_aborted_one_is_free_again() {
+    use crate::protocol::KeyUse;
+    let mut state = key_state(LIMITS);
+    let prepare = |state: &mut ShardState, n| {
+        state.handle(Request::Prepare {
+            envelope: keyed(n, "k", 7),
+            owners: 2,
+        })
+    };
+    assert_eq!(prepare(&mut state, 1), Reply::Prepared(Ok(1)));
+    assert_eq!(
+        prepare(&mut state, 2),
+        Reply::Prepared(Err(Undeliverable::KeyUsed(KeyUse::InFlight)))
+    );
+    state.handle(Request::Abort {
+        id: Uuid::from_u128(1),
+    });
+    assert_eq!(prepare(&mut state, 3), Reply::Prepared(Ok(1)));
+    state.handle(Request::Commit {
+        id: Uuid::from_u128(3),
+    });
+    let repeat = deliver(&mut state, keyed(4, "k", 7));
+    assert!(
+        matches!(&repeat, Reply::Delivered(Err(Undeliverable::KeyUsed(KeyUse::Sent(e)))) if e.id == Uuid::from_u128(3)),
+        "{repeat:?}"
+    );
+}
+
+#[test]
+fn keys_last_as_long_as_their_message_in_the_history_and_survive_replay_and_moves() {
+    use crate::protocol::KeyUse;
+    let limits = InboxLimits {
+        retained_messages: 2,
+        ..LIMITS
+    };
+    let mut live = key_state(limits);
+    for n in 1..=3 {
+        deliver(&mut live, keyed(n, &format!("k{n}"), n as u64));
+    }
+    let repeat_of = |state: &mut ShardState, n: u128| match deliver(
+        state,
+        keyed(100 + n, &format!("k{n}"), n as u64),
+    ) {
+        Reply::Delivered(Err(Undeliverable::KeyUsed(KeyUse::Sent(first)))) => {
+            Some(first.id.as_u128())
+        }
+        Reply::Delivered(Ok(_)) => None,
+        other => panic!("{other:?}"),
+    };
+    // From the log, from a snapshot image, and moved agent by agent (a reshard).
+    let mut replayed = logged_state(limits);
+    for record in records_of(&mut live) {
+        replayed.replay(record).expect("replays");
+    }
+    let image = live.image();
+    let mut restored = ShardState::new(0, 1, limits);
+    image_records(&image, |record| restored.replay(record).expect("replays"));
+    let mut moved = ShardState::new(0, 1, limits);
+    for agent in image.agents {
+        moved.restore_agent(agent).expect("restores");
+    }
+    for state in [&mut live, &mut replayed, &mut restored, &mut moved] {
+        assert_eq!(repeat_of(state, 3), Some(3));
+        assert_eq!(repeat_of(state, 2), Some(2));
+        // Message 1 left the sender's history (2 retained): its key is forgotten.
+        assert_eq!(repeat_of(state, 1), None);
+    }
+}
