@@ -299,14 +299,16 @@ impl Indexer {
         let Some(deadline) = self.deadline() else {
             return;
         };
+        if self.rebuilding() {
+            // The rest of the snapshots' documents are still being handed over.
+            std::thread::sleep(POLL_WHILE_BATCHING);
+            return;
+        }
         let now = Instant::now();
-        if now >= deadline && !self.rebuilding() {
+        if now >= deadline {
             self.commit();
         } else {
-            std::thread::sleep(
-                (deadline.saturating_duration_since(now))
-                    .clamp(Duration::ZERO, POLL_WHILE_BATCHING),
-            );
+            std::thread::sleep((deadline - now).min(POLL_WHILE_BATCHING));
         }
     }
 

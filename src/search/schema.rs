@@ -32,8 +32,10 @@ pub struct Fields {
 /// keep a second server from wiping it first.
 pub const LOCK_FILE: &str = ".allman-index.lock";
 
-/// Locks the index directory at `path` (created if missing) for this server.
+/// Locks the index directory at `path` (created if missing) for this server. A directory
+/// that holds anything but an index is refused before the lock file is written into it.
 fn lock_index(path: &Path) -> Result<std::fs::File, SearchError> {
+    refuse_foreign_or_locked(path)?;
     std::fs::create_dir_all(path).map_err(|e| index_error(path, e))?;
     shards::log::files::try_lock_file(path, LOCK_FILE)
         .map_err(|e| index_error(path, e))?
@@ -253,8 +255,12 @@ mod tests {
         std::fs::create_dir_all(&dir).expect("dir");
         std::fs::write(dir.join("meta.json"), "{}").expect("write");
         std::fs::write(dir.join("precious.txt"), "keep").expect("write");
-        assert!(create_index(&dir).is_err());
+        assert!(create_empty_index(&dir).is_err());
         assert!(dir.join("precious.txt").exists());
+        assert!(
+            !dir.join(LOCK_FILE).exists(),
+            "nothing is written into a directory that is not an index"
+        );
         std::fs::remove_file(dir.join("precious.txt")).expect("rm");
         std::fs::remove_file(dir.join("meta.json")).expect("rm");
         assert!(
