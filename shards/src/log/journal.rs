@@ -295,6 +295,8 @@ pub struct Journal {
     /// Every record below this is on disk past a power cut (fdatasync returned).
     synced: Cell<u64>,
     waiters: RefCell<Vec<(u64, Waker)>>,
+    /// Who waits for a position to be synced (see [`Journal::wait_synced`]).
+    sync_waiters: RefCell<Vec<(u64, Waker)>>,
     /// The flusher, when it waits for records.
     idle_flusher: RefCell<Option<Waker>>,
     work: Cell<bool>,
@@ -323,6 +325,7 @@ impl Journal {
             durable: Cell::new(durable),
             synced: Cell::new(durable),
             waiters: RefCell::new(Vec::new()),
+            sync_waiters: RefCell::new(Vec::new()),
             idle_flusher: RefCell::new(None),
             work: Cell::new(false),
             closing: Cell::new(false),
@@ -354,9 +357,18 @@ impl Journal {
         self.sync_requested.replace(false)
     }
 
-    /// Records below `position` are synced.
+    /// Records below `position` are synced: wake whoever waited for them.
     pub fn advance_synced(&self, position: u64) {
         self.synced.set(self.synced.get().max(position));
+        let synced = self.synced.get();
+        self.sync_waiters.borrow_mut().retain(|(wanted, waker)| {
+            if *wanted <= synced {
+                waker.wake_by_ref();
+                false
+            } else {
+                true
+            }
+        });
     }
 
     /// Tells the flusher there are records to write.
@@ -378,6 +390,19 @@ impl Journal {
         WaitDurable {
             journal: Rc::clone(self),
             position,
+            synced: false,
+        }
+    }
+
+    /// Resolves once every record below `position` is synced (`fdatasync` returned), asking
+    /// the flusher for a sync now rather than at its `batch` interval. A multi-owner prepare
+    /// waits for this in `batch` mode: every owner's prepare must survive a power cut before
+    /// any owner commits, or recovery could deliver the message on some owners only.
+    pub fn wait_synced(self: &Rc<Self>, position: u64) -> WaitDurable {
+        WaitDurable {
+            journal: Rc::clone(self),
+            position,
+            synced: true,
         }
     }
 
@@ -432,19 +457,36 @@ impl Journal {
 pub struct WaitDurable {
     journal: Rc<Journal>,
     position: u64,
+    /// Wait for the sync, not only the write.
+    synced: bool,
+}
+
+impl WaitDurable {
+    /// Whether the wait is over already.
+    pub fn is_done(&self) -> bool {
+        let reached = if self.synced {
+            self.journal.synced.get()
+        } else {
+            self.journal.durable.get()
+        };
+        reached >= self.position
+    }
 }
 
 impl Future for WaitDurable {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.journal.durable.get() >= self.position {
+        if self.is_done() {
             return Poll::Ready(());
         }
-        self.journal
-            .waiters
-            .borrow_mut()
-            .push((self.position, cx.waker().clone()));
+        let waiter = (self.position, cx.waker().clone());
+        if self.synced {
+            self.journal.sync_waiters.borrow_mut().push(waiter);
+            self.journal.request_sync();
+        } else {
+            self.journal.waiters.borrow_mut().push(waiter);
+        }
         Poll::Pending
     }
 }
@@ -511,4 +553,39 @@ pub async fn flush_batch(
         synced_in,
         synced: !writer.is_dirty(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    fn poll(wait: &mut WaitDurable) -> Poll<()> {
+        Pin::new(wait).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn a_wait_for_the_sync_asks_for_one_and_ends_only_when_it_is_done() {
+        let interval = Duration::from_secs(3600);
+        let journal = Journal::new(
+            Durability::Batch {
+                fsync_interval: interval,
+            },
+            0,
+        );
+        journal.advance(5);
+        let mut written = journal.wait_durable(5);
+        assert_eq!(poll(&mut written), Poll::Ready(()), "written is enough");
+        let mut synced = journal.wait_synced(5);
+        assert_eq!(poll(&mut synced), Poll::Pending, "written, not synced");
+        assert!(
+            journal.take_sync_request(),
+            "the flusher is asked to sync now, not in an hour"
+        );
+        journal.advance_synced(4);
+        assert_eq!(poll(&mut synced), Poll::Pending);
+        journal.advance_synced(5);
+        assert!(journal.sync_waiters.borrow().is_empty(), "woken and gone");
+        assert_eq!(poll(&mut synced), Poll::Ready(()));
+    }
 }

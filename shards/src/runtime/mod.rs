@@ -21,7 +21,7 @@ pub mod send;
 mod waits;
 
 use crate::cooperate::Turn;
-use crate::log::journal::Journal;
+use crate::log::journal::{Durability, Journal, WaitDurable};
 use crate::protocol::{Reply, Request};
 use crate::state::outbox::Emitted;
 use crate::state::{InboxLimits, ShardState};
@@ -276,9 +276,10 @@ impl Shard {
     pub async fn submit(&self, owner: usize, request: Request) -> Result<Ticket<'_>, CallError> {
         if owner == self.id {
             let (reply, end) = self.handle(request);
-            return Ok(match &self.journal {
-                Some(journal) if journal.durable() < end => Ticket::Durable {
-                    wait: journal.wait_durable(end),
+            let wait = self.journal.as_ref().map(|j| reply_wait(j, &reply, end));
+            return Ok(match wait {
+                Some(wait) if !wait.is_done() => Ticket::Durable {
+                    wait,
                     reply: Some(reply),
                 },
                 _ => Ticket::Ready(Some(reply)),
@@ -374,13 +375,29 @@ async fn send_reply(shard: &Shard, turn: &mut Turn, peer: usize, slot: u32, repl
     true
 }
 
+/// What a reply waits for before it goes out: its records durable, and in `batch` mode a
+/// granted prepare also synced (see [`Journal::wait_synced`]).
+fn reply_wait(journal: &Rc<Journal>, reply: &Reply, end: u64) -> WaitDurable {
+    if waits_for_sync(journal.mode(), reply) {
+        journal.wait_synced(end)
+    } else {
+        journal.wait_durable(end)
+    }
+}
+
+/// Whether `reply` must wait for a sync, not only a write, in `mode`: a granted prepare in
+/// `batch` mode (in `fsync` mode every write is synced anyway).
+fn waits_for_sync(mode: Durability, reply: &Reply) -> bool {
+    matches!(mode, Durability::Batch { .. }) && matches!(reply, Reply::Prepared(Ok(_)))
+}
+
 /// Sends replies to `peer` in the order they were produced, each once its position is durable.
 async fn release_replies(shard: Rc<Shard>, peer: usize, held: LocalReceiver<HeldReply>) {
     let journal = shard.journal.clone();
     let mut turn = Turn::new();
     while let Some((slot, reply, end)) = turn.wait(held.recv()).await {
         if let Some(journal) = &journal {
-            turn.wait(journal.wait_durable(end)).await;
+            turn.wait(reply_wait(journal, &reply, end)).await;
         }
         if !send_reply(&shard, &mut turn, peer, slot, reply).await {
             break;
@@ -537,5 +554,28 @@ impl Pending {
             Slot::Waiting(_) => *entry = Slot::Abandoned,
             Slot::Free | Slot::Abandoned => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod reply_wait_tests {
+    use super::*;
+    use crate::protocol::Undeliverable;
+    use std::time::Duration;
+
+    #[test]
+    fn only_a_granted_prepare_in_batch_mode_waits_for_the_sync() {
+        let batch = Durability::Batch {
+            fsync_interval: Duration::from_millis(10),
+        };
+        assert!(waits_for_sync(batch, &Reply::Prepared(Ok(1))));
+        let refused = Reply::Prepared(Err(Undeliverable::InboxFull(Vec::new())));
+        assert!(!waits_for_sync(batch, &refused), "a refusal logs nothing");
+        assert!(
+            !waits_for_sync(batch, &Reply::Settled),
+            "commits need only the write"
+        );
+        assert!(!waits_for_sync(batch, &Reply::Delivered(Ok(1))));
+        assert!(!waits_for_sync(Durability::Fsync, &Reply::Prepared(Ok(1))));
     }
 }
