@@ -136,20 +136,7 @@ fn stops_and_the_next_start_indexes(hook: &str) {
         "{hook}: the log names the helper"
     );
     let restarted = Server::start_in(&server.dir, &["--shards", "2"]);
-    let mut client = restarted.client();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let hits = client.call_ok("search_messages", json!({"query": "handoffword"}));
-        let found = hits.as_array().expect("hits").len();
-        if found == 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{hook}: found {found}, not the one message"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    found_times(&mut restarted.client(), "handoffword", 1, hook);
 }
 
 /// Searches until `word` is found `expected` times, or fails after 20 s.

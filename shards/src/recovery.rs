@@ -764,18 +764,12 @@ mod tests {
 
     #[test]
     fn a_record_that_does_not_replay_is_named_by_its_file_and_byte_offset() {
-        use crate::log::segment::{FileKind, Header};
+        use crate::log::segment::Header;
         let root = std::env::temp_dir().join(format!("allman-replay-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         let generation = files::begin_generation(&root, 1, 1).expect("begins");
         files::complete_generation(&root, &generation).expect("completes");
-        let header = Header {
-            kind: FileKind::Segment,
-            shard: 0,
-            shard_count: 1,
-            base_seq: 0,
-            block_bytes: 512,
-        };
+        let header = Header::segment(0, 1, 0, 512);
         let mut bytes = header.encode();
         record::encode(&mut bytes, &agent("a"));
         let offset = bytes.len();

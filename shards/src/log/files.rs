@@ -548,13 +548,7 @@ mod tests {
             !never_written(&garbage_header),
             "data after a bad header is corruption"
         );
-        let header = Header {
-            kind: FileKind::Segment,
-            shard: 0,
-            shard_count: 1,
-            base_seq: 0,
-            block_bytes: 512,
-        };
+        let header = Header::segment(0, 1, 0, 512);
         assert!(!never_written(&header.encode()));
     }
 

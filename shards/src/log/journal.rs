@@ -8,7 +8,7 @@
 //! wait for theirs.
 
 use super::frame::FRAME_BYTES;
-use super::segment::{FileKind, Header, HEADER_BYTES};
+use super::segment::{Header, HEADER_BYTES};
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
@@ -194,13 +194,7 @@ impl SegmentWriter {
     ) -> io::Result<SegmentWriter> {
         let path = dir.join(segment_name(base_seq));
         let (file, block_bytes) = LogFile::create(&path, direct_io).await?;
-        let header = Header {
-            kind: FileKind::Segment,
-            shard,
-            shard_count,
-            base_seq,
-            block_bytes: block_bytes as u32,
-        };
+        let header = Header::segment(shard, shard_count, base_seq, block_bytes as u32);
         file.write_all_at(&header.encode(), 0).await?;
         file.pre_allocate(segment_bytes, false).await?;
         file.sync().await?;

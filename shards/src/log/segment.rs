@@ -50,6 +50,18 @@ impl Header {
         }
     }
 
+    /// The header of shard `shard`'s segment whose first record is `base_seq`, its group
+    /// commits aligned to `block_bytes`.
+    pub fn segment(shard: u32, shard_count: u32, base_seq: u64, block_bytes: u32) -> Header {
+        Header {
+            kind: FileKind::Segment,
+            shard,
+            shard_count,
+            base_seq,
+            block_bytes,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER_BYTES);
         out.extend_from_slice(match self.kind {
