@@ -37,7 +37,7 @@ fn a_repeated_send_or_reply_with_its_key_gets_the_first_answer_and_delivers_once
     // Another message under a used key: refused, nothing delivered.
     let error = client.call_err("send_message", keyed(&a, &b, "changed", "cross-1"));
     assert!(
-        error.contains("idempotency_key") && error.contains("different message"),
+        error.contains("idempotency_key") && error.contains("different request"),
         "{error}"
     );
     assert!(delivered(&mut client, &b).is_empty());
@@ -49,6 +49,18 @@ fn a_repeated_send_or_reply_with_its_key_gets_the_first_answer_and_delivers_once
     let first = client.call_ok("reply_message", reply.clone());
     assert_eq!(client.call_ok("reply_message", reply), first);
     assert_eq!(delivered(&mut client, &a), vec![first["id"].clone()]);
+    // A reservation retried with its key: the same leases, nothing extended.
+    let reserve = json!({"agent_name": a, "paths": ["src/lib.rs"], "idempotency_key": "lease-1"});
+    let first = client.call_ok("file_reservation_paths", reserve.clone());
+    assert_eq!(
+        first["granted"].as_array().map(Vec::len),
+        Some(1),
+        "{first}"
+    );
+    assert_eq!(client.call_ok("file_reservation_paths", reserve), first);
+    let other = json!({"agent_name": a, "paths": ["src/main.rs"], "idempotency_key": "lease-1"});
+    let error = client.call_err("file_reservation_paths", other);
+    assert!(error.contains("different request"), "{error}");
     // Keys are 1 to 128 bytes.
     for bad in [json!(""), json!("k".repeat(129)), json!(7)] {
         let mut arguments = keyed(&a, &b, "x", "");
@@ -56,6 +68,15 @@ fn a_repeated_send_or_reply_with_its_key_gets_the_first_answer_and_delivers_once
         let error = client.call_err("send_message", arguments);
         assert!(error.contains("'idempotency_key'"), "{bad}: {error}");
     }
+}
+
+/// The lease ids a keyed reservation of `path` by `agent` is answered with.
+fn reserved_ids(server: &Server, agent: &str, path: &str, key: &str) -> Value {
+    let arguments = json!({"agent_name": agent, "paths": [path], "idempotency_key": key});
+    let answer = server.client().call_ok("file_reservation_paths", arguments);
+    (answer["granted"].as_array().expect("granted").iter())
+        .map(|lease| lease["id"].clone())
+        .collect()
 }
 
 /// Sends `key`'s message again and returns its id, checking `to` got it exactly once.
@@ -88,12 +109,18 @@ fn a_key_survives_kill_9_compaction_and_a_new_shard_count() {
         client.create_agent("p", name);
     }
     let first = client.call_ok("send_message", keyed(&a, &b, "durable", "kept-1"))["id"].clone();
+    let leases = reserved_ids(&server, &a, "src/kept.rs", "kept-lease");
+    assert_eq!(leases.as_array().map(Vec::len), Some(1));
 
     // kill -9 right after the answer.
     server.signal(libc::SIGKILL);
     let _ = server.take_child().wait();
     let mut server = Server::start_in(&server.dir, &[&["--shards", "2"][..], &compacting].concat());
     assert_eq!(repeat(&server, &a, &b, "kept-1"), first, "after kill -9");
+    assert_eq!(
+        reserved_ids(&server, &a, "src/kept.rs", "kept-lease"),
+        leases
+    );
 
     // Enough other traffic through both logs for a snapshot, then kill -9 again: the key
     // comes back from the snapshot.
@@ -126,10 +153,18 @@ fn a_key_survives_kill_9_compaction_and_a_new_shard_count() {
     let _ = server.take_child().wait();
     let server = Server::start_in(&server.dir, &[&["--shards", "2"][..], &compacting].concat());
     assert_eq!(repeat(&server, &a, &b, "kept-1"), first, "after compaction");
+    assert_eq!(
+        reserved_ids(&server, &a, "src/kept.rs", "kept-lease"),
+        leases
+    );
 
     // Another shard count moves every agent, with its history and keys.
     let mut server = server;
     assert!(server.terminate().success());
     let server = Server::start_in(&server.dir, &["--shards", "3"]);
     assert_eq!(repeat(&server, &a, &b, "kept-1"), first, "after a reshard");
+    assert_eq!(
+        reserved_ids(&server, &a, "src/kept.rs", "kept-lease"),
+        leases
+    );
 }

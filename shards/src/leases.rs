@@ -22,6 +22,25 @@ pub const RECENT_INACTIVE: usize = 256;
 /// even when a broad pattern meets thousands of leases.
 pub const MAX_HOLDERS_LISTED: usize = 4;
 
+/// How long a reservation request's idempotency key is remembered: the longest TTL a lease
+/// may have, so a retry can never come back after everything it granted has expired anyway.
+pub const KEY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+/// Idempotency keys remembered per project (the oldest are forgotten first).
+pub const MAX_PROJECT_KEYS: usize = 4096;
+
+/// A keyed reservation request's first answer, kept so that a repeat gets it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReserveKey {
+    pub agent: Box<str>,
+    pub key: Box<str>,
+    /// A stable hash of the request (paths, TTL, exclusive, reason).
+    pub request_hash: u64,
+    pub at_ms: i64,
+    /// What it granted, by lease id, and the paths it refused for conflicts.
+    pub granted: Vec<u64>,
+    pub conflicts: Vec<Box<str>>,
+}
+
 /// The shard that owns a project's reservations.
 pub fn owner_of_project(project_id: &Uuid, shard_count: usize) -> usize {
     let mut buffer = Uuid::encode_buffer();
@@ -85,6 +104,8 @@ pub enum LeaseError {
     },
     /// No such active lease of this agent.
     NotFound { what: String },
+    /// The agent used this idempotency key for another reservation request.
+    KeyReused { key: Box<str> },
 }
 
 /// One requested path's outcome in a check or a reserve.
@@ -107,11 +128,58 @@ pub struct ProjectLeases {
     /// The next lease's id; kept in snapshots (a `LeaseIds` record), so ids are never reused
     /// even when the newest lease left `recent`.
     next_id: u64,
+    /// Keyed reservation requests, oldest first: at most [`MAX_PROJECT_KEYS`], none older than
+    /// [`KEY_WINDOW_MS`] once a newer one arrives.
+    keys: VecDeque<ReserveKey>,
 }
 
 impl ProjectLeases {
     pub fn is_empty(&self) -> bool {
-        self.active.is_empty() && self.recent.is_empty()
+        self.active.is_empty() && self.recent.is_empty() && self.keys.is_empty()
+    }
+
+    /// Remembers a keyed request's answer (live and on replay), forgetting the oldest past
+    /// the bounds.
+    pub fn remember_key(&mut self, key: ReserveKey) {
+        let too_old = key.at_ms.saturating_sub(KEY_WINDOW_MS);
+        self.keys
+            .retain(|k| !(k.agent == key.agent && k.key == key.key));
+        self.keys.push_back(key);
+        while self.keys.len() > MAX_PROJECT_KEYS
+            || self.keys.front().is_some_and(|k| k.at_ms < too_old)
+        {
+            self.keys.pop_front();
+        }
+    }
+
+    /// The answer `agent` got for its request with `key`, if remembered and recent.
+    pub fn keyed(&self, agent: &str, key: &str, now_ms: i64) -> Option<&ReserveKey> {
+        let since = now_ms.saturating_sub(KEY_WINDOW_MS);
+        (self.keys.iter().rev())
+            .find(|k| *k.agent == *agent && *k.key == *key)
+            .filter(|k| k.at_ms >= since)
+    }
+
+    /// Every remembered key, oldest first, for a snapshot.
+    pub fn keys(&self) -> impl Iterator<Item = &ReserveKey> {
+        self.keys.iter()
+    }
+
+    /// The first answer again, as the leases stand now: the leases it granted (still known
+    /// here), and who now holds each path it refused. Changes nothing.
+    pub fn answer_again(
+        &self,
+        first: &ReserveKey,
+        exclusive: bool,
+    ) -> (Vec<Lease>, Vec<PathConflicts>) {
+        let granted = (first.granted.iter())
+            .filter_map(|id| self.all().find(|l| l.id == *id).cloned())
+            .collect();
+        let conflicts = (first.conflicts.iter())
+            .filter_map(|path| glob::parse(path).ok().map(|pattern| (path, pattern)))
+            .map(|(path, pattern)| self.conflicts(&first.agent, path, &pattern, exclusive))
+            .collect();
+        (granted, conflicts)
     }
 
     pub fn active_count(&self) -> usize {

@@ -213,6 +213,8 @@ pub enum LeaseOp {
         ttl_ms: i64,
         exclusive: bool,
         reason: Box<str>,
+        /// With a key, a repeat of this request by the same agent gets the first answer.
+        idempotency: Option<crate::envelope::Idempotency>,
     },
     Release {
         paths: Option<Vec<Box<str>>>,

@@ -16,6 +16,7 @@ use super::args::{
 };
 use super::create_agent::project_arg;
 use super::mail::{write_bool, write_u64, Clock};
+use super::send_message::idempotency_key_arg;
 use super::send_message::{send, Outgoing, MAX_TOKEN_BYTES};
 use super::{
     unreachable_reply, OutputBudget, ToolError, ToolOutput, Toolbox, MAX_AGENT_NAME_BYTES,
@@ -24,11 +25,22 @@ use crate::clock::now_ms;
 use crate::json::{both_quoted_len, is_null, present, write_array, write_str, write_uuid};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use shards::envelope::{Idempotency, MAX_IDEMPOTENCY_KEY_BYTES};
 use shards::glob::normalize;
 use shards::leases::{owner_of_project, Lease, LeaseError, PathConflicts};
 use shards::{Importance, LeaseOp, LeaseRequest, Reply, Request};
 use std::borrow::Cow;
 use uuid::Uuid;
+
+/// A stable hash of a reservation request, for its idempotency key: two requests are the
+/// same when their paths (as normalised), TTL, mode and reason are.
+fn reserve_hash(paths: &[Box<str>], ttl_ms: i64, exclusive: bool, reason: &str) -> u64 {
+    let ttl = ttl_ms.to_le_bytes();
+    let mode = [u8::from(exclusive)];
+    let fixed: [&[u8]; 3] = [&ttl, &mode, reason.as_bytes()];
+    let paths = paths.iter().map(|p| p.as_bytes());
+    shards::hash::stable_hash_of_parts(fixed.into_iter().chain(paths))
+}
 
 /// Paths one reservation names: a model's edit plan, not a tree walk.
 pub const MAX_RESERVE_PATHS: usize = 100;
@@ -74,6 +86,8 @@ struct Fields<'a> {
     include_inactive: Option<&'a RawValue>,
     #[serde(default, borrow, deserialize_with = "present")]
     limit: Option<&'a RawValue>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    idempotency_key: Option<&'a RawValue>,
 }
 
 /// Which reservation tool, with its checked arguments.
@@ -85,6 +99,7 @@ pub enum Args<'a> {
         ttl_ms: i64,
         exclusive: bool,
         reason: Cow<'a, str>,
+        idempotency_key: Option<Cow<'a, str>>,
     },
     Release {
         actor: ActorArgs<'a>,
@@ -185,6 +200,7 @@ pub fn parse_reserve(arguments: Option<&RawValue>) -> Result<Args<'_>, ToolError
         ttl_ms: seconds("ttl_seconds", fields.ttl_seconds, 3600)?,
         exclusive: optional_bool("exclusive", fields.exclusive)?.unwrap_or(true),
         reason: optional_str("reason", fields.reason, MAX_REASON_BYTES)?.unwrap_or_default(),
+        idempotency_key: idempotency_key_arg(fields.idempotency_key)?,
     })
 }
 
@@ -296,6 +312,7 @@ fn lease_error(error: LeaseError) -> ToolError {
             holder: holder.into(),
         },
         LeaseError::NotFound { what } => ToolError::LeaseNotFound(what),
+        LeaseError::KeyReused { key } => ToolError::KeyReused(key.into()),
     }
 }
 
@@ -318,12 +335,18 @@ pub async fn run(
             ttl_ms,
             exclusive,
             reason,
+            idempotency_key,
         } => {
+            let idempotency = idempotency_key.map(|key| Idempotency {
+                key: (*key).into(),
+                request_hash: reserve_hash(&paths, ttl_ms, exclusive, &reason),
+            });
             let op = LeaseOp::Reserve {
                 paths,
                 ttl_ms,
                 exclusive,
                 reason: (*reason).into(),
+                idempotency,
             };
             reserve(tools, &actor, op).await?
         }
@@ -709,7 +732,13 @@ pub fn reserve_definition() -> serde_json::Value {
             "ttl_seconds": {"type": "integer", "minimum": MIN_SECONDS, "maximum": MAX_SECONDS, "default": 3600},
             "exclusive": {"type": "boolean", "default": true},
             "reason": {"type": "string", "maxLength": MAX_REASON_BYTES},
-            "agent_token": token()
+            "agent_token": token(),
+            "idempotency_key": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_IDEMPOTENCY_KEY_BYTES,
+                "description": "Retry safely: a repeat of this request by the same agent with the same key within 24 hours returns the first answer (the same leases, and who now holds the paths it refused) and changes nothing. The same key with other paths, TTL, mode or reason is an error."
+            }
         }), &["agent_name", "paths"]),
         "outputSchema": object_schema(serde_json::json!({
             "granted": {"type": "array", "items": {"type": "object"}},

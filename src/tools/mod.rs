@@ -310,8 +310,9 @@ impl ToolError {
             ),
             ToolError::KeyReused(key) => write!(
                 f,
-                "invalid argument 'idempotency_key': {key:?} was already used by this sender for \
-                 a different message; nothing was delivered (use a new key for a new message)"
+                "invalid argument 'idempotency_key': {key:?} was already used by this agent for \
+                 a different request (another message, or other paths); nothing was done (use a \
+                 new key for a new request)"
             ),
             ToolError::KeyInFlight(key) => write!(
                 f,

@@ -7,7 +7,7 @@ use super::replay::ReplayError;
 use super::send::PendingSend;
 use super::ShardState;
 use crate::envelope::SharedEnvelope;
-use crate::leases::{Lease, ProjectLeases};
+use crate::leases::{Lease, ProjectLeases, ReserveKey};
 use crate::protocol::AgentProfile;
 use uuid::Uuid;
 
@@ -43,6 +43,8 @@ pub struct ProjectImage {
     pub project_id: Uuid,
     pub next_id: u64,
     pub leases: Vec<Lease>,
+    /// Keyed reservation requests' answers, oldest first.
+    pub keys: Vec<ReserveKey>,
 }
 
 impl ShardState {
@@ -173,6 +175,12 @@ pub fn image_records(image: &StateImage, mut write: impl FnMut(Record)) {
                 lease: lease.clone(),
             });
         }
+        for key in &project.keys {
+            write(Record::LeaseKey {
+                project: project.project_id,
+                key: key.clone(),
+            });
+        }
     }
 }
 
@@ -253,5 +261,6 @@ pub(super) fn project_image(project_id: Uuid, leases: &ProjectLeases) -> Project
         project_id,
         next_id: leases.next_id(),
         leases: leases.all().cloned().collect(),
+        keys: leases.keys().cloned().collect(),
     }
 }

@@ -4,8 +4,9 @@
 use super::images::{project_image, ProjectImage};
 use super::record;
 use super::ShardState;
+use crate::envelope::Idempotency;
 use crate::glob;
-use crate::leases::{owner_of_project, Lease, LeaseError, ProjectLeases};
+use crate::leases::{owner_of_project, Lease, LeaseError, ProjectLeases, ReserveKey};
 use crate::protocol::{LeaseOp, LeaseRequest, Reply};
 use uuid::Uuid;
 
@@ -28,10 +29,14 @@ impl ShardState {
         if !matches!(op, LeaseOp::Reserve { .. }) && !self.projects.contains_key(&project_id) {
             return reply_without_project(op);
         }
-        let (reply, changed) = run_lease_op(self.project(project_id), &agent, op, now_ms);
+        let (reply, changed, key) = run_lease_op(self.project(project_id), &agent, op, now_ms);
         for lease in &changed {
             self.log
                 .append(|out| record::encode_lease(out, &project_id, lease));
+        }
+        if let Some(key) = &key {
+            self.log
+                .append(|out| record::encode_lease_key(out, &project_id, key));
         }
         reply
     }
@@ -78,6 +83,9 @@ impl ShardState {
         for lease in image.leases {
             project.upsert(lease);
         }
+        for key in image.keys {
+            project.remember_key(key);
+        }
     }
 }
 
@@ -106,32 +114,30 @@ fn reply_without_project(op: LeaseOp) -> Reply {
     }
 }
 
-/// Runs `op` for `agent` on `project`: the reply, and the leases it changed (each is logged
-/// as its whole state).
+/// Runs `op` for `agent` on `project`: the reply, the leases it changed (each is logged as
+/// its whole state), and a keyed reservation's answer to remember (logged too).
 fn run_lease_op(
     project: &mut ProjectLeases,
     agent: &str,
     op: LeaseOp,
     now_ms: i64,
-) -> (Reply, Vec<Lease>) {
+) -> (Reply, Vec<Lease>, Option<ReserveKey>) {
     let changed = |outcome: &Result<Vec<Lease>, LeaseError>| outcome.clone().unwrap_or_default();
-    match op {
+    let (reply, leases) = match op {
         LeaseOp::Reserve {
             paths,
             ttl_ms,
             exclusive,
             reason,
+            idempotency,
         } => {
-            let parsed: Vec<(Box<str>, glob::Pattern)> = paths
-                .into_iter()
-                .filter_map(|p| glob::parse(&p).ok().map(|pattern| (p, pattern)))
-                .collect();
-            let expires = now_ms.saturating_add(ttl_ms);
-            let outcome = project.reserve(agent, &parsed, exclusive, &reason, now_ms, expires);
-            let granted = outcome
-                .as_ref()
-                .map_or_else(|_| Vec::new(), |(g, _)| g.clone());
-            (Reply::Reserved(outcome), granted)
+            let request = ReserveRequest {
+                paths,
+                ttl_ms,
+                exclusive,
+                reason: &reason,
+            };
+            return reserve(project, agent, request, idempotency, now_ms);
         }
         LeaseOp::Release { paths, ids } => {
             let outcome = project.release(agent, paths.as_deref(), ids.as_deref(), now_ms);
@@ -170,7 +176,67 @@ fn run_lease_op(
                 .collect();
             (Reply::Leases(Ok(released.clone())), released)
         }
+    };
+    (reply, leases, None)
+}
+
+/// A reservation request's arguments.
+struct ReserveRequest<'a> {
+    paths: Vec<Box<str>>,
+    ttl_ms: i64,
+    exclusive: bool,
+    reason: &'a str,
+}
+
+/// A reservation, or with an idempotency key already used by `agent`, the first answer again
+/// (changing nothing) or, for another request, a refusal.
+fn reserve(
+    project: &mut ProjectLeases,
+    agent: &str,
+    request: ReserveRequest<'_>,
+    idempotency: Option<Idempotency>,
+    now_ms: i64,
+) -> (Reply, Vec<Lease>, Option<ReserveKey>) {
+    if let Some(keyed) = &idempotency {
+        if let Some(first) = project.keyed(agent, &keyed.key, now_ms) {
+            if first.request_hash != keyed.request_hash {
+                let refused = LeaseError::KeyReused {
+                    key: keyed.key.clone(),
+                };
+                return (Reply::Reserved(Err(refused)), Vec::new(), None);
+            }
+            let again = project.answer_again(&first.clone(), request.exclusive);
+            return (Reply::Reserved(Ok(again)), Vec::new(), None);
+        }
     }
+    let parsed: Vec<(Box<str>, glob::Pattern)> = (request.paths.into_iter())
+        .filter_map(|p| glob::parse(&p).ok().map(|pattern| (p, pattern)))
+        .collect();
+    let expires = now_ms.saturating_add(request.ttl_ms);
+    let outcome = project.reserve(
+        agent,
+        &parsed,
+        request.exclusive,
+        request.reason,
+        now_ms,
+        expires,
+    );
+    let Ok((granted, conflicts)) = &outcome else {
+        return (Reply::Reserved(outcome), Vec::new(), None);
+    };
+    let key = idempotency.map(|keyed| ReserveKey {
+        agent: agent.into(),
+        key: keyed.key,
+        request_hash: keyed.request_hash,
+        at_ms: now_ms,
+        granted: granted.iter().map(|l| l.id).collect(),
+        conflicts: conflicts.iter().map(|c| c.path.clone()).collect(),
+    });
+    if let Some(key) = &key {
+        project.remember_key(key.clone());
+    }
+    let granted = granted.clone();
+    (Reply::Reserved(outcome), granted, key)
 }
 
 /// Who holds what overlaps each of `paths` (expired leases reaped first).

@@ -2,7 +2,7 @@
 //! one log frame ([`crate::log::frame`]), `kind: u8 | body`, little-endian.
 
 use crate::envelope::{Envelope, Idempotency, Importance, Message, SharedEnvelope};
-use crate::leases::Lease;
+use crate::leases::{Lease, ReserveKey};
 use crate::log::frame::{self, Frame, FrameError};
 use crate::protocol::AgentProfile;
 use std::sync::Arc;
@@ -24,6 +24,7 @@ const KIND_AGENT: u8 = 13;
 const KIND_DRAINED: u8 = 14;
 const KIND_LEASE: u8 = 15;
 const KIND_LEASE_IDS: u8 = 16;
+const KIND_LEASE_KEY: u8 = 17;
 
 /// One state change of a shard. Kinds 1, 2, 3 and 6 are the first format's (before
 /// threads and delivery logs): still read, never written.
@@ -80,6 +81,8 @@ pub enum Record {
     Lease { project: Uuid, lease: Lease },
     /// A snapshot's note of the next lease id of `project` (ids are never reused).
     LeaseIds { project: Uuid, next_id: u64 },
+    /// A keyed reservation request's answer in `project`, for its repeats.
+    LeaseKey { project: Uuid, key: ReserveKey },
 }
 
 /// What a recipient did with one delivery. `None` times: not yet.
@@ -144,7 +147,26 @@ pub fn encode(out: &mut Vec<u8>, record: &Record) {
         Record::Sent { name, envelope } => encode_sent(out, name, envelope),
         Record::Lease { project, lease } => encode_lease(out, project, lease),
         Record::LeaseIds { project, next_id } => encode_lease_ids(out, project, *next_id),
+        Record::LeaseKey { project, key } => encode_lease_key(out, project, key),
     }
+}
+
+pub fn encode_lease_key(out: &mut Vec<u8>, project: &Uuid, key: &ReserveKey) {
+    frame(out, KIND_LEASE_KEY, |out| {
+        put_uuid(out, project);
+        put_str(out, &key.agent);
+        put_str(out, &key.key);
+        out.extend_from_slice(&key.request_hash.to_le_bytes());
+        out.extend_from_slice(&key.at_ms.to_le_bytes());
+        out.extend_from_slice(&(key.granted.len() as u32).to_le_bytes());
+        for id in &key.granted {
+            out.extend_from_slice(&id.to_le_bytes());
+        }
+        out.extend_from_slice(&(key.conflicts.len() as u32).to_le_bytes());
+        for path in &key.conflicts {
+            put_str(out, path);
+        }
+    });
 }
 
 pub fn encode_lease_ids(out: &mut Vec<u8>, project: &Uuid, next_id: u64) {
@@ -395,6 +417,10 @@ pub fn decode_payload(body: &[u8]) -> Result<Record, DecodeError> {
             project: reader.uuid()?,
             lease: reader.lease()?,
         },
+        KIND_LEASE_KEY => Record::LeaseKey {
+            project: reader.uuid()?,
+            key: reader.lease_key()?,
+        },
         _ => return Err(DecodeError::Malformed("unknown record kind")),
     };
     if !reader.bytes.is_empty() {
@@ -431,6 +457,35 @@ impl<'a> Reader<'a> {
             read_at: self.optional_i64()?,
             acked_at: self.optional_i64()?,
             drained: self.u8()? != 0,
+        })
+    }
+
+    fn lease_key(&mut self) -> Result<ReserveKey, DecodeError> {
+        let agent = self.str16()?;
+        let key = self.str16()?;
+        let request_hash = self.u64()?;
+        let at_ms = self.i64()?;
+        let granted_count = self.u32()? as usize;
+        if granted_count > self.bytes.len() / 8 {
+            return Err(DecodeError::Malformed("lease count beyond the record"));
+        }
+        let granted = (0..granted_count)
+            .map(|_| self.u64())
+            .collect::<Result<_, _>>()?;
+        let conflict_count = self.u32()? as usize;
+        if conflict_count > self.bytes.len() / 2 {
+            return Err(DecodeError::Malformed("path count beyond the record"));
+        }
+        let conflicts = (0..conflict_count)
+            .map(|_| self.str16())
+            .collect::<Result<_, _>>()?;
+        Ok(ReserveKey {
+            agent,
+            key,
+            request_hash,
+            at_ms,
+            granted,
+            conflicts,
         })
     }
 
@@ -734,6 +789,17 @@ mod tests {
             Record::LeaseIds {
                 project: Uuid::from_u128(8),
                 next_id: 40,
+            },
+            Record::LeaseKey {
+                project: Uuid::from_u128(8),
+                key: ReserveKey {
+                    agent: "a".into(),
+                    key: "k-1".into(),
+                    request_hash: 77,
+                    at_ms: 12,
+                    granted: vec![3, 4],
+                    conflicts: vec!["src/é.rs".into()],
+                },
             },
         ]
     }

@@ -93,6 +93,7 @@ impl ShardState {
             } => self.apply_delivery(&name, state, envelope)?,
             Record::Lease { project, lease } => self.project(project).upsert(lease),
             Record::LeaseIds { project, next_id } => self.project(project).set_next_id(next_id),
+            Record::LeaseKey { project, key } => self.project(project).remember_key(key),
             Record::Sent { name, envelope } => {
                 self.registered(&name, "sent copy of")?;
                 self.push_sent(&name, envelope, false);

@@ -736,18 +736,71 @@ fn busy_state(limits: InboxLimits) -> ShardState {
         project_id: Uuid::from_u128(1),
         agent: "a".into(),
         now_ms: 9_000,
-        op: LeaseOp::Reserve {
-            paths: vec!["src/a.rs".into()],
-            ttl_ms: 60_000,
-            exclusive: true,
-            reason: "edit".into(),
-        },
+        op: keyed_reserve("src/a.rs", "r-1", 5),
     }));
     assert!(
         matches!(reserved, Reply::Reserved(Ok((ref granted, ref conflicts))) if granted.len() == 1 && conflicts.is_empty()),
         "{reserved:?}"
     );
     live
+}
+
+/// A reservation of `path` with idempotency key `key`, for a request whose hash is `hash`.
+fn keyed_reserve(path: &str, key: &str, hash: u64) -> LeaseOp {
+    LeaseOp::Reserve {
+        paths: vec![path.into()],
+        ttl_ms: 60_000,
+        exclusive: true,
+        reason: "edit".into(),
+        idempotency: Some(crate::envelope::Idempotency {
+            key: key.into(),
+            request_hash: hash,
+        }),
+    }
+}
+
+#[test]
+fn a_keyed_reservation_repeated_gets_its_first_leases_and_changes_nothing() {
+    use crate::leases::LeaseError;
+    let reserve = |state: &mut ShardState, agent: &str, op: LeaseOp| {
+        state.handle(Request::Leases(LeaseRequest {
+            project_id: Uuid::from_u128(1),
+            agent: agent.into(),
+            now_ms: 9_000,
+            op,
+        }))
+    };
+    let mut live = busy_state(LIMITS);
+    let _ = records_of(&mut live);
+    let granted_ids = |reply: &Reply| match reply {
+        Reply::Reserved(Ok((granted, _))) => granted.iter().map(|l| l.id).collect::<Vec<_>>(),
+        other => panic!("{other:?}"),
+    };
+    let first = reserve(&mut live, "a", keyed_reserve("src/a.rs", "r-1", 5));
+    assert_eq!(granted_ids(&first), vec![1], "the lease busy_state granted");
+    assert!(records_of(&mut live).is_empty(), "a repeat logs nothing");
+    // Another agent's same key is its own; another request under a's key is refused.
+    let other = reserve(&mut live, "b", keyed_reserve("src/b.rs", "r-1", 5));
+    assert_eq!(granted_ids(&other), vec![2]);
+    let refused = reserve(&mut live, "a", keyed_reserve("src/c.rs", "r-1", 6));
+    assert!(
+        matches!(&refused, Reply::Reserved(Err(LeaseError::KeyReused { key })) if &**key == "r-1"),
+        "{refused:?}"
+    );
+    // The keys are in the log, in a snapshot image and in a moved project.
+    let image = live.image();
+    let mut restored = ShardState::new(0, 1, LIMITS);
+    image_records(&image, |record| restored.replay(record).expect("replays"));
+    let mut moved = ShardState::new(0, 1, LIMITS);
+    for project in image.projects {
+        moved.restore_project(project);
+    }
+    for state in [&mut restored, &mut moved] {
+        let again = reserve(state, "a", keyed_reserve("src/a.rs", "r-1", 5));
+        assert_eq!(granted_ids(&again), vec![1]);
+        let again = reserve(state, "b", keyed_reserve("src/b.rs", "r-1", 5));
+        assert_eq!(granted_ids(&again), vec![2]);
+    }
 }
 
 /// Every record kind, named, so that a new kind cannot be left out of the replay tests.
@@ -765,6 +818,7 @@ fn kind(record: &Record) -> &'static str {
         Record::Delivery { .. } => "delivery",
         Record::Sent { .. } => "sent",
         Record::LeaseIds { .. } => "lease ids",
+        Record::LeaseKey { .. } => "lease key",
     }
 }
 
@@ -773,7 +827,12 @@ fn leases_dump(state: &mut ShardState) -> Vec<String> {
     let mut all: Vec<String> = state
         .take_projects()
         .into_iter()
-        .map(|p| format!("{} next={} {:?}", p.project_id, p.next_id, p.leases))
+        .map(|p| {
+            format!(
+                "{} next={} {:?} {:?}",
+                p.project_id, p.next_id, p.leases, p.keys
+            )
+        })
         .collect();
     all.sort();
     all
@@ -795,7 +854,15 @@ fn replaying_the_log_gives_the_live_state() {
     assert_eq!(
         kinds,
         [
-            "aborted", "activity", "agent", "drained", "enqueued", "lease", "marked", "prepared",
+            "aborted",
+            "activity",
+            "agent",
+            "drained",
+            "enqueued",
+            "lease",
+            "lease key",
+            "marked",
+            "prepared",
             "visible"
         ]
     );
