@@ -291,11 +291,7 @@ impl Recovery {
         let origin = |shard: usize, seq: u64| same_generation.then_some((shard, seq));
         let snapshot = self.snapshot_messages.len();
         for envelope in self.snapshot_messages.drain(..) {
-            let bytes = crate::search::doc_bytes(&envelope);
-            let doc = SearchDoc {
-                envelope,
-                origin: None,
-            };
+            let (doc, bytes) = search_doc(envelope, None);
             search.send_unbounded(doc, bytes);
         }
         let (messages, profiles) = (snapshot + self.reindex.len(), self.profiles.len());
@@ -309,6 +305,12 @@ impl Recovery {
     }
 }
 
+/// A message as the search feed takes it, and what it charges the feed's byte budget.
+fn search_doc(envelope: SharedEnvelope, origin: Option<(usize, u64)>) -> (SearchDoc, usize) {
+    let bytes = crate::search::doc_bytes(&envelope);
+    (SearchDoc { envelope, origin }, bytes)
+}
+
 enum Item {
     Doc(SearchDoc, usize),
     Profile(ProfileEvent, usize),
@@ -317,11 +319,7 @@ enum Item {
 fn to_item(event: Emitted, origin: impl Fn(u64) -> Option<(usize, u64)>) -> Item {
     match event {
         Emitted::Message { envelope, seq } => {
-            let bytes = crate::search::doc_bytes(&envelope);
-            let doc = SearchDoc {
-                envelope,
-                origin: origin(seq),
-            };
+            let (doc, bytes) = search_doc(envelope, origin(seq));
             Item::Doc(doc, bytes)
         }
         Emitted::Profile {

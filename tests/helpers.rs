@@ -117,19 +117,8 @@ fn a_failed_hand_off_or_commit_stops_the_server_and_the_next_start_indexes_the_m
 
 fn stops_and_the_next_start_indexes(hook: &str) {
     let mut server = Server::start_with_env(&["--shards", "2"], &[(hook, "lost-in-indexing")]);
-    let mut client = server.client();
-    client
-        .stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    client.create_agent("p", "Handed");
-    // Durable before the indexer sees it, whether or not the reply beats the stop.
-    let _ = client.call(
-        "send_message",
-        json!({"from_agent": "Handed", "to": ["Handed"], "subject": "lost-in-indexing", "body": "handoffword"}),
-    );
-    let mut child = server.take_child();
-    let status = wait_with_deadline(&mut child, Duration::from_secs(20));
+    let status =
+        send_until_the_indexer_stops(&mut server, "Handed", "lost-in-indexing", "handoffword");
     assert_eq!(status.code(), Some(1), "{hook}: {status:?}");
     assert!(
         server.wait_for_log("search indexer", Duration::from_secs(5)),
@@ -137,6 +126,28 @@ fn stops_and_the_next_start_indexes(hook: &str) {
     );
     let restarted = Server::start_in(&server.dir, &["--shards", "2"]);
     found_times(&mut restarted.client(), "handoffword", 1, hook);
+}
+
+/// Registers `agent` and sends it a message with `subject` (one a test hook makes the
+/// indexer fail on) and `body`, then waits for the server to exit.
+fn send_until_the_indexer_stops(
+    server: &mut Server,
+    agent: &str,
+    subject: &str,
+    body: &str,
+) -> std::process::ExitStatus {
+    let mut client = server.client();
+    client
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    client.create_agent("p", agent);
+    // Durable before the indexer sees it, whether or not the reply beats the stop.
+    let _ = client.call(
+        "send_message",
+        json!({"from_agent": agent, "to": [agent], "subject": subject, "body": body}),
+    );
+    wait_with_deadline(&mut server.take_child(), Duration::from_secs(20))
 }
 
 /// Searches until `word` is found `expected` times, or fails after 20 s.
@@ -173,18 +184,8 @@ fn after_the_log_is_wiped_the_index_takes_the_new_logs_records_from_its_start() 
     std::fs::remove_dir_all(dir.join("data").join("log")).expect("wipes the log");
     let hook = [("ALLMAN_TEST_FAIL_COMMIT_SUBJECT", "after-wipe")];
     let mut server = Server::start_in_with_env(&dir, &["--shards", "1"], &hook);
-    let mut client = server.client();
-    client
-        .stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    client.create_agent("p", "Wiped");
     // Logged at position 1 or 2 of the new log; its commit fails, so only the log has it.
-    let _ = client.call(
-        "send_message",
-        json!({"from_agent": "Wiped", "to": ["Wiped"], "subject": "after-wipe", "body": "newword"}),
-    );
-    let status = wait_with_deadline(&mut server.take_child(), Duration::from_secs(20));
+    let status = send_until_the_indexer_stops(&mut server, "Wiped", "after-wipe", "newword");
     assert_eq!(status.code(), Some(1), "the failed commit stops the server");
     let restarted = Server::start_in(&dir, &["--shards", "1"]);
     let mut client = restarted.client();

@@ -485,18 +485,11 @@ mod tests {
 
     fn message_of(env: &Envelope) -> Message<'_> {
         Message {
-            id: env.id,
             project_id: env.project_id,
             timestamp_ms: env.timestamp_ms,
-            from: env.from(),
             subject: env.subject(),
             body: env.body(),
-            thread_id: None,
-            reply_to: None,
-            importance: Importance::Normal,
-            ack_required: false,
-            to: Vec::new(),
-            cc: Vec::new(),
+            ..Message::plain(env.id, env.from())
         }
     }
 

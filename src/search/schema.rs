@@ -114,7 +114,6 @@ pub fn open_or_create_index(path: &Path) -> Result<OpenedIndex, SearchError> {
     let lock = lock_index(path)?;
     let existing = path.join("meta.json").exists();
     if existing {
-        refuse_foreign_or_locked(path)?;
         match open_existing(path) {
             Ok((index, directory, payload)) => {
                 return Ok(OpenedIndex {
@@ -178,11 +177,10 @@ fn open_existing(path: &Path) -> Result<Existing, String> {
     Ok((index, directory, metas.payload))
 }
 
-/// Creates a fresh index at `path` (whose lock the caller holds), deleting an earlier one. A
-/// directory holding anything but Tantivy's own files is refused rather than wiped, and so
-/// is an index another process is writing (its writer lock is held). The lock file stays.
+/// Creates a fresh index at `path`, deleting an earlier one but the lock file. The caller
+/// holds the lock, so [`lock_index`] has already refused a directory holding anything but
+/// Tantivy's own files, and an index another process is writing.
 fn create_index(path: &Path) -> Result<(Index, UnsyncedDirectory), SearchError> {
-    refuse_foreign_or_locked(path)?;
     for entry in std::fs::read_dir(path).map_err(|e| index_error(path, e))? {
         let entry = entry.map_err(|e| index_error(path, e))?;
         if entry.file_name() != LOCK_FILE {

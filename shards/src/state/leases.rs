@@ -205,7 +205,7 @@ fn reserve(
                 };
                 return (Reply::Reserved(Err(refused)), Vec::new(), None);
             }
-            let again = project.answer_again(&first.clone(), request.exclusive);
+            let again = project.answer_again(first, request.exclusive);
             return (Reply::Reserved(Ok(again)), Vec::new(), None);
         }
     }

@@ -438,11 +438,7 @@ impl<'a> Reader<'a> {
         let name = self.str16()?;
         let ack = self.u8()? != 0;
         let at_ms = self.i64()?;
-        let count = self.u32()? as usize;
-        if count > self.bytes.len() / 16 {
-            return Err(DecodeError::Malformed("id count beyond the record"));
-        }
-        let ids = (0..count).map(|_| self.uuid()).collect::<Result<_, _>>()?;
+        let ids = self.list(16, "id count beyond the record", Self::uuid)?;
         Ok(Record::Marked {
             name,
             ack,
@@ -460,25 +456,29 @@ impl<'a> Reader<'a> {
         })
     }
 
+    /// A u32 count, then that many items read by `item`. Each item takes at least
+    /// `min_item_bytes`, so a count the rest of the record cannot hold is refused before
+    /// anything is allocated for it.
+    fn list<T>(
+        &mut self,
+        min_item_bytes: usize,
+        too_many: &'static str,
+        mut item: impl FnMut(&mut Self) -> Result<T, DecodeError>,
+    ) -> Result<Vec<T>, DecodeError> {
+        let count = self.u32()? as usize;
+        if count > self.bytes.len() / min_item_bytes {
+            return Err(DecodeError::Malformed(too_many));
+        }
+        (0..count).map(|_| item(self)).collect()
+    }
+
     fn lease_key(&mut self) -> Result<ReserveKey, DecodeError> {
         let agent = self.str16()?;
         let key = self.str16()?;
         let request_hash = self.u64()?;
         let at_ms = self.i64()?;
-        let granted_count = self.u32()? as usize;
-        if granted_count > self.bytes.len() / 8 {
-            return Err(DecodeError::Malformed("lease count beyond the record"));
-        }
-        let granted = (0..granted_count)
-            .map(|_| self.u64())
-            .collect::<Result<_, _>>()?;
-        let conflict_count = self.u32()? as usize;
-        if conflict_count > self.bytes.len() / 2 {
-            return Err(DecodeError::Malformed("path count beyond the record"));
-        }
-        let conflicts = (0..conflict_count)
-            .map(|_| self.str16())
-            .collect::<Result<_, _>>()?;
+        let granted = self.list(8, "lease count beyond the record", Self::u64)?;
+        let conflicts = self.list(2, "path count beyond the record", Self::str16)?;
         Ok(ReserveKey {
             agent,
             key,
