@@ -345,15 +345,21 @@ fn a_garbled_record_in_the_middle_refuses_to_start_naming_file_and_offset() {
     // Inside the first record after the 4 KiB header: valid records follow it.
     bytes[4096 + 12] ^= 0x55;
     std::fs::write(&first, &bytes).expect("write");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_allman"))
+    // Spawned with a deadline: a build that took the damage for a torn tail would serve on.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_allman"))
         .args(["--port", "0", "--shards", "1"])
         .env("DATA_DIR", server.dir.join("data"))
         .env("INDEX_PATH", server.dir.join("index"))
         .env("REPO_ROOT", server.dir.join("repo"))
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("run");
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let status = wait_with_deadline(&mut child, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("piped"), &mut stderr)
+        .expect("reads stderr");
     assert!(stderr.contains(&first.display().to_string()), "{stderr}");
     assert!(stderr.contains("byte offset 4096"), "{stderr}");
     assert!(stderr.contains("refusing to start"), "{stderr}");

@@ -764,17 +764,25 @@ mod tests {
 
     #[test]
     fn a_record_that_does_not_replay_is_named_by_its_file_and_byte_offset() {
-        use crate::log::segment::Header;
+        use crate::log::segment::{BatchHeader, Header, BATCH_HEADER_BYTES, HEADER_BYTES};
         let root = std::env::temp_dir().join(format!("allman-replay-{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         let generation = files::begin_generation(&root, 1, 1).expect("begins");
         files::complete_generation(&root, &generation).expect("completes");
-        let header = Header::segment(0, 1, 0, 512);
-        let mut bytes = header.encode();
-        record::encode(&mut bytes, &agent("a"));
-        let offset = bytes.len();
+        let header = Header::segment(0, 1, 0, 512, 1);
+        let mut records = Vec::new();
+        record::encode(&mut records, &agent("a"));
+        let offset = HEADER_BYTES + BATCH_HEADER_BYTES + records.len();
         // Delivered to an agent no record registered: it reads, but does not replay.
-        record::encode(&mut bytes, &enqueued(10, "b"));
+        record::encode(&mut records, &enqueued(10, "b"));
+        let mut bytes = header.encode();
+        let batch = BatchHeader {
+            first_seq: 0,
+            records_bytes: records.len() as u32,
+            synced_before: 0,
+        };
+        batch.encode(&mut bytes, &records, header.salt);
+        bytes.extend_from_slice(&records);
         let segment = generation
             .shard_dir(0)
             .join(crate::log::journal::segment_name(0));

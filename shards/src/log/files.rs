@@ -548,7 +548,7 @@ mod tests {
             !never_written(&garbage_header),
             "data after a bad header is corruption"
         );
-        let header = Header::segment(0, 1, 0, 512);
+        let header = Header::segment(0, 1, 0, 512, 1);
         assert!(!never_written(&header.encode()));
     }
 

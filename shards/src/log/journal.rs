@@ -7,8 +7,8 @@
 //! for the position they saw (see [`Journal::wait_durable`]); emissions to the helper threads
 //! wait for theirs.
 
-use super::frame::FRAME_BYTES;
-use super::segment::{Header, HEADER_BYTES};
+use super::segment::{batch_span, BatchHeader, Header, HEADER_BYTES};
+use super::simulated::{SimulatedDisk, SimulatedFile};
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
@@ -56,16 +56,33 @@ pub fn segment_bytes_for(compact_bytes: u64) -> u64 {
 /// The smallest block a commit starts on: the sector size every device supports.
 const MIN_BLOCK_BYTES: u64 = 512;
 
-/// A segment's file: O_DIRECT where the filesystem allows it, the page cache where it refuses.
+/// A segment's file: O_DIRECT where the filesystem allows it, the page cache where it refuses,
+/// or (in the power-cut tests) a file whose unsynced writes a simulated cut decides about.
 enum LogFile {
     Direct(glommio::io::DmaFile),
     Buffered(glommio::io::BufferedFile),
+    Simulated(SimulatedFile),
+}
+
+/// Where a writer's segments are made.
+#[derive(Clone)]
+enum Storage {
+    /// Real files, O_DIRECT if asked for and allowed.
+    Files { direct_io: bool },
+    /// [`SimulatedDisk`]: the power-cut tests.
+    Simulated(Rc<SimulatedDisk>),
 }
 
 impl LogFile {
     /// O_DIRECT when `direct_io` and the filesystem allows it (blocks no larger than the
     /// header); else the page cache.
-    async fn create(path: &Path, direct_io: bool) -> io::Result<(LogFile, u64)> {
+    async fn create(path: &Path, storage: &Storage) -> io::Result<(LogFile, u64)> {
+        let direct_io = match storage {
+            Storage::Files { direct_io } => *direct_io,
+            Storage::Simulated(disk) => {
+                return Ok((LogFile::Simulated(disk.create(path)?), MIN_BLOCK_BYTES));
+            }
+        };
         if direct_io {
             let direct = glommio::io::OpenOptions::new()
                 .write(true)
@@ -113,6 +130,7 @@ impl LogFile {
                     file.write_at(buffer, at).await
                 }
                 LogFile::Buffered(file) => file.write_at(rest.to_vec(), at).await,
+                LogFile::Simulated(file) => Ok(file.write_at(rest, at)?),
             }
             .map_err(io::Error::from)?;
             if written == 0 {
@@ -130,6 +148,7 @@ impl LogFile {
         match self {
             LogFile::Direct(file) => file.fdatasync().await,
             LogFile::Buffered(file) => file.fdatasync().await,
+            LogFile::Simulated(file) => return file.sync(),
         }
         .map_err(io::Error::from)
     }
@@ -138,6 +157,7 @@ impl LogFile {
         match self {
             LogFile::Direct(file) => file.pre_allocate(bytes, keep_size).await,
             LogFile::Buffered(file) => file.pre_allocate(bytes, keep_size).await,
+            LogFile::Simulated(file) => return file.pre_allocate(bytes),
         }
         .map_err(io::Error::from)
     }
@@ -146,6 +166,7 @@ impl LogFile {
         let _ = match self {
             LogFile::Direct(file) => file.close().await,
             LogFile::Buffered(file) => file.close().await,
+            LogFile::Simulated(_) => Ok(()),
         };
     }
 }
@@ -155,27 +176,23 @@ pub fn segment_name(base_seq: u64) -> String {
     format!("{base_seq:020}.log")
 }
 
-/// The bytes a batch of `len` takes on disk: whole blocks, and either no padding or at least
-/// a record frame's worth, so a reader always sees padding as a zero frame (never as the
-/// first bytes of the next batch's record).
-pub fn padded_len(len: u64, block_bytes: u64) -> u64 {
-    let mut padded = len.div_ceil(block_bytes) * block_bytes;
-    if padded > len && padded - len < FRAME_BYTES as u64 {
-        padded += block_bytes;
-    }
-    padded
-}
-
 /// Appends batches to a shard's current segment and opens the next one when it is full.
 pub struct SegmentWriter {
     dir: PathBuf,
     shard: u32,
     shard_count: u32,
+    storage: Storage,
     file: LogFile,
     block_bytes: u64,
+    /// The segment's random number, seeding its batch checksums.
+    salt: u64,
     offset: u64,
     /// Written since the last sync.
     dirty: bool,
+    /// The position after the last record written, and after the last one synced: every
+    /// batch header says how far the log was synced when it was written.
+    written_end: u64,
+    synced_end: u64,
     /// Reused for padding each batch to whole blocks.
     staging: Vec<u8>,
     segment_bytes: u64,
@@ -184,6 +201,9 @@ pub struct SegmentWriter {
 impl SegmentWriter {
     /// Creates the segment starting at `base_seq` in `dir` (which must exist); its writes
     /// bypass the page cache if `direct_io` and the filesystem allows it.
+    ///
+    /// Every record below `base_seq` must be synced already: the batches written here say so.
+    /// (A writer rolls over only after a sync, and start-up syncs the segment it cut.)
     pub async fn create(
         dir: &Path,
         shard: u32,
@@ -192,22 +212,61 @@ impl SegmentWriter {
         direct_io: bool,
         segment_bytes: u64,
     ) -> io::Result<SegmentWriter> {
+        let storage = Storage::Files { direct_io };
+        Self::create_in(dir, storage, shard, shard_count, base_seq, segment_bytes).await
+    }
+
+    /// [`SegmentWriter::create`] on a [`SimulatedDisk`], for the power-cut tests.
+    pub async fn create_simulated(
+        disk: &Rc<SimulatedDisk>,
+        dir: &Path,
+        shard: u32,
+        shard_count: u32,
+        base_seq: u64,
+        segment_bytes: u64,
+    ) -> io::Result<SegmentWriter> {
+        let storage = Storage::Simulated(Rc::clone(disk));
+        Self::create_in(dir, storage, shard, shard_count, base_seq, segment_bytes).await
+    }
+
+    async fn create_in(
+        dir: &Path,
+        storage: Storage,
+        shard: u32,
+        shard_count: u32,
+        base_seq: u64,
+        segment_bytes: u64,
+    ) -> io::Result<SegmentWriter> {
         let path = dir.join(segment_name(base_seq));
-        let (file, block_bytes) = LogFile::create(&path, direct_io).await?;
-        let header = Header::segment(shard, shard_count, base_seq, block_bytes as u32);
+        let (file, block_bytes) = LogFile::create(&path, &storage).await?;
+        // Where O_DIRECT was refused, the next segment does not ask again.
+        let storage = match storage {
+            Storage::Files { .. } => Storage::Files {
+                direct_io: file.is_direct(),
+            },
+            simulated => simulated,
+        };
+        let salt = random_salt()?;
+        let header = Header::segment(shard, shard_count, base_seq, block_bytes as u32, salt);
         file.write_all_at(&header.encode(), 0).await?;
         file.pre_allocate(segment_bytes, false).await?;
         file.sync().await?;
-        // The new file's name must survive a power cut too.
-        sync_directory(dir).await?;
+        // The new file's name must survive a power cut too (a simulated disk keeps names).
+        if let Storage::Files { .. } = storage {
+            sync_directory(dir).await?;
+        }
         Ok(SegmentWriter {
             dir: dir.to_path_buf(),
             shard,
             shard_count,
+            storage,
             file,
             block_bytes,
+            salt,
             offset: HEADER_BYTES as u64,
             dirty: false,
+            written_end: base_seq,
+            synced_end: base_seq,
             staging: Vec::new(),
             segment_bytes,
         })
@@ -223,19 +282,33 @@ impl SegmentWriter {
         self.file.is_direct()
     }
 
-    /// Writes one group commit whose first record is `first_seq`, on a fresh block.
-    pub async fn write(&mut self, batch: &[u8], first_seq: u64) -> io::Result<u64> {
-        let padded = padded_len(batch.len() as u64, self.block_bytes);
-        if self.offset + padded > self.segment_bytes && self.offset > HEADER_BYTES as u64 {
+    /// Writes one group commit (records `first_seq..end`) behind its batch header, on a
+    /// fresh block.
+    pub async fn write(&mut self, batch: &[u8], first_seq: u64, end: u64) -> io::Result<u64> {
+        debug_assert_eq!(first_seq, self.written_end, "batches are written in order");
+        let records_bytes = u32::try_from(batch.len()).map_err(|_| {
+            io::Error::new(io::ErrorKind::InvalidInput, "a group commit over 4 GiB")
+        })?;
+        let span = batch_span(batch.len(), self.block_bytes as usize) as u64;
+        let full = self.offset + span > self.segment_bytes && self.offset > HEADER_BYTES as u64;
+        // The seal at close stays in its segment, full or not.
+        if full && !batch.is_empty() {
             self.roll(first_seq).await?;
         }
+        let header = BatchHeader {
+            first_seq,
+            records_bytes,
+            synced_before: self.synced_end,
+        };
         self.staging.clear();
+        header.encode(&mut self.staging, batch, self.salt);
         self.staging.extend_from_slice(batch);
-        self.staging.resize(padded as usize, 0);
+        self.staging.resize(span as usize, 0);
         self.file.write_all_at(&self.staging, self.offset).await?;
-        self.offset += padded;
+        self.offset += span;
         self.dirty = true;
-        Ok(padded)
+        self.written_end = end;
+        Ok(span)
     }
 
     /// `fdatasync` if anything was written since the last one.
@@ -245,18 +318,18 @@ impl SegmentWriter {
         }
         self.file.sync().await?;
         self.dirty = false;
+        self.synced_end = self.written_end;
         Ok(true)
     }
 
     async fn roll(&mut self, base_seq: u64) -> io::Result<()> {
         self.sync().await?;
-        let direct_io = self.is_direct();
-        let next = SegmentWriter::create(
+        let next = SegmentWriter::create_in(
             &self.dir,
+            self.storage.clone(),
             self.shard,
             self.shard_count,
             base_seq,
-            direct_io,
             self.segment_bytes,
         )
         .await?;
@@ -265,11 +338,26 @@ impl SegmentWriter {
         Ok(())
     }
 
+    /// Syncs, then seals the segment with an empty batch saying all of it was synced (and
+    /// syncs that): a record damaged after a clean stop then reads as corruption, never as a
+    /// power cut's torn tail.
     pub async fn close(mut self) -> io::Result<()> {
+        self.sync().await?;
+        let end = self.written_end;
+        self.write(&[], end, end).await?;
         self.sync().await?;
         self.file.close().await;
         Ok(())
     }
+}
+
+/// A segment's salt: random, so no bytes a client sends can be taken for a batch header.
+/// Read from the kernel once per segment (every few MiB of log), never per write.
+fn random_salt() -> io::Result<u64> {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(u64::from_le_bytes(bytes))
 }
 
 /// Syncs a directory (its entries: a created, renamed or removed file) through io_uring: the
@@ -526,7 +614,7 @@ pub async fn flush_batch(
     let bytes = if batch.is_empty() {
         0
     } else {
-        writer.write(batch, first_seq).await?
+        writer.write(batch, first_seq, end).await?
     };
     let due = match mode {
         Durability::Fsync => true,
@@ -556,6 +644,62 @@ mod tests {
 
     fn poll(wait: &mut WaitDurable) -> Poll<()> {
         Pin::new(wait).poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    /// Each batch's header as written: (first position, records' bytes, synced before).
+    fn batch_headers(path: &Path) -> Vec<(u64, u32, u64)> {
+        let bytes = std::fs::read(path).expect("reads");
+        let header = Header::decode(&bytes).expect("a header");
+        let mut found = Vec::new();
+        let mut offset = HEADER_BYTES;
+        let word = |at: usize| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[at..at + 8]);
+            u64::from_le_bytes(word)
+        };
+        while offset < bytes.len() && &bytes[offset..offset + 4] == b"ALGB" {
+            let records = u32::from_le_bytes(bytes[offset + 4..offset + 8].try_into().unwrap());
+            found.push((word(offset + 8), records, word(offset + 16)));
+            offset +=
+                super::super::segment::batch_span(records as usize, header.block_bytes as usize);
+        }
+        found
+    }
+
+    #[test]
+    fn each_batch_says_how_far_the_log_was_synced_before_it_and_a_new_segment_starts_synced() {
+        let dir = std::env::temp_dir().join(format!("allman-batches-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creates");
+        let disk = SimulatedDisk::new();
+        let segment_bytes = HEADER_BYTES as u64 + 2048;
+        let writer = futures_lite::future::block_on(SegmentWriter::create_simulated(
+            &disk,
+            &dir,
+            0,
+            1,
+            5,
+            segment_bytes,
+        ))
+        .expect("creates");
+        let record = [7u8; 300];
+        futures_lite::future::block_on(async move {
+            let mut writer = writer;
+            writer.write(&record, 5, 6).await?;
+            writer.write(&record, 6, 8).await?;
+            writer.sync().await?;
+            writer.write(&record, 8, 9).await?;
+            // Past the segment's 2 KiB: the writer syncs and rolls over to segment 9.
+            writer.write(&[1u8; 1500], 9, 10).await?;
+            writer.close().await
+        })
+        .expect("writes");
+        let first = batch_headers(&dir.join(segment_name(5)));
+        assert_eq!(first, vec![(5, 300, 5), (6, 300, 5), (8, 300, 8)]);
+        let second = batch_headers(&dir.join(segment_name(9)));
+        assert_eq!(second, vec![(9, 1500, 9), (10, 0, 10)], "sealed at close");
+        assert_eq!(disk.unsynced_bytes(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

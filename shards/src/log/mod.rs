@@ -2,8 +2,9 @@
 //! ([`frame`]), how files hold frames ([`segment`]), the shard's in-memory buffer of records
 //! not yet written ([`LogBuffer`]), the flusher that writes them with group commit
 //! ([`journal`]), snapshots and deleting what they replace ([`compaction`]), the files and
-//! generations read at start-up ([`files`], reporting its [`progress`]), and what the helper
-//! threads have seen ([`watermarks`]). What a record means is [`crate::state::record`].
+//! generations read at start-up ([`files`], reporting its [`progress`]), what the helper
+//! threads have seen ([`watermarks`]), and a disk whose power the tests can cut
+//! ([`simulated`]). What a record means is [`crate::state::record`].
 
 pub mod compaction;
 pub mod files;
@@ -11,6 +12,7 @@ pub mod frame;
 pub mod journal;
 pub mod progress;
 pub mod segment;
+pub mod simulated;
 pub mod watermarks;
 
 /// Records appended by [`crate::ShardState`] in the same step that changes the state, waiting
