@@ -11,24 +11,14 @@ use shards::log::watermarks::{LogIdentity, Watermarks};
 use shards::log::LogBuffer;
 use shards::recovery::{rebuild, ShardLog};
 use shards::state::record::{decode, Decoded, Record};
-use shards::{
-    owner_of, Envelope, InboxLimits, RegisterMode, Registration, Reply, Request, ShardState,
-};
+use shards::{owner_of, Envelope, Reply, Request, ShardState};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use uuid::Uuid;
 
 mod common;
 
-use common::{actor, message_to, Rng};
-
-const NAMES: [&str; 6] = ["ann", "bob", "cyd", "dee", "eve", "fay"];
-const LIMITS: InboxLimits = InboxLimits {
-    retained_messages: 10_000,
-    retained_bytes: usize::MAX,
-    messages: 4,
-    bytes: usize::MAX,
-};
+use common::{actor, message_to, send_owners, upsert, Rng, LIMITS, NAMES};
 
 /// A send prepared on every owner and not yet committed.
 struct Prepared {
@@ -113,19 +103,12 @@ impl Run {
     fn register(&mut self, step: usize) {
         let name = NAMES[self.rng.below(NAMES.len())];
         let owner = owner_of(name, self.count());
-        let reply = self.cluster[owner].handle(Request::Register(Registration {
-            name: name.into(),
-            mode: RegisterMode::Upsert,
-            new_id: Uuid::from_u128(10_000 + step as u128),
-            project_id: Uuid::nil(),
-            project_key: "k".into(),
-            program: None,
-            model: None,
-            task_description: None,
-            now_ms: step as i64,
-            new_token_hash: None,
-            token: None,
-        }));
+        let reply = self.cluster[owner].handle(Request::Register(upsert(
+            name,
+            Uuid::from_u128(10_000 + step as u128),
+            Uuid::nil(),
+            step as i64,
+        )));
         assert!(matches!(reply, Reply::Registered { .. }));
         let needs = [(owner, self.end(owner))];
         self.acknowledge(&needs);
@@ -145,14 +128,7 @@ impl Run {
 
     fn send(&mut self) {
         let recipients = self.recipients();
-        // As on the server, the sender's owner takes part (it keeps the sent copy).
-        let mut owners: Vec<usize> = recipients
-            .iter()
-            .chain(std::iter::once(&"x"))
-            .map(|n| owner_of(n, self.count()))
-            .collect();
-        owners.sort();
-        owners.dedup();
+        let owners = send_owners(&recipients, self.count());
         let names: Vec<Box<str>> = recipients.iter().map(|n| (*n).into()).collect();
         let envelope = self.envelope(names);
         self.recipients_of.insert(

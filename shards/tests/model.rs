@@ -10,8 +10,8 @@
 //! once, in order, with its drained state, whatever drains took.
 
 use shards::{
-    owner_of, DrainedPage, Envelope, FetchQuery, InboxLimits, RegisterMode, Registration, Reply,
-    Request, ShardState, Undeliverable,
+    owner_of, DrainedPage, Envelope, FetchQuery, InboxLimits, Reply, Request, ShardState,
+    Undeliverable,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 mod common;
 
-use common::{actor, message_to, Rng};
+use common::{actor, message_to, upsert, Rng};
 
 #[derive(Default)]
 struct ModelAgent {
@@ -122,19 +122,12 @@ impl Run {
         let project = self.rng.below(2) as u128;
         let reply = self.call(
             name,
-            Request::Register(Registration {
-                name: name.into(),
-                mode: RegisterMode::Upsert,
-                new_id: Uuid::from_u128(step as u128),
-                project_id: Uuid::from_u128(project),
-                project_key: "k".into(),
-                program: None,
-                model: None,
-                task_description: None,
-                now_ms: step as i64,
-                new_token_hash: None,
-                token: None,
-            }),
+            Request::Register(upsert(
+                name,
+                Uuid::from_u128(step as u128),
+                Uuid::from_u128(project),
+                step as i64,
+            )),
         );
         let context = &self.context;
         match self.model.agents.get(name) {

@@ -19,9 +19,7 @@ use shards::log::progress::Ticker;
 use shards::log::simulated::{Cut, SimulatedDisk};
 use shards::log::watermarks::Watermarks;
 use shards::recovery::recover;
-use shards::{
-    owner_of, Envelope, InboxLimits, RegisterMode, Registration, Reply, Request, ShardState,
-};
+use shards::{owner_of, Envelope, Reply, Request, ShardState};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -31,15 +29,8 @@ use uuid::Uuid;
 
 mod common;
 
-use common::{actor, message_to, Rng};
+use common::{actor, message_to, send_owners, upsert, Rng, LIMITS, NAMES};
 
-const NAMES: [&str; 6] = ["ann", "bob", "cyd", "dee", "eve", "fay"];
-const LIMITS: InboxLimits = InboxLimits {
-    retained_messages: 10_000,
-    retained_bytes: usize::MAX,
-    messages: 4,
-    bytes: usize::MAX,
-};
 /// Small segments, so histories roll over to new ones (the header takes 4 KiB of it).
 const SEGMENT_BYTES: u64 = 10 * 1024;
 /// Batch mode's timer never fires by itself here: the history decides when a shard syncs.
@@ -209,21 +200,12 @@ impl Run {
         let name = NAMES[self.rng.below(NAMES.len())];
         let owner = owner_of(name, self.count());
         self.step += 1;
-        let reply = self.shards[owner]
-            .state
-            .handle(Request::Register(Registration {
-                name: name.into(),
-                mode: RegisterMode::Upsert,
-                new_id: Uuid::from_u128(10_000 + self.step as u128),
-                project_id: Uuid::nil(),
-                project_key: "k".into(),
-                program: None,
-                model: None,
-                task_description: None,
-                now_ms: self.step as i64,
-                new_token_hash: None,
-                token: None,
-            }));
+        let reply = self.shards[owner].state.handle(Request::Register(upsert(
+            name,
+            Uuid::from_u128(10_000 + self.step as u128),
+            Uuid::nil(),
+            self.step as i64,
+        )));
         assert!(matches!(reply, Reply::Registered { .. }));
         let needs = vec![(owner, self.end(owner))];
         self.acknowledge(&needs, false);
@@ -240,14 +222,7 @@ impl Run {
         let recipients: BTreeSet<&str> = (0..1 + self.rng.below(3))
             .map(|_| NAMES[self.rng.below(NAMES.len())])
             .collect();
-        // As on the server, the sender's owner takes part (it keeps the sent copy).
-        let mut owners: Vec<usize> = recipients
-            .iter()
-            .chain(std::iter::once(&"x"))
-            .map(|n| owner_of(n, self.count()))
-            .collect();
-        owners.sort();
-        owners.dedup();
+        let owners = send_owners(&recipients, self.count());
         let names: Vec<Box<str>> = recipients.iter().map(|n| (*n).into()).collect();
         let envelope = self.envelope(names);
         let named: BTreeSet<String> = recipients.iter().map(|n| n.to_string()).collect();

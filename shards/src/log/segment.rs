@@ -264,6 +264,18 @@ pub struct Scanned<R> {
     pub torn_bytes: usize,
 }
 
+impl<R> Scanned<R> {
+    /// Before the first record of the file whose header is `header`.
+    fn nothing_yet(header: &Header) -> Scanned<R> {
+        Scanned {
+            records: Vec::new(),
+            next_seq: header.base_seq,
+            valid_bytes: HEADER_BYTES,
+            torn_bytes: 0,
+        }
+    }
+}
+
 /// Reads every record of a file whose header is `header`, each frame's payload turned into a
 /// record by `decode`. A bad frame followed by nothing valid is a torn tail (the last write
 /// was cut short); a bad frame with a valid record after it, at any later block, is
@@ -305,12 +317,7 @@ fn scan_batches<R>(
     decode: impl Fn(&[u8], usize) -> Result<R, &'static str>,
 ) -> Result<Scanned<R>, Corrupt> {
     let block = header.block_bytes as usize;
-    let mut scanned = Scanned {
-        records: Vec::new(),
-        next_seq: header.base_seq,
-        valid_bytes: HEADER_BYTES,
-        torn_bytes: 0,
-    };
+    let mut scanned = Scanned::nothing_yet(header);
     let mut offset = HEADER_BYTES;
     while offset < bytes.len() {
         let Some((batch, records)) = BatchHeader::read(&bytes[offset..], header.salt) else {
@@ -380,12 +387,7 @@ fn scan_frames<R>(
     decode: impl Fn(&[u8], usize) -> Result<R, &'static str>,
 ) -> Result<Scanned<R>, Corrupt> {
     let block = header.block_bytes as usize;
-    let mut scanned = Scanned {
-        records: Vec::new(),
-        next_seq: header.base_seq,
-        valid_bytes: HEADER_BYTES,
-        torn_bytes: 0,
-    };
+    let mut scanned = Scanned::nothing_yet(header);
     let mut offset = HEADER_BYTES;
     while offset < bytes.len() {
         match frame::read(&bytes[offset..]) {

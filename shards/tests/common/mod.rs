@@ -1,8 +1,50 @@
-//! What the shards' property tests share.
+//! What the shards' property tests share. Each test crate uses part of it.
+#![allow(dead_code)]
 
-use shards::{Actor, Envelope, Message};
+use shards::{owner_of, Actor, Envelope, InboxLimits, Message, RegisterMode, Registration};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use uuid::Uuid;
+
+/// The agents of the crash and power-cut histories.
+pub const NAMES: [&str; 6] = ["ann", "bob", "cyd", "dee", "eve", "fay"];
+/// Four messages an inbox, so sends are refused now and then and drains take part of one.
+pub const LIMITS: InboxLimits = InboxLimits {
+    retained_messages: 10_000,
+    retained_bytes: usize::MAX,
+    messages: 4,
+    bytes: usize::MAX,
+};
+
+/// Registers `name` (or updates it) in project `project_id`, key "k", at `now_ms`.
+pub fn upsert(name: &str, new_id: Uuid, project_id: Uuid, now_ms: i64) -> Registration {
+    Registration {
+        name: name.into(),
+        mode: RegisterMode::Upsert,
+        new_id,
+        project_id,
+        project_key: "k".into(),
+        program: None,
+        model: None,
+        task_description: None,
+        now_ms,
+        new_token_hash: None,
+        token: None,
+    }
+}
+
+/// The shards a send from "x" to `recipients` involves, in order: the server makes the
+/// sender's owner take part too (it keeps the sent copy).
+pub fn send_owners(recipients: &BTreeSet<&str>, count: usize) -> Vec<usize> {
+    let mut owners: Vec<usize> = recipients
+        .iter()
+        .chain(std::iter::once(&"x"))
+        .map(|n| owner_of(n, count))
+        .collect();
+    owners.sort();
+    owners.dedup();
+    owners
+}
 
 /// Message `id`: one byte of text ("x", who need not be registered), so it weighs 1 and a
 /// partial drain counts messages, in its own thread, to `to`.
