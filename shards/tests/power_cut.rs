@@ -2,9 +2,10 @@
 //! by the real segment writer onto a [`SimulatedDisk`] whose unsynced writes a cut drops
 //! (all of them, a random subset of their sectors, or each file's last one torn), then read
 //! back by the real start-up (`read_shard`, `recover`) and run on, cut again, up to three
-//! times a history. Checked after every cut, in `fsync` and in `batch` mode:
+//! times a history; a quarter of the cuts are kill -9 instead (every write kept). Checked after every cut, in `fsync` and in `batch` mode:
 //! - start-up always succeeds, and each shard's log reads back as a prefix of what was
-//!   written, every record at its own position, holding at least everything synced;
+//!   written, every record at its own position, holding at least everything synced (after
+//!   kill -9, everything written);
 //! - `fsync`: every acknowledged send, drain and registration survives;
 //! - `batch`: whatever was synced survives (a loss is confined to what was acknowledged since
 //!   the shard's last sync);
@@ -90,7 +91,9 @@ struct Run {
 #[derive(Debug, Default)]
 struct Stats {
     histories: u64,
+    /// Power cuts, and kill -9 crashes (every write kept).
     cuts: u64,
+    kills: u64,
     /// Acknowledged sends, drains and registrations a cut took (never one that was synced).
     acknowledged_lost: u64,
     /// Records written and not read back.
@@ -168,6 +171,8 @@ impl Run {
         if flushed.synced {
             shard.synced = end;
         }
+        // A roll-over syncs the segment it leaves, whatever the mode.
+        shard.synced = shard.synced.max(shard.writer.synced_end());
         let mut events = Vec::new();
         shard.state.outbox_mut().take_events(end, &mut events);
     }
@@ -341,7 +346,8 @@ impl Run {
                 self.shards[shard].write_in_flight();
             }
         }
-        let cut = [Cut::DropAll, Cut::RandomSectors, Cut::TearLast][self.rng.below(3)];
+        let cuts = [Cut::Crash, Cut::DropAll, Cut::RandomSectors, Cut::TearLast];
+        let cut = cuts[self.rng.below(cuts.len())];
         let context = format!("{context}, {cut:?}");
         let Run { disk, rng, .. } = self;
         disk.cut(cut, &mut |n| rng.below(n.max(1) as usize) as u64)
@@ -382,11 +388,18 @@ impl Run {
                 shard.synced,
                 shard.written
             );
+            if cut == Cut::Crash {
+                assert_eq!(log.end, shard.written, "{context}: kill -9 loses no write");
+            }
             ends.push(log.end);
             self.stats.records_lost += shard.written - log.end;
         }
         self.stats.torn_tails += cost.torn.len() as u64;
-        self.stats.cuts += 1;
+        if cut == Cut::Crash {
+            self.stats.kills += 1;
+        } else {
+            self.stats.cuts += 1;
+        }
 
         // Start-up twice: one copy is drained to check it, the other runs on.
         let fresh = Watermarks::default();
@@ -542,6 +555,7 @@ impl Shard {
         if !batch.is_empty() {
             block_on(self.writer.write(&batch, self.written, end)).expect("writes");
             self.written = end;
+            self.synced = self.synced.max(self.writer.synced_end());
         }
     }
 
@@ -604,6 +618,7 @@ fn run_histories(mode: Durability, histories: u64) -> Stats {
             }
             total.histories += 1;
             total.cuts += run.stats.cuts;
+            total.kills += run.stats.kills;
             total.acknowledged_lost += run.stats.acknowledged_lost;
             total.records_lost += run.stats.records_lost;
             total.torn_tails += run.stats.torn_tails;

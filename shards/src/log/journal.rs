@@ -272,6 +272,11 @@ impl SegmentWriter {
         })
     }
 
+    /// The position after the last record synced (`fdatasync` returned).
+    pub fn synced_end(&self) -> u64 {
+        self.synced_end
+    }
+
     /// Written since the last sync.
     pub fn is_dirty(&self) -> bool {
         self.dirty
@@ -289,12 +294,15 @@ impl SegmentWriter {
         let records_bytes = u32::try_from(batch.len()).map_err(|_| {
             io::Error::new(io::ErrorKind::InvalidInput, "a group commit over 4 GiB")
         })?;
-        let span = batch_span(batch.len(), self.block_bytes as usize) as u64;
-        let full = self.offset + span > self.segment_bytes && self.offset > HEADER_BYTES as u64;
+        let span = |block_bytes: u64| batch_span(batch.len(), block_bytes as usize) as u64;
+        let full = self.offset + span(self.block_bytes) > self.segment_bytes
+            && self.offset > HEADER_BYTES as u64;
         // The seal at close stays in its segment, full or not.
         if full && !batch.is_empty() {
             self.roll(first_seq).await?;
         }
+        // In the segment's own blocks, which a roll-over may have changed.
+        let span = span(self.block_bytes);
         let header = BatchHeader {
             first_seq,
             records_bytes,

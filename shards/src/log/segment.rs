@@ -104,18 +104,24 @@ impl Header {
         out.extend_from_slice(&self.shard_count.to_le_bytes());
         out.extend_from_slice(&self.base_seq.to_le_bytes());
         out.extend_from_slice(&self.block_bytes.to_le_bytes());
-        if self.version >= 2 {
-            out.extend_from_slice(&self.salt.to_le_bytes());
-        }
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
+        // Version 2 appends the salt after version 1's checksum, with a checksum of its own:
+        // an older build then finds its checksum whole and names the version it cannot read.
+        if self.version >= 2 {
+            out.extend_from_slice(&self.salt.to_le_bytes());
+            let crc = crc32fast::hash(&out);
+            out.extend_from_slice(&crc.to_le_bytes());
+        }
         out.resize(HEADER_BYTES, 0);
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Header, String> {
-        // Version 1 ends with the block size; version 2 adds the salt.
+        // Version 1: fields to the block size, then their checksum. Version 2 goes on with
+        // the salt and a checksum over everything before it.
         const USED_V1: usize = 8 + 4 + 4 + 4 + 8 + 4;
+        const USED_V2: usize = USED_V1 + 4 + 8;
         if bytes.len() < HEADER_BYTES {
             return Err(format!("shorter than its {HEADER_BYTES}-byte header"));
         }
@@ -132,15 +138,17 @@ impl Header {
             word.copy_from_slice(&bytes[at..at + 8]);
             u64::from_le_bytes(word)
         };
-        let version = u32_at(8);
-        let used = if version >= 2 { USED_V1 + 8 } else { USED_V1 };
-        if crc32fast::hash(&bytes[..used]) != u32_at(used) {
+        if crc32fast::hash(&bytes[..USED_V1]) != u32_at(USED_V1) {
             return Err("header checksum mismatch".into());
         }
+        let version = u32_at(8);
         if !(FIRST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(format!(
                 "format version {version}; this build reads versions {FIRST_FORMAT_VERSION} to {FORMAT_VERSION}"
             ));
+        }
+        if version >= 2 && crc32fast::hash(&bytes[..USED_V2]) != u32_at(USED_V2) {
+            return Err("header checksum mismatch".into());
         }
         let header = Header {
             kind,
@@ -149,7 +157,7 @@ impl Header {
             shard_count: u32_at(16),
             base_seq: u64_at(20),
             block_bytes: u32_at(28),
-            salt: if version >= 2 { u64_at(USED_V1) } else { 0 },
+            salt: if version >= 2 { u64_at(USED_V1 + 4) } else { 0 },
         };
         if header.shard_count == 0
             || header.shard >= header.shard_count
@@ -167,9 +175,11 @@ pub const BATCH_HEADER_BYTES: usize = 32;
 const BATCH_MAGIC: &[u8; 4] = b"ALGB";
 
 /// What a version 2 segment says before each group commit:
-/// `magic | records_bytes: u32 | first_seq: u64 | synced_before: u64 | 0: u32 | crc: u32`,
-/// little-endian, the CRC-32 over the header's first 28 bytes and the records. The batch is
-/// then padded to whole blocks.
+/// `magic | records_bytes: u32 | first_seq: u64 | synced_before: u64 | records_crc: u32 |
+/// header_crc: u32`, little-endian. `records_crc` is the CRC-32 of the records;
+/// `header_crc` covers the segment's salt and the 28 bytes before it, so a header is known
+/// genuine in constant time whatever length it claims. The batch is then padded to whole
+/// blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchHeader {
     /// The position of the batch's first record.
@@ -190,20 +200,22 @@ impl BatchHeader {
         out.extend_from_slice(&self.records_bytes.to_le_bytes());
         out.extend_from_slice(&self.first_seq.to_le_bytes());
         out.extend_from_slice(&self.synced_before.to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        let crc = batch_checksum(salt, &out[start..], records);
+        out.extend_from_slice(&crc32fast::hash(records).to_le_bytes());
+        let crc = header_checksum(salt, &out[start..]);
         out.extend_from_slice(&crc.to_le_bytes());
     }
 
-    /// The whole batch at the start of `bytes` (of a segment salted with `salt`), and its
-    /// records; `None` unless every byte of it is there as written.
-    fn read(bytes: &[u8], salt: u64) -> Option<(BatchHeader, &[u8])> {
+    /// The header at the start of `bytes`, if one of this segment's (salted with `salt`)
+    /// stands there whole, and its records' checksum. Reads 32 bytes, whatever it claims.
+    fn read_header(bytes: &[u8], salt: u64) -> Option<(BatchHeader, u32)> {
         let head = bytes.get(..BATCH_HEADER_BYTES)?;
-        if &head[..4] != BATCH_MAGIC {
-            return None;
-        }
         let u32_at =
             |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+        if &head[..4] != BATCH_MAGIC
+            || header_checksum(salt, &head[..BATCH_HEADER_BYTES - 4]) != u32_at(28)
+        {
+            return None;
+        }
         let u64_at = |at: usize| {
             let mut word = [0u8; 8];
             word.copy_from_slice(&head[at..at + 8]);
@@ -214,18 +226,23 @@ impl BatchHeader {
             first_seq: u64_at(8),
             synced_before: u64_at(16),
         };
-        let records =
-            bytes.get(BATCH_HEADER_BYTES..BATCH_HEADER_BYTES + header.records_bytes as usize)?;
-        let crc = batch_checksum(salt, &head[..BATCH_HEADER_BYTES - 4], records);
-        (crc == u32_at(BATCH_HEADER_BYTES - 4)).then_some((header, records))
+        Some((header, u32_at(24)))
+    }
+
+    /// The whole batch at the start of `bytes`, and its records; `None` unless every byte of
+    /// it is there as written.
+    fn read(bytes: &[u8], salt: u64) -> Option<(BatchHeader, &[u8])> {
+        let (header, records_crc) = Self::read_header(bytes, salt)?;
+        let end = BATCH_HEADER_BYTES.checked_add(header.records_bytes as usize)?;
+        let records = bytes.get(BATCH_HEADER_BYTES..end)?;
+        (crc32fast::hash(records) == records_crc).then_some((header, records))
     }
 }
 
-fn batch_checksum(salt: u64, head: &[u8], records: &[u8]) -> u32 {
+fn header_checksum(salt: u64, head: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&salt.to_le_bytes());
     hasher.update(head);
-    hasher.update(records);
     hasher.finalize()
 }
 
@@ -354,10 +371,11 @@ fn scan_batches<R>(
         scanned.valid_bytes = offset.min(bytes.len());
     }
     // No whole batch at `offset`: the end of the log. Whatever lies after was not synced
-    // when the last batch that reads was written, unless a later batch says otherwise.
+    // when the last batch that reads was written, unless a later batch's header (genuine,
+    // whether or not its records made it) says otherwise.
     let mut later = offset + block;
     while later < bytes.len() {
-        if let Some((batch, _)) = BatchHeader::read(&bytes[later..], header.salt) {
+        if let Some((batch, _)) = BatchHeader::read_header(&bytes[later..], header.salt) {
             if batch.synced_before > scanned.next_seq {
                 return Err(Corrupt {
                     offset,
@@ -596,6 +614,10 @@ mod tests {
         let error = scan(&file, &header(), decode).expect_err("synced records went missing");
         assert_eq!(error.offset, hole);
         assert!(error.reason.contains("synced"), "{}", error.reason);
+        // The later batch's header vouches even when its own records did not make it.
+        file[later + BATCH_HEADER_BYTES + 2] ^= 1;
+        let error = scan(&file, &header(), decode).expect_err("still vouched for");
+        assert_eq!(error.offset, hole);
 
         // Batch mode, stopped cleanly: no batch vouched for the last ones but the seal does.
         let (mut file, starts) = segment();
@@ -702,6 +724,9 @@ mod tests {
             bad[13] ^= 1;
             assert!(Header::decode(&bad).is_err());
         }
+        let mut salted = header().encode();
+        salted[37] ^= 1;
+        assert!(Header::decode(&salted).is_err(), "the salt is checked too");
         assert!(header().has_batches());
         assert!(!header_v1().has_batches());
         assert!(!Header::snapshot(0, 1, 7).has_batches());

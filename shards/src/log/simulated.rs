@@ -17,9 +17,12 @@ use std::rc::Rc;
 /// The unit a cut keeps or drops: a device sector.
 pub const SECTOR_BYTES: usize = 512;
 
-/// What a power cut does to the writes not yet synced.
+/// What a power cut (or a crash of the process) does to the writes not yet synced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cut {
+    /// kill -9, not a power cut: the page cache outlives the process, so every write
+    /// reaches the file.
+    Crash,
     /// None reaches the disk.
     DropAll,
     /// Each sector of each write reaches it or not, at random and in no order.
@@ -86,6 +89,7 @@ impl SimulatedDisk {
             let count = writes.len();
             for (n, (offset, bytes)) in writes.drain(..).enumerate() {
                 match cut {
+                    Cut::Crash => write_at(path, &bytes, offset)?,
                     Cut::DropAll => {}
                     Cut::RandomSectors => {
                         for (k, sector) in bytes.chunks(SECTOR_BYTES).enumerate() {
