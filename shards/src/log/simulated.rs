@@ -3,9 +3,10 @@
 //!
 //! A write is kept aside until its file is synced, when it goes to the real file. A
 //! [`SimulatedDisk::cut`] then drops every write not yet synced, keeps a random subset of
-//! their 512-byte sectors, or tears the last one mid-way, and leaves real files that recovery
-//! reads as it would after a power cut. Creating a file and preallocating it count as durable
-//! at once: the writer syncs both, and the directory, before its first batch.
+//! their 512-byte sectors, or tears the last one mid-way (a kill -9 keeps them all), and
+//! leaves real files that recovery reads as it would after the cut. Creating a file and
+//! preallocating it count as durable at once: the writer syncs both, and the directory,
+//! before its first batch.
 
 use std::cell::RefCell;
 use std::fs;
