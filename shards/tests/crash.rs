@@ -18,7 +18,9 @@ use uuid::Uuid;
 
 mod common;
 
-use common::{actor, message_to, send_owners, upsert, Rng, LIMITS, NAMES};
+use common::{
+    actor, drain_every_inbox, message_to, prepare_on_all, send_owners, upsert, Rng, LIMITS, NAMES,
+};
 
 /// A send prepared on every owner and not yet committed.
 struct Prepared {
@@ -147,24 +149,14 @@ impl Run {
             }
             return;
         }
-        let mut granted = Vec::new();
-        let mut needs = Vec::new();
-        for &owner in &owners {
-            let reply = self.cluster[owner].handle(Request::Prepare {
-                envelope: Arc::clone(&envelope),
-                owners: owners.len() as u16,
-            });
-            if matches!(reply, Reply::Prepared(Ok(_))) {
-                granted.push(owner);
-                needs.push((owner, self.end(owner)));
-            }
-        }
-        if granted.len() < owners.len() {
-            for owner in granted {
-                self.cluster[owner].handle(Request::Abort { id: envelope.id });
-            }
+        let cluster = &mut self.cluster;
+        let call = |owner: usize, request| {
+            let reply = cluster[owner].handle(request);
+            (reply, cluster[owner].log().end())
+        };
+        let Some(needs) = prepare_on_all(&envelope, &owners, call) else {
             return;
-        }
+        };
         self.in_flight.push(Prepared {
             id: envelope.id,
             owners,
@@ -260,27 +252,9 @@ impl Run {
         )
         .unwrap_or_else(|failure| panic!("{context}: replay: {failure:?}"));
         // Who holds what after recovery: queued, or taken by a drain that survived the cut.
-        let mut holders: HashMap<Uuid, BTreeSet<String>> = HashMap::new();
-        let mut queued: HashMap<Uuid, BTreeSet<String>> = HashMap::new();
         let mut states = rebuilt.states;
-        for state in &mut states {
-            for name in NAMES {
-                if owner_of(name, count) != state.shard_id() {
-                    continue;
-                }
-                if let Reply::Drained(page) = state.handle(Request::Drain {
-                    actor: actor(name),
-                    max_weight: usize::MAX,
-                    at_least_one: true,
-                }) {
-                    for message in page.messages {
-                        let id = message.envelope.id;
-                        holders.entry(id).or_default().insert(name.into());
-                        queued.entry(id).or_default().insert(name.into());
-                    }
-                }
-            }
-        }
+        let queued = drain_every_inbox(&mut states);
+        let mut holders = queued.clone();
         for (owner, end, name, ids, acked) in &self.drains {
             let survived = *end <= cuts[*owner];
             if *acked {

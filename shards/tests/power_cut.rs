@@ -30,7 +30,9 @@ use uuid::Uuid;
 
 mod common;
 
-use common::{actor, message_to, send_owners, upsert, Rng, LIMITS, NAMES};
+use common::{
+    actor, drain_every_inbox, message_to, prepare_on_all, send_owners, upsert, Rng, LIMITS, NAMES,
+};
 
 /// Small segments, so histories roll over to new ones (the header takes 4 KiB of it).
 const SEGMENT_BYTES: u64 = 10 * 1024;
@@ -243,26 +245,14 @@ impl Run {
             }
             return;
         }
-        let mut granted = Vec::new();
-        let mut needs = Vec::new();
-        for &owner in &owners {
-            let reply = self.shards[owner].state.handle(Request::Prepare {
-                envelope: Arc::clone(&envelope),
-                owners: owners.len() as u16,
-            });
-            if matches!(reply, Reply::Prepared(Ok(_))) {
-                granted.push(owner);
-                needs.push((owner, self.end(owner)));
-            }
-        }
-        if granted.len() < owners.len() {
-            for owner in granted {
-                self.shards[owner]
-                    .state
-                    .handle(Request::Abort { id: envelope.id });
-            }
+        let shards = &mut self.shards;
+        let call = |owner: usize, request| {
+            let reply = shards[owner].state.handle(request);
+            (reply, shards[owner].state.log().end())
+        };
+        let Some(needs) = prepare_on_all(&envelope, &owners, call) else {
             return;
-        }
+        };
         self.in_flight.push(Prepared {
             id: envelope.id,
             owners,
@@ -473,27 +463,8 @@ impl Run {
         states: &mut [ShardState],
         ends: &[u64],
     ) -> HashMap<Uuid, BTreeSet<String>> {
-        let count = self.count();
-        let mut holders: HashMap<Uuid, BTreeSet<String>> = HashMap::new();
-        let mut queued: HashMap<Uuid, BTreeSet<String>> = HashMap::new();
-        for state in states.iter_mut() {
-            for name in NAMES {
-                if owner_of(name, count) != state.shard_id() {
-                    continue;
-                }
-                if let Reply::Drained(page) = state.handle(Request::Drain {
-                    actor: actor(name),
-                    max_weight: usize::MAX,
-                    at_least_one: true,
-                }) {
-                    for message in page.messages {
-                        let id = message.envelope.id;
-                        holders.entry(id).or_default().insert(name.into());
-                        queued.entry(id).or_default().insert(name.into());
-                    }
-                }
-            }
-        }
+        let queued = drain_every_inbox(states);
+        let mut holders = queued.clone();
         for drain in &self.drains {
             let survived = drain.end <= ends[drain.owner];
             if drain.acked && self.must_survive(&[(drain.owner, drain.end)]) {

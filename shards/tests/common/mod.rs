@@ -1,8 +1,11 @@
 //! What the shards' property tests share. Each test crate uses part of it.
 #![allow(dead_code)]
 
-use shards::{owner_of, Actor, Envelope, InboxLimits, Message, RegisterMode, Registration};
-use std::collections::BTreeSet;
+use shards::{
+    owner_of, Actor, Envelope, InboxLimits, Message, RegisterMode, Registration, Reply, Request,
+    ShardState,
+};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -53,6 +56,63 @@ pub fn message_to(id: Uuid, to: Vec<Box<str>>) -> Arc<Envelope> {
         to,
         ..Message::plain(id, "x")
     }))
+}
+
+/// Prepares `envelope` on each of `owners` through `call` (one request to one owner: its reply,
+/// and that owner's log end after it). All or nothing: if one refuses, the send is aborted where
+/// it was granted and `None` comes back; otherwise each owner's log end after its prepare.
+pub fn prepare_on_all(
+    envelope: &Arc<Envelope>,
+    owners: &[usize],
+    mut call: impl FnMut(usize, Request) -> (Reply, u64),
+) -> Option<Vec<(usize, u64)>> {
+    let mut needs = Vec::with_capacity(owners.len());
+    for &owner in owners {
+        let (reply, end) = call(
+            owner,
+            Request::Prepare {
+                envelope: Arc::clone(envelope),
+                owners: owners.len() as u16,
+            },
+        );
+        if matches!(reply, Reply::Prepared(Ok(_))) {
+            needs.push((owner, end));
+        }
+    }
+    if needs.len() < owners.len() {
+        for &(owner, _) in &needs {
+            call(owner, Request::Abort { id: envelope.id });
+        }
+        return None;
+    }
+    Some(needs)
+}
+
+/// Drains every inbox of [`NAMES`] on the states that own them (a cluster of `states.len()`
+/// shards): which recipients each message was still queued for.
+pub fn drain_every_inbox(states: &mut [ShardState]) -> HashMap<Uuid, BTreeSet<String>> {
+    let count = states.len();
+    let mut queued: HashMap<Uuid, BTreeSet<String>> = HashMap::new();
+    for state in states.iter_mut() {
+        for name in NAMES {
+            if owner_of(name, count) != state.shard_id() {
+                continue;
+            }
+            if let Reply::Drained(page) = state.handle(Request::Drain {
+                actor: actor(name),
+                max_weight: usize::MAX,
+                at_least_one: true,
+            }) {
+                for message in page.messages {
+                    queued
+                        .entry(message.envelope.id)
+                        .or_default()
+                        .insert(name.into());
+                }
+            }
+        }
+    }
+    queued
 }
 
 /// `name` acting at time 0, without a token.
